@@ -1,0 +1,40 @@
+from pinexa.users.v1 import users_pb2 as _users_pb2
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class VerifyCredentialsRequest(_message.Message):
+    __slots__ = ("username", "password")
+    USERNAME_FIELD_NUMBER: _ClassVar[int]
+    PASSWORD_FIELD_NUMBER: _ClassVar[int]
+    username: str
+    password: str
+    def __init__(self, username: _Optional[str] = ..., password: _Optional[str] = ...) -> None: ...
+
+class VerifyCredentialsResponse(_message.Message):
+    __slots__ = ("user_id", "role", "username")
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    USERNAME_FIELD_NUMBER: _ClassVar[int]
+    user_id: str
+    role: _users_pb2.User.Role
+    username: str
+    def __init__(self, user_id: _Optional[str] = ..., role: _Optional[_Union[_users_pb2.User.Role, str]] = ..., username: _Optional[str] = ...) -> None: ...
+
+class GetIdentityRequest(_message.Message):
+    __slots__ = ("user_id",)
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    user_id: str
+    def __init__(self, user_id: _Optional[str] = ...) -> None: ...
+
+class GetIdentityResponse(_message.Message):
+    __slots__ = ("user_id", "role", "username")
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    USERNAME_FIELD_NUMBER: _ClassVar[int]
+    user_id: str
+    role: _users_pb2.User.Role
+    username: str
+    def __init__(self, user_id: _Optional[str] = ..., role: _Optional[_Union[_users_pb2.User.Role, str]] = ..., username: _Optional[str] = ...) -> None: ...

@@ -1,0 +1,70 @@
+"""Client channels for service-to-service calls.
+
+Create one channel per target per process at start-up and reuse it: a channel multiplexes all
+calls over one HTTP/2 connection and reconnects by itself. Calls are retried on UNAVAILABLE
+(a peer restarting) and carry the request id and, when configured, the internal token.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import grpc
+
+from services.kit.context import current_request_id
+from services.kit.interceptor import INTERNAL_TOKEN_HEADER
+
+_SERVICE_CONFIG = json.dumps(
+    {
+        "methodConfig": [
+            {
+                "name": [{}],
+                "timeout": "5s",
+                "retryPolicy": {
+                    "maxAttempts": 3,
+                    "initialBackoff": "0.1s",
+                    "maxBackoff": "1s",
+                    "backoffMultiplier": 2,
+                    "retryableStatusCodes": ["UNAVAILABLE"],
+                },
+            }
+        ]
+    }
+)
+
+
+class _MetadataInterceptor(grpc.aio.UnaryUnaryClientInterceptor):
+    def __init__(self, internal_token: str) -> None:
+        self._internal_token = internal_token
+
+    async def intercept_unary_unary(
+        self, continuation: Callable[..., Any], call_details: grpc.aio.ClientCallDetails, request: Any
+    ) -> Any:
+        metadata = list(call_details.metadata or [])
+        metadata.append(("x-request-id", current_request_id()))
+        if self._internal_token:
+            metadata.append((INTERNAL_TOKEN_HEADER, self._internal_token))
+        details = grpc.aio.ClientCallDetails(
+            call_details.method,
+            call_details.timeout,
+            metadata,
+            call_details.credentials,
+            call_details.wait_for_ready,
+        )
+        return await continuation(details, request)
+
+
+def internal_channel(address: str, *, internal_token: str = "") -> grpc.aio.Channel:
+    """A channel to another Pinexa service at `host:port`."""
+    return grpc.aio.insecure_channel(
+        address,
+        options=[
+            ("grpc.service_config", _SERVICE_CONFIG),
+            ("grpc.enable_retries", 1),
+            ("grpc.keepalive_time_ms", 30_000),
+            ("grpc.keepalive_timeout_ms", 10_000),
+        ],
+        interceptors=[_MetadataInterceptor(internal_token)],
+    )

@@ -1,0 +1,167 @@
+"""The server factory every service uses: grpc.aio with health, reflection, the interceptor and
+graceful shutdown.
+
+A service describes itself with a `ServiceSpec`; `ServiceHost` runs it:
+
+    host = ServiceHost(spec, settings=settings, verifier=verifier)
+    port = await host.start("127.0.0.1:0")   # tests bind port 0 and use the port returned
+    ...
+    await host.stop(grace=5)                  # NOT_SERVING first, then in-flight calls finish
+
+`run_until_signal` is what each service's `__main__` calls: it serves until SIGTERM or SIGINT.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from services.kit.interceptor import PinexaInterceptor
+from services.kit.settings import Settings
+from services.kit.tokens import TokenVerifier
+
+log = logging.getLogger(__name__)
+
+SERVING = health_pb2.HealthCheckResponse.SERVING
+NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+
+# 4 MiB is gRPC's default; data items may carry 1 MiB of content plus attributes.
+MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+
+
+@dataclass(kw_only=True)
+class ServiceSpec:
+    """What a service contributes to the shared server."""
+
+    name: str
+    """Short name for logs, metrics and ErrorInfo.domain (`pinexa.<name>`)."""
+    register: Callable[[grpc.aio.Server], None]
+    """Adds the servicers to the server."""
+    service_names: Sequence[str]
+    """Full names of the gRPC services it serves, for health and reflection."""
+    public_methods: frozenset[str] = frozenset()
+    """Full method names callable without an access token."""
+    internal_services: frozenset[str] = frozenset()
+    """Services meant for other Pinexa services only (never routed by Envoy)."""
+    readiness: Callable[[], Awaitable[None]] | None = None
+    """Raises when the service's own database is unreachable; drives the health status."""
+    on_start: Sequence[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    """Run once after the port is bound (e.g. background workers)."""
+    on_stop: Sequence[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    """Run after the server has stopped (close pools and clients)."""
+
+
+class ServiceHost:
+    """One running gRPC server for one service."""
+
+    def __init__(self, spec: ServiceSpec, *, settings: Settings, verifier: TokenVerifier | None) -> None:
+        self.spec = spec
+        self._settings = settings
+        self.health = health.aio.HealthServicer()
+        self._interceptor = PinexaInterceptor(
+            service=spec.name,
+            verifier=verifier,
+            public_methods=spec.public_methods,
+            internal_services=spec.internal_services,
+            internal_token=settings.internal_token,
+        )
+        self.server = grpc.aio.server(
+            interceptors=[self._interceptor],
+            options=[
+                ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+                ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+                ("grpc.so_reuseport", 0),
+            ],
+        )
+        spec.register(self.server)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        reflection.enable_server_reflection(
+            [*spec.service_names, health.SERVICE_NAME, reflection.SERVICE_NAME], self.server
+        )
+        self._monitor: asyncio.Task[None] | None = None
+        self._stopping = False
+        self.port = 0
+
+    async def start(self, address: str) -> int:
+        """Bind and start serving; returns the bound port (useful with port 0)."""
+        self.port = self.server.add_insecure_port(address)
+        if not self.port:
+            raise OSError(f"could not bind {address}")
+        await self.server.start()
+        await self._check_once()
+        for hook in self.spec.on_start:
+            await hook()
+        self._monitor = asyncio.create_task(self._watch_health(), name=f"{self.spec.name}-health")
+        log.info("serving", extra={"address": address, "port": self.port})
+        return self.port
+
+    async def _set_status(self, status: int) -> None:
+        for name in ("", *self.spec.service_names):
+            await self.health.set(name, status)
+
+    async def _check_once(self) -> None:
+        if self._stopping:
+            return
+        ok = True
+        if self.spec.readiness is not None:
+            try:
+                await asyncio.wait_for(
+                    self.spec.readiness(), timeout=max(1.0, self._settings.health_check_interval_seconds)
+                )
+            except Exception as exc:  # any failure means the dependency is not usable
+                ok = False
+                log.warning("dependency unhealthy: %s", type(exc).__name__)
+        if not self._stopping:
+            await self._set_status(SERVING if ok else NOT_SERVING)
+
+    async def _watch_health(self) -> None:
+        while not self._stopping:
+            await asyncio.sleep(self._settings.health_check_interval_seconds)
+            await self._check_once()
+
+    async def stop(self, grace: float | None = None, drain: float | None = None) -> None:
+        """Report NOT_SERVING and keep serving for `drain` seconds, so health checkers (Envoy,
+        Kubernetes) take this instance out of rotation; then refuse new calls and let
+        in-flight calls finish within `grace` seconds."""
+        if self._stopping:
+            return
+        self._stopping = True
+        grace = self._settings.shutdown_grace_seconds if grace is None else grace
+        drain = self._settings.shutdown_drain_seconds if drain is None else drain
+        await self.health.enter_graceful_shutdown()
+        if self._monitor is not None:
+            self._monitor.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._monitor
+        if drain > 0:
+            await asyncio.sleep(drain)  # a deliberate drain period, not a wait for readiness
+        await self.server.stop(grace)
+        for hook in self.spec.on_stop:
+            try:
+                await hook()
+            except Exception:
+                log.exception("error while closing %s", self.spec.name)
+        log.info("stopped")
+
+    async def wait_for_termination(self) -> None:
+        await self.server.wait_for_termination()
+
+
+async def run_until_signal(host: ServiceHost, address: str) -> None:
+    """Serve until SIGTERM or SIGINT, then shut down gracefully."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await host.start(address)
+    await stop.wait()
+    log.info("signal received; draining")
+    await host.stop()

@@ -1,0 +1,215 @@
+"""Stateless verification of access tokens against a JWKS.
+
+Every service verifies bearer JWTs locally with `TokenVerifier`, using the public keys that auth
+publishes. Keys are cached, refetched when a token names an unknown `kid` (at most once per
+`min_refresh_interval`), and kept when auth is briefly unreachable. Verified tokens are cached
+until they expire, so a hot client costs one signature check, not one per request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Protocol
+
+import jwt
+from google.protobuf.json_format import MessageToDict
+
+from pinexa.auth.v1 import auth_pb2, auth_pb2_grpc
+from services.kit.context import Principal
+from services.kit.errors import Unauthenticated, Unavailable
+
+log = logging.getLogger(__name__)
+
+Jwk = dict[str, Any]
+
+
+class KeySource(Protocol):
+    """Where public keys come from: auth's GetJwks over gRPC, or a fixed list."""
+
+    async def fetch(self) -> Sequence[Jwk]: ...
+
+
+class StaticKeySource:
+    """A fixed key set: auth uses its own keys this way, tests use a test key pair."""
+
+    def __init__(self, keys: Sequence[Jwk] | Callable[[], Sequence[Jwk]]) -> None:
+        self._keys = keys
+
+    async def fetch(self) -> Sequence[Jwk]:
+        return self._keys() if callable(self._keys) else self._keys
+
+
+class CallableKeySource:
+    """Adapts any coroutine function returning JWK dicts (e.g. a gRPC GetJwks call)."""
+
+    def __init__(self, fetch: Callable[[], Awaitable[Sequence[Jwk]]]) -> None:
+        self._fetch = fetch
+
+    async def fetch(self) -> Sequence[Jwk]:
+        return await self._fetch()
+
+
+def _reject(reason: str, message: str) -> Unauthenticated:
+    return Unauthenticated(message, reason=reason)
+
+
+class TokenVerifier:
+    """Verifies ES256/EdDSA access tokens: signature, kid, alg allow-list, iss, aud, exp, nbf."""
+
+    def __init__(
+        self,
+        source: KeySource,
+        *,
+        issuer: str,
+        audience: str,
+        algorithms: Sequence[str] = ("ES256", "EdDSA"),
+        leeway_seconds: int = 30,
+        min_refresh_interval: float = 5.0,
+        max_key_age: float = 300.0,
+        cache_size: int = 10_000,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._source = source
+        self._issuer = issuer
+        self._audience = audience
+        self._algorithms = frozenset(algorithms)
+        self._leeway = leeway_seconds
+        self._min_refresh_interval = min_refresh_interval
+        self._max_key_age = max_key_age
+        self._cache_size = cache_size
+        self._clock = clock
+        self._keys: dict[str, jwt.PyJWK] = {}
+        self._fetched_at = float("-inf")
+        self._last_attempt = float("-inf")
+        self._refresh_lock = asyncio.Lock()
+        self._cache: OrderedDict[bytes, Principal] = OrderedDict()
+
+    async def refresh_keys(self, *, force: bool = False) -> None:
+        """Refetch the key set; failures keep the keys we have (auth may be restarting)."""
+        async with self._refresh_lock:
+            now = time.monotonic()
+            if not force and now - self._last_attempt < self._min_refresh_interval:
+                return
+            self._last_attempt = now
+            try:
+                jwks = await self._source.fetch()
+            except Exception as exc:  # any transport failure: keep serving with cached keys
+                log.warning("could not fetch signing keys; keeping %d cached", len(self._keys), exc_info=exc)
+                return
+            keys: dict[str, jwt.PyJWK] = {}
+            for jwk in jwks:
+                try:
+                    key = jwt.PyJWK(jwk)
+                except jwt.PyJWTError:
+                    log.warning("ignoring a malformed JWK with kid %r", jwk.get("kid"))
+                    continue
+                if key.key_id and key.algorithm_name in self._algorithms:
+                    keys[key.key_id] = key
+            self._keys = keys
+            self._fetched_at = now
+
+    async def _key_for(self, kid: str) -> jwt.PyJWK:
+        if time.monotonic() - self._fetched_at > self._max_key_age or kid not in self._keys:
+            await self.refresh_keys()
+        key = self._keys.get(kid)
+        if key is not None:
+            return key
+        if not self._keys and self._fetched_at == float("-inf"):
+            raise Unavailable(
+                "the signing keys could not be fetched; try again shortly", reason="JWKS_UNAVAILABLE"
+            )
+        raise _reject("TOKEN_UNKNOWN_KID", "the access token was signed with an unknown key")
+
+    async def verify(self, token: str) -> Principal:
+        if not token:
+            raise _reject("TOKEN_MISSING", "a bearer access token is required")
+        cache_key = hashlib.blake2b(token.encode(), digest_size=20).digest()
+        cached = self._cache.get(cache_key)
+        if cached is not None:
+            if cached.expires_at + self._leeway > self._clock():
+                self._cache.move_to_end(cache_key)
+                return cached
+            del self._cache[cache_key]
+        principal = await self._verify_uncached(token)
+        self._cache[cache_key] = principal
+        if len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)
+        return principal
+
+    async def _verify_uncached(self, token: str) -> Principal:
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError:
+            raise _reject("TOKEN_MALFORMED", "the access token is not a well-formed JWT") from None
+        alg = header.get("alg")
+        if alg not in self._algorithms:
+            raise _reject("TOKEN_ALGORITHM_NOT_ALLOWED", f"tokens signed with {alg!r} are not accepted")
+        kid = header.get("kid")
+        if not isinstance(kid, str) or not kid:
+            raise _reject("TOKEN_UNKNOWN_KID", "the access token names no signing key")
+        key = await self._key_for(kid)
+        if key.algorithm_name != alg:
+            raise _reject("TOKEN_ALGORITHM_NOT_ALLOWED", "the token's algorithm does not match its key")
+        try:
+            claims = jwt.decode(
+                token,
+                key.key,
+                algorithms=[alg],
+                audience=self._audience,
+                issuer=self._issuer,
+                leeway=self._leeway,
+                options={"require": ["exp", "iat", "iss", "aud", "sub", "jti"]},
+            )
+        except jwt.ExpiredSignatureError:
+            raise _reject("TOKEN_EXPIRED", "the access token has expired") from None
+        except jwt.ImmatureSignatureError:
+            raise _reject("TOKEN_NOT_YET_VALID", "the access token is not valid yet") from None
+        except jwt.InvalidIssuerError:
+            raise _reject("TOKEN_ISSUER_INVALID", "the access token has the wrong issuer") from None
+        except jwt.InvalidAudienceError:
+            raise _reject("TOKEN_AUDIENCE_INVALID", "the access token has the wrong audience") from None
+        except jwt.InvalidSignatureError:
+            raise _reject("TOKEN_SIGNATURE_INVALID", "the access token's signature does not verify") from None
+        except jwt.PyJWTError:
+            raise _reject("TOKEN_INVALID", "the access token is invalid") from None
+        role = claims.get("role")
+        if role not in ("user", "admin"):
+            raise _reject("TOKEN_INVALID", "the access token carries no valid role")
+        return Principal(
+            user_id=str(claims["sub"]), role=role, token_id=str(claims["jti"]), expires_at=int(claims["exp"])
+        )
+
+
+def bearer_token(authorization: str | None) -> str:
+    """The token of an `Authorization: Bearer <token>` header, or '' when there is none."""
+    if not authorization:
+        return ""
+    scheme, _, token = authorization.partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else ""
+
+
+def auth_key_source(channel: Any) -> CallableKeySource:
+    """Keys fetched from auth's GetJwks over an internal gRPC channel."""
+    stub = auth_pb2_grpc.AuthServiceStub(channel)
+
+    async def fetch() -> list[Jwk]:
+        response = await stub.GetJwks(auth_pb2.GetJwksRequest(), timeout=3)
+        return [MessageToDict(key, preserving_proto_field_name=True) for key in response.keys]
+
+    return CallableKeySource(fetch)
+
+
+def verifier_from_settings(settings: Any, source: KeySource) -> TokenVerifier:
+    """The verifier every service builds from its Settings."""
+    return TokenVerifier(
+        source,
+        issuer=settings.jwt_issuer,
+        audience=settings.jwt_audience,
+        algorithms=settings.jwt_algorithms,
+        leeway_seconds=settings.jwt_leeway_seconds,
+    )

@@ -1,0 +1,67 @@
+"""Fixtures shared by every suite.
+
+PostgreSQL: the suites that take `sql_url` run once on SQLite and once on PostgreSQL. The
+PostgreSQL run creates a throwaway database from TEST_DATABASE_URL (default
+postgresql://postgres@127.0.0.1:5432/postgres) and drops it at the end. A missing PostgreSQL
+is a failure, never a skip.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from sqlalchemy.engine import make_url
+
+from tests.support import TestKeys
+
+DEFAULT_TEST_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+@pytest.fixture(scope="session")
+def test_keys() -> TestKeys:
+    return TestKeys()
+
+
+@pytest.fixture(scope="session")
+def postgres_server_url() -> str:
+    url = os.environ.get("TEST_DATABASE_URL", DEFAULT_TEST_DATABASE_URL)
+    try:
+        with psycopg.connect(url, connect_timeout=5):
+            pass
+    except psycopg.OperationalError as exc:
+        pytest.fail(f"PostgreSQL is required for the tests and is not reachable at {url}: {exc}")
+    return url
+
+
+@pytest.fixture(scope="session")
+def postgres_database_factory(postgres_server_url: str) -> Iterator[object]:
+    """Creates throwaway databases on the test server; drops them all at the end of the run."""
+    created: list[str] = []
+    admin_url = make_url(postgres_server_url)
+    conninfo = admin_url.set(drivername="postgresql").render_as_string(hide_password=False)
+
+    def create(prefix: str = "pinexa_test") -> str:
+        name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+        with psycopg.connect(conninfo, autocommit=True) as connection:
+            connection.execute(f'CREATE DATABASE "{name}"')
+        created.append(name)
+        return admin_url.set(database=name).render_as_string(hide_password=False)
+
+    yield create
+    with psycopg.connect(conninfo, autocommit=True) as connection:
+        for name in created:
+            connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def sql_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh, empty database URL: a SQLite file, then a throwaway PostgreSQL database."""
+    if request.param == "sqlite":
+        return f"sqlite+aiosqlite:///{tmp_path / 'test.db'}"
+    factory = request.getfixturevalue("postgres_database_factory")
+    return factory()  # type: ignore[operator, no-any-return]

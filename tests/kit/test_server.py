@@ -1,0 +1,171 @@
+"""The shared server: health, reflection, error mapping, authentication and graceful shutdown.
+
+The servicer here is a stand-in written for these tests (the real services have their own
+suites); everything else is real: a grpc.aio server on a free port and a client over TCP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import grpc
+import pytest
+from google.protobuf import empty_pb2
+from grpc_health.v1 import health_pb2
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+from pinexa.users.v1 import users_pb2, users_pb2_grpc
+from services.kit.context import require_principal
+from services.kit.errors import InvalidArgument, NotFound, Violations
+from services.kit.server import ServiceHost, ServiceSpec
+from services.kit.settings import Settings
+from tests.support import TestKeys, bearer, error_info, field_violations, health_status
+
+SERVICE = "pinexa.users.v1.UserService"
+
+
+class FakeUsers(users_pb2_grpc.UserServiceServicer):
+    def __init__(self) -> None:
+        self.release = asyncio.Event()
+
+    async def GetUser(self, request: users_pb2.GetUserRequest, context: object) -> users_pb2.User:
+        if request.id == "slow":
+            await self.release.wait()
+            return users_pb2.User(id="slow")
+        if request.id == "boom":
+            raise RuntimeError("secret internals")
+        raise NotFound(f"user {request.id!r} not found", reason="USER_NOT_FOUND")
+
+    async def GetMe(self, request: users_pb2.GetMeRequest, context: object) -> users_pb2.User:
+        principal = require_principal()
+        return users_pb2.User(
+            id=principal.user_id, role=users_pb2.User.ADMIN if principal.is_admin else users_pb2.User.USER
+        )
+
+    async def CreateUser(self, request: users_pb2.CreateUserRequest, context: object) -> users_pb2.User:
+        violations = Violations()
+        violations.check("@" in request.user.email, "user.email", "must be an e-mail address")
+        violations.check(len(request.user.password) >= 10, "user.password", "must be at least 10 characters")
+        violations.raise_if_any()
+        return users_pb2.User(username=request.user.username)
+
+    async def DeleteUser(self, request: users_pb2.DeleteUserRequest, context: object) -> empty_pb2.Empty:
+        raise InvalidArgument("no")
+
+
+class Harness:
+    def __init__(self, host: ServiceHost, fake: FakeUsers, healthy: list[bool]) -> None:
+        self.host = host
+        self.fake = fake
+        self.healthy = healthy
+        self.address = f"127.0.0.1:{host.port}"
+        self.channel = grpc.aio.insecure_channel(self.address)
+        self.stub = users_pb2_grpc.UserServiceStub(self.channel)
+
+
+@pytest.fixture
+async def harness(test_keys: TestKeys) -> AsyncIterator[Harness]:
+    fake = FakeUsers()
+    healthy = [True]
+
+    async def readiness() -> None:
+        if not healthy[0]:
+            raise ConnectionError("database down")
+
+    spec = ServiceSpec(
+        name="users",
+        register=lambda server: users_pb2_grpc.add_UserServiceServicer_to_server(fake, server),
+        service_names=[SERVICE],
+        public_methods=frozenset({f"/{SERVICE}/CreateUser"}),
+        readiness=readiness,
+    )
+    settings = Settings(health_check_interval_seconds=0.05, shutdown_grace_seconds=5)
+    host = ServiceHost(spec, settings=settings, verifier=test_keys.verifier())
+    await host.start("127.0.0.1:0")
+    h = Harness(host, fake, healthy)
+    yield h
+    fake.release.set()
+    await h.channel.close()
+    await host.stop(grace=1, drain=0)
+
+
+async def test_health_follows_the_database(harness: Harness) -> None:
+    assert await health_status(harness.address) == health_pb2.HealthCheckResponse.SERVING
+    assert await health_status(harness.address, SERVICE) == health_pb2.HealthCheckResponse.SERVING
+    harness.healthy[0] = False
+    await asyncio.sleep(0.3)
+    assert await health_status(harness.address, SERVICE) == health_pb2.HealthCheckResponse.NOT_SERVING
+    harness.healthy[0] = True
+    await asyncio.sleep(0.3)
+    assert await health_status(harness.address, SERVICE) == health_pb2.HealthCheckResponse.SERVING
+
+
+async def test_reflection_lists_the_service(harness: Harness) -> None:
+    stub = reflection_pb2_grpc.ServerReflectionStub(harness.channel)
+    responses = stub.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")]))
+    names = [s.name async for r in responses for s in r.list_services_response.service]
+    assert SERVICE in names
+    assert "grpc.health.v1.Health" in names
+
+
+async def test_domain_error_becomes_status_with_error_info(harness: Harness, test_keys: TestKeys) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await harness.stub.GetUser(
+            users_pb2.GetUserRequest(id="nobody"), metadata=bearer(test_keys.mint("u1"))
+        )
+    assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+    info = error_info(caught.value)
+    assert info is not None and info.reason == "USER_NOT_FOUND" and info.domain == "pinexa.users"
+
+
+async def test_invalid_input_names_every_field(harness: Harness) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await harness.stub.CreateUser(
+            users_pb2.CreateUserRequest(user=users_pb2.User(email="x", password="short"))
+        )
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert set(field_violations(caught.value)) == {"user.email", "user.password"}
+    assert error_info(caught.value).reason == "INVALID_INPUT"  # type: ignore[union-attr]
+
+
+async def test_unexpected_exception_is_internal_without_details(
+    harness: Harness, test_keys: TestKeys
+) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await harness.stub.GetUser(users_pb2.GetUserRequest(id="boom"), metadata=bearer(test_keys.mint("u1")))
+    assert caught.value.code() == grpc.StatusCode.INTERNAL
+    assert "secret" not in (caught.value.details() or "")
+
+
+async def test_protected_method_refuses_missing_token(harness: Harness) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await harness.stub.GetMe(users_pb2.GetMeRequest())
+    assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    assert error_info(caught.value).reason == "TOKEN_MISSING"  # type: ignore[union-attr]
+
+
+async def test_protected_method_accepts_valid_token(harness: Harness, test_keys: TestKeys) -> None:
+    me = await harness.stub.GetMe(users_pb2.GetMeRequest(), metadata=bearer(test_keys.mint("u42", "admin")))
+    assert me.id == "u42" and me.role == users_pb2.User.ADMIN
+
+
+async def test_sigterm_style_stop_lets_in_flight_calls_finish(harness: Harness, test_keys: TestKeys) -> None:
+    call = asyncio.ensure_future(
+        harness.stub.GetUser(users_pb2.GetUserRequest(id="slow"), metadata=bearer(test_keys.mint("u1")))
+    )
+    await asyncio.sleep(0.2)
+    stopping = asyncio.ensure_future(harness.host.stop(grace=5, drain=1.0))
+    await asyncio.sleep(0.2)
+    # During the drain the server still answers, and says it is going away.
+    assert await health_status(harness.address) == health_pb2.HealthCheckResponse.NOT_SERVING
+    await asyncio.sleep(1.0)
+    # Past the drain, new calls are refused while the in-flight one is still running.
+    with pytest.raises(grpc.aio.AioRpcError):
+        await harness.stub.GetUser(
+            users_pb2.GetUserRequest(id="x"), metadata=bearer(test_keys.mint("u1")), timeout=1
+        )
+    assert not call.done()
+    harness.fake.release.set()
+    assert (await call).id == "slow"
+    await stopping
