@@ -1,0 +1,99 @@
+"""The auth service's command line.
+
+python -m services.auth            serve on LISTEN_HOST:AUTH_PORT until SIGTERM/SIGINT
+python -m services.auth migrate    apply auth's migrations and exit
+python -m services.auth keygen     create a new signing key (rotation), see --help
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+import time
+from pathlib import Path
+
+from services.auth.keys import KeyConfigError, generate_private_key, private_key_pem, write_new_key
+from services.auth.server import create_service, migrate
+from services.kit.logs import configure_logging
+from services.kit.metrics import serve_metrics
+from services.kit.server import run_until_signal
+from services.kit.settings import Settings, SettingsError
+
+log = logging.getLogger("services.auth")
+
+
+async def serve(settings: Settings) -> None:
+    host = await create_service(settings)
+    serve_metrics(settings.metrics_port, settings.listen_host)
+    await run_until_signal(host, f"{settings.listen_host}:{settings.auth_port}")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m services.auth", description="Pinexa's auth service.")
+    commands = parser.add_subparsers(dest="command")
+    commands.add_parser("serve", help="serve gRPC on LISTEN_HOST:AUTH_PORT (the default)")
+    commands.add_parser("migrate", help="apply the database migrations and exit")
+    keygen = commands.add_parser(
+        "keygen",
+        help="create a new signing key",
+        description=(
+            "Create a new private signing key. Written to JWT_KEYS_DIR (or --dir) as "
+            "<UTC time>-<alg>.pem with mode 0600; file-name order is creation order, and the newest "
+            "active key signs. With --stdout the PEM is printed instead, for a Secret or "
+            "JWT_PRIVATE_KEYS (append it after the keys already there)."
+        ),
+    )
+    keygen.add_argument("--alg", choices=["ES256", "EdDSA"], default="ES256", help="default: ES256")
+    keygen.add_argument("--dir", type=Path, help="folder to write to (default: JWT_KEYS_DIR)")
+    keygen.add_argument(
+        "--activate-in",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help=(
+            "publish the key now but sign with it only after this many seconds, so every verifier "
+            "(services, Envoy) has fetched it before the first token signed with it arrives"
+        ),
+    )
+    keygen.add_argument("--stdout", action="store_true", help="print the PEM instead of writing a file")
+    return parser
+
+
+def keygen(args: argparse.Namespace, settings: Settings) -> int:
+    activates_at = time.time() + args.activate_in if args.activate_in > 0 else None
+    if args.stdout:
+        sys.stdout.write(private_key_pem(generate_private_key(args.alg), activates_at=activates_at))
+        return 0
+    path, key = write_new_key(
+        args.dir or settings.jwt_keys_dir, algorithm=args.alg, activates_at=activates_at
+    )
+    sys.stdout.write(f"wrote {path} (kid {key.kid}, {key.algorithm})\n")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        settings = Settings.from_env()
+    except SettingsError as error:
+        sys.stderr.write(f"auth: {error}\n")
+        return 2
+    configure_logging("auth", level=settings.log_level, fmt=settings.log_format)
+    try:
+        if args.command == "keygen":
+            return keygen(args, settings)
+        if args.command == "migrate":
+            asyncio.run(migrate(settings))
+            log.info("migrations applied")
+            return 0
+        asyncio.run(serve(settings))
+    except KeyConfigError as error:
+        sys.stderr.write(f"auth: {error}\n")
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

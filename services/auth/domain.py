@@ -1,0 +1,326 @@
+"""Auth's rules: login with throttling, refresh-token rotation with reuse detection and a grace
+window, logout, and the signing keys.
+
+Plain typed code: the store, the users client, the key ring and the clock come in through
+`__init__`; nothing here knows about protobuf or gRPC.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import secrets
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import NoReturn, Protocol
+
+from services.auth.keys import KeyRing
+from services.auth.store import AuthStore, Claim, ThrottleKey, TokenRecord
+from services.kit.context import Principal, Role
+from services.kit.errors import (
+    InvalidArgument,
+    PermissionDenied,
+    ResourceExhausted,
+    Unauthenticated,
+    Violations,
+)
+from services.kit.settings import Settings
+
+log = logging.getLogger(__name__)
+
+# The one answer to a wrong password and to an unknown account: same code, reason and message.
+INVALID_CREDENTIALS_MESSAGE = "the username or password is incorrect"
+
+# A client IP may fail this many times more than one account before it is throttled: many
+# people can share one address (an office, a carrier-grade NAT), and the per-account counter
+# already stops guessing at any single account.
+IP_FAILURE_FACTOR = 4
+# A failure counter with no failure for this long starts again from zero.
+FAILURE_MEMORY_SECONDS = 24 * 3600
+# Inputs longer than these are refused before any work (a password hash costs time and memory).
+MAX_USERNAME_LENGTH = 320
+MAX_PASSWORD_LENGTH = 1024
+MAX_REFRESH_TOKEN_LENGTH = 256
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """Who an account is, as users reports it."""
+
+    user_id: str
+    role: Role
+
+
+class InvalidCredentials(Exception):
+    """Users said the username/password pair does not match an account."""
+
+
+class UnknownUser(Exception):
+    """Users said the account no longer exists."""
+
+
+class UsersClient(Protocol):
+    """What auth asks the users service; see `services.auth.users_client`."""
+
+    async def verify_credentials(self, username: str, password: str) -> Identity: ...
+
+    async def get_identity(self, user_id: str) -> Identity: ...
+
+
+@dataclass(frozen=True, slots=True)
+class AuthPolicy:
+    """The knobs, taken from Settings."""
+
+    issuer: str = "pinexa-auth"
+    audience: str = "pinexa"
+    access_token_ttl: int = 900
+    refresh_token_ttl: int = 30 * 24 * 3600
+    reuse_grace: float = 10.0
+    max_failures: int = 5
+    backoff_base: float = 1.0
+    backoff_max: float = 900.0
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> AuthPolicy:
+        return cls(
+            issuer=settings.jwt_issuer,
+            audience=settings.jwt_audience,
+            access_token_ttl=settings.access_token_ttl_seconds,
+            refresh_token_ttl=settings.refresh_token_ttl_seconds,
+            reuse_grace=settings.refresh_reuse_grace_seconds,
+            max_failures=settings.login_max_failures,
+            backoff_base=settings.login_backoff_base_seconds,
+            backoff_max=settings.login_backoff_max_seconds,
+        )
+
+    def backoff(self, failures: int, threshold: int) -> float:
+        """Seconds to wait after `failures` failed attempts: none below the threshold, then
+        base, 2 * base, 4 * base ... up to the maximum."""
+        if failures < threshold:
+            return 0.0
+        return float(min(self.backoff_base * 2.0 ** min(failures - threshold, 62), self.backoff_max))
+
+
+@dataclass(frozen=True, slots=True)
+class TokenPair:
+    access_token: str
+    refresh_token: str
+    expires_in: int
+    token_type: str = "Bearer"  # noqa: S105 (a token type, not a secret)
+
+
+def hash_refresh_token(token: str) -> str:
+    """SHA-256 of a refresh token: what the store keeps and looks tokens up by."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def throttle_key(kind: str, value: str) -> str:
+    """The stored (hashed) name of a failure counter."""
+    return hashlib.sha256(f"{kind}:{value}".encode()).hexdigest()
+
+
+def normalize_username(username: str) -> str:
+    """The account a login names, for counting failures: usernames and e-mail addresses are
+    unique regardless of case."""
+    return username.strip().casefold()
+
+
+class Auth:
+    def __init__(
+        self,
+        *,
+        store: AuthStore,
+        users: UsersClient,
+        keys: KeyRing,
+        policy: AuthPolicy,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._store = store
+        self._users = users
+        self._keys = keys
+        self._policy = policy
+        self._clock = clock
+
+    # ---- tokens ------------------------------------------------------------------------------
+
+    def jwks(self) -> list[dict[str, str]]:
+        return self._keys.jwks()
+
+    def _access_token(self, identity: Identity, now: float) -> str:
+        issued = int(now)
+        claims = {
+            "iss": self._policy.issuer,
+            "aud": self._policy.audience,
+            "sub": identity.user_id,
+            "role": identity.role,
+            "jti": uuid.uuid4().hex,
+            "iat": issued,
+            "nbf": issued,
+            "exp": issued + self._policy.access_token_ttl,
+        }
+        return self._keys.signing_key().sign(claims)
+
+    def _pair(self, identity: Identity, refresh_token: str, now: float) -> TokenPair:
+        return TokenPair(
+            access_token=self._access_token(identity, now),
+            refresh_token=refresh_token,
+            expires_in=self._policy.access_token_ttl,
+        )
+
+    # ---- login -------------------------------------------------------------------------------
+
+    async def login(self, username: str, password: str, *, client_ip: str) -> TokenPair:
+        violations = Violations()
+        violations.check(bool(username.strip()), "username", "is required")
+        violations.check(len(username) <= MAX_USERNAME_LENGTH, "username", "is too long")
+        violations.check(bool(password), "password", "is required")
+        violations.check(len(password) <= MAX_PASSWORD_LENGTH, "password", "is too long")
+        violations.raise_if_any()
+
+        now = self._clock()
+        keys = [ThrottleKey(throttle_key("account", normalize_username(username)), self._policy.max_failures)]
+        if client_ip:
+            keys.append(
+                ThrottleKey(throttle_key("ip", client_ip), self._policy.max_failures * IP_FAILURE_FACTOR)
+            )
+        claim = await self._store.claim_attempt(
+            keys, now=now, forget_before=now - FAILURE_MEMORY_SECONDS, backoff=self._policy.backoff
+        )
+        if claim.retry_after:
+            log.info("login throttled", extra={"retry_after": round(claim.retry_after, 3)})
+            raise ResourceExhausted(
+                "too many failed login attempts; try again later",
+                retry_after=claim.retry_after,
+                reason="LOGIN_THROTTLED",
+            )
+        try:
+            identity = await self._users.verify_credentials(username, password)
+        except InvalidCredentials:
+            log.info("login failed", extra={"failures": max(c.failures for c in claim.charges)})
+            raise Unauthenticated(INVALID_CREDENTIALS_MESSAGE, reason="INVALID_CREDENTIALS") from None
+        except Exception:
+            await self._refund(claim)  # not a wrong guess (users unreachable): don't count it
+            raise
+        await self._store.settle(claim, reset=[keys[0].key])
+        return await self._new_session(identity, now)
+
+    async def _refund(self, claim: Claim) -> None:
+        try:
+            await self._store.settle(claim)
+        except Exception:
+            log.exception("could not refund a login attempt")
+
+    async def _new_session(self, identity: Identity, now: float) -> TokenPair:
+        refresh_token = secrets.token_urlsafe(32)
+        await self._store.create_session(
+            session_id=str(uuid.uuid4()),
+            user_id=identity.user_id,
+            token_hash=hash_refresh_token(refresh_token),
+            now=now,
+            expires_at=now + self._policy.refresh_token_ttl,
+        )
+        return self._pair(identity, refresh_token, now)
+
+    # ---- refresh -----------------------------------------------------------------------------
+
+    async def _lookup(self, refresh_token: str) -> TokenRecord | None:
+        if not refresh_token or len(refresh_token) > MAX_REFRESH_TOKEN_LENGTH:
+            return None
+        return await self._store.find_token(hash_refresh_token(refresh_token))
+
+    async def refresh(self, refresh_token: str) -> TokenPair:
+        """Spend a refresh token and return a new pair.
+
+        - A token spent before, outside the grace window, is a reuse: its whole family is
+          revoked, so whichever party holds the newest token (the thief or the user) is out too.
+        - Within the grace window after its first spend, the same token is honoured again with a
+          sibling token of the same family: two tabs refreshing at once both stay logged in.
+        - The account is looked up first, so a deleted account cannot refresh and a changed role
+          is in the next access token. That happens before the spend: if users is down the token
+          stays unspent and the client can simply retry.
+        """
+        if not refresh_token:
+            raise InvalidArgument("refresh_token is required", [("refresh_token", "is required")])
+        record = await self._lookup(refresh_token)
+        now = self._clock()
+        if record is None:
+            raise Unauthenticated("the refresh token is not valid", reason="REFRESH_TOKEN_INVALID")
+        if record.session_revoked_at is not None:
+            raise Unauthenticated("the refresh token has been revoked", reason="REFRESH_TOKEN_REVOKED")
+        if record.expires_at <= now:
+            raise Unauthenticated("the refresh token has expired", reason="REFRESH_TOKEN_EXPIRED")
+        if record.spent_at is not None and now - record.spent_at > self._policy.reuse_grace:
+            await self._reused(record, now)
+
+        try:
+            identity = await self._users.get_identity(record.user_id)
+        except UnknownUser:
+            await self._store.revoke_session(record.session_id, now=now, reason="account_deleted")
+            raise Unauthenticated("the account no longer exists", reason="ACCOUNT_NOT_FOUND") from None
+
+        new_token = secrets.token_urlsafe(32)
+        new_hash = hash_refresh_token(new_token)
+        expires_at = now + self._policy.refresh_token_ttl
+        if await self._store.spend(
+            token_hash=record.token_hash,
+            session_id=record.session_id,
+            new_hash=new_hash,
+            now=now,
+            expires_at=expires_at,
+        ):
+            return self._pair(identity, new_token, now)
+        # Someone spent it first (possibly a moment ago, in a parallel request).
+        if await self._store.spend_in_grace(
+            token_hash=record.token_hash,
+            session_id=record.session_id,
+            new_hash=new_hash,
+            now=now,
+            spent_since=now - self._policy.reuse_grace,
+            expires_at=expires_at,
+        ):
+            log.info("refresh token reused within the grace window", extra={"session": record.session_id})
+            return self._pair(identity, new_token, now)
+        current = await self._lookup(refresh_token)
+        if current is None or current.session_revoked_at is not None:
+            raise Unauthenticated("the refresh token has been revoked", reason="REFRESH_TOKEN_REVOKED")
+        if current.expires_at <= now:
+            raise Unauthenticated("the refresh token has expired", reason="REFRESH_TOKEN_EXPIRED")
+        await self._reused(current, now)
+
+    async def _reused(self, record: TokenRecord, now: float) -> NoReturn:
+        revoked = await self._store.revoke_session(record.session_id, now=now, reason="token_reuse")
+        log.warning(
+            "refresh token reuse detected; session revoked",
+            extra={"session": record.session_id, "user": record.user_id, "revoked": revoked},
+        )
+        raise Unauthenticated(
+            "this refresh token was already used; the session has been revoked", reason="REFRESH_TOKEN_REUSED"
+        )
+
+    # ---- logout ------------------------------------------------------------------------------
+
+    async def logout(self, refresh_token: str, *, all_sessions: bool, principal: Principal | None) -> int:
+        """Revoke a refresh token's family, or with `all_sessions` every family of the caller.
+
+        Access tokens already issued stay valid until they expire (at most the access-token
+        lifetime): services verify them without asking auth.
+        """
+        record = await self._lookup(refresh_token) if refresh_token else None
+        if principal is not None and record is not None and record.user_id != principal.user_id:
+            raise PermissionDenied(
+                "the refresh token belongs to another account", reason="REFRESH_TOKEN_NOT_YOURS"
+            )
+        now = self._clock()
+        if all_sessions:
+            if principal is None:
+                raise Unauthenticated(
+                    "ending all sessions needs a valid access token", reason="TOKEN_MISSING"
+                )
+            return await self._store.revoke_user_sessions(principal.user_id, now=now, reason="logout_all")
+        if not refresh_token:
+            raise InvalidArgument("refresh_token is required", [("refresh_token", "is required")])
+        if record is None:
+            return 0  # unknown or purged: nothing to end (RFC 7009 answers the same way)
+        return await self._store.revoke_session(record.session_id, now=now, reason="logout")

@@ -1,0 +1,153 @@
+"""Builds the auth service: migrations, signing keys, engine, the users channel and the servicer."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import grpc
+
+from pinexa.auth.v1 import auth_pb2_grpc
+from services.auth.domain import FAILURE_MEMORY_SECONDS, Auth, AuthPolicy
+from services.auth.keys import KeyRing, load_keys
+from services.auth.servicer import AuthServicer
+from services.auth.store import AuthStore
+from services.auth.users_client import GrpcUsersClient
+from services.kit import sql
+from services.kit.channels import internal_channel
+from services.kit.server import ServiceHost, ServiceSpec
+from services.kit.settings import Settings
+from services.kit.tokens import StaticKeySource, TokenVerifier
+
+log = logging.getLogger(__name__)
+
+AUTH_SERVICE = "pinexa.auth.v1.AuthService"
+PUBLIC_METHODS = frozenset(f"/{AUTH_SERVICE}/{m}" for m in ("Login", "Refresh", "Logout", "GetJwks"))
+MIGRATIONS = Path(__file__).parent / "migrations"
+VERSION_TABLE = "alembic_version_auth"
+PURGE_INTERVAL_SECONDS = 3600.0
+# Spent refresh tokens are kept this long past their expiry before they are purged.
+TOKEN_RETENTION_SECONDS = 7 * 24 * 3600
+
+
+def database_url(settings: Settings) -> str:
+    """DATABASE_URL when set, else the embedded SQLite file under DATA_DIR."""
+    return settings.database_url or settings.sqlite_url("auth")
+
+
+async def migrate(settings: Settings) -> None:
+    """Apply every pending migration of the auth service (idempotent)."""
+    await sql.upgrade(url=database_url(settings), script_location=MIGRATIONS, version_table=VERSION_TABLE)
+
+
+def key_ring(settings: Settings, *, clock: Callable[[], float] = time.time) -> KeyRing:
+    """The signing keys from JWT_PRIVATE_KEYS and JWT_KEYS_DIR (a dev key in development)."""
+    return load_keys(
+        private_keys=settings.jwt_private_keys,
+        keys_dir=settings.jwt_keys_dir,
+        production=settings.is_production,
+        algorithms=settings.jwt_algorithms,
+        clock=clock,
+    )
+
+
+class _Purger:
+    """Deletes long-expired tokens and forgotten failure counters, hourly."""
+
+    def __init__(self, store: AuthStore, clock: Callable[[], float]) -> None:
+        self._store = store
+        self._clock = clock
+        self._stop = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="auth-purge")
+
+    async def _run(self) -> None:
+        while not self._stop.is_set():
+            now = self._clock()
+            try:
+                removed = await self._store.purge(
+                    now=now,
+                    tokens_expired_before=now - TOKEN_RETENTION_SECONDS,
+                    failures_before=now - FAILURE_MEMORY_SECONDS,
+                )
+                if removed:
+                    log.info("purged expired auth rows", extra={"rows": removed})
+            except Exception:
+                log.exception("purging expired auth rows failed")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), timeout=PURGE_INTERVAL_SECONDS)
+
+    async def stop(self) -> None:
+        self._stop.set()
+        if self._task is not None:
+            await self._task
+
+
+async def create_service(
+    settings: Settings,
+    *,
+    users_channel: grpc.aio.Channel | None = None,
+    keys: KeyRing | None = None,
+    clock: Callable[[], float] = time.time,
+) -> ServiceHost:
+    """The auth service, ready to `start`.
+
+    Production passes only `settings`: keys come from JWT_PRIVATE_KEYS / JWT_KEYS_DIR, users is
+    reached at USERS_ADDRESS. Tests may pass a channel to a users server, a key ring and a clock.
+    Auth verifies the access tokens it receives (Logout with all_sessions) against its own
+    published keys, with the same verifier every other service uses.
+    """
+    ring = keys or key_ring(settings, clock=clock)
+    if settings.auto_migrate:
+        await migrate(settings)
+    owned_channel = users_channel is None
+    channel = users_channel or internal_channel(
+        settings.users_address, internal_token=settings.internal_token
+    )
+    engine = sql.create_engine(database_url(settings), pool_size=settings.db_pool_size)
+    store = AuthStore(engine)
+    auth = Auth(
+        store=store,
+        users=GrpcUsersClient(channel),
+        keys=ring,
+        policy=AuthPolicy.from_settings(settings),
+        clock=clock,
+    )
+    verifier = TokenVerifier(
+        StaticKeySource(ring.jwks),
+        issuer=settings.jwt_issuer,
+        audience=settings.jwt_audience,
+        algorithms=settings.jwt_algorithms,
+        leeway_seconds=settings.jwt_leeway_seconds,
+    )
+    servicer = AuthServicer(auth)
+    purger = _Purger(store, clock)
+
+    def register(server: grpc.aio.Server) -> None:
+        auth_pb2_grpc.add_AuthServiceServicer_to_server(servicer, server)
+
+    async def readiness() -> None:
+        await sql.ping(engine)
+
+    async def close() -> None:
+        await purger.stop()
+        if owned_channel:
+            await channel.close()
+        await engine.dispose()
+
+    spec = ServiceSpec(
+        name="auth",
+        register=register,
+        service_names=[AUTH_SERVICE],
+        public_methods=PUBLIC_METHODS,
+        readiness=readiness,
+        on_start=[purger.start],
+        on_stop=[close],
+    )
+    return ServiceHost(spec, settings=settings, verifier=verifier)

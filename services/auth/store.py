@@ -1,0 +1,408 @@
+"""Auth's only database access: sessions, refresh tokens and failed-login counters.
+
+SQLAlchemy Core on one pooled async engine; the same statements run on SQLite and PostgreSQL.
+Times are UNIX seconds (floats) from the domain's clock, so tests can move time.
+
+- A *session* is one login: the family of refresh tokens that descend from it. Revoking a family
+  is one row update (`revoked_at`), which every later refresh checks.
+- A *refresh token* is stored only as the SHA-256 of its text. The tokens are 256 random bits, so a
+  fast hash is enough (nothing to brute-force) and the lookup by hash is an index probe; the
+  plaintext never touches the database, logs or errors.
+- A *throttle* row counts failed logins for one key: an account (normalized username) or a
+  client IP. The key is stored hashed, so the table holds neither usernames people mistyped
+  (sometimes a password typed into the wrong field) nor client addresses.
+
+Races are settled by the database with conditional updates (`... WHERE spent_at IS NULL`, upserts
+with a `WHERE` on the conflict branch) and their row counts, never by read-then-write in Python.
+Each write transaction starts with its write, so SQLite takes its write lock at once (waiting up to
+busy_timeout) instead of failing to upgrade a read snapshot.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+metadata = sa.MetaData()
+
+sessions = sa.Table(
+    "auth_sessions",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("user_id", sa.String(64), nullable=False, index=True),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("revoked_at", sa.Float, nullable=True),
+    sa.Column("revoked_reason", sa.String(32), nullable=True),
+)
+
+refresh_tokens = sa.Table(
+    "auth_refresh_tokens",
+    metadata,
+    sa.Column("token_hash", sa.String(64), primary_key=True),
+    sa.Column(
+        "session_id",
+        sa.String(36),
+        sa.ForeignKey("auth_sessions.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    sa.Column("parent_hash", sa.String(64), nullable=True),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("expires_at", sa.Float, nullable=False, index=True),
+    sa.Column("spent_at", sa.Float, nullable=True),
+    sa.Column("grace_uses", sa.Integer, nullable=False, server_default="0"),
+)
+
+login_throttle = sa.Table(
+    "auth_login_throttle",
+    metadata,
+    sa.Column("key", sa.String(64), primary_key=True),
+    sa.Column("failures", sa.Integer, nullable=False),
+    sa.Column("last_failure_at", sa.Float, nullable=False, index=True),
+    sa.Column("blocked_until", sa.Float, nullable=False, server_default="0"),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class TokenRecord:
+    """A stored refresh token and the state of its session."""
+
+    token_hash: str
+    session_id: str
+    user_id: str
+    expires_at: float
+    spent_at: float | None
+    session_revoked_at: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class ThrottleKey:
+    """One counter to charge on a login attempt, and the failures it allows before back-off."""
+
+    key: str
+    threshold: int
+
+
+@dataclass(frozen=True, slots=True)
+class Charge:
+    """What `claim_attempt` changed on one counter, so it can be undone exactly."""
+
+    key: str
+    failures: int
+    blocked_before: float
+    blocked_until: float
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """The outcome of `claim_attempt`: either charges, or how long until an attempt is allowed."""
+
+    charges: tuple[Charge, ...] = ()
+    retry_after: float = 0.0
+
+
+class _Blocked(Exception):
+    """Internal: rolls back a claim transaction when one counter is in back-off."""
+
+
+class AuthStore:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+        self._dialect = engine.dialect.name
+
+    async def close(self) -> None:
+        await self._engine.dispose()
+
+    # ---- sessions and refresh tokens ---------------------------------------------------------
+
+    async def create_session(
+        self, *, session_id: str, user_id: str, token_hash: str, now: float, expires_at: float
+    ) -> None:
+        """A new login: its session and the first refresh token of the family."""
+        async with self._engine.begin() as conn:
+            await conn.execute(sa.insert(sessions).values(id=session_id, user_id=user_id, created_at=now))
+            await conn.execute(
+                sa.insert(refresh_tokens).values(
+                    token_hash=token_hash, session_id=session_id, created_at=now, expires_at=expires_at
+                )
+            )
+
+    async def find_token(self, token_hash: str) -> TokenRecord | None:
+        query = (
+            sa.select(
+                refresh_tokens.c.token_hash,
+                refresh_tokens.c.session_id,
+                sessions.c.user_id,
+                refresh_tokens.c.expires_at,
+                refresh_tokens.c.spent_at,
+                sessions.c.revoked_at,
+            )
+            .join(sessions, sessions.c.id == refresh_tokens.c.session_id)
+            .where(refresh_tokens.c.token_hash == token_hash)
+        )
+        async with self._engine.connect() as conn:
+            row = (await conn.execute(query)).first()
+        if row is None:
+            return None
+        return TokenRecord(
+            token_hash=row.token_hash,
+            session_id=row.session_id,
+            user_id=row.user_id,
+            expires_at=row.expires_at,
+            spent_at=row.spent_at,
+            session_revoked_at=row.revoked_at,
+        )
+
+    @staticmethod
+    def _session_live(session_id: str) -> sa.ColumnElement[bool]:
+        return sa.exists().where(sessions.c.id == session_id, sessions.c.revoked_at.is_(None))
+
+    async def _insert_child(
+        self,
+        conn: AsyncConnection,
+        *,
+        parent: str,
+        session_id: str,
+        new_hash: str,
+        now: float,
+        expires_at: float,
+    ) -> None:
+        await conn.execute(
+            sa.insert(refresh_tokens).values(
+                token_hash=new_hash,
+                session_id=session_id,
+                parent_hash=parent,
+                created_at=now,
+                expires_at=expires_at,
+            )
+        )
+
+    async def spend(
+        self, *, token_hash: str, session_id: str, new_hash: str, now: float, expires_at: float
+    ) -> bool:
+        """First spend: mark the token spent and store its successor, atomically.
+
+        False when the token was already spent (or expired, or its session revoked) by the time
+        the update ran: of two simultaneous refreshes exactly one gets True here.
+        """
+        async with self._engine.begin() as conn:
+            result = await conn.execute(
+                sa.update(refresh_tokens)
+                .where(
+                    refresh_tokens.c.token_hash == token_hash,
+                    refresh_tokens.c.spent_at.is_(None),
+                    refresh_tokens.c.expires_at > now,
+                    self._session_live(session_id),
+                )
+                .values(spent_at=now)
+            )
+            if result.rowcount != 1:
+                return False
+            await self._insert_child(
+                conn,
+                parent=token_hash,
+                session_id=session_id,
+                new_hash=new_hash,
+                now=now,
+                expires_at=expires_at,
+            )
+        return True
+
+    async def spend_in_grace(
+        self,
+        *,
+        token_hash: str,
+        session_id: str,
+        new_hash: str,
+        now: float,
+        spent_since: float,
+        expires_at: float,
+    ) -> bool:
+        """A repeat spend within the grace window: store a sibling of the first successor.
+
+        True when the token was spent at or after `spent_since` and its session is still live.
+        """
+        async with self._engine.begin() as conn:
+            result = await conn.execute(
+                sa.update(refresh_tokens)
+                .where(
+                    refresh_tokens.c.token_hash == token_hash,
+                    refresh_tokens.c.spent_at >= spent_since,
+                    refresh_tokens.c.expires_at > now,
+                    self._session_live(session_id),
+                )
+                .values(grace_uses=refresh_tokens.c.grace_uses + 1)
+            )
+            if result.rowcount != 1:
+                return False
+            await self._insert_child(
+                conn,
+                parent=token_hash,
+                session_id=session_id,
+                new_hash=new_hash,
+                now=now,
+                expires_at=expires_at,
+            )
+        return True
+
+    async def revoke_session(self, session_id: str, *, now: float, reason: str) -> int:
+        """Revoke one family; 1 when it was live, 0 when it was already revoked."""
+        async with self._engine.begin() as conn:
+            result = await conn.execute(
+                sa.update(sessions)
+                .where(sessions.c.id == session_id, sessions.c.revoked_at.is_(None))
+                .values(revoked_at=now, revoked_reason=reason)
+            )
+        return int(result.rowcount)
+
+    async def revoke_user_sessions(self, user_id: str, *, now: float, reason: str) -> int:
+        """Revoke every live family of a user; returns how many."""
+        async with self._engine.begin() as conn:
+            result = await conn.execute(
+                sa.update(sessions)
+                .where(sessions.c.user_id == user_id, sessions.c.revoked_at.is_(None))
+                .values(revoked_at=now, revoked_reason=reason)
+            )
+        return int(result.rowcount)
+
+    async def session_revoked_reason(self, session_id: str) -> str | None:
+        async with self._engine.connect() as conn:
+            return await conn.scalar(sa.select(sessions.c.revoked_reason).where(sessions.c.id == session_id))
+
+    # ---- failed-login counters ---------------------------------------------------------------
+
+    def _upsert(self) -> Any:
+        return (postgresql.insert if self._dialect == "postgresql" else sqlite.insert)(login_throttle)
+
+    async def claim_attempt(
+        self,
+        keys: Sequence[ThrottleKey],
+        *,
+        now: float,
+        forget_before: float,
+        backoff: Callable[[int, int], float],
+    ) -> Claim:
+        """Charge one failure to every key *before* the password is checked, unless a key is in
+        back-off; then nothing is charged and `retry_after` says how long to wait.
+
+        Charging first closes the race where many parallel guesses all pass a read-only check
+        before any failure is recorded: the n-th concurrent attempt sees n-1 charges and the
+        back-off they set. A success or an error refunds the charge (`settle`). Keys are claimed in
+        sorted order so two transactions never wait on each other's rows in opposite orders.
+        `backoff(failures, threshold)` gives the back-off in seconds after `failures` charges.
+        """
+        ordered = sorted(keys, key=lambda k: k.key)
+        try:
+            async with self._engine.begin() as conn:
+                charges: list[Charge] = []
+                for item in ordered:
+                    insert = self._upsert().values(
+                        key=item.key, failures=1, last_failure_at=now, blocked_until=0.0
+                    )
+                    # The update leaves blocked_until alone, so RETURNING gives its value before
+                    # this attempt; a refund restores exactly that.
+                    statement = insert.on_conflict_do_update(
+                        index_elements=[login_throttle.c.key],
+                        set_={
+                            "failures": sa.case(
+                                (login_throttle.c.last_failure_at < forget_before, 1),
+                                else_=login_throttle.c.failures + 1,
+                            ),
+                            "last_failure_at": now,
+                        },
+                        where=login_throttle.c.blocked_until <= now,
+                    ).returning(login_throttle.c.failures, login_throttle.c.blocked_until)
+                    row = (await conn.execute(statement)).first()
+                    if row is None:
+                        raise _Blocked
+                    failures, blocked_before = int(row.failures), float(row.blocked_until)
+                    delay = backoff(failures, item.threshold)
+                    blocked_until = blocked_before
+                    if delay > 0:
+                        blocked_until = max(blocked_before, now + delay)
+                        await conn.execute(
+                            sa.update(login_throttle)
+                            .where(login_throttle.c.key == item.key)
+                            .values(blocked_until=blocked_until)
+                        )
+                    charges.append(Charge(item.key, failures, blocked_before, blocked_until))
+                return Claim(charges=tuple(charges))
+        except _Blocked:
+            pass
+        async with self._engine.connect() as conn:
+            until = await conn.scalar(
+                sa.select(sa.func.max(login_throttle.c.blocked_until)).where(
+                    login_throttle.c.key.in_([k.key for k in ordered])
+                )
+            )
+        return Claim(retry_after=max(float(until or now) - now, 0.001))
+
+    async def settle(self, claim: Claim, *, reset: Sequence[str] = ()) -> None:
+        """Undo a claim's charges (the attempt was not a failed guess). Keys in `reset` are
+        cleared entirely instead: a successful login resets its account's counter.
+
+        A refund restores the previous back-off only if nothing else moved it since.
+        """
+        async with self._engine.begin() as conn:
+            for charge in sorted(claim.charges, key=lambda c: c.key):
+                if charge.key in reset:
+                    await conn.execute(
+                        sa.update(login_throttle)
+                        .where(login_throttle.c.key == charge.key)
+                        .values(failures=0, blocked_until=0.0)
+                    )
+                    continue
+                await conn.execute(
+                    sa.update(login_throttle)
+                    .where(login_throttle.c.key == charge.key, login_throttle.c.failures > 0)
+                    .values(failures=login_throttle.c.failures - 1)
+                )
+                await conn.execute(
+                    sa.update(login_throttle)
+                    .where(
+                        login_throttle.c.key == charge.key,
+                        login_throttle.c.blocked_until == charge.blocked_until,
+                    )
+                    .values(blocked_until=charge.blocked_before)
+                )
+
+    async def throttle_state(self, key: str) -> tuple[int, float] | None:
+        """(failures, blocked_until) of one key; for tests and operators."""
+        async with self._engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    sa.select(login_throttle.c.failures, login_throttle.c.blocked_until).where(
+                        login_throttle.c.key == key
+                    )
+                )
+            ).first()
+        return None if row is None else (int(row.failures), float(row.blocked_until))
+
+    # ---- housekeeping ------------------------------------------------------------------------
+
+    async def purge(self, *, now: float, tokens_expired_before: float, failures_before: float) -> int:
+        """Delete refresh tokens long expired, sessions left without tokens, and forgotten
+        failure counters. Returns the number of rows removed."""
+        removed = 0
+        async with self._engine.begin() as conn:
+            result = await conn.execute(
+                sa.delete(refresh_tokens).where(refresh_tokens.c.expires_at < tokens_expired_before)
+            )
+            removed += int(result.rowcount)
+            has_tokens = sa.exists().where(refresh_tokens.c.session_id == sessions.c.id)
+            result = await conn.execute(
+                sa.delete(sessions).where(~has_tokens, sessions.c.created_at < tokens_expired_before)
+            )
+            removed += int(result.rowcount)
+            result = await conn.execute(
+                sa.delete(login_throttle).where(
+                    login_throttle.c.last_failure_at < failures_before, login_throttle.c.blocked_until < now
+                )
+            )
+            removed += int(result.rowcount)
+        return removed
