@@ -147,7 +147,7 @@ class TokenVerifier:
         except jwt.PyJWTError:
             raise _reject("TOKEN_MALFORMED", "the access token is not a well-formed JWT") from None
         alg = header.get("alg")
-        if alg not in self._algorithms:
+        if not isinstance(alg, str) or alg not in self._algorithms:  # a list or dict is unhashable
             raise _reject("TOKEN_ALGORITHM_NOT_ALLOWED", f"tokens signed with {alg!r} are not accepted")
         kid = header.get("kid")
         if not isinstance(kid, str) or not kid:
