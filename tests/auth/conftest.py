@@ -1,0 +1,196 @@
+"""Fixtures of the auth suite: the real auth and users services on free ports, over real channels.
+
+Everything runs for real: both gRPC servers (kit interceptor, health, error mapping), the users
+database and auth's own (`sql_url`: a SQLite file, then a throwaway PostgreSQL database), argon2,
+the JWT signing and the JWKS fetch. Users verifies access tokens against auth's JWKS over gRPC,
+as in production. What differs, on purpose:
+- argon2 runs with the cheapest parameters (one test raises them to measure timing);
+- the data service is a stand-in that accepts PurgeUserData (the real one has its own suite);
+- auth's clock is a `FakeClock` the tests move, so grace windows and back-offs need no sleeping.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+from argon2 import PasswordHasher
+
+from pinexa.auth.v1 import auth_pb2, auth_pb2_grpc
+from pinexa.data.v1 import data_internal_pb2, data_internal_pb2_grpc
+from pinexa.users.v1 import users_pb2, users_pb2_grpc
+from services.auth.keys import KeyRing
+from services.auth.server import create_service as create_auth
+from services.kit.server import ServiceHost
+from services.kit.settings import Settings
+from services.kit.tokens import CallableKeySource, Jwk, TokenVerifier, auth_key_source
+from services.users.passwords import Passwords
+from services.users.server import create_service as create_users
+from tests.support import bearer
+
+# Test-only argon2id parameters: correct hashes, a fraction of a millisecond each.
+FAST_HASHER = PasswordHasher(time_cost=1, memory_cost=64, parallelism=1)
+PASSWORD = "correct horse battery"
+
+
+class FakeClock:
+    """Real time plus an offset the test controls."""
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+
+    def __call__(self) -> float:
+        return time.time() + self.offset
+
+    def advance(self, seconds: float) -> None:
+        self.offset += seconds
+
+
+class StandInData(data_internal_pb2_grpc.DataInternalServiceServicer):
+    """Accepts the purge users sends when an account is deleted."""
+
+    async def PurgeUserData(
+        self, request: data_internal_pb2.PurgeUserDataRequest, context: Any
+    ) -> data_internal_pb2.PurgeUserDataResponse:
+        return data_internal_pb2.PurgeUserDataResponse(deleted_count=0)
+
+
+@dataclass
+class Stack:
+    """Running auth and users services, and clients for both."""
+
+    auth_host: ServiceHost
+    users_host: ServiceHost
+    settings: Settings
+    clock: FakeClock
+    auth_channel: grpc.aio.Channel
+    users_channel: grpc.aio.Channel
+    auth: auth_pb2_grpc.AuthServiceStub
+    users: users_pb2_grpc.UserServiceStub
+    jwks_from: dict[str, grpc.aio.Channel]
+    """jwks_from["auth"] is the channel users fetches auth's JWKS over; a test may repoint it."""
+
+    @property
+    def auth_address(self) -> str:
+        return f"127.0.0.1:{self.auth_host.port}"
+
+    @property
+    def users_address(self) -> str:
+        return f"127.0.0.1:{self.users_host.port}"
+
+    async def sign_up(self, username: str | None = None, password: str = PASSWORD) -> users_pb2.User:
+        username = username or f"u{uuid.uuid4().hex[:12]}"
+        return await self.users.CreateUser(
+            users_pb2.CreateUserRequest(
+                user=users_pb2.User(username=username, email=f"{username}@example.com", password=password)
+            )
+        )
+
+    async def login(
+        self, username: str, password: str = PASSWORD, *, metadata: Sequence[tuple[str, str]] = ()
+    ) -> auth_pb2.LoginResponse:
+        return await self.auth.Login(
+            auth_pb2.LoginRequest(username=username, password=password), metadata=tuple(metadata)
+        )
+
+    async def refresh(self, refresh_token: str) -> auth_pb2.RefreshResponse:
+        return await self.auth.Refresh(auth_pb2.RefreshRequest(refresh_token=refresh_token))
+
+    async def me(self, access_token: str) -> users_pb2.User:
+        return await self.users.GetMe(users_pb2.GetMeRequest(), metadata=bearer(access_token))
+
+
+StartStack = Callable[..., Awaitable[Stack]]
+
+
+@pytest.fixture
+async def start_stack(sql_url: str, tmp_path: Path) -> AsyncIterator[StartStack]:
+    """Starts users + auth on `sql_url`; keyword arguments override Settings fields."""
+    cleanup: list[Callable[[], Awaitable[None]]] = []
+
+    async def start(
+        *, keys: KeyRing | None = None, hasher: PasswordHasher = FAST_HASHER, **overrides: Any
+    ) -> Stack:
+        values: dict[str, Any] = {
+            "database_url": sql_url,
+            "data_dir": tmp_path,
+            "jwt_keys_dir": tmp_path / "keys",
+            "health_check_interval_seconds": 0.2,
+            "shutdown_grace_seconds": 1,
+            "shutdown_drain_seconds": 0,
+            **overrides,
+        }
+        settings = Settings(**values)
+        clock = FakeClock()
+
+        data_server = grpc.aio.server()
+        data_internal_pb2_grpc.add_DataInternalServiceServicer_to_server(StandInData(), data_server)
+        data_port = data_server.add_insecure_port("127.0.0.1:0")
+        await data_server.start()
+        cleanup.append(lambda: data_server.stop(0))
+        data_channel = grpc.aio.insecure_channel(f"127.0.0.1:{data_port}")
+        cleanup.append(data_channel.close)
+
+        # Users verifies tokens against auth's JWKS over gRPC; auth's port is known only once it
+        # has started, so the key source looks the channel up when it first fetches.
+        channels: dict[str, grpc.aio.Channel] = {}
+
+        async def fetch_jwks() -> Sequence[Jwk]:
+            return await auth_key_source(channels["auth"]).fetch()
+
+        # The production verifier, except that an unknown kid may refetch at once instead of
+        # after 5 s, so rotation tests need no sleep.
+        verifier = TokenVerifier(
+            CallableKeySource(fetch_jwks),
+            issuer=settings.jwt_issuer,
+            audience=settings.jwt_audience,
+            algorithms=settings.jwt_algorithms,
+            leeway_seconds=settings.jwt_leeway_seconds,
+            min_refresh_interval=0.0,
+        )
+        users_host = await create_users(
+            settings,
+            verifier=verifier,
+            data_channel=data_channel,
+            passwords=Passwords(hasher),
+            outbox_poll_interval=0.5,
+            outbox_backoff=(0.05, 0.3),
+        )
+        await users_host.start("127.0.0.1:0")
+        cleanup.append(lambda: users_host.stop(grace=1, drain=0))
+        users_channel = grpc.aio.insecure_channel(f"127.0.0.1:{users_host.port}")
+        cleanup.append(users_channel.close)
+
+        auth_host = await create_auth(settings, users_channel=users_channel, keys=keys, clock=clock)
+        await auth_host.start("127.0.0.1:0")
+        cleanup.append(lambda: auth_host.stop(grace=1, drain=0))
+        auth_channel = grpc.aio.insecure_channel(f"127.0.0.1:{auth_host.port}")
+        channels["auth"] = auth_channel
+        cleanup.append(auth_channel.close)
+
+        return Stack(
+            auth_host=auth_host,
+            users_host=users_host,
+            settings=settings,
+            clock=clock,
+            auth_channel=auth_channel,
+            users_channel=users_channel,
+            auth=auth_pb2_grpc.AuthServiceStub(auth_channel),
+            users=users_pb2_grpc.UserServiceStub(users_channel),
+            jwks_from=channels,
+        )
+
+    yield start
+    for step in reversed(cleanup):
+        await step()
+
+
+@pytest.fixture
+async def stack(start_stack: StartStack) -> Stack:
+    return await start_stack()
