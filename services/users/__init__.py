@@ -1,0 +1,1 @@
+"""The users service: sign-up, profiles and account CRUD on SQL (PostgreSQL or a SQLite file)."""

@@ -1,0 +1,359 @@
+"""The users service's rules: validation, authorization, passwords, etags, pagination.
+
+Plain typed code; its collaborators (store, password hasher, clock, outbox wake-up) come in
+through `__init__`. The servicer converts protobuf to these calls and back.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import logging
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from services.kit.context import Principal
+from services.kit.errors import (
+    AlreadyExists,
+    EtagMismatch,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    Unauthenticated,
+    Violations,
+)
+from services.kit.pagination import decode_page_token, encode_page_token, page_size
+from services.users import validation
+from services.users.passwords import Passwords
+from services.users.store import Conflict, Credentials, Role, UserRecord, UserStore
+
+log = logging.getLogger(__name__)
+
+# Mutable fields an update may name in its update_mask.
+UPDATABLE_FIELDS = ("email", "display_name", "password", "role")
+_LIST_SCOPE = "users.list:created_at,id"
+_INVALID_CREDENTIALS = "the username or password is incorrect"
+
+
+def etag_for(user_id: str, version: int) -> str:
+    """An opaque tag for one version of one account (AIP-154)."""
+    digest = hashlib.blake2b(f"{user_id}:{version}".encode(), digest_size=9).digest()
+    return base64.urlsafe_b64encode(digest).decode()
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class NewUser:
+    """A sign-up as the client sent it (not yet validated)."""
+
+    username: str
+    email: str
+    password: str
+    display_name: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class UserPatch:
+    """The changes of one update, already resolved from the update_mask (or its absence).
+
+    A field is changed when it is not None. `role_in_mask` says the role was named explicitly in
+    an update_mask (rather than sent along in a full PUT body), and `username` is whatever the
+    body carried: it cannot change, but a PUT may repeat it.
+    """
+
+    email: str | None = None
+    display_name: str | None = None
+    password: str | None = None
+    role: Role | None = None
+    role_in_mask: bool = False
+    username: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """Who an account is, as auth puts it in tokens."""
+
+    user_id: str
+    username: str
+    role: Role
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    users: list[UserRecord]
+    next_page_token: str
+
+
+def _conflict_error(conflict: Conflict) -> AlreadyExists:
+    if conflict.column == "email":
+        return AlreadyExists(
+            "an account with this e-mail address already exists", metadata={"field": "user.email"}
+        )
+    if conflict.column == "username":
+        return AlreadyExists(
+            "an account with this username already exists", metadata={"field": "user.username"}
+        )
+    return AlreadyExists("this account already exists", metadata={"field": "user.id"})
+
+
+def _require_id(user_id: str, field: str = "id") -> None:
+    if not user_id:
+        raise InvalidArgument(f"{field} is required", [(field, "is required")])
+
+
+class UsersDomain:
+    """Account operations with their authorization rules.
+
+    Authorization is decided from the caller's token before the database is touched, so a
+    refused caller learns nothing about whether an account exists.
+    """
+
+    def __init__(
+        self,
+        *,
+        store: UserStore,
+        passwords: Passwords,
+        email_lookup: Callable[[str], str] = validation.email_key,
+        on_delete: Callable[[], None] = lambda: None,
+        clock: Callable[[], datetime] = utc_now,
+    ) -> None:
+        self._store = store
+        self._passwords = passwords
+        self._email_lookup = email_lookup
+        self._on_delete = on_delete
+        self._clock = clock
+
+    # -- sign-up and reads ---------------------------------------------------------------------
+
+    async def sign_up(self, new: NewUser) -> UserRecord:
+        """Create an ordinary account. Any role the client asked for is ignored."""
+        username = validation.normalize_username(new.username)
+        email = validation.normalize_email(new.email)
+        violations = Violations()
+        validation.check_username(violations, username)
+        validation.check_email(violations, email)
+        validation.check_password(violations, new.password)
+        validation.check_display_name(violations, new.display_name)
+        violations.raise_if_any()
+        return await self._create(username, email, new.password, new.display_name, "user")
+
+    async def _create(
+        self, username: str, email: str, password: str, display_name: str, role: Role
+    ) -> UserRecord:
+        now = self._clock()
+        record = UserRecord(
+            id=str(uuid.uuid4()),
+            username=username,
+            email=email,
+            display_name=display_name,
+            role=role,
+            version=1,
+            created_at=now,
+            updated_at=now,
+        )
+        password_hash = await self._passwords.hash(password)
+        try:
+            await self._store.insert(
+                {
+                    "id": record.id,
+                    "username": username,
+                    "email": email,
+                    "email_lookup": self._email_lookup(validation.email_key(email)),
+                    "password_hash": password_hash,
+                    "display_name": display_name,
+                    "role": role,
+                    "version": 1,
+                    "created_at": now,
+                    "updated_at": now,
+                }
+            )
+        except Conflict as conflict:
+            raise _conflict_error(conflict) from None
+        return record
+
+    async def get(self, principal: Principal, user_id: str) -> UserRecord:
+        _require_id(user_id)
+        if not principal.can_act_for(user_id):
+            raise PermissionDenied("you may only read your own account")
+        record = await self._store.get(user_id)
+        if record is None:
+            raise NotFound("no such account", reason="USER_NOT_FOUND")
+        return record
+
+    async def me(self, principal: Principal) -> UserRecord:
+        record = await self._store.get(principal.user_id)
+        if record is None:
+            raise NotFound("the account of this access token no longer exists", reason="USER_NOT_FOUND")
+        return record
+
+    async def list(self, principal: Principal, *, size: int, token: str) -> Page:
+        """One page in (created_at, id) order; admin only."""
+        if not principal.is_admin:
+            raise PermissionDenied("only an admin may list accounts", reason="ADMIN_ONLY")
+        limit = page_size(size)
+        position = decode_page_token(token, scope=_LIST_SCOPE)
+        after = None
+        if position is not None:
+            try:
+                after = (datetime.fromisoformat(str(position["c"])), str(position["i"]))
+            except (KeyError, ValueError):
+                raise InvalidArgument(
+                    "page_token is not a token this API returned", [("page_token", "malformed page token")]
+                ) from None
+        rows = await self._store.list_page(after=after, limit=limit + 1)
+        next_token = ""
+        if len(rows) > limit:
+            rows = rows[:limit]
+            last = rows[-1]
+            next_token = encode_page_token(
+                {"c": last.created_at.isoformat(), "i": last.id}, scope=_LIST_SCOPE
+            )
+        return Page(users=rows, next_page_token=next_token)
+
+    # -- update --------------------------------------------------------------------------------
+
+    async def update(self, principal: Principal, user_id: str, patch: UserPatch, etag: str) -> UserRecord:
+        _require_id(user_id, "user.id")
+        if not principal.can_act_for(user_id):
+            raise PermissionDenied("you may only change your own account")
+        if patch.role is not None and not principal.is_admin:
+            # A full PUT may repeat the caller's own role; anything else is a role change.
+            if patch.role_in_mask or patch.role != principal.role:
+                raise PermissionDenied("only an admin may change a role", reason="ROLE_CHANGE_FORBIDDEN")
+            patch = UserPatch(
+                email=patch.email,
+                display_name=patch.display_name,
+                password=patch.password,
+                username=patch.username,
+            )
+
+        violations = Violations()
+        values: dict[str, Any] = {}
+        if patch.email is not None:
+            email = validation.normalize_email(patch.email)
+            validation.check_email(violations, email)
+            values["email"] = email
+            values["email_lookup"] = self._email_lookup(validation.email_key(email))
+        if patch.display_name is not None:
+            validation.check_display_name(violations, patch.display_name)
+            values["display_name"] = patch.display_name
+        if patch.password is not None:
+            validation.check_password(violations, patch.password)
+        if patch.role is not None:
+            values["role"] = patch.role
+        violations.raise_if_any()
+
+        current = await self._store.get(user_id)
+        if current is None:
+            raise NotFound("no such account", reason="USER_NOT_FOUND")
+        if patch.username and validation.normalize_username(patch.username) != current.username:
+            raise InvalidArgument("a username cannot be changed", [("user.username", "cannot be changed")])
+        if etag and not hmac.compare_digest(etag, etag_for(current.id, current.version)):
+            raise EtagMismatch("the account has changed since it was read; read it again and retry")
+        if not values and patch.password is None:
+            return current
+        if patch.password is not None:
+            values["password_hash"] = await self._passwords.hash(patch.password)
+
+        try:
+            updated = await self._store.update(
+                user_id, values, expected_version=current.version if etag else None, now=self._clock()
+            )
+        except Conflict as conflict:
+            raise _conflict_error(conflict) from None
+        if updated is None:
+            if etag:
+                # Someone changed (or deleted) it between our read and our write.
+                raise EtagMismatch("the account has changed since it was read; read it again and retry")
+            raise NotFound("no such account", reason="USER_NOT_FOUND")
+        return updated
+
+    # -- delete --------------------------------------------------------------------------------
+
+    async def delete(self, principal: Principal, user_id: str) -> None:
+        """Delete the account; its data is purged through the outbox (see outbox.py)."""
+        _require_id(user_id)
+        if not principal.can_act_for(user_id):
+            raise PermissionDenied("you may only delete your own account")
+        if not await self._store.delete_with_purge(user_id, self._clock()):
+            raise NotFound("no such account", reason="USER_NOT_FOUND")
+        log.info("account deleted; data purge queued", extra={"deleted_user": user_id})
+        self._on_delete()
+
+    # -- internal: credentials and identity ----------------------------------------------------
+
+    async def verify_credentials(self, login: str, password: str) -> Identity:
+        """The account that `login` (a username or an e-mail address) and `password` belong to.
+
+        An unknown account and a wrong password give the same error, and both cost one argon2
+        verify, so neither the answer nor its timing tells them apart."""
+        login = login.strip()
+        credentials: Credentials | None = None
+        if login and 0 < len(password) <= validation.PASSWORD_MAX:
+            if "@" in login:
+                credentials = await self._store.credentials_by_email(
+                    self._email_lookup(validation.email_key(login))
+                )
+            else:
+                credentials = await self._store.credentials_by_username(validation.normalize_username(login))
+        if credentials is None:
+            if password and len(password) <= validation.PASSWORD_MAX:
+                await self._passwords.dummy_verify(password)
+            raise Unauthenticated(_INVALID_CREDENTIALS, reason="INVALID_CREDENTIALS")
+        if not await self._passwords.verify(credentials.password_hash, password):
+            raise Unauthenticated(_INVALID_CREDENTIALS, reason="INVALID_CREDENTIALS")
+        if self._passwords.needs_rehash(credentials.password_hash):
+            new_hash = await self._passwords.hash(password)
+            await self._store.replace_password_hash(credentials.id, credentials.password_hash, new_hash)
+        return Identity(user_id=credentials.id, username=credentials.username, role=credentials.role)
+
+    async def identity(self, user_id: str) -> Identity:
+        _require_id(user_id, "user_id")
+        record = await self._store.get(user_id)
+        if record is None:
+            raise NotFound("no such account", reason="USER_NOT_FOUND")
+        return Identity(user_id=record.id, username=record.username, role=record.role)
+
+    # -- start-up ------------------------------------------------------------------------------
+
+    async def ensure_admin(self, *, username: str, email: str, password: str) -> UserRecord:
+        """Make sure an admin account with this username exists (idempotent, safe to run from
+        several replicas at once). An existing account is promoted; its password is kept."""
+        username = validation.normalize_username(username)
+        email = validation.normalize_email(email)
+        violations = Violations()
+        validation.check_username(violations, username, "ADMIN_USERNAME")
+        validation.check_email(violations, email, "ADMIN_EMAIL")
+        validation.check_password(violations, password, "ADMIN_PASSWORD")
+        violations.raise_if_any("the admin account settings are invalid")
+        for _ in range(3):
+            existing = await self._store.get_by_username(username)
+            if existing is not None:
+                if existing.role == "admin":
+                    return existing
+                promoted = await self._store.update(
+                    existing.id, {"role": "admin"}, expected_version=None, now=self._clock()
+                )
+                if promoted is not None:
+                    log.info("promoted the bootstrap account to admin", extra={"username": username})
+                    return promoted
+                continue
+            try:
+                created = await self._create(username, email, password, "", "admin")
+            except AlreadyExists as error:
+                if error.metadata.get("field") == "user.email":
+                    raise AlreadyExists(
+                        "ADMIN_EMAIL belongs to another account than ADMIN_USERNAME",
+                        metadata={"field": "ADMIN_EMAIL"},
+                    ) from None
+                continue  # another replica created it just now: promote or return it
+            log.info("created the bootstrap admin account", extra={"username": username})
+            return created
+        raise RuntimeError("could not ensure the admin account")  # pragma: no cover

@@ -1,0 +1,81 @@
+"""The users service's tables, as SQLAlchemy Core metadata (the migrations create them)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import (
+    Column,
+    DateTime,
+    Dialect,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+
+metadata = MetaData()
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timestamp that is always timezone-aware UTC in Python, on PostgreSQL and SQLite alike.
+
+    PostgreSQL stores `timestamptz`; SQLite stores a fixed-width text form (microseconds), which
+    sorts correctly, so keyset pagination on it works on both."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetimes are not stored; use UTC-aware ones")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+users = Table(
+    "users",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    # Stored lower-cased, so the UNIQUE constraint makes it unique regardless of case.
+    Column("username", String(32), nullable=False),
+    Column("email", Text, nullable=False),
+    # What e-mail uniqueness and login-by-email use: a lookup key derived from the lower-cased
+    # address. The UNIQUE constraint on it decides between concurrent sign-ups.
+    Column("email_lookup", String(320), nullable=False),
+    Column("password_hash", Text, nullable=False),
+    Column("display_name", Text, nullable=False, server_default=""),
+    Column("role", String(16), nullable=False, server_default="user"),
+    # Bumped on every change; the etag is derived from it.
+    Column("version", Integer, nullable=False, server_default="1"),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    UniqueConstraint("username", name="uq_users_username"),
+    UniqueConstraint("email_lookup", name="uq_users_email_lookup"),
+    Index("ix_users_created_at_id", "created_at", "id"),
+)
+
+# One row per deleted user whose data still has to be purged by the data service. The row is
+# written in the same transaction as the delete, and removed only once the purge succeeded.
+purge_outbox = Table(
+    "purge_outbox",
+    metadata,
+    Column("user_id", String(36), primary_key=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    # When the row may next be tried; a worker that claims a row pushes this forward (a lease),
+    # so another replica does not deliver it at the same time.
+    Column("next_attempt_at", UTCDateTime, nullable=False),
+    Column("last_error", Text, nullable=True),
+    Index("ix_purge_outbox_next_attempt_at", "next_attempt_at"),
+)

@@ -1,0 +1,120 @@
+"""Builds the users service: engine, migrations, admin bootstrap, servicers and the outbox worker."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import grpc
+
+from pinexa.users.v1 import users_internal_pb2_grpc, users_pb2_grpc
+from services.kit import sql
+from services.kit.channels import internal_channel
+from services.kit.server import ServiceHost, ServiceSpec
+from services.kit.settings import Settings
+from services.kit.tokens import TokenVerifier, auth_key_source, verifier_from_settings
+from services.users.domain import UsersDomain
+from services.users.outbox import PurgeOutbox
+from services.users.passwords import Passwords
+from services.users.servicer import UserServicer, UsersInternalServicer
+from services.users.store import UserStore
+
+log = logging.getLogger(__name__)
+
+USER_SERVICE = "pinexa.users.v1.UserService"
+INTERNAL_SERVICE = "pinexa.users.v1.UsersInternalService"
+MIGRATIONS = Path(__file__).parent / "migrations"
+VERSION_TABLE = "alembic_version_users"
+
+
+def database_url(settings: Settings) -> str:
+    """DATABASE_URL when set, else the embedded SQLite file under DATA_DIR."""
+    return settings.database_url or settings.sqlite_url("users")
+
+
+async def migrate(settings: Settings) -> None:
+    """Apply every pending migration of the users service (idempotent)."""
+    await sql.upgrade(url=database_url(settings), script_location=MIGRATIONS, version_table=VERSION_TABLE)
+
+
+async def create_service(
+    settings: Settings,
+    *,
+    verifier: TokenVerifier | None = None,
+    data_channel: grpc.aio.Channel | None = None,
+    passwords: Passwords | None = None,
+    outbox_poll_interval: float = 5.0,
+    outbox_backoff: tuple[float, float] = (0.5, 60.0),
+) -> ServiceHost:
+    """The users service, ready to `start`.
+
+    Production passes only `settings`: the token verifier fetches auth's JWKS, and the outbox
+    reaches the data service at DATA_ADDRESS. Tests pass a test verifier, a channel to a stand-in
+    data service, a cheaper password hasher and a faster outbox.
+    """
+    # aiosqlite logs every statement with its parameters (password hashes included) at DEBUG;
+    # keep it quiet even when LOG_LEVEL=DEBUG. (SQLAlchemy's own logger defaults to WARNING.)
+    logging.getLogger("aiosqlite").setLevel(logging.INFO)
+    owned_channels: list[grpc.aio.Channel] = []
+    if verifier is None:
+        auth_channel = internal_channel(settings.auth_address, internal_token=settings.internal_token)
+        owned_channels.append(auth_channel)
+        verifier = verifier_from_settings(settings, auth_key_source(auth_channel))
+    if data_channel is None:
+        data_channel = internal_channel(settings.data_address, internal_token=settings.internal_token)
+        owned_channels.append(data_channel)
+    passwords = passwords or Passwords()
+
+    if settings.auto_migrate:
+        await migrate(settings)
+    engine = sql.create_engine(database_url(settings), pool_size=settings.db_pool_size)
+    try:
+        store = UserStore(engine)
+        outbox = PurgeOutbox(
+            store=store,
+            channel=data_channel,
+            poll_interval=outbox_poll_interval,
+            backoff_base=outbox_backoff[0],
+            backoff_max=outbox_backoff[1],
+        )
+        domain = UsersDomain(store=store, passwords=passwords, on_delete=outbox.wake)
+        await passwords.warm_up()
+        if settings.admin_username:
+            await domain.ensure_admin(
+                username=settings.admin_username, email=settings.admin_email, password=settings.admin_password
+            )
+    except Exception:
+        await engine.dispose()
+        for channel in owned_channels:
+            await channel.close()
+        passwords.close()
+        raise
+
+    users_servicer = UserServicer(domain)
+    internal_servicer = UsersInternalServicer(domain)
+
+    def register(server: grpc.aio.Server) -> None:
+        users_pb2_grpc.add_UserServiceServicer_to_server(users_servicer, server)
+        users_internal_pb2_grpc.add_UsersInternalServiceServicer_to_server(internal_servicer, server)
+
+    async def readiness() -> None:
+        await sql.ping(engine)
+
+    async def close() -> None:
+        await outbox.stop()
+        for channel in owned_channels:
+            await channel.close()
+        await engine.dispose()
+        passwords.close()
+
+    spec = ServiceSpec(
+        name="users",
+        register=register,
+        service_names=[USER_SERVICE, INTERNAL_SERVICE],
+        public_methods=frozenset({f"/{USER_SERVICE}/CreateUser"}),
+        internal_services=frozenset({INTERNAL_SERVICE}),
+        readiness=readiness,
+        on_start=[outbox.start],
+        on_stop=[close],
+    )
+    return ServiceHost(spec, settings=settings, verifier=verifier)

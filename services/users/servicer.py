@@ -1,0 +1,145 @@
+"""Thin gRPC servicers: protobuf in, a domain call, protobuf out.
+
+The only rule decided here is how an UpdateUserRequest names its changes (AIP-134), because it
+is about protobuf field presence: with an update_mask, exactly the named fields; without one,
+every field set to a non-empty value.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from google.protobuf import empty_pb2
+
+from pinexa.users.v1 import users_internal_pb2, users_internal_pb2_grpc, users_pb2, users_pb2_grpc
+from services.kit.context import require_principal
+from services.kit.errors import InvalidArgument
+from services.users.domain import UPDATABLE_FIELDS, Identity, NewUser, UserPatch, UsersDomain, etag_for
+from services.users.store import Role, UserRecord
+
+_ROLE_TO_PROTO: dict[str, users_pb2.User.Role] = {
+    "user": users_pb2.User.USER,
+    "admin": users_pb2.User.ADMIN,
+}
+_ROLE_FROM_PROTO: dict[int, Role] = {users_pb2.User.USER: "user", users_pb2.User.ADMIN: "admin"}
+
+
+def user_message(record: UserRecord) -> users_pb2.User:
+    """The public form of an account. The INPUT_ONLY password field is never set."""
+    message = users_pb2.User(
+        id=record.id,
+        username=record.username,
+        email=record.email,
+        display_name=record.display_name,
+        role=_ROLE_TO_PROTO[record.role],
+        etag=etag_for(record.id, record.version),
+    )
+    message.created_at.FromDatetime(record.created_at)
+    message.updated_at.FromDatetime(record.updated_at)
+    return message
+
+
+def _role(value: int) -> Role:
+    role = _ROLE_FROM_PROTO.get(value)
+    if role is None:
+        raise InvalidArgument("role must be USER or ADMIN", [("user.role", "must be USER or ADMIN")])
+    return role
+
+
+def patch_from_request(request: users_pb2.UpdateUserRequest) -> UserPatch:
+    """Resolve which fields an update changes (see UpdateUserRequest in users.proto)."""
+    user = request.user
+    if request.HasField("update_mask"):
+        paths = list(request.update_mask.paths)
+        unknown = [p for p in paths if p not in UPDATABLE_FIELDS]
+        if unknown:
+            raise InvalidArgument(
+                f"update_mask may name only {', '.join(UPDATABLE_FIELDS)}",
+                [("update_mask", f"unknown or immutable field {p!r}") for p in unknown],
+            )
+        if paths:
+            fields: dict[str, Any] = {
+                "email": user.email if "email" in paths else None,
+                "display_name": user.display_name if "display_name" in paths else None,
+                "password": user.password if "password" in paths else None,
+                "role": _role(user.role) if "role" in paths else None,
+            }
+            return UserPatch(**fields, role_in_mask="role" in paths)
+    # No (or an empty) mask: every field set to a non-empty value (AIP-134).
+    return UserPatch(
+        email=user.email or None,
+        display_name=user.display_name or None,
+        password=user.password or None,
+        role=_role(user.role) if user.role else None,
+        username=user.username,
+    )
+
+
+class UserServicer(users_pb2_grpc.UserServiceServicer):
+    """pinexa.users.v1.UserService."""
+
+    def __init__(self, domain: UsersDomain) -> None:
+        self._domain = domain
+
+    async def CreateUser(self, request: users_pb2.CreateUserRequest, context: Any) -> users_pb2.User:
+        user = request.user
+        record = await self._domain.sign_up(
+            NewUser(
+                username=user.username,
+                email=user.email,
+                password=user.password,
+                display_name=user.display_name,
+            )
+        )
+        return user_message(record)
+
+    async def GetUser(self, request: users_pb2.GetUserRequest, context: Any) -> users_pb2.User:
+        return user_message(await self._domain.get(require_principal(), request.id))
+
+    async def GetMe(self, request: users_pb2.GetMeRequest, context: Any) -> users_pb2.User:
+        return user_message(await self._domain.me(require_principal()))
+
+    async def ListUsers(
+        self, request: users_pb2.ListUsersRequest, context: Any
+    ) -> users_pb2.ListUsersResponse:
+        page = await self._domain.list(require_principal(), size=request.page_size, token=request.page_token)
+        return users_pb2.ListUsersResponse(
+            users=[user_message(r) for r in page.users], next_page_token=page.next_page_token
+        )
+
+    async def UpdateUser(self, request: users_pb2.UpdateUserRequest, context: Any) -> users_pb2.User:
+        principal = require_principal()
+        patch = patch_from_request(request)
+        record = await self._domain.update(principal, request.user.id, patch, request.user.etag)
+        return user_message(record)
+
+    async def DeleteUser(self, request: users_pb2.DeleteUserRequest, context: Any) -> empty_pb2.Empty:
+        await self._domain.delete(require_principal(), request.id)
+        return empty_pb2.Empty()
+
+
+def _identity_role(identity: Identity) -> users_pb2.User.Role:
+    return _ROLE_TO_PROTO[identity.role]
+
+
+class UsersInternalServicer(users_internal_pb2_grpc.UsersInternalServiceServicer):
+    """pinexa.users.v1.UsersInternalService: for auth only, never routed by Envoy."""
+
+    def __init__(self, domain: UsersDomain) -> None:
+        self._domain = domain
+
+    async def VerifyCredentials(
+        self, request: users_internal_pb2.VerifyCredentialsRequest, context: Any
+    ) -> users_internal_pb2.VerifyCredentialsResponse:
+        identity = await self._domain.verify_credentials(request.username, request.password)
+        return users_internal_pb2.VerifyCredentialsResponse(
+            user_id=identity.user_id, role=_identity_role(identity), username=identity.username
+        )
+
+    async def GetIdentity(
+        self, request: users_internal_pb2.GetIdentityRequest, context: Any
+    ) -> users_internal_pb2.GetIdentityResponse:
+        identity = await self._domain.identity(request.user_id)
+        return users_internal_pb2.GetIdentityResponse(
+            user_id=identity.user_id, role=_identity_role(identity), username=identity.username
+        )

@@ -1,0 +1,259 @@
+"""The users service's only database access: SQLAlchemy Core on one pooled async engine.
+
+Statements that run on every request are built once at import; SQLAlchemy caches their compiled
+form, so a read costs one pooled connection checkout and one round trip.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal, cast
+
+from sqlalchemy import bindparam, delete, func, insert, select, tuple_, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from services.users.schema import purge_outbox, users
+
+Role = Literal["user", "admin"]
+
+
+@dataclass(frozen=True, slots=True)
+class UserRecord:
+    """An account as the rest of the service sees it: no password material."""
+
+    id: str
+    username: str
+    email: str
+    display_name: str
+    role: Role
+    version: int
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    """What a login check needs. Never leaves the service."""
+
+    id: str
+    username: str
+    role: Role
+    password_hash: str
+
+
+@dataclass(frozen=True, slots=True)
+class PendingPurge:
+    """An outbox row: a deleted user whose data the data service has not purged yet."""
+
+    user_id: str
+    attempts: int
+    next_attempt_at: datetime
+
+
+class Conflict(Exception):
+    """A UNIQUE constraint refused a write; `column` names which (username or email)."""
+
+    def __init__(self, column: str) -> None:
+        super().__init__(column)
+        self.column = column
+
+
+_RECORD_COLUMNS = (
+    users.c.id,
+    users.c.username,
+    users.c.email,
+    users.c.display_name,
+    users.c.role,
+    users.c.version,
+    users.c.created_at,
+    users.c.updated_at,
+)
+_CREDENTIAL_COLUMNS = (users.c.id, users.c.username, users.c.role, users.c.password_hash)
+
+_GET_BY_ID = select(*_RECORD_COLUMNS).where(users.c.id == bindparam("id"))
+_GET_BY_USERNAME = select(*_RECORD_COLUMNS).where(users.c.username == bindparam("username"))
+_CREDENTIALS_BY_USERNAME = select(*_CREDENTIAL_COLUMNS).where(users.c.username == bindparam("username"))
+_CREDENTIALS_BY_EMAIL = select(*_CREDENTIAL_COLUMNS).where(users.c.email_lookup == bindparam("lookup"))
+_CREDENTIALS_BY_ID = select(*_CREDENTIAL_COLUMNS).where(users.c.id == bindparam("id"))
+_INSERT_USER = insert(users)
+_REPLACE_HASH = (
+    update(users)
+    .where(users.c.id == bindparam("b_id"), users.c.password_hash == bindparam("b_old"))
+    .values(password_hash=bindparam("b_new"))
+)
+_DELETE_USER = delete(users).where(users.c.id == bindparam("id"))
+_INSERT_PURGE = insert(purge_outbox)
+
+
+def _record(row: Any) -> UserRecord:
+    return UserRecord(
+        id=row.id,
+        username=row.username,
+        email=row.email,
+        display_name=row.display_name,
+        role=cast(Role, row.role),
+        version=row.version,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
+
+
+def _credentials(row: Any) -> Credentials:
+    return Credentials(
+        id=row.id, username=row.username, role=cast(Role, row.role), password_hash=row.password_hash
+    )
+
+
+def _conflicting_column(error: IntegrityError) -> str:
+    """Which UNIQUE constraint fired: PostgreSQL names it in diag, SQLite in the message."""
+    original = error.orig
+    constraint = getattr(getattr(original, "diag", None), "constraint_name", None) or ""
+    text = f"{constraint} {original}".lower()
+    if "email_lookup" in text:
+        return "email"
+    if "username" in text:
+        return "username"
+    return "id"
+
+
+class UserStore:
+    """Reads and writes the users and purge_outbox tables."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+
+    # -- accounts ------------------------------------------------------------------------------
+
+    async def insert(self, values: Mapping[str, Any]) -> None:
+        """Insert one account; Conflict when the username or e-mail is taken (the database's
+        UNIQUE constraints decide, so concurrent sign-ups cannot both win)."""
+        try:
+            async with self._engine.begin() as connection:
+                await connection.execute(_INSERT_USER, dict(values))
+        except IntegrityError as error:
+            raise Conflict(_conflicting_column(error)) from None
+
+    async def get(self, user_id: str) -> UserRecord | None:
+        async with self._engine.connect() as connection:
+            row = (await connection.execute(_GET_BY_ID, {"id": user_id})).first()
+        return None if row is None else _record(row)
+
+    async def get_by_username(self, username: str) -> UserRecord | None:
+        async with self._engine.connect() as connection:
+            row = (await connection.execute(_GET_BY_USERNAME, {"username": username})).first()
+        return None if row is None else _record(row)
+
+    async def credentials_by_username(self, username: str) -> Credentials | None:
+        async with self._engine.connect() as connection:
+            row = (await connection.execute(_CREDENTIALS_BY_USERNAME, {"username": username})).first()
+        return None if row is None else _credentials(row)
+
+    async def credentials_by_email(self, lookup: str) -> Credentials | None:
+        async with self._engine.connect() as connection:
+            row = (await connection.execute(_CREDENTIALS_BY_EMAIL, {"lookup": lookup})).first()
+        return None if row is None else _credentials(row)
+
+    async def credentials_by_id(self, user_id: str) -> Credentials | None:
+        async with self._engine.connect() as connection:
+            row = (await connection.execute(_CREDENTIALS_BY_ID, {"id": user_id})).first()
+        return None if row is None else _credentials(row)
+
+    async def list_page(self, *, after: tuple[datetime, str] | None, limit: int) -> list[UserRecord]:
+        """Up to `limit` accounts in (created_at, id) order, strictly after `after`."""
+        statement = select(*_RECORD_COLUMNS).order_by(users.c.created_at, users.c.id).limit(limit)
+        if after is not None:
+            statement = statement.where(tuple_(users.c.created_at, users.c.id) > tuple_(*after))
+        async with self._engine.connect() as connection:
+            rows = (await connection.execute(statement)).all()
+        return [_record(row) for row in rows]
+
+    async def update(
+        self,
+        user_id: str,
+        values: Mapping[str, Any],
+        *,
+        expected_version: int | None,
+        now: datetime,
+    ) -> UserRecord | None:
+        """Apply `values` and bump the version, in one statement. With `expected_version`, only
+        if the row still has it (optimistic concurrency). None when no row matched."""
+        statement = (
+            update(users)
+            .where(users.c.id == user_id)
+            .values(**values, version=users.c.version + 1, updated_at=now)
+            .returning(*_RECORD_COLUMNS)
+        )
+        if expected_version is not None:
+            statement = statement.where(users.c.version == expected_version)
+        try:
+            async with self._engine.begin() as connection:
+                row = (await connection.execute(statement)).first()
+        except IntegrityError as error:
+            raise Conflict(_conflicting_column(error)) from None
+        return None if row is None else _record(row)
+
+    async def replace_password_hash(self, user_id: str, old_hash: str, new_hash: str) -> None:
+        """Swap in a rehashed password, unless the password changed meanwhile. The version is
+        not bumped: the account did not change in any way a client can see."""
+        async with self._engine.begin() as connection:
+            await connection.execute(_REPLACE_HASH, {"b_id": user_id, "b_old": old_hash, "b_new": new_hash})
+
+    async def delete_with_purge(self, user_id: str, now: datetime) -> bool:
+        """Delete the account and, in the same transaction, record that its data must be
+        purged. False when there was no such account (nothing is written)."""
+        async with self._engine.begin() as connection:
+            result = await connection.execute(_DELETE_USER, {"id": user_id})
+            if result.rowcount == 0:
+                return False
+            await connection.execute(
+                _INSERT_PURGE,
+                {"user_id": user_id, "created_at": now, "attempts": 0, "next_attempt_at": now},
+            )
+        return True
+
+    # -- purge outbox --------------------------------------------------------------------------
+
+    async def due_purges(self, now: datetime, limit: int) -> list[PendingPurge]:
+        statement = (
+            select(purge_outbox.c.user_id, purge_outbox.c.attempts, purge_outbox.c.next_attempt_at)
+            .where(purge_outbox.c.next_attempt_at <= now)
+            .order_by(purge_outbox.c.next_attempt_at)
+            .limit(limit)
+        )
+        async with self._engine.connect() as connection:
+            rows = (await connection.execute(statement)).all()
+        return [PendingPurge(row.user_id, row.attempts, row.next_attempt_at) for row in rows]
+
+    async def claim_purge(self, purge: PendingPurge, lease_until: datetime) -> bool:
+        """Take a row for one delivery attempt. The attempt counter is the compare-and-set
+        token: if another replica claimed the row first, this matches nothing."""
+        statement = (
+            update(purge_outbox)
+            .where(purge_outbox.c.user_id == purge.user_id, purge_outbox.c.attempts == purge.attempts)
+            .values(attempts=purge.attempts + 1, next_attempt_at=lease_until)
+        )
+        async with self._engine.begin() as connection:
+            result = await connection.execute(statement)
+        return result.rowcount == 1
+
+    async def finish_purge(self, user_id: str) -> None:
+        async with self._engine.begin() as connection:
+            await connection.execute(delete(purge_outbox).where(purge_outbox.c.user_id == user_id))
+
+    async def reschedule_purge(self, user_id: str, attempts: int, at: datetime, error: str) -> None:
+        """After a failed attempt: try again at `at`, unless someone else has claimed it since."""
+        statement = (
+            update(purge_outbox)
+            .where(purge_outbox.c.user_id == user_id, purge_outbox.c.attempts == attempts)
+            .values(next_attempt_at=at, last_error=error[:500])
+        )
+        async with self._engine.begin() as connection:
+            await connection.execute(statement)
+
+    async def next_purge_due(self) -> datetime | None:
+        async with self._engine.connect() as connection:
+            value = (await connection.execute(select(func.min(purge_outbox.c.next_attempt_at)))).scalar()
+        return cast(datetime | None, value)
