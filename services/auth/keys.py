@@ -8,10 +8,13 @@ Where keys come from, in this order:
    volume works the same way).
 
 "Newest" is the position in that order: the last key signs, every key is published in the JWKS.
-`python -m services.auth keygen` names files by their UTC creation time (`20260501T120000Z-es256.pem`),
-so file-name order is creation order. A key may carry an `Activates-At:` line before its PEM block
-(RFC 7468 allows explanatory text there): until then it is published but does not sign, which lets
-every verifier learn a key before the first token signed with it arrives.
+`python -m services.auth keygen` names files by their UTC creation time
+(`20260501T120000.000000Z-es256.pem`), so file-name order is creation order; the development key
+is `0000-dev-es256.pem`, which sorts before them, so a key added with keygen takes over.
+
+A key may carry an `Activates-At:` line before its PEM block (RFC 7468 allows explanatory text
+there): until then it is published but does not sign, which lets every verifier learn a key before
+the first token signed with it arrives.
 
 The key id (`kid`) is the key's RFC 7638 JWK thumbprint (SHA-256, base64url), so it is stable, needs
 no bookkeeping and cannot collide between two different keys.
@@ -28,7 +31,7 @@ import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
@@ -47,7 +50,7 @@ _PEM_BLOCK = re.compile(
     re.MULTILINE | re.DOTALL,
 )
 _ACTIVATES_AT = re.compile(r"^\s*Activates-At:\s*(\S+)\s*$", re.MULTILINE | re.IGNORECASE)
-DEV_KEY_NAME = "dev-es256.pem"
+DEV_KEY_NAME = "0000-dev-es256.pem"  # sorts before keygen's time-stamped names
 
 
 class KeyConfigError(ValueError):
@@ -243,9 +246,9 @@ def write_new_key(
     created = datetime.fromtimestamp(time.time() if now is None else now, UTC)
     private_key = generate_private_key(algorithm)
     pem = private_key_pem(private_key, activates_at=activates_at)
-    stem = f"{created:%Y%m%dT%H%M%SZ}-{algorithm.lower()}"
-    for attempt in range(100):
-        path = directory / (f"{stem}.pem" if attempt == 0 else f"{stem}-{attempt}.pem")
+    for attempt in range(1000):  # two keys in the same microsecond: the later name sorts later
+        stamp = created + timedelta(microseconds=attempt)
+        path = directory / f"{stamp:%Y%m%dT%H%M%S.%f}Z-{algorithm.lower()}.pem"
         if _write_exclusive(path, pem):
             return path, SigningKey.from_private_key(
                 private_key, source=path.name, activates_at=activates_at or 0.0

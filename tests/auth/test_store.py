@@ -1,0 +1,182 @@
+"""Auth's store on a real database, SQLite and PostgreSQL: migrations, the atomic spend, the grace
+spend, revocation, the failed-login counters under concurrency, and purging."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+import sqlalchemy as sa
+
+from services.auth.domain import AuthPolicy
+from services.auth.server import MIGRATIONS, VERSION_TABLE
+from services.auth.store import AuthStore, ThrottleKey
+from services.kit import sql
+
+
+@pytest.fixture
+async def store(sql_url: str) -> AsyncIterator[AuthStore]:
+    await sql.upgrade(url=sql_url, script_location=MIGRATIONS, version_table=VERSION_TABLE)
+    engine = sql.create_engine(sql_url, pool_size=10)
+    yield AuthStore(engine)
+    await engine.dispose()
+
+
+async def new_session(store: AuthStore, now: float, ttl: float = 3600) -> tuple[str, str]:
+    session_id, token_hash = str(uuid.uuid4()), uuid.uuid4().hex * 2
+    await store.create_session(
+        session_id=session_id, user_id="u1", token_hash=token_hash, now=now, expires_at=now + ttl
+    )
+    return session_id, token_hash
+
+
+async def test_migrations_are_idempotent_and_use_their_own_version_table(sql_url: str) -> None:
+    for _ in range(2):
+        await sql.upgrade(url=sql_url, script_location=MIGRATIONS, version_table=VERSION_TABLE)
+    engine = sql.create_engine(sql_url)
+    try:
+        async with engine.connect() as conn:
+            tables = await conn.run_sync(lambda c: set(sa.inspect(c).get_table_names()))
+            version = await conn.scalar(
+                sa.select(sa.column("version_num")).select_from(sa.table(VERSION_TABLE))
+            )
+    finally:
+        await engine.dispose()
+    assert {"auth_sessions", "auth_refresh_tokens", "auth_login_throttle", VERSION_TABLE} <= tables
+    assert "alembic_version" not in tables
+    assert version == "0001"
+
+
+async def test_exactly_one_of_many_simultaneous_spends_wins(store: AuthStore) -> None:
+    now = time.time()
+    session_id, token_hash = await new_session(store, now)
+    results = await asyncio.gather(
+        *(
+            store.spend(
+                token_hash=token_hash,
+                session_id=session_id,
+                new_hash=f"{i:064d}",
+                now=now,
+                expires_at=now + 60,
+            )
+            for i in range(10)
+        )
+    )
+    assert results.count(True) == 1
+    record = await store.find_token(token_hash)
+    assert record is not None and record.spent_at == pytest.approx(now)
+
+
+async def test_grace_spend_only_within_the_window_and_only_after_a_spend(store: AuthStore) -> None:
+    now = time.time()
+    session_id, token_hash = await new_session(store, now)
+    common = {"token_hash": token_hash, "session_id": session_id, "expires_at": now + 60}
+    # Never spent: a grace spend is not a way around the first spend.
+    assert not await store.spend_in_grace(**common, new_hash="a" * 64, now=now, spent_since=now - 10)
+    assert await store.spend(**common, new_hash="b" * 64, now=now)
+    assert await store.spend_in_grace(**common, new_hash="c" * 64, now=now + 5, spent_since=now + 5 - 10)
+    assert not await store.spend_in_grace(
+        **common, new_hash="d" * 64, now=now + 11, spent_since=now + 11 - 10
+    )
+    for child in ("b" * 64, "c" * 64):
+        record = await store.find_token(child)
+        assert record is not None and record.session_id == session_id and record.spent_at is None
+
+
+async def test_a_revoked_or_expired_family_cannot_be_spent(store: AuthStore) -> None:
+    now = time.time()
+    session_id, token_hash = await new_session(store, now)
+    assert await store.revoke_session(session_id, now=now, reason="logout") == 1
+    assert await store.revoke_session(session_id, now=now, reason="logout") == 0
+    assert await store.session_revoked_reason(session_id) == "logout"
+    assert not await store.spend(
+        token_hash=token_hash, session_id=session_id, new_hash="e" * 64, now=now, expires_at=now + 60
+    )
+    session_id, token_hash = await new_session(store, now, ttl=10)
+    assert not await store.spend(
+        token_hash=token_hash, session_id=session_id, new_hash="f" * 64, now=now + 11, expires_at=now + 60
+    )
+
+
+async def test_revoke_every_session_of_a_user(store: AuthStore) -> None:
+    now = time.time()
+    for _ in range(3):
+        await new_session(store, now)
+    assert await store.revoke_user_sessions("u1", now=now, reason="logout_all") == 3
+    assert await store.revoke_user_sessions("u1", now=now, reason="logout_all") == 0
+
+
+POLICY = AuthPolicy(max_failures=5, backoff_base=1.0, backoff_max=900.0)
+
+
+async def test_simultaneous_attempts_are_charged_before_they_are_checked(store: AuthStore) -> None:
+    now = time.time()
+    keys = [ThrottleKey("k" * 64, 5)]
+    claims = await asyncio.gather(
+        *(
+            store.claim_attempt(keys, now=now, forget_before=now - 3600, backoff=POLICY.backoff)
+            for _ in range(25)
+        )
+    )
+    allowed = [c for c in claims if not c.retry_after]
+    # The 5th charge sets a back-off, so no more than 5 attempts ever reach a password check.
+    assert len(allowed) == 5
+    assert sorted(c.charges[0].failures for c in allowed) == [1, 2, 3, 4, 5]
+    assert all(0 < c.retry_after <= 1.0 for c in claims if c.retry_after)
+    assert await store.throttle_state("k" * 64) == (5, pytest.approx(now + 1.0))
+
+
+async def test_a_refund_restores_the_counter_and_the_back_off(store: AuthStore) -> None:
+    now = time.time()
+    keys = [ThrottleKey("a" * 64, 2), ThrottleKey("b" * 64, 100)]
+    first = await store.claim_attempt(keys, now=now, forget_before=now - 3600, backoff=POLICY.backoff)
+    second = await store.claim_attempt(keys, now=now, forget_before=now - 3600, backoff=POLICY.backoff)
+    assert await store.throttle_state("a" * 64) == (2, pytest.approx(now + 1.0))
+    # The second attempt turned out not to be a wrong guess (e.g. users was down): undo it.
+    await store.settle(second)
+    assert await store.throttle_state("a" * 64) == (1, 0.0)
+    assert await store.throttle_state("b" * 64) == (1, 0.0)
+    # A success resets its account's counter and refunds the IP's charge.
+    await store.settle(first, reset=["a" * 64])
+    assert await store.throttle_state("a" * 64) == (0, 0.0)
+    assert await store.throttle_state("b" * 64) == (0, 0.0)
+
+
+async def test_a_blocked_key_charges_nothing(store: AuthStore) -> None:
+    now = time.time()
+    account, ip = ThrottleKey("a" * 64, 1), ThrottleKey("b" * 64, 100)
+    await store.claim_attempt([account], now=now, forget_before=now - 3600, backoff=POLICY.backoff)
+    claim = await store.claim_attempt(
+        [account, ip], now=now, forget_before=now - 3600, backoff=POLICY.backoff
+    )
+    assert claim.retry_after == pytest.approx(1.0) and not claim.charges
+    assert await store.throttle_state("b" * 64) is None  # the whole claim was rolled back
+
+
+async def test_old_failures_are_forgotten(store: AuthStore) -> None:
+    now = time.time()
+    key = [ThrottleKey("a" * 64, 5)]
+    for _ in range(4):
+        await store.claim_attempt(key, now=now, forget_before=now - 3600, backoff=POLICY.backoff)
+    later = now + 7200
+    claim = await store.claim_attempt(key, now=later, forget_before=later - 3600, backoff=POLICY.backoff)
+    assert claim.charges[0].failures == 1
+
+
+async def test_purge_removes_only_what_is_long_gone(store: AuthStore) -> None:
+    now = time.time()
+    old_session, old_token = await new_session(store, now - 100 * 86400, ttl=86400)
+    live_session, live_token = await new_session(store, now)
+    stale, fresh = ThrottleKey("a" * 64, 5), ThrottleKey("b" * 64, 5)
+    await store.claim_attempt([stale], now=now - 2 * 86400, forget_before=0, backoff=POLICY.backoff)
+    await store.claim_attempt([fresh], now=now, forget_before=0, backoff=POLICY.backoff)
+    removed = await store.purge(now=now, tokens_expired_before=now - 7 * 86400, failures_before=now - 86400)
+    assert removed == 3  # the old token, its now-empty session, the stale counter
+    assert await store.find_token(old_token) is None
+    assert await store.find_token(live_token) is not None
+    assert await store.throttle_state("a" * 64) is None
+    assert await store.throttle_state("b" * 64) is not None
+    del old_session, live_session
