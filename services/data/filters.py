@@ -80,11 +80,12 @@ _TOKEN = re.compile(
   | (?P<rparen>\))
   | (?P<string>"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*')
   | (?P<number>-?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?(?![A-Za-z0-9_.]))
-  | (?P<word>[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z0-9_][A-Za-z0-9_-]*)*)
+  | (?P<word>[A-Za-z_][^\s()=!<>"']*)
     """,
     re.VERBOSE,
 )
 _ESCAPES = {'"': '"', "'": "'", "\\": "\\", "n": "\n", "t": "\t", "r": "\r"}
+_SEGMENT = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]*")
 _KEYWORDS = frozenset({"AND", "OR", "NOT"})
 _ORDERED_OPS: frozenset[str] = frozenset({"<", "<=", ">", ">="})
 
@@ -196,6 +197,12 @@ class _Parser:
             return node
         if token.kind != "word" or token.text in _KEYWORDS or token.text in ("true", "false"):
             raise _fail(f"expected a field name at column {token.column}, found {token.text!r}")
+        for segment in token.text.split("."):
+            if not _SEGMENT.fullmatch(segment):
+                raise _fail(
+                    f"invalid name {segment!r} in {token.text!r} at column {token.column}: names are "
+                    "letters, digits, _ and -"
+                )
         return self._comparison(token)
 
     def _comparison(self, field: _Token) -> Comparison:
