@@ -59,6 +59,11 @@ def main() -> None:
     for folder in [OUT / "pinexa", *sorted(p for p in (OUT / "pinexa").rglob("*") if p.is_dir())]:
         (folder / "__init__.py").write_text("")
     (OUT / "pinexa" / "py.typed").write_text("")
+    # Envoy for Kubernetes: envoy/envoy.yaml.tmpl rendered with the Kubernetes parameters, plus the
+    # descriptor set, in k8s/base/envoy/ where kustomize builds the ConfigMap from them.
+    from services.devstack.envoy import write_kubernetes_files
+
+    write_kubernetes_files(DESCRIPTOR_SET)
 
 
 if __name__ == "__main__":

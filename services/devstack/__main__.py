@@ -1,0 +1,84 @@
+"""`make run`: the whole stack on this machine, until Ctrl-C or SIGTERM.
+
+    python -m services.devstack            # state in $DATA_DIR (default ./var)
+
+Starts every service that exists (auth 50051, users 50052, data 50053), nx-27017 on 27017 when
+the data service exists and MONGODB_URL is unset, and Envoy on 8080 (admin on 9901); waits for
+them to be healthy; prints where everything is; and on Ctrl-C or SIGTERM stops them all. If any
+of them dies on its own, the rest are stopped too and the exit status is non-zero.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+from pathlib import Path
+from types import FrameType
+
+from services.devstack.stack import Ports, Stack, StackError, describe
+
+
+class _Stop(Exception):
+    """Raised from the signal handler to leave the wait."""
+
+
+def _on_signal(signum: int, frame: FrameType | None) -> None:
+    raise _Stop(signal.Signals(signum).name)
+
+
+def _wait_for_exit(stack: Stack) -> str:
+    """Block until one of the children exits; returns its name. Signals interrupt it."""
+    while True:
+        # WNOWAIT: leave the child for Popen to reap, so its exit status stays readable.
+        os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOWAIT)
+        for child in stack.children.values():
+            if not child.running():
+                return child.name
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m services.devstack", description=__doc__.split("\n")[0])
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=Path(os.environ.get("DATA_DIR", "var")),
+        help="state and logs (default: $DATA_DIR or ./var)",
+    )
+    parser.add_argument("--port", type=int, default=8080, help="Envoy's listener (default 8080)")
+    args = parser.parse_args(argv)
+
+    signal.signal(signal.SIGINT, _on_signal)
+    signal.signal(signal.SIGTERM, _on_signal)
+    out = sys.stdout
+    stack = Stack(args.data_dir, Ports(envoy=args.port))
+    started = ", ".join(stack.services) or "no services yet"
+    out.write(f"Starting Pinexa ({started}{', nx-27017' if stack.runs_mongo else ''}, envoy)...\n")
+    out.flush()
+    try:
+        stack.start()
+        describe(stack, stream=out)
+        dead = _wait_for_exit(stack)
+        child = stack.children[dead]
+        sys.stderr.write(f"\n{dead} exited unexpectedly; stopping the rest. Its log ({child.log_path}):\n")
+        sys.stderr.write(child.log_tail() + "\n")
+        return 1
+    except _Stop as stop:
+        out.write(f"\n{stop}: stopping...\n")
+        out.flush()
+        return 0
+    except StackError as error:
+        sys.stderr.write(f"\nCould not start Pinexa: {error}\n")
+        return 1
+    finally:
+        # Ignore further Ctrl-C while shutting down, so the children are always stopped.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        stack.stop()
+        out.write("Stopped.\n")
+        out.flush()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
