@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import math
 from typing import Any
 from urllib.parse import unquote
 
@@ -11,6 +12,7 @@ import grpc
 from pinexa.auth.v1 import auth_pb2, auth_pb2_grpc
 from services.auth.domain import Auth, TokenPair
 from services.kit.context import current_principal, require_principal
+from services.kit.errors import ResourceExhausted
 
 
 def _ip(value: str) -> str:
@@ -72,7 +74,12 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
     async def Login(
         self, request: auth_pb2.LoginRequest, context: grpc.aio.ServicerContext
     ) -> auth_pb2.LoginResponse:
-        pair = await self._auth.login(request.username, request.password, client_ip=client_ip(context))
+        try:
+            pair = await self._auth.login(request.username, request.password, client_ip=client_ip(context))
+        except ResourceExhausted as error:
+            # RetryInfo is in the status; HTTP clients also get the usual Retry-After header.
+            await context.send_initial_metadata((("retry-after", str(math.ceil(error.retry_after))),))
+            raise
         return auth_pb2.LoginResponse(**_fields(pair))
 
     async def Refresh(

@@ -280,6 +280,8 @@ async def test_twenty_wrong_passwords_are_throttled_then_the_right_one_works(sta
     assert info is not None and info.reason == "LOGIN_THROTTLED"
     delay = retry_delay(throttled)
     assert 0 < delay <= stack.settings.login_backoff_base_seconds
+    # HTTP clients get a Retry-After header as well (Envoy passes the gRPC header through).
+    assert ("retry-after", "1") in tuple(throttled.initial_metadata() or ())
 
     # During the back-off even the right password is refused, before it is checked.
     error = await fails(stack.login(user.username), grpc.StatusCode.RESOURCE_EXHAUSTED, "LOGIN_THROTTLED")
