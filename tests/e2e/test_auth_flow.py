@@ -4,7 +4,9 @@ This module starts its own stack (auth + users + Envoy, exactly as `make run` do
 ports) rather than the session one, for two settings:
 - REFRESH_REUSE_GRACE_SECONDS=1, so "reuse after the grace window" takes one second, not ten;
 - JWT_PRIVATE_KEYS set to a key made here, so forged tokens can be signed with the real key
-  (a wrong iss, an expired token ...) as well as with strangers' keys.
+  (a wrong iss, an expired token ...) as well as with strangers' keys;
+and Envoy caches the JWKS for 1 s instead of 30 s, so the key-rotation test (last in this file,
+because it changes the signing key) sees Envoy pick up a new key quickly.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import jwt
 import pytest
 
 from pinexa.users.v1 import users_pb2, users_pb2_grpc
-from services.auth.keys import SigningKey, generate_private_key, private_key_pem
+from services.auth.keys import SigningKey, generate_private_key, private_key_pem, write_new_key
 from services.devstack.stack import Ports, Stack
 from tests.auth.forge import claims, forgeries, signed
 from tests.e2e.conftest import Account, error_reason, log_in, make_client, sign_up_and_log_in, status_of
@@ -66,7 +68,9 @@ def auth_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AuthStack]:
         "LOG_LEVEL": "INFO",
     }
     base: Path = tmp_path_factory.mktemp("auth-stack")
-    with Stack(base, Ports.free(), env=env, services=("auth", "users")) as stack:
+    with Stack(
+        base, Ports.free(), env=env, services=("auth", "users"), envoy_overrides={"jwks_cache_duration": "1s"}
+    ) as stack:
         running = AuthStack(stack, key)
         yield running
         running.client.close()
@@ -227,3 +231,38 @@ def test_jwks_verifies_a_token_with_pyjwt(auth_stack: AuthStack) -> None:
     )
     assert decoded["sub"] == account.user_id and decoded["role"] == "user"
     assert signing_key.key_id == auth_stack.key.kid
+
+
+def test_key_rotation_through_the_edge(auth_stack: AuthStack) -> None:
+    """The documented rotation: add a key that activates a little later, restart auth. Envoy and
+    the services learn the new key while the old one still signs; then the new one signs, and
+    tokens signed with the old, still-published key keep working."""
+    client = auth_stack.client
+    account = sign_up_and_log_in(client)
+    old_kid = jwt.get_unverified_header(account.access_token)["kid"]
+    activation = time.time() + 4
+    _, new_key = write_new_key(auth_stack.stack.base_dir / "keys", activates_at=activation)
+    auth_stack.stack.restart_service("auth")
+
+    jwks = client.get("/.well-known/jwks.json").json()
+    assert [k["kid"] for k in jwks["keys"]] == [new_key.kid, old_kid]  # newest first
+    # Before activation, new logins are still signed with the old key ...
+    early = log_in(client, account.username, account.password, user_id=account.user_id)
+    if time.time() < activation:
+        assert jwt.get_unverified_header(early.access_token)["kid"] == old_kid
+    # ... while Envoy fetches the new key (poll until a token signed with it passes the edge).
+    probe = signed(new_key, claims(account.user_id))
+    deadline = time.monotonic() + 20
+    while profile(client, probe).status_code != 200:
+        assert time.monotonic() < deadline, "Envoy never accepted the new key"
+        time.sleep(0.1)  # polling interval
+    # After activation the new key signs; both generations of tokens are accepted.
+    while time.time() < activation:
+        time.sleep(0.1)  # waiting for the activation time the test chose, not for a server
+    late = log_in(client, account.username, account.password, user_id=account.user_id)
+    assert jwt.get_unverified_header(late.access_token)["kid"] == new_key.kid
+    assert profile(client, late.access_token).status_code == 200
+    assert profile(client, account.access_token).status_code == 200
+    # The refresh token from before the restart still works, and now gets a new-key token.
+    pair = refresh(client, account.refresh_token).json()
+    assert jwt.get_unverified_header(pair["access_token"])["kid"] == new_key.kid
