@@ -182,9 +182,18 @@ class MongoItemStore:
             if nx:
                 log.warning("nx-27017 detected: list indexes are created without the _id tie-breaker")
             await self._items.create_indexes(models)
-            await self._items.create_index(
-                [("title", pymongo.TEXT), ("content", pymongo.TEXT)], name="title_content_text"
-            )
+            try:
+                await self._items.create_index(
+                    [("title", pymongo.TEXT), ("content", pymongo.TEXT)], name="title_content_text"
+                )
+            except OperationFailure:
+                if not nx:
+                    raise
+                # nx-27017 0.8.1 answers "constraint failed" when a text index is created on a
+                # collection that already holds documents, including when the index exists (every
+                # restart); MongoDB treats an identical index as a no-op. The service creates it
+                # while the collection is still empty, on its first start.
+                log.warning("nx-27017 refused to (re)create the text index; assuming it exists")
         self.indexes_ready = True
 
     async def insert(self, item: Item) -> None:

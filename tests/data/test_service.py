@@ -20,9 +20,9 @@ from pinexa.data.v1 import data_internal_pb2
 from services.data.server import COLLECTION, DATA_INTERNAL_SERVICE, DATA_SERVICE, create_service
 from services.data.store import MongoItemStore
 from services.kit.settings import Settings, SettingsError
-from tests.data.harness import DataClient
+from tests.data.harness import DataClient, data_settings
 from tests.data.test_items import expect_error
-from tests.support import error_info, free_port, health_status, wait_serving
+from tests.support import TestKeys, error_info, free_port, health_status, wait_serving
 
 Purge = data_internal_pb2.PurgeUserDataRequest
 
@@ -137,3 +137,21 @@ async def test_main_serves_until_sigterm(mongo_url: str, database: str, tmp_path
         if process.returncode is None:
             process.kill()
             await process.wait()
+
+
+async def test_restart_on_a_collection_with_items(
+    data: DataClient, mongo_client: AsyncMongoClient[dict[str, Any]], test_keys: TestKeys
+) -> None:
+    """A second start on the same, non-empty collection: index creation is a no-op and search
+    still works (on nx-27017 this goes through the documented text-index difference)."""
+    item = await data.create("u1", "before the restart", content="persistent words")
+    second = await create_service(
+        data_settings(data.database), verifier=test_keys.verifier(), mongo_client=mongo_client
+    )
+    await second.start("127.0.0.1:0")
+    try:
+        again = DataClient(second, test_keys, data.database)
+        assert [i.id for i in (await again.list("u1", query="persistent")).items] == [item.id]
+        await again.channel.close()
+    finally:
+        await second.stop(grace=1, drain=0)
