@@ -5,6 +5,7 @@ Every variable is listed in the README's configuration table; keep the two in st
 
 from __future__ import annotations
 
+import base64
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -85,6 +86,8 @@ class Settings:
     admin_username: str = ""
     admin_email: str = ""
     admin_password: str = field(default="", repr=False)
+    # users: AES-256-GCM keys for personal data at rest, base64, comma-separated, newest first.
+    pii_encryption_key: str = field(default="", repr=False)
     log_level: str = "INFO"
     log_format: Literal["json", "text"] = "json"
     shutdown_grace_seconds: float = 10.0
@@ -152,6 +155,7 @@ class Settings:
             admin_username=_str(env, "ADMIN_USERNAME"),
             admin_email=_str(env, "ADMIN_EMAIL"),
             admin_password=env.get("ADMIN_PASSWORD", ""),
+            pii_encryption_key=env.get("PII_ENCRYPTION_KEY", "").strip(),
             log_level=_str(env, "LOG_LEVEL", "INFO").upper(),
             log_format=log_format,  # type: ignore[arg-type]
             shutdown_grace_seconds=_float(env, "SHUTDOWN_GRACE_SECONDS", 10.0),
@@ -169,6 +173,16 @@ class Settings:
             raise SettingsError(
                 "set ADMIN_USERNAME, ADMIN_EMAIL and ADMIN_PASSWORD together, or none of them"
             )
+        for entry in (k.strip() for k in self.pii_encryption_key.split(",") if k.strip()):
+            try:
+                key = base64.b64decode(entry, validate=True)
+            except ValueError:
+                key = b""
+            if len(key) != 32:
+                raise SettingsError(
+                    "PII_ENCRYPTION_KEY must be base64 of 32 random bytes "
+                    "(several, comma-separated, to rotate)"
+                )
         if not self.is_production:
             return
         if self.admin_password and (

@@ -1,5 +1,8 @@
-"""`python -m services.users` serves the users service; `python -m services.users migrate`
-applies its migrations and exits."""
+"""`python -m services.users` serves the users service.
+
+`python -m services.users migrate` applies its migrations and exits;
+`python -m services.users reencrypt` rewrites personal data under the newest PII key.
+"""
 
 from __future__ import annotations
 
@@ -11,11 +14,11 @@ from services.kit.logs import configure_logging
 from services.kit.metrics import serve_metrics
 from services.kit.server import run_until_signal
 from services.kit.settings import Settings, SettingsError
-from services.users.server import create_service, migrate
+from services.users.server import create_service, migrate, reencrypt
 
 log = logging.getLogger("services.users")
 
-USAGE = "usage: python -m services.users [migrate]"
+USAGE = "usage: python -m services.users [migrate | reencrypt]"
 
 
 async def serve(settings: Settings) -> None:
@@ -26,7 +29,7 @@ async def serve(settings: Settings) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
-    if args not in ([], ["migrate"]):
+    if args not in ([], ["migrate"], ["reencrypt"]):
         sys.stderr.write(USAGE + "\n")
         return 2
     try:
@@ -39,7 +42,19 @@ def main(argv: list[str] | None = None) -> int:
         asyncio.run(migrate(settings))
         log.info("migrations applied")
         return 0
-    asyncio.run(serve(settings))
+    if args == ["reencrypt"]:
+        try:
+            rewritten = asyncio.run(reencrypt(settings))
+        except SettingsError as error:
+            sys.stderr.write(f"users: {error}\n")
+            return 2
+        log.info("personal data re-encrypted", extra={"accounts": rewritten})
+        return 0
+    try:
+        asyncio.run(serve(settings))
+    except SettingsError as error:
+        sys.stderr.write(f"users: {error}\n")
+        return 2
     return 0
 
 

@@ -120,13 +120,11 @@ class UsersDomain:
         *,
         store: UserStore,
         passwords: Passwords,
-        email_lookup: Callable[[str], str] = validation.email_key,
         on_delete: Callable[[], None] = lambda: None,
         clock: Callable[[], datetime] = utc_now,
     ) -> None:
         self._store = store
         self._passwords = passwords
-        self._email_lookup = email_lookup
         self._on_delete = on_delete
         self._clock = clock
 
@@ -165,7 +163,6 @@ class UsersDomain:
                     "id": record.id,
                     "username": username,
                     "email": email,
-                    "email_lookup": self._email_lookup(validation.email_key(email)),
                     "password_hash": password_hash,
                     "display_name": display_name,
                     "role": role,
@@ -240,7 +237,6 @@ class UsersDomain:
             email = validation.normalize_email(patch.email)
             validation.check_email(violations, email)
             values["email"] = email
-            values["email_lookup"] = self._email_lookup(validation.email_key(email))
         if patch.display_name is not None:
             validation.check_display_name(violations, patch.display_name)
             values["display_name"] = patch.display_name
@@ -298,9 +294,7 @@ class UsersDomain:
         credentials: Credentials | None = None
         if login and 0 < len(password) <= validation.PASSWORD_MAX:
             if "@" in login:
-                credentials = await self._store.credentials_by_email(
-                    self._email_lookup(validation.email_key(login))
-                )
+                credentials = await self._store.credentials_by_email(login)
             else:
                 credentials = await self._store.credentials_by_username(validation.normalize_username(login))
         if credentials is None:

@@ -49,9 +49,10 @@ users = Table(
     Column("id", String(36), primary_key=True),
     # Stored lower-cased, so the UNIQUE constraint makes it unique regardless of case.
     Column("username", String(32), nullable=False),
+    # AES-256-GCM ciphertext (see crypto.py), as is display_name.
     Column("email", Text, nullable=False),
-    # What e-mail uniqueness and login-by-email use: a lookup key derived from the lower-cased
-    # address. The UNIQUE constraint on it decides between concurrent sign-ups.
+    # What e-mail uniqueness and login-by-email use: the blind index of the lower-cased address
+    # (an HMAC, hex). The UNIQUE constraint on it decides between concurrent sign-ups.
     Column("email_lookup", String(320), nullable=False),
     Column("password_hash", Text, nullable=False),
     Column("display_name", Text, nullable=False, server_default=""),

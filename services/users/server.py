@@ -13,6 +13,7 @@ from services.kit.channels import internal_channel
 from services.kit.server import ServiceHost, ServiceSpec
 from services.kit.settings import Settings
 from services.kit.tokens import TokenVerifier, auth_key_source, verifier_from_settings
+from services.users.crypto import cipher_from_settings
 from services.users.domain import UsersDomain
 from services.users.outbox import PurgeOutbox
 from services.users.passwords import Passwords
@@ -37,6 +38,24 @@ async def migrate(settings: Settings) -> None:
     await sql.upgrade(url=database_url(settings), script_location=MIGRATIONS, version_table=VERSION_TABLE)
 
 
+async def reencrypt(settings: Settings) -> int:
+    """Rewrite personal data under the newest PII key (after prepending one to rotate).
+    Returns how many accounts were rewritten."""
+    cipher = cipher_from_settings(settings)
+    engine = sql.create_engine(database_url(settings), pool_size=2)
+    try:
+        store = UserStore(engine, cipher)
+        total = 0
+        for _ in range(5):
+            rewritten, skipped = await store.reencrypt()
+            total += rewritten
+            if not skipped:
+                return total
+        raise RuntimeError("accounts kept changing during re-encryption; run it again")
+    finally:
+        await engine.dispose()
+
+
 async def create_service(
     settings: Settings,
     *,
@@ -55,6 +74,7 @@ async def create_service(
     # aiosqlite logs every statement with its parameters (password hashes included) at DEBUG;
     # keep it quiet even when LOG_LEVEL=DEBUG. (SQLAlchemy's own logger defaults to WARNING.)
     logging.getLogger("aiosqlite").setLevel(logging.INFO)
+    cipher = cipher_from_settings(settings)  # first: production refuses to start without a key
     owned_channels: list[grpc.aio.Channel] = []
     if verifier is None:
         auth_channel = internal_channel(settings.auth_address, internal_token=settings.internal_token)
@@ -69,7 +89,7 @@ async def create_service(
         await migrate(settings)
     engine = sql.create_engine(database_url(settings), pool_size=settings.db_pool_size)
     try:
-        store = UserStore(engine)
+        store = UserStore(engine, cipher)
         outbox = PurgeOutbox(
             store=store,
             channel=data_channel,

@@ -2,6 +2,9 @@
 
 Statements that run on every request are built once at import; SQLAlchemy caches their compiled
 form, so a read costs one pooled connection checkout and one round trip.
+
+Personal data is encrypted here, on its way in and out (see crypto.py): callers pass and get
+plaintext, the tables hold only ciphertext and the e-mail blind index.
 """
 
 from __future__ import annotations
@@ -15,7 +18,9 @@ from sqlalchemy import bindparam, delete, func, insert, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from services.users.crypto import PiiCipher
 from services.users.schema import purge_outbox, users
+from services.users.validation import email_key
 
 Role = Literal["user", "admin"]
 
@@ -88,19 +93,6 @@ _DELETE_USER = delete(users).where(users.c.id == bindparam("id"))
 _INSERT_PURGE = insert(purge_outbox)
 
 
-def _record(row: Any) -> UserRecord:
-    return UserRecord(
-        id=row.id,
-        username=row.username,
-        email=row.email,
-        display_name=row.display_name,
-        role=cast(Role, row.role),
-        version=row.version,
-        created_at=row.created_at,
-        updated_at=row.updated_at,
-    )
-
-
 def _credentials(row: Any) -> Credentials:
     return Credentials(
         id=row.id, username=row.username, role=cast(Role, row.role), password_hash=row.password_hash
@@ -122,36 +114,62 @@ def _conflicting_column(error: IntegrityError) -> str:
 class UserStore:
     """Reads and writes the users and purge_outbox tables."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, cipher: PiiCipher) -> None:
         self._engine = engine
+        self._cipher = cipher
+
+    def _record(self, row: Any) -> UserRecord:
+        return UserRecord(
+            id=row.id,
+            username=row.username,
+            email=self._cipher.open("email", row.id, row.email),
+            display_name=self._cipher.open("display_name", row.id, row.display_name),
+            role=cast(Role, row.role),
+            version=row.version,
+            created_at=row.created_at,
+            updated_at=row.updated_at,
+        )
+
+    def _sealed(self, user_id: str, values: Mapping[str, Any]) -> dict[str, Any]:
+        """`values` with the personal fields encrypted and the e-mail blind index added."""
+        sealed = dict(values)
+        if "email" in sealed:
+            email = sealed["email"]
+            sealed["email"] = self._cipher.seal("email", user_id, email)
+            sealed["email_lookup"] = self._cipher.email_lookup(email_key(email))
+        if "display_name" in sealed:
+            sealed["display_name"] = self._cipher.seal("display_name", user_id, sealed["display_name"])
+        return sealed
 
     # -- accounts ------------------------------------------------------------------------------
 
     async def insert(self, values: Mapping[str, Any]) -> None:
-        """Insert one account; Conflict when the username or e-mail is taken (the database's
-        UNIQUE constraints decide, so concurrent sign-ups cannot both win)."""
+        """Insert one account (plaintext values; the e-mail and display name are encrypted
+        here). Conflict when the username or e-mail is taken: the database's UNIQUE constraints
+        decide, so concurrent sign-ups cannot both win."""
         try:
             async with self._engine.begin() as connection:
-                await connection.execute(_INSERT_USER, dict(values))
+                await connection.execute(_INSERT_USER, self._sealed(values["id"], values))
         except IntegrityError as error:
             raise Conflict(_conflicting_column(error)) from None
 
     async def get(self, user_id: str) -> UserRecord | None:
         async with self._engine.connect() as connection:
             row = (await connection.execute(_GET_BY_ID, {"id": user_id})).first()
-        return None if row is None else _record(row)
+        return None if row is None else self._record(row)
 
     async def get_by_username(self, username: str) -> UserRecord | None:
         async with self._engine.connect() as connection:
             row = (await connection.execute(_GET_BY_USERNAME, {"username": username})).first()
-        return None if row is None else _record(row)
+        return None if row is None else self._record(row)
 
     async def credentials_by_username(self, username: str) -> Credentials | None:
         async with self._engine.connect() as connection:
             row = (await connection.execute(_CREDENTIALS_BY_USERNAME, {"username": username})).first()
         return None if row is None else _credentials(row)
 
-    async def credentials_by_email(self, lookup: str) -> Credentials | None:
+    async def credentials_by_email(self, email: str) -> Credentials | None:
+        lookup = self._cipher.email_lookup(email_key(email))
         async with self._engine.connect() as connection:
             row = (await connection.execute(_CREDENTIALS_BY_EMAIL, {"lookup": lookup})).first()
         return None if row is None else _credentials(row)
@@ -168,7 +186,7 @@ class UserStore:
             statement = statement.where(tuple_(users.c.created_at, users.c.id) > tuple_(*after))
         async with self._engine.connect() as connection:
             rows = (await connection.execute(statement)).all()
-        return [_record(row) for row in rows]
+        return [self._record(row) for row in rows]
 
     async def update(
         self,
@@ -183,7 +201,7 @@ class UserStore:
         statement = (
             update(users)
             .where(users.c.id == user_id)
-            .values(**values, version=users.c.version + 1, updated_at=now)
+            .values(**self._sealed(user_id, values), version=users.c.version + 1, updated_at=now)
             .returning(*_RECORD_COLUMNS)
         )
         if expected_version is not None:
@@ -193,7 +211,7 @@ class UserStore:
                 row = (await connection.execute(statement)).first()
         except IntegrityError as error:
             raise Conflict(_conflicting_column(error)) from None
-        return None if row is None else _record(row)
+        return None if row is None else self._record(row)
 
     async def replace_password_hash(self, user_id: str, old_hash: str, new_hash: str) -> None:
         """Swap in a rehashed password, unless the password changed meanwhile. The version is
@@ -213,6 +231,47 @@ class UserStore:
                 {"user_id": user_id, "created_at": now, "attempts": 0, "next_attempt_at": now},
             )
         return True
+
+    async def reencrypt(self, *, batch_size: int = 200) -> tuple[int, int]:
+        """Rewrite every personal value not sealed with the newest key. Returns (rewritten,
+        skipped): a row that changed under us is skipped, and a further pass picks it up. The
+        version is not bumped: nothing a client can see changes."""
+        rewritten = skipped = 0
+        after = ""
+        columns = select(users.c.id, users.c.email, users.c.display_name)
+        while True:
+            async with self._engine.connect() as connection:
+                rows = (
+                    await connection.execute(
+                        columns.where(users.c.id > after).order_by(users.c.id).limit(batch_size)
+                    )
+                ).all()
+            if not rows:
+                return rewritten, skipped
+            for row in rows:
+                if self._cipher.is_current(row.email) and self._cipher.is_current(row.display_name):
+                    continue
+                email = self._cipher.open("email", row.id, row.email)
+                display_name = self._cipher.open("display_name", row.id, row.display_name)
+                statement = (
+                    update(users)
+                    .where(
+                        users.c.id == row.id,
+                        users.c.email == row.email,
+                        users.c.display_name == row.display_name,
+                    )
+                    .values(
+                        email=self._cipher.seal("email", row.id, email),
+                        display_name=self._cipher.seal("display_name", row.id, display_name),
+                    )
+                )
+                async with self._engine.begin() as connection:
+                    result = await connection.execute(statement)
+                if result.rowcount == 1:
+                    rewritten += 1
+                else:
+                    skipped += 1
+            after = rows[-1].id
 
     # -- purge outbox --------------------------------------------------------------------------
 

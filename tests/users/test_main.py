@@ -20,7 +20,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ADMIN_", "DATABASE_URL", "PINEXA_"))}
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("ADMIN_", "DATABASE_URL", "PINEXA_", "PII_"))
+    }
     env.update({"DATA_DIR": str(tmp_path / "var"), "LOG_FORMAT": "json", **extra})
     return env
 
@@ -43,6 +45,34 @@ async def test_migrate_applies_the_schema_and_exits(tmp_path: Path, sql_url: str
     finally:
         engine.dispose()
     assert {"users", "purge_outbox", "alembic_version_users"} <= tables
+
+
+async def _run(tmp_path: Path, *args: str, **env: str) -> tuple[int, str]:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "services.users",
+        *args,
+        cwd=ROOT,
+        env=_env(tmp_path, **env),
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _, stderr = await asyncio.wait_for(process.communicate(), timeout=60)
+    assert process.returncode is not None
+    return process.returncode, stderr.decode()
+
+
+async def test_reencrypt_command(tmp_path: Path) -> None:
+    assert (await _run(tmp_path, "migrate"))[0] == 0
+    code, stderr = await _run(tmp_path, "reencrypt")
+    assert code == 0, stderr
+    assert "re-encrypted" in stderr
+
+
+async def test_production_without_a_pii_key_refuses_to_start(tmp_path: Path) -> None:
+    code, stderr = await _run(tmp_path, PINEXA_ENV="production", INTERNAL_TOKEN="t" * 40)
+    assert code == 2
+    assert "PII_ENCRYPTION_KEY" in stderr
 
 
 async def test_unknown_arguments_are_refused(tmp_path: Path) -> None:
