@@ -193,12 +193,31 @@ def stop_children(children: Iterable[Child]) -> None:
             child.kill()
 
 
+def envoy_child(config: Path, log_path: Path, *, concurrency: int = 2, log_level: str = "warning") -> Child:
+    """An Envoy process for `config` (not started yet)."""
+    argv = [
+        venv_tool("envoy"),
+        "-c",
+        str(config),
+        "--disable-hot-restart",  # no shared memory: several Envoys may run side by side
+        "--concurrency",
+        str(concurrency),
+        "-l",
+        log_level,
+        "--drain-time-s",
+        "1",
+    ]
+    return Child("envoy", argv, log_path, stop_timeout=10)
+
+
 def _http_get(url: str, timeout: float = 1.0) -> tuple[int, bytes]:
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 (local URLs)
             return int(response.status), response.read()
     except urllib.error.HTTPError as error:
         return int(error.code), error.read()
+    except OSError:  # refused, reset, timed out: not up (yet)
+        return 0, b""
 
 
 def grpc_serving(address: str, service: str = "") -> bool:
@@ -229,6 +248,31 @@ def mongo_ready(url: str) -> bool:
         return False
     finally:
         client.close()
+    return True
+
+
+def envoy_ready(rest_url: str, admin_url: str, *, clusters: Iterable[str], jwks: bool) -> bool:
+    """Envoy answers /healthz, every host of `clusters` passes its health check and, with `jwks`,
+    jwt_authn has fetched the JWKS."""
+    if _http_get(f"{rest_url}/healthz")[0] != 200:
+        return False
+    status, body = _http_get(f"{admin_url}/clusters?format=json")
+    if status != 200:
+        return False
+    healthy = {}
+    for cluster in json.loads(body).get("cluster_statuses", []):
+        hosts = cluster.get("host_statuses", [])
+        # A host that failed a check carries a flag such as failed_active_health_check.
+        healthy[cluster["name"]] = bool(hosts) and all(
+            h.get("health_status", {}) == {"eds_health_status": "HEALTHY"} for h in hosts
+        )
+    if not all(healthy.get(name) for name in clusters):
+        return False
+    if jwks:
+        status, body = _http_get(f"{admin_url}/stats?filter=jwks_fetch_success$")
+        fetched = sum(int(line.rsplit(":", 1)[1]) for line in body.decode().splitlines() if ":" in line)
+        if fetched < 1:
+            return False
     return True
 
 
@@ -357,24 +401,11 @@ class Stack:
                 stop_timeout=10,
             )
         if name == "envoy":
-            return Child(
-                "envoy",
-                [
-                    venv_tool("envoy"),
-                    "-c",
-                    str(self.envoy_config_path),
-                    "--disable-hot-restart",  # no shared memory: several Envoys may run at once
-                    "--concurrency",
-                    str(self.envoy_concurrency),
-                    "-l",
-                    self._envoy_log_level,
-                    "--drain-time-s",
-                    "1",
-                    "--parent-shutdown-time-s",
-                    "2",
-                ],
+            return envoy_child(
+                self.envoy_config_path,
                 self.log_path("envoy"),
-                stop_timeout=10,
+                concurrency=self.envoy_concurrency,
+                log_level=self._envoy_log_level,
             )
         grace = float(self.env.get("SHUTDOWN_GRACE_SECONDS", "") or 10)
         drain = float(self.env.get("SHUTDOWN_DRAIN_SECONDS", "") or 1)
@@ -453,27 +484,9 @@ class Stack:
     def envoy_ready(self) -> bool:
         """Envoy answers /healthz, sees every started service as healthy and, when auth runs,
         has fetched the JWKS."""
-        if _http_get(f"{self.rest_url}/healthz")[0] != 200:
-            return False
-        status, body = _http_get(f"{self.admin_url}/clusters?format=json")
-        if status != 200:
-            return False
-        healthy = {}
-        for cluster in json.loads(body).get("cluster_statuses", []):
-            hosts = cluster.get("host_statuses", [])
-            healthy[cluster["name"]] = bool(hosts) and all(
-                set(h.get("health_status", {})) == {"eds_health_status"}
-                and h["health_status"]["eds_health_status"] == "HEALTHY"
-                for h in hosts
-            )
-        if not all(healthy.get(name) for name in self.services):
-            return False
-        if "auth" in self.services:
-            status, body = _http_get(f"{self.admin_url}/stats?filter=jwks_fetch_success$")
-            fetched = sum(int(line.rsplit(":", 1)[1]) for line in body.decode().splitlines() if ":" in line)
-            if fetched < 1:
-                return False
-        return True
+        return envoy_ready(
+            self.rest_url, self.admin_url, clusters=self.services, jwks="auth" in self.services
+        )
 
     def _wait_envoy(self, deadline: float) -> None:
         self._wait("envoy", self.envoy_ready, deadline)

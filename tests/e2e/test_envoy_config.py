@@ -1,0 +1,143 @@
+"""Envoy's config: one template, two renderings (local and Kubernetes), both accepted by the real
+Envoy binary (`envoy --mode validate`), and the committed Kubernetes rendering up to date."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from services.devstack import envoy
+from services.devstack.stack import venv_tool
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def validate(config: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [
+            venv_tool("envoy"),
+            "--mode",
+            "validate",
+            "-c",
+            str(config),
+            "--disable-hot-restart",
+            "-l",
+            "warning",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def assert_valid(config: Path) -> None:
+    result = validate(config)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert f"configuration '{config}' OK" in output
+    assert "deprecated" not in output.lower(), output
+
+
+def test_local_rendering_is_valid(tmp_path: Path) -> None:
+    config = envoy.write(envoy.local_params(listen_port=18080, admin_port=19901), tmp_path / "envoy.yaml")
+    assert_valid(config)
+
+
+def test_kubernetes_rendering_is_valid(tmp_path: Path) -> None:
+    # The exact committed file; only the descriptor path points at this checkout instead of the
+    # ConfigMap mount, which does not exist here.
+    committed = envoy.KUBERNETES_CONFIG.read_text()
+    assert "/etc/envoy/pinexa.pb" in committed
+    config = tmp_path / "envoy.yaml"
+    config.write_text(committed.replace("/etc/envoy/pinexa.pb", str(envoy.DESCRIPTOR_SET)))
+    assert_valid(config)
+
+
+def test_committed_kubernetes_files_match_the_template() -> None:
+    assert envoy.KUBERNETES_CONFIG.read_text() == envoy.render(envoy.kubernetes_params()), (
+        "k8s/base/envoy/envoy.yaml is stale: run `make generate`"
+    )
+    assert envoy.KUBERNETES_DESCRIPTOR_SET.read_bytes() == envoy.DESCRIPTOR_SET.read_bytes(), (
+        "k8s/base/envoy/pinexa.pb is stale: run `make generate`"
+    )
+
+
+def test_the_two_renderings_differ_only_where_the_environments_do() -> None:
+    local = yaml.safe_load(envoy.render(envoy.local_params()))
+    kubernetes = yaml.safe_load(envoy.render(envoy.kubernetes_params()))
+
+    def listener(config: dict[str, object]) -> dict[str, object]:
+        return config["static_resources"]["listeners"][0]  # type: ignore[index, no-any-return]
+
+    def clusters(config: dict[str, object]) -> dict[str, dict[str, object]]:
+        return {c["name"]: c for c in config["static_resources"]["clusters"]}  # type: ignore[index]
+
+    assert listener(local)["address"] == {"socket_address": {"address": "127.0.0.1", "port_value": 8080}}
+    assert listener(kubernetes)["address"] == {"socket_address": {"address": "0.0.0.0", "port_value": 8080}}
+    for config in (local, kubernetes):
+        assert config["admin"]["address"]["socket_address"] == {"address": "127.0.0.1", "port_value": 9901}
+    for name, port in {"auth": 50051, "users": 50052, "data": 50053}.items():
+        assert clusters(local)[name]["type"] == "STATIC"
+        assert clusters(kubernetes)[name]["type"] == "STRICT_DNS"
+        local_address = clusters(local)[name]["load_assignment"]["endpoints"][0]["lb_endpoints"][0]  # type: ignore[index]
+        k8s_address = clusters(kubernetes)[name]["load_assignment"]["endpoints"][0]["lb_endpoints"][0]  # type: ignore[index]
+        assert local_address["endpoint"]["address"]["socket_address"] == {
+            "address": "127.0.0.1",
+            "port_value": port,
+        }
+        assert k8s_address["endpoint"]["address"]["socket_address"] == {"address": name, "port_value": port}
+    # The routes, filters and local replies are the same text in both.
+    assert (
+        listener(local)["filter_chains"][0]["filters"][0]["typed_config"]["route_config"]
+        == (  # type: ignore[index]
+            listener(kubernetes)["filter_chains"][0]["filters"][0]["typed_config"]["route_config"]  # type: ignore[index]
+        )
+    )
+
+
+def test_internal_services_have_no_route_and_no_transcoding() -> None:
+    text = envoy.render(envoy.local_params())
+    assert "Internal" not in "".join(
+        line for line in text.splitlines() if not line.lstrip().startswith("#")
+    ), "an internal service is named in the config"
+    config = yaml.safe_load(text)
+    hcm = config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+    prefixes = {
+        r["match"].get("prefix") or r["match"].get("path")
+        for r in hcm["route_config"]["virtual_hosts"][0]["routes"]
+    }
+    assert prefixes == {
+        "/healthz",
+        "/pinexa.auth.v1.AuthService/Login",
+        "/pinexa.auth.v1.AuthService/",
+        "/pinexa.users.v1.UserService/",
+        "/pinexa.data.v1.DataService/",
+    }
+    transcoder = next(
+        f for f in hcm["http_filters"] if f["name"] == "envoy.filters.http.grpc_json_transcoder"
+    )
+    assert transcoder["typed_config"]["services"] == [
+        "pinexa.auth.v1.AuthService",
+        "pinexa.users.v1.UserService",
+        "pinexa.data.v1.DataService",
+    ]
+
+
+def test_rendering_refuses_an_unfilled_placeholder(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    template = tmp_path / "t.tmpl"
+    template.write_text("## a comment\nport: ${listen_port}\nother: ${not_a_parameter}\n")
+    monkeypatch.setattr(envoy, "TEMPLATE", template)
+    with pytest.raises(KeyError, match="not_a_parameter"):
+        envoy.render(envoy.local_params())
+
+
+def test_every_parameter_is_used_by_the_template() -> None:
+    used = set(re.findall(r"\$\{(\w+)\}", envoy.TEMPLATE.read_text()))
+    declared = set(envoy.EnvoyParams.__dataclass_fields__)
+    assert declared - used == set(), "parameters the template never uses"
+    assert used - declared == set(), "placeholders no parameter fills"

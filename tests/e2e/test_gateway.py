@@ -1,0 +1,501 @@
+"""The foundation's acceptance checks, over real sockets against the whole stack as `make run`
+starts it: REST through Envoy's transcoder, native gRPC through Envoy, grpcurl on a service's
+own port, Envoy's own errors as JSON, internal services kept inside, jwt_authn at the edge, and a
+graceful SIGTERM of the users service under load.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hmac
+import json
+import signal
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import jwt
+import pytest
+from cryptography.hazmat.primitives import serialization
+
+from services.devstack.stack import Stack
+from tests.e2e.conftest import (
+    DESCRIPTOR_SET,
+    Account,
+    error_info,
+    error_reason,
+    field_violations,
+    status_of,
+    unique_name,
+)
+from tests.support import TestKeys
+
+pytestmark = pytest.mark.e2e
+
+Grpcurl = Callable[..., Any]
+
+
+def needs(stack: Stack, *services: str) -> None:
+    missing = [s for s in services if s not in stack.services]
+    if missing:
+        pytest.skip(f"needs {', '.join(missing)}, which is not written yet")
+
+
+def sign_up_body(**overrides: str) -> dict[str, str]:
+    name = unique_name("ada")
+    return {
+        "username": name,
+        "email": f"{name}@example.com",
+        "password": "correct horse battery",
+        **overrides,
+    }
+
+
+# ---- REST through the transcoder ----------------------------------------------------------------
+
+
+def test_healthz(client: httpx.Client) -> None:
+    response = client.get("/healthz")
+    assert response.status_code == 200
+    assert response.json() == {"status": "SERVING"}
+
+
+def test_sign_up_returns_the_user_in_snake_case_without_password_material(
+    stack: Stack, client: httpx.Client
+) -> None:
+    needs(stack, "users")
+    body = sign_up_body(display_name="Ada Lovelace")
+    response = client.post("/api/v1/users", json=body)
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"].startswith("application/json")
+    user = response.json()
+    assert user["username"] == body["username"]
+    assert user["email"] == body["email"]
+    assert user["display_name"] == "Ada Lovelace"
+    assert user["role"] == "USER"
+    assert {"id", "created_at", "updated_at", "etag"} <= set(user)
+    assert "displayName" not in user and "createdAt" not in user
+    assert "password" not in user
+    text = response.text.lower()
+    assert "correct horse battery" not in text and "argon2" not in text and "hash" not in text
+
+
+def test_seed_sign_up_path_is_the_same_rpc(stack: Stack, client: httpx.Client) -> None:
+    needs(stack, "users")
+    response = client.post("/api/signup", json=sign_up_body())
+    assert response.status_code == 200, response.text
+    assert "password" not in response.json()
+
+
+def test_duplicate_sign_up_is_409_with_a_google_rpc_status(stack: Stack, client: httpx.Client) -> None:
+    needs(stack, "users")
+    body = sign_up_body()
+    assert client.post("/api/v1/users", json=body).status_code == 200
+    again = client.post("/api/v1/users", json=body)
+    assert again.status_code == 409, again.text
+    status = status_of(again)
+    assert status["code"] == 6  # ALREADY_EXISTS
+    info = error_info(status)
+    assert info["domain"] == "pinexa.users"
+    assert info["reason"]
+
+
+def test_bad_email_is_400_with_a_field_violation(stack: Stack, client: httpx.Client) -> None:
+    needs(stack, "users")
+    response = client.post("/api/v1/users", json=sign_up_body(email="not-an-email"))
+    assert response.status_code == 400, response.text
+    status = status_of(response)
+    assert status["code"] == 3  # INVALID_ARGUMENT
+    violations = field_violations(status)
+    assert any(name.endswith("email") for name in violations), violations
+
+
+def test_get_user_by_id_as_themself(stack: Stack, client: httpx.Client, account: Account) -> None:
+    response = client.get(f"/api/v1/users/{account.user_id}", headers=account.headers)
+    assert response.status_code == 200, response.text
+    assert response.json()["id"] == account.user_id
+    assert "password" not in response.json()
+
+
+# ---- Envoy's own replies are JSON google.rpc.Status -------------------------------------------
+
+
+def test_unknown_path_is_404_json(client: httpx.Client) -> None:
+    response = client.get("/api/v1/nope")
+    assert response.status_code == 404
+    status = status_of(response)
+    assert status["code"] == 5  # NOT_FOUND
+    assert error_info(status) == {
+        "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+        "reason": "ROUTE_NOT_FOUND",
+        "domain": "envoy",
+    }
+
+
+def test_unknown_method_on_a_known_path_is_404_json(client: httpx.Client) -> None:
+    response = client.delete("/api/v1/users")
+    assert response.status_code == 404
+    assert error_reason(status_of(response)) == "ROUTE_NOT_FOUND"
+
+
+def test_unknown_query_parameter_is_400_json(stack: Stack, client: httpx.Client, admin: Account) -> None:
+    response = client.get("/api/v1/users", params={"page_size": 5, "colour": "blue"}, headers=admin.headers)
+    assert response.status_code == 400, response.text
+    status = status_of(response)
+    assert status["code"] == 3
+    assert error_reason(status) == "INVALID_REQUEST"
+    assert "colour" in status["message"]
+
+
+def test_known_query_parameters_pass(stack: Stack, client: httpx.Client, admin: Account) -> None:
+    response = client.get("/api/v1/users", params={"page_size": 2}, headers=admin.headers)
+    assert response.status_code == 200, response.text
+    assert len(response.json()["users"]) <= 2
+
+
+def test_malformed_json_body_is_400_json(client: httpx.Client) -> None:
+    response = client.post(
+        "/api/v1/users", content=b'{"username": "x", "email": ', headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 400
+    status = status_of(response)
+    assert status["code"] == 3
+    assert error_reason(status) == "INVALID_REQUEST"
+
+
+def test_wrongly_typed_json_field_is_400_json(client: httpx.Client) -> None:
+    response = client.post("/api/v1/users", json={"username": ["not", "a", "string"]})
+    assert response.status_code == 400
+    assert error_reason(status_of(response)) == "INVALID_REQUEST"
+
+
+def test_body_over_the_limit_is_413_json(client: httpx.Client) -> None:
+    big = {"username": "x" * (3 * 1024 * 1024)}
+    response = client.post("/api/v1/users", json=big)
+    assert response.status_code == 413
+    status = status_of(response)
+    assert error_reason(status) == "REQUEST_TOO_LARGE"
+
+
+def test_upstream_down_is_503_json(stack: Stack, client: httpx.Client, account: Account) -> None:
+    stack.stop_service("users")
+    try:
+        response = client.get(f"/api/v1/users/{account.user_id}", headers=account.headers)
+        assert response.status_code == 503, response.text
+        status = status_of(response)
+        assert status["code"] == 14  # UNAVAILABLE
+        assert error_info(status) == {
+            "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+            "reason": "UPSTREAM_UNAVAILABLE",
+            "domain": "envoy",
+        }
+    finally:
+        stack.restart_service("users")
+    assert client.get(f"/api/v1/users/{account.user_id}", headers=account.headers).status_code == 200
+
+
+# ---- gRPC: reflection on the service port, native gRPC through Envoy --------------------------
+
+
+def test_grpcurl_lists_and_health_checks_the_users_port(stack: Stack, grpcurl: Grpcurl) -> None:
+    needs(stack, "users")
+    listed = grpcurl("-plaintext", stack.grpc_address("users"), "list")
+    assert listed.returncode == 0, listed.stderr
+    services = listed.stdout.split()
+    assert "pinexa.users.v1.UserService" in services
+    assert "grpc.health.v1.Health" in services
+    health = grpcurl("-plaintext", stack.grpc_address("users"), "grpc.health.v1.Health/Check")
+    assert health.returncode == 0, health.stderr
+    assert json.loads(health.stdout) == {"status": "SERVING"}
+    described = grpcurl("-plaintext", stack.grpc_address("users"), "describe", "pinexa.users.v1.UserService")
+    assert "rpc CreateUser" in described.stdout
+
+
+def test_grpcurl_through_envoy_with_the_protoset(stack: Stack, grpcurl: Grpcurl, account: Account) -> None:
+    target = ["-plaintext", "-protoset", str(DESCRIPTOR_SET)]
+    listed = grpcurl(*target, stack.envoy_address, "list")
+    assert listed.returncode == 0, listed.stderr
+    assert "pinexa.users.v1.UserService" in listed.stdout.split()
+
+    got = grpcurl(
+        *target,
+        "-H",
+        f"authorization: Bearer {account.access_token}",
+        stack.envoy_address,
+        "pinexa.users.v1.UserService/GetUser",
+        data={"id": account.user_id},
+    )
+    assert got.returncode == 0, got.stderr
+    user = json.loads(got.stdout)
+    assert user["id"] == account.user_id and user["username"] == account.username
+
+    name = unique_name("grpc")
+    created = grpcurl(
+        *target,
+        stack.envoy_address,
+        "pinexa.users.v1.UserService/CreateUser",
+        data={
+            "user": {"username": name, "email": f"{name}@example.com", "password": "correct horse battery"}
+        },
+    )
+    assert created.returncode == 0, created.stderr
+    assert json.loads(created.stdout)["username"] == name
+
+
+INTERNAL_METHODS = {
+    "users": ("pinexa.users.v1.UsersInternalService/VerifyCredentials", {"username": "x", "password": "y"}),
+    "data": ("pinexa.data.v1.DataInternalService/PurgeUserData", {"user_id": "x"}),
+}
+
+
+@pytest.mark.parametrize("owner", sorted(INTERNAL_METHODS))
+def test_internal_services_are_not_reachable_through_envoy(
+    stack: Stack, client: httpx.Client, grpcurl: Grpcurl, account: Account, owner: str
+) -> None:
+    needs(stack, owner)
+    method, request = INTERNAL_METHODS[owner]
+    target = ["-plaintext", "-protoset", str(DESCRIPTOR_SET)]
+
+    # It exists on the service's own port (refused there only for lack of the internal token)...
+    direct = grpcurl(*target, stack.grpc_address(owner), method, data=request)
+    assert "Unimplemented" not in direct.stderr, direct.stderr
+    assert "Unauthenticated" in direct.stderr, direct.stderr
+
+    # ...but through Envoy there is no route to it, even with a valid user token,
+    with_token = grpcurl(
+        *target,
+        "-H",
+        f"authorization: Bearer {account.access_token}",
+        stack.envoy_address,
+        method,
+        data=request,
+    )
+    assert with_token.returncode != 0
+    assert "Code: Unimplemented" in with_token.stderr, with_token.stderr
+    # ...or with the internal token itself,
+    sneaky = grpcurl(
+        *target,
+        "-H",
+        f"authorization: Bearer {account.access_token}",
+        "-H",
+        f"x-pinexa-internal-token: {stack.env['INTERNAL_TOKEN']}",
+        stack.envoy_address,
+        method,
+        data=request,
+    )
+    assert "Code: Unimplemented" in sneaky.stderr, sneaky.stderr
+    # ...and it has no REST binding either.
+    rest = client.post(f"/{method}", json=request, headers=account.headers)
+    assert rest.status_code == 404
+    assert error_reason(status_of(rest)) == "ROUTE_NOT_FOUND"
+
+
+# ---- jwt_authn at the edge ---------------------------------------------------------------------
+
+
+def _signing_key(stack: Stack) -> Any:
+    keys_module = pytest.importorskip("services.auth.keys")
+    keys = keys_module.load_key_files(stack.base_dir / "keys")
+    assert keys, "auth wrote no dev key"
+    return keys[-1]
+
+
+def _claims(sub: str, **overrides: Any) -> dict[str, Any]:
+    now = int(time.time())
+    claims = {
+        "iss": "pinexa-auth",
+        "aud": "pinexa",
+        "sub": sub,
+        "role": "user",
+        "jti": uuid.uuid4().hex,
+        "iat": now,
+        "exp": now + 300,
+        **overrides,
+    }
+    return {k: v for k, v in claims.items() if v is not None}
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def forged_tokens(stack: Stack, account: Account) -> dict[str, str]:
+    """Tokens a service must never accept, most of them signed with auth's real key."""
+    key = _signing_key(stack)
+    header, payload, signature = account.access_token.split(".")
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    public_pem = key.private_key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    hs256_header = _b64(json.dumps({"alg": "HS256", "kid": key.kid, "typ": "JWT"}).encode())
+    hs256_mac = hmac.new(public_pem, f"{hs256_header}.{payload}".encode(), "sha256").digest()
+    return {
+        "alg_none": jwt.encode(claims, None, algorithm="none"),
+        "hs256_with_public_key": f"{hs256_header}.{payload}.{_b64(hs256_mac)}",
+        "other_key_same_kid": TestKeys(kid=key.kid).mint(account.user_id),
+        "unknown_kid": TestKeys(kid="no-such-key").mint(account.user_id),
+        "tampered_payload": header
+        + "."
+        + _b64(json.dumps({**claims, "role": "admin"}).encode())
+        + "."
+        + signature,
+        "wrong_issuer": key.sign(_claims(account.user_id, iss="someone-else")),
+        "wrong_audience": key.sign(_claims(account.user_id, aud="another-api")),
+        "expired": key.sign(
+            _claims(account.user_id, iat=int(time.time()) - 7200, exp=int(time.time()) - 3600)
+        ),
+        "not_yet_valid": key.sign(_claims(account.user_id, nbf=int(time.time()) + 3600)),
+        "garbage": "not.a.jwt",
+    }
+
+
+def test_the_edge_accepts_a_real_token_and_one_signed_with_auths_key(
+    stack: Stack, client: httpx.Client, account: Account
+) -> None:
+    needs(stack, "auth", "users")
+    assert client.get("/api/profile", headers=account.headers).status_code == 200
+    token = _signing_key(stack).sign(_claims(account.user_id))
+    response = client.get("/api/profile", headers={"authorization": f"Bearer {token}"})
+    assert response.status_code == 200, response.text  # so the refusals below are about the flaw
+
+
+def test_missing_token_is_refused_at_the_edge_with_401_json(stack: Stack, client: httpx.Client) -> None:
+    response = client.get("/api/profile")
+    assert response.status_code == 401
+    status = status_of(response)
+    assert status["code"] == 16  # UNAUTHENTICATED
+    assert error_info(status) == {
+        "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+        "reason": "TOKEN_MISSING",
+        "domain": "envoy",  # Envoy answered: the request never reached the users service
+    }
+
+
+@pytest.mark.parametrize(
+    "flaw",
+    [
+        "alg_none",
+        "hs256_with_public_key",
+        "other_key_same_kid",
+        "unknown_kid",
+        "tampered_payload",
+        "wrong_issuer",
+        "wrong_audience",
+        "expired",
+        "not_yet_valid",
+        "garbage",
+    ],
+)
+def test_forged_tokens_are_refused_at_the_edge_with_401_json(
+    stack: Stack, client: httpx.Client, account: Account, flaw: str
+) -> None:
+    needs(stack, "auth", "users")
+    token = forged_tokens(stack, account)[flaw]
+    for path in ("/api/profile", f"/api/v1/users/{account.user_id}", "/api/v1/data"):
+        response = client.get(path, headers={"authorization": f"Bearer {token}"})
+        assert response.status_code == 401, (path, response.text)
+        status = status_of(response)
+        assert status["code"] == 16
+        assert error_info(status)["domain"] == "envoy", status
+        assert error_reason(status) == "TOKEN_INVALID"
+
+
+def test_forged_token_is_refused_at_the_edge_over_native_grpc(
+    stack: Stack, grpcurl: Grpcurl, account: Account
+) -> None:
+    needs(stack, "auth", "users")
+    token = forged_tokens(stack, account)["other_key_same_kid"]
+    target = ["-plaintext", "-protoset", str(DESCRIPTOR_SET), stack.envoy_address]
+    method = "pinexa.users.v1.UserService/GetMe"
+    refused = grpcurl("-H", f"authorization: Bearer {token}", *target, method, data={})
+    assert "Code: Unauthenticated" in refused.stderr, refused.stderr
+    assert "Jwt verification fails" in refused.stderr  # Envoy's words, not the service's
+    missing = grpcurl(*target, method, data={})
+    assert "Code: Unauthenticated" in missing.stderr and "Jwt is missing" in missing.stderr
+
+
+def test_public_routes_need_no_token_and_protected_ones_do(stack: Stack, client: httpx.Client) -> None:
+    needs(stack, "auth", "users")
+    assert client.get("/.well-known/jwks.json").status_code == 200
+    assert client.post("/api/v1/users", json=sign_up_body()).status_code == 200
+    login = client.post(
+        "/api/v1/auth/login", json={"username": "nobody-" + uuid.uuid4().hex, "password": "x" * 12}
+    )
+    assert error_info(status_of(login))["domain"] == "pinexa.auth"  # reached auth, no token needed
+    refresh = client.post("/api/v1/auth/refresh", json={"refresh_token": "nope"})
+    assert error_info(status_of(refresh))["domain"] == "pinexa.auth"
+    logout = client.post("/api/v1/auth/logout", json={"refresh_token": "nope"})
+    assert logout.status_code != 401 or error_info(status_of(logout))["domain"] == "pinexa.auth"
+    # Listing users shares its path with sign-up, but not its method: it needs a token.
+    listed = client.get("/api/v1/users")
+    assert listed.status_code == 401 and error_info(status_of(listed))["domain"] == "envoy"
+    for method, path in [("GET", "/api/v1/data"), ("POST", "/api/v1/data"), ("DELETE", "/api/v1/users/x")]:
+        response = client.request(method, path, json={} if method == "POST" else None)
+        assert response.status_code == 401, (method, path, response.text)
+        assert error_reason(status_of(response)) == "TOKEN_MISSING"
+
+
+def test_logout_checks_a_token_only_when_one_is_sent(
+    stack: Stack, client: httpx.Client, account: Account
+) -> None:
+    needs(stack, "auth", "users")
+    forged = forged_tokens(stack, account)["other_key_same_kid"]
+    refused = client.post(
+        "/api/v1/auth/logout",
+        json={"refresh_token": account.refresh_token, "all_sessions": True},
+        headers={"authorization": f"Bearer {forged}"},
+    )
+    assert refused.status_code == 401
+    assert error_info(status_of(refused))["domain"] == "envoy"
+    plain = client.post("/api/v1/auth/logout", json={"refresh_token": account.refresh_token})
+    assert plain.status_code == 200, plain.text
+
+
+def test_the_edge_forwards_the_token_to_the_service(
+    stack: Stack, client: httpx.Client, account: Account
+) -> None:
+    me = client.get("/api/profile", headers=account.headers)
+    assert me.status_code == 200 and me.json()["id"] == account.user_id
+
+
+# ---- graceful shutdown under load ----------------------------------------------------------------
+
+
+def _active_requests(client: httpx.Client, stack: Stack, cluster: str) -> int:
+    stats = client.get(
+        f"{stack.admin_url}/stats", params={"filter": f"^cluster.{cluster}.upstream_rq_active$"}
+    )
+    line = stats.text.strip()
+    return int(line.rsplit(":", 1)[1]) if ":" in line else 0
+
+
+async def test_sigterm_to_users_lets_in_flight_requests_finish(stack: Stack, client: httpx.Client) -> None:
+    needs(stack, "users")
+    bodies = [sign_up_body() for _ in range(24)]
+    try:
+        async with httpx.AsyncClient(base_url=stack.rest_url, timeout=30) as http:
+            calls = [asyncio.create_task(http.post("/api/v1/users", json=body)) for body in bodies]
+            # Wait until Envoy has requests outstanding at the users service (sign-up hashes the
+            # password with argon2, so they take a while), then SIGTERM it.
+            deadline = time.monotonic() + 10
+            in_flight = 0
+            while in_flight == 0 and time.monotonic() < deadline:
+                in_flight = await asyncio.to_thread(_active_requests, client, stack, "users")
+                await asyncio.sleep(0.005)
+            assert in_flight > 0, "no request was in flight"
+            users = stack.children["users"]
+            users.signal(signal.SIGTERM)
+            responses = await asyncio.gather(*calls)
+        assert [r.status_code for r in responses] == [200] * len(bodies), [
+            r.text for r in responses if r.is_error
+        ]
+        assert await asyncio.to_thread(users.wait, users.stop_timeout), "users did not exit after SIGTERM"
+        assert users.process is not None and users.process.returncode == 0
+    finally:
+        await asyncio.to_thread(stack.restart_service, "users")
+    # The accounts really exist: the same sign-ups now conflict.
+    again = await asyncio.to_thread(client.post, "/api/v1/users", json=bodies[0])
+    assert again.status_code == 409
