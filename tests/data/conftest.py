@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -38,16 +37,17 @@ def mongo_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def is_nx(mongo_url: str) -> bool:
-    """True when the suite runs on nx-27017 rather than MongoDB (for the documented differences)."""
-    return not os.environ.get("MONGODB_URL", "").strip()
-
-
-@pytest.fixture(scope="session")
 async def mongo_client(mongo_url: str) -> AsyncIterator[AsyncMongoClient[dict[str, Any]]]:
     client = connect(mongo_url)
     yield client
     await client.close()
+
+
+@pytest.fixture(scope="session")
+async def is_nx(mongo_client: AsyncMongoClient[dict[str, Any]]) -> bool:
+    """True when the server is nx-27017 rather than MongoDB, for the documented differences."""
+    info = await mongo_client.admin.command("buildInfo")
+    return bool(info.get("process") == "nx_27017")
 
 
 @pytest.fixture
@@ -79,8 +79,3 @@ def user_a() -> str:
 @pytest.fixture
 def user_b() -> str:
     return f"user-b-{uuid.uuid4().hex[:8]}"
-
-
-@pytest.fixture
-def nx_dir(tmp_path: Path) -> Path:
-    return tmp_path / "nx"

@@ -214,6 +214,8 @@ def test_deleting_a_user_while_data_is_down_purges_once_it_is_back(
 def test_mongodb_stopped_gives_503_and_recovers_without_a_restart(
     stack: Stack, client: httpx.Client, account: Account
 ) -> None:
+    if not stack.runs_mongo:
+        pytest.skip("MONGODB_URL points at a server this stack did not start")
     item = create(client, account, title="durable", content="survives the outage")
     path = f"/api/v1/data/{item['id']}"
     data_pid = stack.children["data"].pid
