@@ -156,6 +156,10 @@ def new_object_id() -> str:
 # ---- validation ----------------------------------------------------------------------------
 
 
+def _clip(text: str, limit: int = 60) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def _check_attributes(attributes: Mapping[str, Any], violations: Violations, path: str) -> None:
     problems: list[str] = []
 
@@ -164,26 +168,26 @@ def _check_attributes(attributes: Mapping[str, Any], violations: Violations, pat
             return
         if isinstance(value, Mapping):
             if depth > MAX_ATTRIBUTES_DEPTH:
-                problems.append(f"nesting at {where} is deeper than {MAX_ATTRIBUTES_DEPTH} levels")
+                problems.append(f"nesting at {_clip(where)} is deeper than {MAX_ATTRIBUTES_DEPTH} levels")
                 return
-            for key, child in value.items():
-                key = str(key)
-                shown = f"{where}.{key}" if where else key
+            for raw_key, child in value.items():
+                key = str(raw_key)
+                label = f"key {_clip(key)!r} at {_clip(where) or 'the top level'}"
                 if key.startswith("$"):
-                    problems.append(f'key {key!r} at {where or "top level"} must not start with "$"')
+                    problems.append(f'{label} must not start with "$"')
                 elif "." in key:
-                    problems.append(f'key {key!r} at {where or "top level"} must not contain "."')
+                    problems.append(f'{label} must not contain "."')
                 elif not key or "\x00" in key:
-                    problems.append(f"key {key!r} at {where or 'top level'} must be non-empty without NUL")
-                walk(child, shown, depth + 1)
+                    problems.append(f"{label} must be non-empty and without NUL")
+                walk(child, f"{where}.{key}" if where else key, depth + 1)
         elif isinstance(value, list | tuple):
             if depth > MAX_ATTRIBUTES_DEPTH:
-                problems.append(f"nesting at {where} is deeper than {MAX_ATTRIBUTES_DEPTH} levels")
+                problems.append(f"nesting at {_clip(where)} is deeper than {MAX_ATTRIBUTES_DEPTH} levels")
                 return
             for index, child in enumerate(value):
                 walk(child, f"{where}[{index}]", depth + 1)
         elif isinstance(value, float) and not math.isfinite(value):
-            problems.append(f"the number at {where} is not finite")
+            problems.append(f"the number at {_clip(where)} is not finite")
 
     walk(attributes, "", 1)
     for problem in problems:

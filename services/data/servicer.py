@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from google.protobuf import empty_pb2
-from google.protobuf.json_format import MessageToDict
+from google.protobuf import empty_pb2, struct_pb2
 
 from pinexa.data.v1 import data_internal_pb2, data_internal_pb2_grpc, data_pb2, data_pb2_grpc
 from services.data.domain import Item, ItemInput, ItemService
@@ -19,13 +18,29 @@ _STATUS_NAMES = {
 _STATUS_VALUES = {name: value for value, name in _STATUS_NAMES.items()}
 
 
+def _plain(value: struct_pb2.Value) -> Any:
+    """A google.protobuf.Value as plain Python (NaN and infinities stay floats, for validation)."""
+    kind = value.WhichOneof("kind")
+    if kind == "string_value":
+        return value.string_value
+    if kind == "number_value":
+        return value.number_value
+    if kind == "bool_value":
+        return value.bool_value
+    if kind == "struct_value":
+        return {key: _plain(child) for key, child in value.struct_value.fields.items()}
+    if kind == "list_value":
+        return [_plain(child) for child in value.list_value.values]
+    return None
+
+
 def _input(item: data_pb2.Item) -> ItemInput:
     if item.status == data_pb2.Item.STATUS_UNSPECIFIED:
         status = ""
     else:
         # An unknown enum number stays unknown and fails validation.
         status = _STATUS_NAMES.get(item.status, f"#{item.status}")
-    attributes: dict[str, Any] = MessageToDict(item.attributes) if item.HasField("attributes") else {}
+    attributes = {key: _plain(value) for key, value in item.attributes.fields.items()}
     return ItemInput(title=item.title, content=item.content, status=status, attributes=attributes)
 
 

@@ -422,3 +422,18 @@ async def test_concurrent_patches_of_different_fields_all_survive(data: DataClie
     assert (final.title, final.content, final.status) == ("new title", "new content", Item.PUBLISHED)
     assert dict(final.attributes) == dict(struct({"k": "v"}))
     assert final.etag == "v5"
+
+
+async def test_non_finite_numbers_and_huge_keys_are_refused_cleanly(data: DataClient, user_a: str) -> None:
+    for number in (float("nan"), float("inf")):
+        item = Item(title="t")
+        item.attributes.fields["x"].number_value = number
+        error = await expect_error(
+            data.data.CreateItem(data_pb2.CreateItemRequest(item=item), metadata=data.auth(user_a)),
+            grpc.StatusCode.INVALID_ARGUMENT,
+        )
+        assert "not finite" in field_violations(error)["item.attributes"]
+    error = await expect_error(
+        data.create(user_a, "t", attributes={"$" + "k" * 100_000: 1}), grpc.StatusCode.INVALID_ARGUMENT
+    )
+    assert len(field_violations(error)["item.attributes"]) < 200  # the key is not echoed whole
