@@ -100,6 +100,10 @@ def test_filters_and_search(client: httpx.Client, account: Account) -> None:
     assert titles(filter="attributes.n >= 3 AND status = PUBLISHED") == {"red one"}
     assert titles(filter='created_at > "2000-01-01T00:00:00Z"') >= {"red one", "blue one", "notes"}
     assert titles(query="fox") == {word["title"]}
+    # Form-style encoding ('+' for a space, as httpx and HTML forms send it) works as well.
+    plus = client.get("/api/v1/data", params={"filter": 'status = "PUBLISHED"'}, headers=account.headers)
+    assert plus.status_code == 200, plus.text
+    assert {item["title"] for item in plus.json()["items"]} == {"red one"}
     assert titles(order_by="title", filter="attributes.n > 0") == {"red one", "blue one"}
     bad = client.get(list_url(**{"filter": "status = = x"}), headers=account.headers)
     assert bad.status_code == 400
