@@ -285,6 +285,7 @@ class Stack:
         ports: Ports | None = None,
         *,
         env: Mapping[str, str] | None = None,
+        service_env: Mapping[str, Mapping[str, str]] | None = None,
         services: Sequence[str] | None = None,
         envoy_overrides: Mapping[str, Any] | None = None,
         envoy_concurrency: int | None = None,
@@ -293,7 +294,8 @@ class Stack:
     ) -> None:
         """`env` is the environment the services see on top of this process's own (settings such
         as DATABASE_URL or LOG_LEVEL); `services` limits which services start (default: every one
-        that exists); `envoy_overrides` changes EnvoyParams fields of the local rendering."""
+        that exists); `service_env` adds variables for one service only (e.g. METRICS_PORT);
+        `envoy_overrides` changes EnvoyParams fields of the local rendering."""
         self.base_dir = base_dir.resolve()
         self.ports = ports or Ports()
         self.services = tuple(services) if services is not None else available_services()
@@ -303,6 +305,7 @@ class Stack:
         self.log_dir = self.base_dir / "logs"
         self.envoy_config_path = self.base_dir / "envoy.yaml"
         self._extra_env = dict(env or {})
+        self._service_env_overrides = {name: dict(values) for name, values in (service_env or {}).items()}
         self._envoy_overrides = dict(envoy_overrides or {})
         self.envoy_concurrency = envoy_concurrency or max(1, min(4, os.cpu_count() or 1))
         self._envoy_log_level = envoy_log_level
@@ -459,7 +462,7 @@ class Stack:
     def _launch(self, name: str) -> Child:
         child = self._new_child(name)
         self.children[child.name] = child
-        child.start(self.env, cwd=Path.cwd())
+        child.start({**self.env, **self._service_env_overrides.get(name, {})}, cwd=Path.cwd())
         return child
 
     def _wait(self, name: str, ready: Callable[[], bool], deadline: float) -> None:
