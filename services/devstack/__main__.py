@@ -47,12 +47,17 @@ def main(argv: list[str] | None = None) -> int:
         help="state and logs (default: $DATA_DIR or ./var)",
     )
     parser.add_argument("--port", type=int, default=8080, help="Envoy's listener (default 8080)")
+    parser.add_argument(
+        "--free-ports",
+        action="store_true",
+        help="choose every port at random among the free ones (to run beside another stack)",
+    )
     args = parser.parse_args(argv)
 
     signal.signal(signal.SIGINT, _on_signal)
     signal.signal(signal.SIGTERM, _on_signal)
     out = sys.stdout
-    stack = Stack(args.data_dir, Ports(envoy=args.port))
+    stack = Stack(args.data_dir, Ports.free() if args.free_ports else Ports(envoy=args.port))
     started = ", ".join(stack.services) or "no services yet"
     out.write(f"Starting Pinexa ({started}{', nx-27017' if stack.runs_mongo else ''}, envoy)...\n")
     out.flush()

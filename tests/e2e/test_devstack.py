@@ -1,0 +1,147 @@
+"""`make run` (python -m services.devstack): it starts the stack, prints where it is, and never
+leaves a process behind: not on Ctrl-C, not on SIGTERM, not when it is killed outright, and not
+when one of its children dies."""
+
+from __future__ import annotations
+
+import os
+import queue
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+
+class Devstack:
+    """`python -m services.devstack --free-ports` as a child of the test, output collected."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "services.devstack", "--free-ports", "--data-dir", str(data_dir)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.output: list[str] = []
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.lines.put(line)
+
+    def wait_for(self, text: str, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while not any(text in line for line in self.output):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AssertionError(f"no {text!r} in the output:\n{''.join(self.output)}")
+            try:
+                self.output.append(self.lines.get(timeout=remaining))
+            except queue.Empty:
+                continue
+
+    def finish(self, timeout: float = 60) -> int:
+        code = self.process.wait(timeout)
+        while not self.lines.empty():
+            self.output.append(self.lines.get())
+        return code
+
+    def children(self) -> list[int]:
+        return [pid for pid in _pids() if _parent(pid) == self.process.pid]
+
+    @property
+    def text(self) -> str:
+        return "".join(self.output)
+
+
+def _pids() -> list[int]:
+    return [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit()]
+
+
+def _stat(pid: int) -> list[str] | None:
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return raw[raw.rindex(")") + 2 :].split()  # fields after "pid (comm)": state, ppid, ...
+
+
+def _parent(pid: int) -> int:
+    fields = _stat(pid)
+    return int(fields[1]) if fields else -1
+
+
+def _gone(pid: int) -> bool:
+    fields = _stat(pid)
+    return fields is None or fields[0] in ("Z", "X")  # exited (a zombie waits only for its reaper)
+
+
+def _wait_gone(pids: list[int], timeout: float) -> list[int]:
+    deadline = time.monotonic() + timeout
+    while True:
+        alive = [pid for pid in pids if not _gone(pid)]
+        if not alive or time.monotonic() > deadline:
+            return alive
+        time.sleep(0.1)  # polling interval
+
+
+@pytest.fixture
+def devstack(tmp_path: Path) -> Iterator[Devstack]:
+    running = Devstack(tmp_path / "var")
+    yield running
+    if running.process.poll() is None:
+        os.killpg(running.process.pid, signal.SIGKILL)
+        running.process.wait(10)
+
+
+def _rest_url(text: str) -> str:
+    match = re.search(r"REST \+ gRPC\s+(http://127\.0\.0\.1:\d+)", text)
+    assert match, text
+    return match[1]
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_make_run_starts_everything_and_stops_it_all(devstack: Devstack, tmp_path: Path, sig: int) -> None:
+    devstack.wait_for("Press Ctrl-C")
+    assert httpx.get(f"{_rest_url(devstack.text)}/healthz").status_code == 200
+    children = devstack.children()
+    assert len(children) >= 2, devstack.text  # at least Envoy and one service
+    for log in ("envoy.log",):
+        assert (tmp_path / "var" / "logs" / log).exists()
+    assert (tmp_path / "var" / "envoy.yaml").exists()
+
+    devstack.process.send_signal(sig)
+    assert devstack.finish() == 0, devstack.text
+    assert "Stopped." in devstack.text
+    assert _wait_gone(children, 5) == []
+
+
+def test_killing_make_run_outright_takes_its_children_with_it(devstack: Devstack) -> None:
+    devstack.wait_for("Press Ctrl-C")
+    children = devstack.children()
+    assert children
+    devstack.process.kill()  # SIGKILL: no handler runs; the kernel tells the children (PDEATHSIG)
+    devstack.finish()
+    assert _wait_gone(children, 30) == []
+
+
+def test_a_child_dying_stops_the_rest(devstack: Devstack) -> None:
+    devstack.wait_for("Press Ctrl-C")
+    children = devstack.children()
+    victim = children[0]
+    os.kill(victim, signal.SIGKILL)
+    assert devstack.finish() == 1
+    assert "exited unexpectedly" in devstack.text
+    assert _wait_gone(children, 5) == []
