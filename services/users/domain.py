@@ -190,7 +190,7 @@ class UsersDomain:
             raise NotFound("the account of this access token no longer exists", reason="USER_NOT_FOUND")
         return record
 
-    async def list(self, principal: Principal, *, size: int, token: str) -> Page:
+    async def list_page(self, principal: Principal, *, size: int, token: str) -> Page:
         """One page in (created_at, id) order; admin only."""
         if not principal.is_admin:
             raise PermissionDenied("only an admin may list accounts", reason="ADMIN_ONLY")

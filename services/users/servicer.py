@@ -102,7 +102,9 @@ class UserServicer(users_pb2_grpc.UserServiceServicer):
     async def ListUsers(
         self, request: users_pb2.ListUsersRequest, context: Any
     ) -> users_pb2.ListUsersResponse:
-        page = await self._domain.list(require_principal(), size=request.page_size, token=request.page_token)
+        page = await self._domain.list_page(
+            require_principal(), size=request.page_size, token=request.page_token
+        )
         return users_pb2.ListUsersResponse(
             users=[user_message(r) for r in page.users], next_page_token=page.next_page_token
         )
