@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import psycopg
@@ -53,9 +54,15 @@ def postgres_database_factory(postgres_server_url: str) -> Iterator[object]:
         return admin_url.set(database=name).render_as_string(hide_password=False)
 
     yield create
-    with psycopg.connect(conninfo, autocommit=True) as connection:
-        for name in created:
+
+    # Each DROP DATABASE waits for a checkpoint (~0.3 s); dropped concurrently, they share
+    # checkpoints, so dozens go in about a second instead of one each.
+    def drop(name: str) -> None:
+        with psycopg.connect(conninfo, autocommit=True) as connection:
             connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(drop, created))
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
