@@ -82,7 +82,6 @@ _GET_BY_ID = select(*_RECORD_COLUMNS).where(users.c.id == bindparam("id"))
 _GET_BY_USERNAME = select(*_RECORD_COLUMNS).where(users.c.username == bindparam("username"))
 _CREDENTIALS_BY_USERNAME = select(*_CREDENTIAL_COLUMNS).where(users.c.username == bindparam("username"))
 _CREDENTIALS_BY_EMAIL = select(*_CREDENTIAL_COLUMNS).where(users.c.email_lookup == bindparam("lookup"))
-_CREDENTIALS_BY_ID = select(*_CREDENTIAL_COLUMNS).where(users.c.id == bindparam("id"))
 _INSERT_USER = insert(users)
 _REPLACE_HASH = (
     update(users)
@@ -172,11 +171,6 @@ class UserStore:
         lookup = self._cipher.email_lookup(email_key(email))
         async with self._engine.connect() as connection:
             row = (await connection.execute(_CREDENTIALS_BY_EMAIL, {"lookup": lookup})).first()
-        return None if row is None else _credentials(row)
-
-    async def credentials_by_id(self, user_id: str) -> Credentials | None:
-        async with self._engine.connect() as connection:
-            row = (await connection.execute(_CREDENTIALS_BY_ID, {"id": user_id})).first()
         return None if row is None else _credentials(row)
 
     async def list_page(self, *, after: tuple[datetime, str] | None, limit: int) -> list[UserRecord]:
