@@ -183,3 +183,17 @@ def test_a_request_body_within_the_limit_passes(http: httpx.Client) -> None:
     body = {"username": "x" * (1024 * 1024), "email": "a@example.com"}
     response = http.post("/api/v1/users", json=body)
     assert response.status_code == 200, response.text[:300]
+
+
+def test_login_rate_limit_applies_to_native_grpc_too(edge: Edge, grpcurl: Callable[..., Any]) -> None:
+    target = [
+        "-plaintext",
+        "-protoset",
+        str(DESCRIPTOR_SET),
+        edge.address,
+        "pinexa.auth.v1.AuthService/Login",
+    ]
+    outcomes = [grpcurl(*target, data={"username": "u1", "password": "pw"}) for _ in range(LOGIN_BURST + 3)]
+    limited = [o for o in outcomes if o.returncode != 0]
+    assert limited, [o.stdout for o in outcomes]
+    assert all("Code: ResourceExhausted" in o.stderr for o in limited), [o.stderr for o in limited]
