@@ -30,6 +30,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -109,10 +110,14 @@ def venv_tool(name: str) -> str:
 
 
 def _die_with_parent(parent: int) -> Callable[[], None]:
-    """preexec_fn for children: the kernel sends SIGTERM when the parent dies, however it dies."""
+    """preexec_fn for children: the kernel sends SIGTERM when the parent dies, however it dies.
+
+    Linux ties this to the *thread* that forked, so it is set only for children started from the
+    main thread (a child started from a worker thread would be killed when that thread ends)."""
+    arm = sys.platform.startswith("linux") and threading.current_thread() is threading.main_thread()
 
     def preexec() -> None:
-        if sys.platform.startswith("linux"):
+        if arm:
             libc = ctypes.CDLL(None, use_errno=True)
             libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
         if os.getppid() != parent:  # the parent died before prctl took effect

@@ -495,7 +495,9 @@ async def test_sigterm_to_users_lets_in_flight_requests_finish(stack: Stack, cli
         assert await asyncio.to_thread(users.wait, users.stop_timeout), "users did not exit after SIGTERM"
         assert users.process is not None and users.process.returncode == 0
     finally:
-        await asyncio.to_thread(stack.restart_service, "users")
+        # From this (the main) thread: a child started from a worker thread would not be tied
+        # to this process's lifetime (see services.devstack.stack._die_with_parent).
+        stack.restart_service("users")
     # The accounts really exist: the same sign-ups now conflict.
     again = await asyncio.to_thread(client.post, "/api/v1/users", json=bodies[0])
     assert again.status_code == 409
