@@ -87,7 +87,8 @@ class TokenVerifier:
         self._fetched_at = float("-inf")
         self._last_attempt = float("-inf")
         self._refresh_lock = asyncio.Lock()
-        self._cache: OrderedDict[bytes, Principal] = OrderedDict()
+        # token digest -> (principal, kid); an entry is used only while its key is still published
+        self._cache: OrderedDict[bytes, tuple[Principal, str]] = OrderedDict()
 
     async def refresh_keys(self, *, force: bool = False) -> None:
         """Refetch the key set; failures keep the keys we have (auth may be restarting)."""
@@ -131,17 +132,20 @@ class TokenVerifier:
         cache_key = hashlib.blake2b(token.encode(), digest_size=20).digest()
         cached = self._cache.get(cache_key)
         if cached is not None:
-            if cached.expires_at + self._leeway > self._clock():
+            if time.monotonic() - self._fetched_at > self._max_key_age:
+                await self.refresh_keys()  # notice keys withdrawn from the JWKS
+            principal, kid = cached
+            if principal.expires_at + self._leeway > self._clock() and kid in self._keys:
                 self._cache.move_to_end(cache_key)
-                return cached
+                return principal
             del self._cache[cache_key]
-        principal = await self._verify_uncached(token)
-        self._cache[cache_key] = principal
+        principal, kid = await self._verify_uncached(token)
+        self._cache[cache_key] = (principal, kid)
         if len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)
         return principal
 
-    async def _verify_uncached(self, token: str) -> Principal:
+    async def _verify_uncached(self, token: str) -> tuple[Principal, str]:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:
@@ -180,9 +184,10 @@ class TokenVerifier:
         role = claims.get("role")
         if role not in ("user", "admin"):
             raise _reject("TOKEN_INVALID", "the access token carries no valid role")
-        return Principal(
+        principal = Principal(
             user_id=str(claims["sub"]), role=role, token_id=str(claims["jti"]), expires_at=int(claims["exp"])
         )
+        return principal, kid
 
 
 def bearer_token(authorization: str | None) -> str:

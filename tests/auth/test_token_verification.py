@@ -79,6 +79,15 @@ async def test_a_refused_token_is_not_cached_as_valid(key: SigningKey) -> None:
     assert await verifier.verify(good)
 
 
+async def test_a_cached_token_stops_verifying_once_its_key_is_withdrawn(key: SigningKey) -> None:
+    published = [key.jwk]
+    verifier = verifier_for(StaticKeySource(lambda: published), max_key_age=0, min_refresh_interval=0)
+    token = signed(key, claims())
+    assert await verifier.verify(token)  # verified once, now cached
+    published = []  # the key is withdrawn from the JWKS (e.g. it leaked)
+    assert await refused(verifier, token) == "TOKEN_UNKNOWN_KID"
+
+
 # ---- rotation and an unreliable key source ---------------------------------------------------
 
 
