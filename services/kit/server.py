@@ -33,6 +33,11 @@ log = logging.getLogger(__name__)
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
+# A health service name that is SERVING from start until shutdown, whatever the dependencies say:
+# Kubernetes' liveness probe asks for it, so a database outage makes a pod unready (readiness asks
+# for the overall status, "") but never gets it restarted.
+LIVENESS_SERVICE = "liveness"
+
 # 4 MiB is gRPC's default; data items may carry 1 MiB of content plus attributes.
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 
@@ -96,6 +101,7 @@ class ServiceHost:
         if not self.port:
             raise OSError(f"could not bind {address}")
         await self.server.start()
+        await self.health.set(LIVENESS_SERVICE, SERVING)
         await self._check_once()
         for hook in self.spec.on_start:
             await hook()

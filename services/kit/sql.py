@@ -121,6 +121,13 @@ def run_alembic_env(target_metadata: Any) -> None:
                 render_as_batch=is_sqlite(url),
             )
             with context.begin_transaction():
+                if connection.dialect.name == "postgresql":
+                    # Two instances migrating at once (e.g. Kubernetes initContainers of two
+                    # replicas) run one after the other; the second then finds nothing to do.
+                    connection.execute(
+                        text("SELECT pg_advisory_xact_lock(hashtext(:name))"),
+                        {"name": f"pinexa-migrations:{config.attributes['version_table']}"},
+                    )
                 context.run_migrations()
     finally:
         engine.dispose()
