@@ -131,3 +131,15 @@ def compose_url(url: str) -> str:
     assert host in ("postgres", "mongodb")
     assert host in yaml.safe_load(COMPOSE.read_text())["services"]
     return url
+
+
+def test_compose_services_get_settings_the_services_accept(compose: dict[str, Any]) -> None:
+    from services.kit.settings import Settings
+    from services.users.crypto import parse_keys
+
+    for name in ("migrations", "auth", "users", "data"):
+        environment = {k: str(v) for k, v in compose["services"][name]["environment"].items()}
+        settings = Settings.from_env(environment)
+        assert settings.is_production and not settings.auto_migrate
+    users = Settings.from_env({k: str(v) for k, v in compose["services"]["users"]["environment"].items()})
+    assert len(parse_keys(users.pii_encryption_key)) == 1

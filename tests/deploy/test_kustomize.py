@@ -379,3 +379,52 @@ def test_namespaces_enforce_restricted_pod_security(overlay: str, docs: list[dic
     for doc in docs:
         if doc["kind"] != "Namespace":
             assert doc["metadata"].get("namespace") == namespace["metadata"]["name"], doc["metadata"]
+
+
+def _container_env(docs: list[dict[str, Any]], container: dict[str, Any]) -> dict[str, str]:
+    """A container's environment as the kubelet would build it from the rendered objects."""
+    configmaps = {c["metadata"]["name"]: c.get("data", {}) for c in of_kind(docs, "ConfigMap")}
+    secrets = {
+        s["metadata"]["name"]: {k: base64.b64decode(v).decode() for k, v in s.get("data", {}).items()}
+        for s in of_kind(docs, "Secret")
+    }
+    env: dict[str, str] = {}
+    for source in container.get("envFrom", []):
+        if "configMapRef" in source:
+            env.update(configmaps[source["configMapRef"]["name"]])
+        if "secretRef" in source:
+            env.update(secrets[source["secretRef"]["name"]])
+    for entry in container.get("env", []):
+        if "value" in entry:
+            env[entry["name"]] = entry["value"]
+            continue
+        ref = entry["valueFrom"]["secretKeyRef"]
+        value = secrets.get(ref["name"], {}).get(ref["key"])
+        if value is None:
+            assert ref.get("optional"), ref
+            continue
+        env[entry["name"]] = value
+    return env
+
+
+def test_dev_containers_get_settings_the_services_accept() -> None:
+    """Every dev container's environment passes the services' own start-up validation in
+    production mode, so no pod of a fresh `kubectl apply -k k8s/overlays/dev` exits on it."""
+    from services.kit.settings import Settings
+    from services.users.crypto import parse_keys
+
+    docs = rendered("dev")
+    for name in SERVICES:
+        for container in all_containers(pod_spec(named(docs, "Deployment", name))):
+            env = _container_env(docs, container)
+            settings = Settings.from_env(env)
+            assert settings.is_production
+            assert settings.listen_host == "0.0.0.0"
+            assert not settings.auto_migrate
+            if container["name"] == name and name in SQL_SERVICES:
+                assert settings.database_url.startswith("postgresql://")
+            if container["name"] == name == "users":
+                assert len(parse_keys(settings.pii_encryption_key)) == 1
+                assert settings.admin_username and settings.admin_password
+            if name == "data":
+                assert settings.mongodb_url.startswith("mongodb://")
