@@ -180,8 +180,7 @@ def fixture_client(client_from: Callable[[str], httpx.Client]) -> httpx.Client:
 
 @pytest.fixture
 def new_account(stack: Stack, fixture_client: httpx.Client) -> Callable[[], Account]:
-    if "users" not in stack.services or "auth" not in stack.services:
-        pytest.skip("needs the users and auth services")
+    assert {"users", "auth"} <= set(stack.services), "the stack did not start users and auth"
     return lambda: sign_up_and_log_in(fixture_client)
 
 
@@ -192,8 +191,7 @@ def account(new_account: Callable[[], Account]) -> Account:
 
 @pytest.fixture
 def admin(stack: Stack, fixture_client: httpx.Client, admin_credentials: dict[str, str]) -> Account:
-    if "users" not in stack.services or "auth" not in stack.services:
-        pytest.skip("needs the users and auth services")
+    assert {"users", "auth"} <= set(stack.services), "the stack did not start users and auth"
     return log_in(fixture_client, admin_credentials["username"], admin_credentials["password"])
 
 

@@ -21,8 +21,7 @@ ATTRIBUTES = {"color": "red", "n": 3, "ok": True, "tags": ["a", "b"], "nested": 
 
 @pytest.fixture(autouse=True)
 def _needs_data(stack: Stack) -> None:
-    if "data" not in stack.services:
-        pytest.skip("needs the data service")
+    assert "data" in stack.services, "the stack did not start the data service"
 
 
 def create(client: httpx.Client, account: Account, **fields: Any) -> dict[str, Any]:
