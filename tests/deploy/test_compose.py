@@ -47,6 +47,7 @@ def test_the_stack(compose: dict[str, Any]) -> None:
 
 
 def test_images_are_pinned(compose: dict[str, Any]) -> None:
+    assert "latest" not in COMPOSE.read_text().lower()
     for name, service in compose["services"].items():
         image = service["image"]
         tag = image.rpartition(":")[2]
