@@ -9,7 +9,7 @@
 #
 # Stage 1 builds the project wheel (with the generated `pinexa` stubs and each service's Alembic
 # migrations as package data) and installs it with its dependencies into a virtualenv.
-# Stage 2 copies only that virtualenv onto a clean slim Python: no compilers, no pip, no sources,
+# Stage 2 copies only that virtualenv (without pip) onto a clean slim Python: no compilers, no sources,
 # a non-root user, and nothing that needs a writable root filesystem (DATA_DIR is under /tmp).
 
 ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm
