@@ -49,7 +49,6 @@ def main() -> None:
         [
             *includes,
             "--include_imports",
-            "--include_source_info",
             f"--descriptor_set_out={DESCRIPTOR_SET}",
             *protos,
             *EXTRA_DESCRIPTOR_PROTOS,

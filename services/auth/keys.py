@@ -160,8 +160,9 @@ def load_key_files(directory: Path) -> list[SigningKey]:
     keys: list[SigningKey] = []
     for path in sorted(directory.glob("*.pem")):
         mode = path.stat().st_mode & 0o777
-        if mode & 0o077:
-            log.warning("signing key file %s is readable by others (mode %o); use 0600", path.name, mode)
+        # Group-readable is normal (a Kubernetes Secret volume is readable by the pod's fsGroup).
+        if mode & 0o007:
+            log.warning("signing key file %s is readable by other users (mode %o); use 0600", path.name, mode)
         keys.extend(parse_pem_keys(path.read_text(), source=path.name))
     return keys
 

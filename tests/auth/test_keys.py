@@ -16,6 +16,7 @@ from services.auth.keys import (
     KeyRing,
     SigningKey,
     generate_private_key,
+    load_key_files,
     load_keys,
     parse_pem_keys,
     private_key_pem,
@@ -85,6 +86,18 @@ def test_key_files_are_created_private_and_named_in_creation_order(tmp_path: Pat
     assert sorted(tmp_path.glob("*.pem")) == [first, second]
     for path in (first, second):
         assert path.stat().st_mode & 0o777 == 0o600
+
+
+@pytest.mark.parametrize(("mode", "warns"), [(0o600, False), (0o440, False), (0o644, True)])
+def test_only_a_key_file_readable_by_other_users_is_warned_about(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, mode: int, warns: bool
+) -> None:
+    # 0440 is how a Kubernetes Secret volume with an fsGroup presents the key: not a mistake.
+    path, _ = write_new_key(tmp_path, now=1_700_000_000)
+    path.chmod(mode)
+    with caplog.at_level("WARNING", logger="services.auth.keys"):
+        assert len(load_key_files(tmp_path)) == 1
+    assert ("readable by other users" in caplog.text) is warns
 
 
 def test_development_generates_one_key_and_keeps_it(tmp_path: Path) -> None:
