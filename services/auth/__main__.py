@@ -14,20 +14,12 @@ import sys
 import time
 from pathlib import Path
 
-from services.auth.keys import KeyConfigError, generate_private_key, private_key_pem, write_new_key
+from services.auth.keys import generate_private_key, private_key_pem, write_new_key
 from services.auth.server import create_service, migrate
-from services.kit.logs import configure_logging
-from services.kit.metrics import serve_metrics
-from services.kit.server import run_until_signal
-from services.kit.settings import Settings, SettingsError
+from services.kit.cli import run_command, serve
+from services.kit.settings import Settings
 
 log = logging.getLogger("services.auth")
-
-
-async def serve(settings: Settings) -> None:
-    host = await create_service(settings)
-    serve_metrics(settings.metrics_port, settings.listen_host)
-    await run_until_signal(host, f"{settings.listen_host}:{settings.auth_port}")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -73,26 +65,20 @@ def keygen(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _run(args: argparse.Namespace, settings: Settings) -> int:
+    if args.command == "keygen":
+        return keygen(args, settings)
+    if args.command == "migrate":
+        asyncio.run(migrate(settings))
+        log.info("migrations applied")
+        return 0
+    asyncio.run(serve(settings, create_service, settings.auth_port))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(sys.argv[1:] if argv is None else argv)
-    try:
-        settings = Settings.from_env()
-    except SettingsError as error:
-        sys.stderr.write(f"auth: {error}\n")
-        return 2
-    configure_logging("auth", level=settings.log_level, fmt=settings.log_format)
-    try:
-        if args.command == "keygen":
-            return keygen(args, settings)
-        if args.command == "migrate":
-            asyncio.run(migrate(settings))
-            log.info("migrations applied")
-            return 0
-        asyncio.run(serve(settings))
-    except KeyConfigError as error:
-        sys.stderr.write(f"auth: {error}\n")
-        return 2
-    return 0
+    return run_command("auth", lambda settings: _run(args, settings))
 
 
 if __name__ == "__main__":

@@ -39,6 +39,8 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
+from services.kit.settings import SettingsError
+
 log = logging.getLogger(__name__)
 
 Algorithm = Literal["ES256", "EdDSA"]
@@ -53,7 +55,7 @@ _ACTIVATES_AT = re.compile(r"^\s*Activates-At:\s*(\S+)\s*$", re.MULTILINE | re.I
 DEV_KEY_NAME = "0000-dev-es256.pem"  # sorts before keygen's time-stamped names
 
 
-class KeyConfigError(ValueError):
+class KeyConfigError(SettingsError):
     """The configured keys are missing or unusable; the message says which and why."""
 
 
