@@ -4,14 +4,20 @@
 
 Starts every service that exists (auth 50051, users 50052, data 50053), nx-27017 on 27017 when
 the data service exists and MONGODB_URL is unset, and Envoy on 8080 (admin on 9901); waits for
-them to be healthy; prints where everything is; and on Ctrl-C or SIGTERM stops them all. If any
-of them dies on its own, the rest are stopped too and the exit status is non-zero.
+them to be healthy; prints where everything is; and on Ctrl-C or SIGTERM stops them all. If a
+service or Envoy dies on its own, the rest are stopped too and the exit status is non-zero.
+
+nx-27017 is the exception: it is a database, and a database outage is something to watch the
+stack ride out (the data service reports NOT_SERVING and answers 503, then recovers by itself), not
+a crash. So when it stops, everything else keeps running and the command to start it again is
+printed.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import signal
 import sys
 from pathlib import Path
@@ -28,14 +34,35 @@ def _on_signal(signum: int, frame: FrameType | None) -> None:
     raise _Stop(signal.Signals(signum).name)
 
 
+# Children whose exit is an outage to ride out rather than a reason to stop the stack.
+DATABASES = frozenset({"nx-27017"})
+
+
+def _database_stopped(stack: Stack, name: str) -> None:
+    child = stack.children[name]
+    argv = [os.path.relpath(a) if os.path.isabs(a) and a != os.devnull else a for a in child.argv]
+    sys.stderr.write(
+        f"\n{name} (the embedded MongoDB) has stopped. The data service now reports NOT_SERVING and\n"
+        "answers 503; everything else keeps running. Start it again, in another terminal, with:\n"
+        f"  {shlex.join(argv)}\n"
+        "and the data service recovers by itself (stop that one with Ctrl-C in its terminal).\n"
+    )
+    sys.stderr.flush()
+
+
 def _wait_for_exit(stack: Stack) -> str:
-    """Block until one of the children exits; returns its name. Signals interrupt it."""
+    """Block until a service or Envoy exits; returns its name. Signals interrupt it."""
+    gone: set[str] = set()
     while True:
         # WNOWAIT: leave the child for Popen to reap, so its exit status stays readable.
         os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOWAIT)
         for child in stack.children.values():
-            if not child.running():
+            if child.name in gone or child.running():  # running() reaps a child that exited
+                continue
+            if child.name not in DATABASES:
                 return child.name
+            gone.add(child.name)
+            _database_stopped(stack, child.name)
 
 
 def main(argv: list[str] | None = None) -> int:
