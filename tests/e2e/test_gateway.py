@@ -83,6 +83,17 @@ def test_sign_up_returns_the_user_in_snake_case_without_password_material(
     assert "correct horse battery" not in text and "argon2" not in text and "hash" not in text
 
 
+def test_json_shape_is_stable_empty_fields_included_password_never(
+    client: httpx.Client, account: Account
+) -> None:
+    # Empty strings and lists are printed, so clients need not guess whether a key exists...
+    me = client.get("/api/profile", headers=account.headers).json()
+    assert me["display_name"] == ""
+    assert "password" not in me  # ...but the input-only password never is.
+    empty = client.get("/api/v1/data", headers=account.headers).json()
+    assert empty == {"items": [], "next_page_token": ""}
+
+
 def test_seed_sign_up_path_is_the_same_rpc(stack: Stack, client: httpx.Client) -> None:
     needs(stack, "users")
     response = client.post("/api/signup", json=sign_up_body())
