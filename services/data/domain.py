@@ -275,18 +275,22 @@ def _ms(moment: datetime) -> int:
 
 
 def _cursor_from(position: Mapping[str, Any], order: Order) -> Cursor:
+    """The cursor in a decoded page token. Tokens are opaque but not signed, so anything a client
+    could put in one is INVALID_ARGUMENT here, never an internal error."""
     key, item_id = position.get("k"), position.get("i")
+    malformed = InvalidArgument("page_token is not a token this API returned", [("page_token", "malformed")])
     if not isinstance(item_id, str) or not _ID.fullmatch(item_id):
-        raise InvalidArgument("page_token is not a token this API returned", [("page_token", "malformed")])
+        raise malformed
     if order is Order.TITLE_ASC:
         if not isinstance(key, str):
-            raise InvalidArgument(
-                "page_token is not a token this API returned", [("page_token", "malformed")]
-            )
+            raise malformed
         return Cursor(key, item_id)
     if not isinstance(key, int) or isinstance(key, bool):
-        raise InvalidArgument("page_token is not a token this API returned", [("page_token", "malformed")])
-    return Cursor(_EPOCH + key * _MS, item_id)
+        raise malformed
+    try:
+        return Cursor(_EPOCH + key * _MS, item_id)
+    except OverflowError:  # a time outside what datetime (and BSON) can hold
+        raise malformed from None
 
 
 def _position_of(item: Item, order: Order) -> dict[str, Any]:

@@ -294,11 +294,14 @@ def _timestamp(value: _Token, name: str, op: Op) -> datetime:
             f'{name} takes an RFC 3339 timestamp with an offset, e.g. "2026-01-01T00:00:00Z"; '
             f"got {text!r} at column {value.column}"
         )
-    moment = moment.astimezone(UTC)
-    # Stored times have millisecond precision (BSON dates); BSON encoding floors finer values,
-    # which is right for > and <=; for < and >= the next millisecond is the equivalent bound.
-    if moment.microsecond % 1000 and op in ("<", ">="):
-        moment += timedelta(microseconds=1000 - moment.microsecond % 1000)
+    try:
+        moment = moment.astimezone(UTC)
+        # Stored times have millisecond precision (BSON dates); BSON encoding floors finer values,
+        # which is right for > and <=; for < and >= the next millisecond is the equivalent bound.
+        if moment.microsecond % 1000 and op in ("<", ">="):
+            moment += timedelta(microseconds=1000 - moment.microsecond % 1000)
+    except OverflowError:  # e.g. "0001-01-01T00:00:00+01:00" is before year 1 in UTC
+        raise _fail(f"{name}: {text!r} at column {value.column} is out of range") from None
     return moment
 
 

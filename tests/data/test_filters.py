@@ -124,6 +124,9 @@ def test_canonical_form_ignores_spacing_only() -> None:
         ("created_at > 'yesterday'", "RFC 3339"),
         ("created_at > '2026-01-01'", "RFC 3339"),
         ("created_at > '2026-01-01T00:00:00'", "RFC 3339"),
+        # Valid timestamps that leave the range of dates once in UTC or rounded to milliseconds.
+        ("created_at > '0001-01-01T00:00:00+01:00'", "out of range"),
+        ("updated_at < '9999-12-31T23:59:59.9999Z'", "out of range"),
         ("title = 'unterminated", "unexpected character"),
         ("title = 'bad \\q escape'", "unknown escape"),
         ("attributes.n = 1e999", "out of range"),

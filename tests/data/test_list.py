@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -213,6 +215,33 @@ async def test_page_tokens_are_bound_to_their_query(data: DataClient, user_a: st
     )
     for garbage in ["nope", "e30", token[:-3]]:
         await expect_error(data.list(user_a, page_token=garbage), grpc.StatusCode.INVALID_ARGUMENT)
+
+
+@pytest.mark.parametrize(
+    ("order_by", "key"),
+    [
+        ("", 10**20),
+        ("updated_at desc", -(10**20)),
+        ("", 1.5),
+        ("", True),
+        ("", "2026-01-01"),
+        ("title", 3),
+    ],
+)
+async def test_edited_page_tokens_are_invalid_argument(
+    data: DataClient, user_a: str, order_by: str, key: object
+) -> None:
+    """Page tokens are opaque, not signed: a client can decode one, change the position and keep
+    the query fingerprint. Whatever it puts there is INVALID_ARGUMENT, never INTERNAL."""
+    await make_items(data, user_a, 2)
+    token = (await data.list(user_a, page_size=1, order_by=order_by)).next_page_token
+    payload = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+    payload["p"]["k"] = key
+    edited = base64.urlsafe_b64encode(json.dumps(payload).encode()).decode().rstrip("=")
+    error = await expect_error(
+        data.list(user_a, page_size=1, order_by=order_by, page_token=edited), grpc.StatusCode.INVALID_ARGUMENT
+    )
+    assert field_violations(error) == {"page_token": "malformed"}
 
 
 async def test_large_items_split_pages_under_the_message_limit(data: DataClient, user_a: str) -> None:
