@@ -7,7 +7,11 @@ Plain typed logic; the store (MongoDB) is passed in. Rules:
 - Ids are MongoDB ObjectIds as 24 lower-case hex characters. Times are UTC with millisecond
   precision (what BSON stores). The etag is an opaque rendering of an integer version that
   every write increments; a stale etag is ABORTED (ETAG_MISMATCH) and changes nothing.
-- Lists are keyset-paginated on (order key, id), never with skip.
+- Lists are keyset-paginated on (order key, id), never with skip: items added or deleted between
+  pages never cause a duplicate or a miss among the others. An item whose order key changes
+  between pages (an edit, in `updated_at desc`; a new title, in `title`) moves: it may then be
+  seen twice or not at all, as in any keyset over a mutable key.
+- After PurgeUserData, the user's access tokens (valid until they expire) create nothing more.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from bson import ObjectId
 
 from services.data.filters import STATUSES, Node, canonical, parse_filter
 from services.kit.context import Principal
-from services.kit.errors import EtagMismatch, InvalidArgument, NotFound, Violations
+from services.kit.errors import EtagMismatch, InvalidArgument, NotFound, Unauthenticated, Violations
 from services.kit.pagination import decode_page_token, encode_page_token, page_size
 
 MAX_TITLE_CHARS = 200
@@ -140,7 +144,11 @@ class ItemStore(Protocol):
 
     async def list(self, query: ListQuery) -> list[Item]: ...
 
-    async def purge(self, user_id: str) -> int: ...
+    async def purge(self, user_id: str, *, at: datetime) -> int:
+        """Mark the user purged, then delete their items."""
+        ...
+
+    async def is_purged(self, user_id: str) -> bool: ...
 
 
 def utc_now_ms() -> datetime:
@@ -346,6 +354,15 @@ class ItemService:
             **values,
         )
         await self._store.insert(item)
+        # Access tokens outlive their account by up to their lifetime, so a deleted user can still
+        # call CreateItem after PurgeUserData ran. The purge marks the user before deleting, and
+        # this check comes after the insert: either the purge's delete removes the item, or the
+        # mark is seen here and the item goes now. No orphan either way.
+        if await self._store.is_purged(item.user_id):
+            await self._store.delete(item.id, owner=item.user_id, expected_version=None)
+            raise Unauthenticated(
+                "the account behind this access token was deleted", reason="ACCOUNT_DELETED"
+            )
         return item
 
     async def get(self, principal: Principal, item_id: str) -> Item:
@@ -439,10 +456,11 @@ class ItemService:
         return Page(items=items, next_page_token=token)
 
     async def purge_user(self, user_id: str) -> int:
-        """Delete every item `user_id` owns; idempotent."""
+        """Delete every item `user_id` owns, and refuse any they try to create afterwards (with an
+        access token that outlived the account); idempotent."""
         if not user_id.strip():
             raise InvalidArgument("user_id is required", [("user_id", "is required")])
-        return await self._store.purge(user_id)
+        return await self._store.purge(user_id, at=self._clock())
 
 
 def _stale(current: Item) -> EtagMismatch:

@@ -1,9 +1,11 @@
-"""The data service's only database access: the `items` collection, through PyMongo's async API.
+"""The data service's only database access: its MongoDB collections, through PyMongo's async API.
 
 Documents:
 
-    {_id: ObjectId, user_id: str, title: str, content: str, status: "DRAFT"|"PUBLISHED"|"ARCHIVED",
-     attributes: {...}, created_at: date, updated_at: date, version: int}
+    items:         {_id: ObjectId, user_id: str, title: str, content: str,
+                    status: "DRAFT"|"PUBLISHED"|"ARCHIVED", attributes: {...},
+                    created_at: date, updated_at: date, version: int}
+    purged_users:  {_id: user_id, purged_at: date}   (users whose data PurgeUserData removed)
 
 Every failure to reach MongoDB becomes `Unavailable` (UNAVAILABLE, REST 503) within the client's
 short server-selection timeout; the driver reconnects by itself when the server is back.
@@ -14,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Iterator, Mapping
+from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -42,6 +45,7 @@ CLIENT_DEFAULTS: dict[str, Any] = {
 }
 PING_TIMEOUT_SECONDS = 1.0
 _TEXT_INDEX_MISSING = 27  # IndexNotFound: "$text" before the text index exists
+PURGED_USERS = "purged_users"
 
 _OPS = {"!=": "$ne", "<": "$lt", "<=": "$lte", ">": "$gt", ">=": "$gte"}
 
@@ -131,6 +135,8 @@ class MongoItemStore:
     def __init__(self, collection: AsyncCollection[Document]) -> None:
         self._items = collection
         self._db = collection.database
+        # {_id: user_id, purged_at: date} for every user whose data PurgeUserData removed.
+        self._purged = self._db[PURGED_USERS]
         self.indexes_ready = False
 
     async def ping(self) -> None:
@@ -162,7 +168,7 @@ class MongoItemStore:
                 # nx-27017 0.8.1 fails every later write with "JSON path error near '_id'" when
                 # an index includes _id. There only, index without the _id tie-breaker; sorting
                 # by it still works, it just isn't served by the index. (Known difference,
-                # tests/data/test_store.py::test_indexes_exist checks both.)
+                # tests/data/test_service.py::test_indexes_exist checks both.)
                 return [k for k in spec if not (nx and k[0] == "_id")]
 
             models = [
@@ -254,7 +260,19 @@ class MongoItemStore:
             docs = await self._items.find(condition).sort(sort).limit(query.limit).to_list()
         return [_from_document(doc) for doc in docs]
 
-    async def purge(self, user_id: str) -> int:
+    async def purge(self, user_id: str, *, at: datetime) -> int:
+        """Mark `user_id` purged, then delete their items; idempotent. The mark comes first, so an
+        insert that `is_purged` does not see as purged happened before the delete (see
+        ItemService.create)."""
+        # The replacement names _id as well: MongoDB would take it from the filter, but nx-27017
+        # 0.8.1 gives such an upsert a new ObjectId (a known difference; see
+        # tests/data/test_service.py::test_a_deleted_users_token_creates_nothing_after_the_purge).
+        mark = {"_id": user_id, "purged_at": at}
         with _translate_errors():
+            await self._purged.replace_one({"_id": user_id}, mark, upsert=True)
             result = await self._items.delete_many({"user_id": user_id})
         return int(result.deleted_count)
+
+    async def is_purged(self, user_id: str) -> bool:
+        with _translate_errors():
+            return await self._purged.find_one({"_id": user_id}, projection={"_id": 1}) is not None

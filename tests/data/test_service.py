@@ -16,7 +16,7 @@ from grpc_health.v1 import health_pb2
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from pymongo import AsyncMongoClient
 
-from pinexa.data.v1 import data_internal_pb2
+from pinexa.data.v1 import data_internal_pb2, data_pb2
 from services.data.server import COLLECTION, DATA_INTERNAL_SERVICE, DATA_SERVICE, create_service
 from services.data.store import MongoItemStore
 from services.kit.settings import Settings, SettingsError
@@ -42,6 +42,39 @@ async def test_purge_removes_all_of_a_users_items_and_is_idempotent(
     assert [i.id for i in (await data.list(user_b)).items] == [kept.id]
     never = await purge(Purge(user_id="never-had-items"), metadata=data.internal_auth())
     assert never.deleted_count == 0
+
+
+async def test_a_deleted_users_token_creates_nothing_after_the_purge(
+    data: DataClient, user_a: str, user_b: str
+) -> None:
+    """An access token stays valid until it expires, after its account is deleted and purged; an
+    item it created then would be orphaned for good. CreateItem refuses it and keeps nothing.
+    (The purge's mark is an upsert whose replacement repeats the filter's _id: nx-27017 0.8.1
+    would otherwise give it a new ObjectId, where MongoDB takes the filter's _id.)"""
+    token = data.auth(user_a)  # minted before the deletion, still unexpired
+    await data.create(user_a, "before")
+    purged = await data.internal.PurgeUserData(Purge(user_id=user_a), metadata=data.internal_auth())
+    assert purged.deleted_count == 1
+    error = await expect_error(
+        data.data.CreateItem(data_pb2.CreateItemRequest(item=data_pb2.Item(title="after")), metadata=token),
+        grpc.StatusCode.UNAUTHENTICATED,
+    )
+    assert error_info(error).reason == "ACCOUNT_DELETED"  # type: ignore[union-attr]
+    assert (await data.list("root", role="admin", filter=f'user_id = "{user_a}"')).items == []
+    # Other users are unaffected, and the purge stays idempotent.
+    assert (await data.create(user_b, "still fine")).user_id == user_b
+    again = await data.internal.PurgeUserData(Purge(user_id=user_a), metadata=data.internal_auth())
+    assert again.deleted_count == 0
+
+
+async def test_creates_racing_a_purge_leave_no_orphans(data: DataClient, user_a: str) -> None:
+    creates = [data.create(user_a, f"racing {n}") for n in range(30)]
+    purge = data.internal.PurgeUserData(Purge(user_id=user_a), metadata=data.internal_auth())
+    results = await asyncio.gather(*creates[:15], purge, *creates[15:], return_exceptions=True)
+    for result in results:
+        if isinstance(result, grpc.aio.AioRpcError):
+            assert result.code() == grpc.StatusCode.UNAUTHENTICATED, result
+    assert (await data.list("root", role="admin", filter=f'user_id = "{user_a}"')).items == []
 
 
 async def test_purge_needs_the_internal_token(data: DataClient, user_a: str) -> None:
