@@ -85,6 +85,10 @@ async def test_mongodb_down_then_back(
             assert_unavailable(data.get("u1", item.id)),
             assert_unavailable(data.create("u1", "lost?")),
             assert_unavailable(data.list("u1")),
+            assert_unavailable(data.update("u1", data_pb2.Item(id=item.id, title="lost?"), mask=["title"])),
+            assert_unavailable(
+                data.data.DeleteItem(data_pb2.DeleteItemRequest(id=item.id), metadata=data.auth("u1"))
+            ),
             assert_unavailable(
                 data.internal.PurgeUserData(
                     data_internal_pb2.PurgeUserDataRequest(user_id="u1"), metadata=data.internal_auth()
