@@ -21,6 +21,7 @@ Fields:
     user_id                 = != ; a string; admins only
     title                   all ops; a string (byte-wise order)
     created_at, updated_at  all ops; an RFC 3339 string with an offset, e.g. "2026-01-01T00:00:00Z"
+                            (= and != only to a whole millisecond, the precision stored)
     attributes.k1[.k2...]   all ops on strings and numbers, = != on true/false; at most 8 keys deep
 
 Limits: 2,000 characters, 32 comparisons, parentheses 8 deep.
@@ -298,8 +299,16 @@ def _timestamp(value: _Token, name: str, op: Op) -> datetime:
         moment = moment.astimezone(UTC)
         # Stored times have millisecond precision (BSON dates); BSON encoding floors finer values,
         # which is right for > and <=; for < and >= the next millisecond is the equivalent bound.
-        if moment.microsecond % 1000 and op in ("<", ">="):
-            moment += timedelta(microseconds=1000 - moment.microsecond % 1000)
+        # No stored time equals a bound between two milliseconds, so = and != refuse one rather
+        # than compare with the millisecond below it.
+        if moment.microsecond % 1000:
+            if op in ("=", "!="):
+                raise _fail(
+                    f"{name} {op} needs a whole millisecond (stored times have no finer digits); "
+                    f"got {text!r} at column {value.column}"
+                )
+            if op in ("<", ">="):
+                moment += timedelta(microseconds=1000 - moment.microsecond % 1000)
     except OverflowError:  # e.g. "0001-01-01T00:00:00+01:00" is before year 1 in UTC
         raise _fail(f"{name}: {text!r} at column {value.column} is out of range") from None
     return moment

@@ -42,6 +42,10 @@ def mongo(text: str, *, admin: bool = False) -> object:
             'updated_at <= "2026-01-01T02:00:00+02:00"',
             {"updated_at": {"$lte": datetime(2026, 1, 1, tzinfo=UTC)}},
         ),
+        (
+            'created_at = "2026-01-01T00:00:00.123000Z"',
+            {"created_at": datetime(2026, 1, 1, 0, 0, 0, 123000, tzinfo=UTC)},
+        ),
         # Sub-millisecond bounds become the equivalent millisecond (BSON dates are milliseconds).
         (
             'created_at >= "2026-01-01T00:00:00.0005Z"',
@@ -127,6 +131,8 @@ def test_canonical_form_ignores_spacing_only() -> None:
         # Valid timestamps that leave the range of dates once in UTC or rounded to milliseconds.
         ("created_at > '0001-01-01T00:00:00+01:00'", "out of range"),
         ("updated_at < '9999-12-31T23:59:59.9999Z'", "out of range"),
+        ("created_at = '2026-01-01T00:00:00.0005Z'", "needs a whole millisecond"),
+        ("updated_at != '2026-01-01T00:00:00.000001Z'", "needs a whole millisecond"),
         ("title = 'unterminated", "unexpected character"),
         ("title = 'bad \\q escape'", "unknown escape"),
         ("attributes.n = 1e999", "out of range"),
