@@ -100,8 +100,10 @@ class ServiceHost:
         self.port = self.server.add_insecure_port(address)
         if not self.port:
             raise OSError(f"could not bind {address}")
-        await self.server.start()
         await self.health.set(LIVENESS_SERVICE, SERVING)
+        # grpc's HealthServicer starts "" as SERVING: not ready until the first check says so.
+        await self._set_status(NOT_SERVING)
+        await self.server.start()
         await self._check_once()
         for hook in self.spec.on_start:
             await hook()
@@ -125,8 +127,7 @@ class ServiceHost:
             except Exception as exc:  # any failure means the dependency is not usable
                 ok = False
                 log.warning("dependency unhealthy: %s", type(exc).__name__)
-        if not self._stopping:
-            await self._set_status(SERVING if ok else NOT_SERVING)
+        await self._set_status(SERVING if ok else NOT_SERVING)  # ignored once shutting down
 
     async def _watch_health(self) -> None:
         while not self._stopping:

@@ -18,19 +18,21 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from pinexa.users.v1 import users_pb2, users_pb2_grpc
 from services.kit.context import require_principal
 from services.kit.errors import InvalidArgument, NotFound, Violations
-from services.kit.server import ServiceHost, ServiceSpec
+from services.kit.server import LIVENESS_SERVICE, ServiceHost, ServiceSpec
 from services.kit.settings import Settings
-from tests.support import TestKeys, bearer, error_info, field_violations, health_status
+from tests.support import TestKeys, bearer, error_info, field_violations, health_status, wait_until
 
 SERVICE = "pinexa.users.v1.UserService"
 
 
 class FakeUsers(users_pb2_grpc.UserServiceServicer):
     def __init__(self) -> None:
+        self.entered = asyncio.Event()
         self.release = asyncio.Event()
 
     async def GetUser(self, request: users_pb2.GetUserRequest, context: object) -> users_pb2.User:
         if request.id == "slow":
+            self.entered.set()
             await self.release.wait()
             return users_pb2.User(id="slow")
         if request.id == "boom":
@@ -90,15 +92,57 @@ async def harness(test_keys: TestKeys) -> AsyncIterator[Harness]:
     await host.stop(grace=1, drain=0)
 
 
+async def _reports(address: str, status: int, service: str = "") -> None:
+    async def reported() -> bool:
+        return await health_status(address, service) == status
+
+    await wait_until(reported, timeout=5, what=f"health {status} for {service!r}")
+
+
 async def test_health_follows_the_database(harness: Harness) -> None:
     assert await health_status(harness.address) == health_pb2.HealthCheckResponse.SERVING
     assert await health_status(harness.address, SERVICE) == health_pb2.HealthCheckResponse.SERVING
     harness.healthy[0] = False
-    await asyncio.sleep(0.3)
-    assert await health_status(harness.address, SERVICE) == health_pb2.HealthCheckResponse.NOT_SERVING
+    await _reports(harness.address, health_pb2.HealthCheckResponse.NOT_SERVING, SERVICE)
+    assert await health_status(harness.address) == health_pb2.HealthCheckResponse.NOT_SERVING
+    # Liveness ignores the database: an outage makes the pod unready, never restarted.
+    assert await health_status(harness.address, LIVENESS_SERVICE) == health_pb2.HealthCheckResponse.SERVING
     harness.healthy[0] = True
-    await asyncio.sleep(0.3)
-    assert await health_status(harness.address, SERVICE) == health_pb2.HealthCheckResponse.SERVING
+    await _reports(harness.address, health_pb2.HealthCheckResponse.SERVING, SERVICE)
+
+
+async def test_not_ready_until_the_first_check_has_passed() -> None:
+    checked = asyncio.Event()
+
+    async def readiness() -> None:
+        await checked.wait()  # the database has not answered yet
+
+    spec = ServiceSpec(
+        name="users",
+        register=lambda server: None,
+        service_names=[SERVICE],
+        readiness=readiness,
+    )
+    host = ServiceHost(spec, settings=Settings(health_check_interval_seconds=30), verifier=None)
+    starting = asyncio.ensure_future(host.start("127.0.0.1:0"))
+    try:
+        await wait_until(lambda: _answers(host), timeout=5, what="the port to answer")
+        address = f"127.0.0.1:{host.port}"
+        for service in ("", SERVICE):
+            assert await health_status(address, service) == health_pb2.HealthCheckResponse.NOT_SERVING
+        assert await health_status(address, LIVENESS_SERVICE) == health_pb2.HealthCheckResponse.SERVING
+        checked.set()
+        await starting
+        assert await health_status(address) == health_pb2.HealthCheckResponse.SERVING
+    finally:
+        checked.set()
+        await starting
+        await host.stop(grace=0, drain=0)
+
+
+async def _answers(host: ServiceHost) -> bool:
+    live = health_pb2.HealthCheckResponse.SERVING
+    return bool(host.port) and await health_status(f"127.0.0.1:{host.port}", LIVENESS_SERVICE) == live
 
 
 async def test_reflection_lists_the_service(harness: Harness) -> None:
@@ -151,20 +195,26 @@ async def test_protected_method_accepts_valid_token(harness: Harness, test_keys:
 
 
 async def test_sigterm_style_stop_lets_in_flight_calls_finish(harness: Harness, test_keys: TestKeys) -> None:
-    call = asyncio.ensure_future(
-        harness.stub.GetUser(users_pb2.GetUserRequest(id="slow"), metadata=bearer(test_keys.mint("u1")))
-    )
-    await asyncio.sleep(0.2)
+    token = bearer(test_keys.mint("u1"))
+    call = asyncio.ensure_future(harness.stub.GetUser(users_pb2.GetUserRequest(id="slow"), metadata=token))
+    await asyncio.wait_for(harness.fake.entered.wait(), timeout=5)
     stopping = asyncio.ensure_future(harness.host.stop(grace=5, drain=1.0))
-    await asyncio.sleep(0.2)
-    # During the drain the server still answers, and says it is going away.
-    assert await health_status(harness.address) == health_pb2.HealthCheckResponse.NOT_SERVING
-    await asyncio.sleep(1.0)
+    # During the drain the server still answers calls, and says it is going away.
+    await _reports(harness.address, health_pb2.HealthCheckResponse.NOT_SERVING)
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await harness.stub.GetUser(users_pb2.GetUserRequest(id="x"), metadata=token, timeout=1)
+    assert caught.value.code() == grpc.StatusCode.NOT_FOUND  # answered by the servicer
+    assert not stopping.done()
+
     # Past the drain, new calls are refused while the in-flight one is still running.
-    with pytest.raises(grpc.aio.AioRpcError):
-        await harness.stub.GetUser(
-            users_pb2.GetUserRequest(id="x"), metadata=bearer(test_keys.mint("u1")), timeout=1
-        )
+    async def refused() -> bool:
+        try:
+            await harness.stub.GetUser(users_pb2.GetUserRequest(id="x"), metadata=token, timeout=1)
+        except grpc.aio.AioRpcError as error:
+            return error.code() != grpc.StatusCode.NOT_FOUND
+        return False
+
+    await wait_until(refused, timeout=5, what="new calls to be refused")
     assert not call.done()
     harness.fake.release.set()
     assert (await call).id == "slow"
