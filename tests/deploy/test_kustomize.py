@@ -15,6 +15,7 @@ import re
 import subprocess
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 
@@ -225,6 +226,18 @@ def test_envoy_config_matches_the_services(docs: list[dict[str, Any]]) -> None:
         f for f in listener_filters(config) if f["name"] == "envoy.filters.http.grpc_json_transcoder"
     )
     assert transcoder["typed_config"]["proto_descriptor"] == "/etc/envoy/pinexa.pb"
+    # Envoy -> auth's JWKS: jwt_authn fetches it from this very listener over loopback (which no
+    # NetworkPolicy polices), and the listener routes it to the auth cluster (which the `envoy`
+    # policy allows). A port or path out of step would leave every protected route at 401.
+    jwt_authn = next(f for f in listener_filters(config) if f["name"] == "envoy.filters.http.jwt_authn")
+    (provider,) = jwt_authn["typed_config"]["providers"].values()
+    fetch = provider["remote_jwks"]["http_uri"]
+    assert urlsplit(fetch["uri"]).netloc == f"127.0.0.1:{listener['port_value']}"
+    assert urlsplit(fetch["uri"]).path == "/.well-known/jwks.json"
+    jwks = clusters[fetch["cluster"]]
+    (endpoint,) = jwks["load_assignment"]["endpoints"][0]["lb_endpoints"]
+    address = endpoint["endpoint"]["address"]["socket_address"]
+    assert (address["address"], address["port_value"]) == ("127.0.0.1", listener["port_value"])
 
 
 def listener_filters(config: dict[str, Any]) -> list[dict[str, Any]]:
