@@ -72,7 +72,6 @@ class TokenVerifier:
         min_refresh_interval: float = 5.0,
         max_key_age: float = 300.0,
         cache_size: int = 10_000,
-        clock: Callable[[], float] = time.time,
     ) -> None:
         self._source = source
         self._issuer = issuer
@@ -82,7 +81,6 @@ class TokenVerifier:
         self._min_refresh_interval = min_refresh_interval
         self._max_key_age = max_key_age
         self._cache_size = cache_size
-        self._clock = clock
         self._keys: dict[str, jwt.PyJWK] = {}
         self._fetched_at = float("-inf")
         self._last_attempt = float("-inf")
@@ -114,9 +112,16 @@ class TokenVerifier:
             self._keys = keys
             self._fetched_at = now
 
-    async def _key_for(self, kid: str) -> jwt.PyJWK:
-        if time.monotonic() - self._fetched_at > self._max_key_age or kid not in self._keys:
+    async def _refresh_if_stale(self) -> None:
+        """Refetch keys older than `max_key_age`, so that a key withdrawn from the JWKS stops
+        verifying. One caller waits for the fetch; while it runs, the others go on with the keys
+        we have instead of queueing behind it (auth may be slow or down)."""
+        if time.monotonic() - self._fetched_at > self._max_key_age and not self._refresh_lock.locked():
             await self.refresh_keys()
+
+    async def _key_for(self, kid: str) -> jwt.PyJWK:
+        if kid not in self._keys:
+            await self.refresh_keys()  # waits for a fetch in flight: it may bring this kid
         key = self._keys.get(kid)
         if key is not None:
             return key
@@ -129,13 +134,12 @@ class TokenVerifier:
     async def verify(self, token: str) -> Principal:
         if not token:
             raise _reject("TOKEN_MISSING", "a bearer access token is required")
+        await self._refresh_if_stale()  # before the lookup: no await between reading and changing the cache
         cache_key = hashlib.blake2b(token.encode(), digest_size=20).digest()
         cached = self._cache.get(cache_key)
         if cached is not None:
-            if time.monotonic() - self._fetched_at > self._max_key_age:
-                await self.refresh_keys()  # notice keys withdrawn from the JWKS
             principal, kid = cached
-            if principal.expires_at + self._leeway > self._clock() and kid in self._keys:
+            if principal.expires_at + self._leeway > time.time() and kid in self._keys:
                 self._cache.move_to_end(cache_key)
                 return principal
             del self._cache[cache_key]
