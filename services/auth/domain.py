@@ -260,28 +260,21 @@ class Auth:
             await self._store.revoke_session(record.session_id, now=now, reason="account_deleted")
             raise Unauthenticated("the account no longer exists", reason="ACCOUNT_NOT_FOUND") from None
 
+        now = self._clock()  # the users call may have taken a while
         new_token = secrets.token_urlsafe(32)
-        new_hash = hash_refresh_token(new_token)
-        expires_at = now + self._policy.refresh_token_ttl
-        if await self._store.spend(
+        spent_before = await self._store.rotate(
             token_hash=record.token_hash,
             session_id=record.session_id,
-            new_hash=new_hash,
+            new_hash=hash_refresh_token(new_token),
             now=now,
-            expires_at=expires_at,
-        ):
+            grace_since=now - self._policy.reuse_grace,
+            expires_at=now + self._policy.refresh_token_ttl,
+        )
+        if spent_before is not None:
+            if spent_before:  # e.g. a second tab refreshing at the same moment
+                log.info("refresh token reused within the grace window", extra={"session": record.session_id})
             return self._pair(identity, new_token, now)
-        # Someone spent it first (possibly a moment ago, in a parallel request).
-        if await self._store.spend_in_grace(
-            token_hash=record.token_hash,
-            session_id=record.session_id,
-            new_hash=new_hash,
-            now=now,
-            spent_since=now - self._policy.reuse_grace,
-            expires_at=expires_at,
-        ):
-            log.info("refresh token reused within the grace window", extra={"session": record.session_id})
-            return self._pair(identity, new_token, now)
+        # Revoked or expired since we looked, or its grace window closed while users answered.
         current = await self._lookup(refresh_token)
         if current is None or current.session_revoked_at is not None:
             raise Unauthenticated("the refresh token has been revoked", reason="REFRESH_TOKEN_REVOKED")

@@ -12,7 +12,7 @@ Times are UNIX seconds (floats) from the domain's clock, so tests can move time.
   client IP. The key is stored hashed, so the table holds neither usernames people mistyped
   (sometimes a password typed into the wrong field) nor client addresses.
 
-Races are settled by the database with conditional updates (`... WHERE spent_at IS NULL`, upserts
+Races are settled by the database with conditional updates (a refresh token's spend, upserts
 with a `WHERE` on the conflict branch) and their row counts, never by read-then-write in Python.
 Each write transaction starts with its write, so SQLite takes its write lock at once (waiting up to
 busy_timeout) instead of failing to upgrade a read snapshot.
@@ -26,7 +26,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 metadata = sa.MetaData()
 
@@ -158,97 +158,56 @@ class AuthStore:
             session_revoked_at=row.revoked_at,
         )
 
-    @staticmethod
-    def _session_live(session_id: str) -> sa.ColumnElement[bool]:
-        return sa.exists().where(sessions.c.id == session_id, sessions.c.revoked_at.is_(None))
-
-    async def _insert_child(
-        self,
-        conn: AsyncConnection,
-        *,
-        parent: str,
-        session_id: str,
-        new_hash: str,
-        now: float,
-        expires_at: float,
-    ) -> None:
-        await conn.execute(
-            sa.insert(refresh_tokens).values(
-                token_hash=new_hash,
-                session_id=session_id,
-                parent_hash=parent,
-                created_at=now,
-                expires_at=expires_at,
-            )
-        )
-
-    async def spend(
-        self, *, token_hash: str, session_id: str, new_hash: str, now: float, expires_at: float
-    ) -> bool:
-        """First spend: mark the token spent and store its successor, atomically.
-
-        False when the token was already spent (or expired, or its session revoked) by the time
-        the update ran: of two simultaneous refreshes exactly one gets True here.
-        """
-        async with self._engine.begin() as conn:
-            result = await conn.execute(
-                sa.update(refresh_tokens)
-                .where(
-                    refresh_tokens.c.token_hash == token_hash,
-                    refresh_tokens.c.spent_at.is_(None),
-                    refresh_tokens.c.expires_at > now,
-                    self._session_live(session_id),
-                )
-                .values(spent_at=now)
-            )
-            if result.rowcount != 1:
-                return False
-            await self._insert_child(
-                conn,
-                parent=token_hash,
-                session_id=session_id,
-                new_hash=new_hash,
-                now=now,
-                expires_at=expires_at,
-            )
-        return True
-
-    async def spend_in_grace(
+    async def rotate(
         self,
         *,
         token_hash: str,
         session_id: str,
         new_hash: str,
         now: float,
-        spent_since: float,
+        grace_since: float,
         expires_at: float,
-    ) -> bool:
-        """A repeat spend within the grace window: store a sibling of the first successor.
+    ) -> int | None:
+        """Spend a refresh token and store its successor, in one transaction.
 
-        True when the token was spent at or after `spent_since` and its session is still live.
+        The token may be spent if it is unexpired, its session is live, and it is either unspent
+        or was first spent at or after `grace_since` (a repeat within the grace window, which
+        gets a sibling of the first successor). One conditional UPDATE decides, so of many
+        simultaneous calls exactly one makes the first spend and the others, serialized on the
+        row, see it spent. Returns how many times the token had been spent before (0 for the
+        first spend), or None when it may not be spent.
         """
+        first_spend = refresh_tokens.c.spent_at.is_(None)
         async with self._engine.begin() as conn:
-            result = await conn.execute(
-                sa.update(refresh_tokens)
-                .where(
-                    refresh_tokens.c.token_hash == token_hash,
-                    refresh_tokens.c.spent_at >= spent_since,
-                    refresh_tokens.c.expires_at > now,
-                    self._session_live(session_id),
+            row = (
+                await conn.execute(
+                    sa.update(refresh_tokens)
+                    .where(
+                        refresh_tokens.c.token_hash == token_hash,
+                        refresh_tokens.c.expires_at > now,
+                        sa.or_(first_spend, refresh_tokens.c.spent_at >= grace_since),
+                        sa.exists().where(sessions.c.id == session_id, sessions.c.revoked_at.is_(None)),
+                    )
+                    # SET expressions read the row as it was before this update.
+                    .values(
+                        spent_at=sa.func.coalesce(refresh_tokens.c.spent_at, now),
+                        grace_uses=refresh_tokens.c.grace_uses + sa.case((first_spend, 0), else_=1),
+                    )
+                    .returning(refresh_tokens.c.grace_uses)
                 )
-                .values(grace_uses=refresh_tokens.c.grace_uses + 1)
+            ).first()
+            if row is None:
+                return None
+            await conn.execute(
+                sa.insert(refresh_tokens).values(
+                    token_hash=new_hash,
+                    session_id=session_id,
+                    parent_hash=token_hash,
+                    created_at=now,
+                    expires_at=expires_at,
+                )
             )
-            if result.rowcount != 1:
-                return False
-            await self._insert_child(
-                conn,
-                parent=token_hash,
-                session_id=session_id,
-                new_hash=new_hash,
-                now=now,
-                expires_at=expires_at,
-            )
-        return True
+        return int(row.grace_uses)
 
     async def revoke_session(self, session_id: str, *, now: float, reason: str) -> int:
         """Revoke one family; 1 when it was live, 0 when it was already revoked."""

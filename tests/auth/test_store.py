@@ -50,40 +50,49 @@ async def test_migrations_are_idempotent_and_use_their_own_version_table(sql_url
     assert version == "0001"
 
 
-async def test_exactly_one_of_many_simultaneous_spends_wins(store: AuthStore) -> None:
+async def rotate(
+    store: AuthStore, session_id: str, token_hash: str, new_hash: str, *, now: float, grace: float = 10
+) -> int | None:
+    return await store.rotate(
+        token_hash=token_hash,
+        session_id=session_id,
+        new_hash=new_hash,
+        now=now,
+        grace_since=now - grace,
+        expires_at=now + 60,
+    )
+
+
+@pytest.mark.parametrize("repeats", [False, True], ids=["no-window", "window"])
+async def test_exactly_one_of_many_simultaneous_spends_is_the_first(store: AuthStore, repeats: bool) -> None:
     now = time.time()
     session_id, token_hash = await new_session(store, now)
+    # grace=-1 puts the window's start after the first spend: no repeat can be honoured.
+    grace = 10.0 if repeats else -1.0
     results = await asyncio.gather(
-        *(
-            store.spend(
-                token_hash=token_hash,
-                session_id=session_id,
-                new_hash=f"{i:064d}",
-                now=now,
-                expires_at=now + 60,
-            )
-            for i in range(10)
-        )
+        *(rotate(store, session_id, token_hash, f"{i:064d}", now=now, grace=grace) for i in range(10))
     )
-    assert results.count(True) == 1
+    if repeats:
+        # One first spend; the others are repeats, serialized on the row: 1, 2, ... 9.
+        assert sorted(r for r in results if r is not None) == list(range(10))
+    else:
+        assert results.count(0) == 1 and results.count(None) == 9
     record = await store.find_token(token_hash)
     assert record is not None and record.spent_at == pytest.approx(now)
 
 
-async def test_grace_spend_only_within_the_window_and_only_after_a_spend(store: AuthStore) -> None:
+async def test_a_repeat_spend_only_within_the_window(store: AuthStore) -> None:
     now = time.time()
     session_id, token_hash = await new_session(store, now)
-    common = {"token_hash": token_hash, "session_id": session_id, "expires_at": now + 60}
-    # Never spent: a grace spend is not a way around the first spend.
-    assert not await store.spend_in_grace(**common, new_hash="a" * 64, now=now, spent_since=now - 10)
-    assert await store.spend(**common, new_hash="b" * 64, now=now)
-    assert await store.spend_in_grace(**common, new_hash="c" * 64, now=now + 5, spent_since=now + 5 - 10)
-    assert not await store.spend_in_grace(
-        **common, new_hash="d" * 64, now=now + 11, spent_since=now + 11 - 10
-    )
+    assert await rotate(store, session_id, token_hash, "b" * 64, now=now) == 0  # the first spend
+    assert await rotate(store, session_id, token_hash, "c" * 64, now=now + 5) == 1
+    assert await rotate(store, session_id, token_hash, "d" * 64, now=now + 11) is None
+    record = await store.find_token(token_hash)
+    assert record is not None and record.spent_at == pytest.approx(now)  # repeats don't move it
     for child in ("b" * 64, "c" * 64):
         record = await store.find_token(child)
         assert record is not None and record.session_id == session_id and record.spent_at is None
+    assert await store.find_token("d" * 64) is None
 
 
 async def test_a_revoked_or_expired_family_cannot_be_spent(store: AuthStore) -> None:
@@ -92,13 +101,21 @@ async def test_a_revoked_or_expired_family_cannot_be_spent(store: AuthStore) -> 
     assert await store.revoke_session(session_id, now=now, reason="logout") == 1
     assert await store.revoke_session(session_id, now=now, reason="logout") == 0
     assert await store.session_revoked_reason(session_id) == "logout"
-    assert not await store.spend(
-        token_hash=token_hash, session_id=session_id, new_hash="e" * 64, now=now, expires_at=now + 60
-    )
+    assert await rotate(store, session_id, token_hash, "e" * 64, now=now) is None
     session_id, token_hash = await new_session(store, now, ttl=10)
-    assert not await store.spend(
-        token_hash=token_hash, session_id=session_id, new_hash="f" * 64, now=now + 11, expires_at=now + 60
-    )
+    assert await rotate(store, session_id, token_hash, "f" * 64, now=now + 11) is None
+
+
+async def test_a_revoked_family_is_not_revived_within_the_grace_window(store: AuthStore) -> None:
+    """Reuse detected (or logout) right after a spend: a repeat of that token, still inside the
+    grace window, must not add a live branch to the revoked family."""
+    now = time.time()
+    session_id, token_hash = await new_session(store, now)
+    assert await rotate(store, session_id, token_hash, "g" * 64, now=now) == 0
+    await store.revoke_session(session_id, now=now + 1, reason="token_reuse")
+    assert await rotate(store, session_id, token_hash, "h" * 64, now=now + 2) is None
+    assert await rotate(store, session_id, "g" * 64, "i" * 64, now=now + 2) is None
+    assert await store.find_token("h" * 64) is None and await store.find_token("i" * 64) is None
 
 
 async def test_revoke_every_session_of_a_user(store: AuthStore) -> None:
