@@ -7,6 +7,7 @@ missing tool is a failure, never a skip.
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -113,6 +114,27 @@ def workloads(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def all_containers(spec: dict[str, Any]) -> list[dict[str, Any]]:
     return [*spec.get("initContainers", []), *spec.get("containers", [])]
+
+
+class _RecordingEnv(dict[str, str]):
+    def __init__(self) -> None:
+        super().__init__()
+        self.read: set[str] = set()
+
+    def get(self, key: str, default: Any = None) -> Any:
+        self.read.add(key)
+        return super().get(key, default)
+
+
+def variables_the_code_reads() -> set[str]:
+    """Every environment variable Settings.from_env reads (recorded while it runs, not a hand-kept
+    list), plus those docker/entrypoint.sh reads. Anything else set for a service is a typo."""
+    from services.kit.settings import Settings
+
+    env = _RecordingEnv()
+    Settings.from_env(env)
+    entrypoint = (ROOT / "docker" / "entrypoint.sh").read_text()
+    return env.read | set(re.findall(r"\$\{(\w+)", entrypoint))
 
 
 def load_env_file(path: Path) -> dict[str, str]:

@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
-from tests.deploy.conftest import K8S, ROOT, load_env_file, tool
+from tests.deploy.conftest import K8S, ROOT, load_env_file, tool, variables_the_code_reads
 
 COMPOSE = ROOT / "docker-compose.yml"
 DEV_SECRETS = K8S / "overlays" / "dev" / "secrets"
@@ -132,6 +132,16 @@ def compose_url(url: str) -> str:
     assert host in ("postgres", "mongodb")
     assert host in yaml.safe_load(COMPOSE.read_text())["services"]
     return url
+
+
+def test_every_variable_set_for_a_service_is_one_the_code_reads(compose: dict[str, Any]) -> None:
+    known = variables_the_code_reads()
+    pinexa = [name for name, service in compose["services"].items() if service["image"].startswith("pinexa:")]
+    assert sorted(pinexa) == ["auth", "data", "migrations", "users"]
+    for name in pinexa:
+        assert "env_file" not in compose["services"][name]
+        unknown = set(compose["services"][name]["environment"]) - known
+        assert not unknown, f"{name}: unknown {sorted(unknown)}"
 
 
 def test_compose_services_get_settings_the_services_accept(compose: dict[str, Any]) -> None:

@@ -31,6 +31,7 @@ from tests.deploy.conftest import (
     rendered,
     rendered_text,
     tool,
+    variables_the_code_reads,
     workloads,
 )
 
@@ -421,6 +422,26 @@ def _container_env(docs: list[dict[str, Any]], container: dict[str, Any]) -> dic
             continue
         env[entry["name"]] = value
     return env
+
+
+def test_every_variable_set_for_a_service_is_one_the_code_reads(docs: list[dict[str, Any]]) -> None:
+    """A misspelled name (SHUTDOWN_GRACE_SECOND, MONGO_URL) would be ignored at start-up, silently
+    leaving the default; here it fails."""
+    known = variables_the_code_reads()
+    configmaps = {c["metadata"]["name"]: c.get("data", {}) for c in of_kind(docs, "ConfigMap")}
+    checked = 0
+    for workload in workloads(docs):
+        for container in all_containers(pod_spec(workload)):
+            if container["image"].rpartition(":")[0].rsplit("/", 1)[-1] != "pinexa":
+                continue  # PostgreSQL, MongoDB and Envoy read their own variables
+            names = {entry["name"] for entry in container.get("env", [])}
+            for source in container.get("envFrom", []):
+                assert "secretRef" not in source  # its keys would be variables nobody listed
+                names |= set(configmaps[source["configMapRef"]["name"]])
+            where = f"{workload['metadata']['name']}/{container['name']}"
+            assert names <= known, f"{where}: unknown {sorted(names - known)}"
+            checked += 1
+    assert checked == 5  # three services and two migrate initContainers
 
 
 def test_dev_containers_get_settings_the_services_accept() -> None:
