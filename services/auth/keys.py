@@ -270,7 +270,7 @@ def load_keys(
     """The key ring from JWT_PRIVATE_KEYS and JWT_KEYS_DIR.
 
     In development with nothing configured, an ES256 key is generated once into
-    `keys_dir/dev-es256.pem` (mode 0600) and reused on every later start. In production a missing
+    `keys_dir/0000-dev-es256.pem` (mode 0600) and reused on every later start. In production a missing
     key is an error: tokens signed by a throwaway key would stop verifying at the next restart.
     """
     keys = parse_pem_keys(private_keys, source="JWT_PRIVATE_KEYS") if private_keys else []

@@ -17,6 +17,15 @@ from services.kit.errors import Unavailable
 log = logging.getLogger(__name__)
 
 _TIMEOUT_SECONDS = 5.0
+# VerifyCredentials' answers that mean "no account matches these credentials".
+_NO_MATCH = frozenset(
+    {
+        grpc.StatusCode.UNAUTHENTICATED,
+        grpc.StatusCode.NOT_FOUND,
+        grpc.StatusCode.INVALID_ARGUMENT,
+        grpc.StatusCode.PERMISSION_DENIED,
+    }
+)
 
 
 def _role(value: int) -> Role:
@@ -33,8 +42,15 @@ def _reason(error: grpc.aio.AioRpcError) -> str:
     return ""
 
 
+def _internal_token_refused(error: grpc.aio.AioRpcError) -> bool:
+    return error.code() == grpc.StatusCode.UNAUTHENTICATED and _reason(error) == "INTERNAL_ONLY"
+
+
 def _unavailable(error: grpc.aio.AioRpcError, call: str) -> Unavailable:
-    log.warning("users %s failed: %s", call, error.code().name)
+    if _internal_token_refused(error):
+        log.error("users refused auth's internal token: INTERNAL_TOKEN differs between them")
+    else:
+        log.warning("users %s failed: %s", call, error.code().name)
     return Unavailable("the account directory is unavailable; try again shortly", reason="USERS_UNAVAILABLE")
 
 
@@ -51,16 +67,7 @@ class GrpcUsersClient:
                 timeout=_TIMEOUT_SECONDS,
             )
         except grpc.aio.AioRpcError as error:
-            code = error.code()
-            if code == grpc.StatusCode.UNAUTHENTICATED and _reason(error) == "INTERNAL_ONLY":
-                log.error("users refused auth's internal token: INTERNAL_TOKEN differs between them")
-                raise _unavailable(error, "VerifyCredentials") from None
-            if code in (
-                grpc.StatusCode.UNAUTHENTICATED,
-                grpc.StatusCode.NOT_FOUND,
-                grpc.StatusCode.INVALID_ARGUMENT,
-                grpc.StatusCode.PERMISSION_DENIED,
-            ):
+            if error.code() in _NO_MATCH and not _internal_token_refused(error):
                 raise InvalidCredentials from None
             raise _unavailable(error, "VerifyCredentials") from None
         return Identity(user_id=response.user_id, role=_role(response.role))
@@ -73,7 +80,5 @@ class GrpcUsersClient:
         except grpc.aio.AioRpcError as error:
             if error.code() == grpc.StatusCode.NOT_FOUND:
                 raise UnknownUser from None
-            if error.code() == grpc.StatusCode.UNAUTHENTICATED and _reason(error) == "INTERNAL_ONLY":
-                log.error("users refused auth's internal token: INTERNAL_TOKEN differs between them")
             raise _unavailable(error, "GetIdentity") from None
         return Identity(user_id=response.user_id, role=_role(response.role))

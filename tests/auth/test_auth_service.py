@@ -418,6 +418,15 @@ async def test_users_down_during_login_is_unavailable_and_not_counted(stack: Sta
         assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
 
 
+async def test_a_refused_internal_token_is_unavailable_not_a_wrong_password(start_stack: StartStack) -> None:
+    # Users demands INTERNAL_TOKEN; auth's channel in these tests sends none (a misconfiguration
+    # in production). That must not read as "wrong password": not 401, and not counted.
+    stack = await start_stack(internal_token="a shared secret auth does not send")
+    user = await stack.sign_up()
+    for _ in range(stack.settings.login_max_failures + 3):
+        await fails(stack.login(user.username), grpc.StatusCode.UNAVAILABLE, "USERS_UNAVAILABLE")
+
+
 @pytest.mark.parametrize("sql_url", ["sqlite"], indirect=True)
 async def test_unknown_user_and_wrong_password_take_comparable_time(start_stack: StartStack) -> None:
     # Realistic-ish argon2 cost so that skipping the hash for an unknown account would show.
