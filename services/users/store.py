@@ -1,7 +1,8 @@
 """The users service's only database access: SQLAlchemy Core on one pooled async engine.
 
 Statements that run on every request are built once at import; SQLAlchemy caches their compiled
-form, so a read costs one pooled connection checkout and one round trip.
+form. Reads of one statement go through `sql.read_engine`: on PostgreSQL a read is the pool's
+pre-ping and the statement, with no transaction around it.
 
 Personal data is encrypted here, on its way in and out (see crypto.py): callers pass and get
 plaintext, the tables hold only ciphertext and the e-mail blind index.
@@ -18,6 +19,7 @@ from sqlalchemy import bindparam, delete, func, insert, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from services.kit import sql
 from services.users.crypto import PiiCipher
 from services.users.schema import purge_outbox, users
 from services.users.validation import email_key
@@ -115,6 +117,7 @@ class UserStore:
 
     def __init__(self, engine: AsyncEngine, cipher: PiiCipher) -> None:
         self._engine = engine
+        self._reads = sql.read_engine(engine)
         self._cipher = cipher
 
     def _record(self, row: Any) -> UserRecord:
@@ -153,23 +156,23 @@ class UserStore:
             raise Conflict(_conflicting_column(error)) from None
 
     async def get(self, user_id: str) -> UserRecord | None:
-        async with self._engine.connect() as connection:
+        async with self._reads.connect() as connection:
             row = (await connection.execute(_GET_BY_ID, {"id": user_id})).first()
         return None if row is None else self._record(row)
 
     async def get_by_username(self, username: str) -> UserRecord | None:
-        async with self._engine.connect() as connection:
+        async with self._reads.connect() as connection:
             row = (await connection.execute(_GET_BY_USERNAME, {"username": username})).first()
         return None if row is None else self._record(row)
 
     async def credentials_by_username(self, username: str) -> Credentials | None:
-        async with self._engine.connect() as connection:
+        async with self._reads.connect() as connection:
             row = (await connection.execute(_CREDENTIALS_BY_USERNAME, {"username": username})).first()
         return None if row is None else _credentials(row)
 
     async def credentials_by_email(self, email: str) -> Credentials | None:
         lookup = self._cipher.email_lookup(email_key(email))
-        async with self._engine.connect() as connection:
+        async with self._reads.connect() as connection:
             row = (await connection.execute(_CREDENTIALS_BY_EMAIL, {"lookup": lookup})).first()
         return None if row is None else _credentials(row)
 
@@ -178,7 +181,7 @@ class UserStore:
         statement = select(*_RECORD_COLUMNS).order_by(users.c.created_at, users.c.id).limit(limit)
         if after is not None:
             statement = statement.where(tuple_(users.c.created_at, users.c.id) > tuple_(*after))
-        async with self._engine.connect() as connection:
+        async with self._reads.connect() as connection:
             rows = (await connection.execute(statement)).all()
         return [self._record(row) for row in rows]
 
@@ -234,7 +237,7 @@ class UserStore:
         after = ""
         columns = select(users.c.id, users.c.email, users.c.display_name)
         while True:
-            async with self._engine.connect() as connection:
+            async with self._reads.connect() as connection:
                 rows = (
                     await connection.execute(
                         columns.where(users.c.id > after).order_by(users.c.id).limit(batch_size)
@@ -276,7 +279,7 @@ class UserStore:
             .order_by(purge_outbox.c.next_attempt_at)
             .limit(limit)
         )
-        async with self._engine.connect() as connection:
+        async with self._reads.connect() as connection:
             rows = (await connection.execute(statement)).all()
         return [PendingPurge(row.user_id, row.attempts, row.next_attempt_at) for row in rows]
 
@@ -307,6 +310,6 @@ class UserStore:
             await connection.execute(statement)
 
     async def next_purge_due(self) -> datetime | None:
-        async with self._engine.connect() as connection:
+        async with self._reads.connect() as connection:
             value = (await connection.execute(select(func.min(purge_outbox.c.next_attempt_at)))).scalar()
         return cast(datetime | None, value)
