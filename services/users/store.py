@@ -101,10 +101,12 @@ def _credentials(row: Any) -> Credentials:
 
 
 def _conflicting_column(error: IntegrityError) -> str:
-    """Which UNIQUE constraint fired: PostgreSQL names it in diag, SQLite in the message."""
+    """Which UNIQUE constraint fired: PostgreSQL names it in diag, SQLite in the message.
+    (PostgreSQL's message also quotes the duplicate value, which may be a username like
+    `email_lookup`, so it is read only when there is no constraint name.)"""
     original = error.orig
-    constraint = getattr(getattr(original, "diag", None), "constraint_name", None) or ""
-    text = f"{constraint} {original}".lower()
+    constraint = getattr(getattr(original, "diag", None), "constraint_name", None)
+    text = (constraint or str(original)).lower()
     if "email_lookup" in text:
         return "email"
     if "username" in text:

@@ -94,6 +94,14 @@ async def test_duplicates_are_refused_regardless_of_case(users: Users) -> None:
     assert error_info(error).metadata["field"] == "user.email"  # type: ignore[union-attr]
 
 
+async def test_a_duplicate_username_is_named_whatever_it_spells(users: Users) -> None:
+    # PostgreSQL's message quotes the duplicate value: "Key (username)=(email_lookup) already exists".
+    await users.sign_up("email_lookup")
+    error = await _fails(users.sign_up("email_lookup", email="another@example.com"))
+    assert error.code() == Code.ALREADY_EXISTS
+    assert error_info(error).metadata["field"] == "user.username"  # type: ignore[union-attr]
+
+
 async def test_concurrent_sign_ups_with_one_name_yield_exactly_one_account(users: Users) -> None:
     attempts = [users.sign_up("racer", email=f"racer{i}@example.com") for i in range(10)]
     results = await asyncio.gather(*attempts, return_exceptions=True)
