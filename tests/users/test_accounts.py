@@ -409,8 +409,18 @@ async def test_internal_service_requires_the_internal_token_when_configured(star
     assert error_info(error).reason == "INTERNAL_ONLY"  # type: ignore[union-attr]
     error = await _fails(users.internal.VerifyCredentials(request, metadata=users.auth(user, "admin")))
     assert error.code() == Code.UNAUTHENTICATED  # a user's token, even an admin's, is not enough
+    wrong = (("x-pinexa-internal-token", "j" * 40),)
+    error = await _fails(users.internal.VerifyCredentials(request, metadata=wrong))
+    assert error_info(error).reason == "INTERNAL_ONLY"  # type: ignore[union-attr]
+    # The rule is per service: every method of it is refused, not only VerifyCredentials.
+    identity = users_internal_pb2.GetIdentityRequest(user_id=user.id)
+    for metadata in ((), wrong, users.auth(user, "admin")):
+        error = await _fails(users.internal.GetIdentity(identity, metadata=metadata))
+        assert error.code() == Code.UNAUTHENTICATED
     ok = await users.internal.VerifyCredentials(request, metadata=(("x-pinexa-internal-token", secret),))
     assert ok.user_id == user.id
+    allowed = await users.internal.GetIdentity(identity, metadata=(("x-pinexa-internal-token", secret),))
+    assert allowed.user_id == user.id
 
 
 # -- no secrets, anywhere ----------------------------------------------------------------------
