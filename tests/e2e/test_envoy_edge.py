@@ -6,6 +6,7 @@ what the edge forwards and refuses, whatever the real services do.
 from __future__ import annotations
 
 import asyncio
+import re
 import signal
 import threading
 import time
@@ -14,11 +15,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import grpc
 import httpx
 import pytest
+from google.api import annotations_pb2
+from google.protobuf import descriptor_pool
+from google.protobuf.descriptor import MethodDescriptor
 
+from pinexa.auth.v1 import auth_pb2  # noqa: F401 (registers the descriptors)
+from pinexa.data.v1 import data_pb2  # noqa: F401
+from pinexa.users.v1 import users_pb2  # noqa: F401
+from services.auth.server import PUBLIC_METHODS as AUTH_PUBLIC_METHODS
 from services.devstack import envoy
-from services.devstack.stack import Child, Ports, envoy_child, envoy_ready
+from services.devstack.stack import PUBLIC_SERVICE, Child, Ports, envoy_child, envoy_ready
 from tests.e2e.conftest import DESCRIPTOR_SET, error_info, status_of
 from tests.e2e.fakes import Fakes, start_fakes
 from tests.support import TestKeys
@@ -197,3 +206,94 @@ def test_login_rate_limit_applies_to_native_grpc_too(edge: Edge, grpcurl: Callab
     limited = [o for o in outcomes if o.returncode != 0]
     assert limited, [o.stdout for o in outcomes]
     assert all("Code: ResourceExhausted" in o.stderr for o in limited), [o.stderr for o in limited]
+
+
+# ---- jwt_authn covers every method, REST and native gRPC alike ---------------------------------
+
+# What the edge lets through without a token: auth's public methods and sign-up. Every other
+# method of the public services, today's and any added later, must need one.
+EDGE_PUBLIC = AUTH_PUBLIC_METHODS | {"/pinexa.users.v1.UserService/CreateUser"}
+
+
+def public_api() -> list[tuple[str, MethodDescriptor]]:
+    """(gRPC path, method) of every method of the services Envoy routes, from their descriptors."""
+    pool = descriptor_pool.Default()
+    return [
+        (f"/{full_name}/{method.name}", method)
+        for full_name in PUBLIC_SERVICE.values()
+        for method in pool.FindServiceByName(full_name).methods
+    ]
+
+
+def rest_bindings(method: MethodDescriptor) -> list[tuple[str, str]]:
+    """(HTTP method, a concrete path) of each google.api.http binding of `method`."""
+    rule = method.GetOptions().Extensions[annotations_pb2.http]
+    bindings = []
+    for binding in (rule, *rule.additional_bindings):
+        verb = binding.WhichOneof("pattern")
+        if verb is None or verb == "custom":
+            continue
+        template = getattr(binding, verb)
+        bindings.append((verb.upper(), re.sub(r"\{[^}]*\}", "x", template)))
+    return bindings
+
+
+def answered_upstream(metadata: Any) -> bool:
+    """Envoy adds x-envoy-upstream-service-time only to answers that came from a service."""
+    return any(key == "x-envoy-upstream-service-time" for key, _ in metadata or ())
+
+
+def grpc_call(
+    channel: grpc.Channel, path: str, metadata: tuple[tuple[str, str], ...]
+) -> tuple[grpc.StatusCode, str, Any]:
+    """(code, details, response metadata) of a call with an empty request (raw bytes: b"" is any
+    empty message). The login bucket of 127.0.0.1 may be empty after the rate-limit tests, and a
+    gRPC client cannot pick its source address: a refusal by the rate limiter is retried until
+    the bucket refills (once a second)."""
+    deadline = time.monotonic() + 5
+    while True:
+        try:
+            _, outcome = channel.unary_unary(path).with_call(b"", metadata=metadata, timeout=10)
+            return grpc.StatusCode.OK, "", (*outcome.initial_metadata(), *outcome.trailing_metadata())
+        except grpc.RpcError as error:  # a trailers-only answer: its headers are the trailers
+            code, details, headers = error.code(), error.details(), error.trailing_metadata()
+        limited = code == grpc.StatusCode.RESOURCE_EXHAUSTED and not answered_upstream(headers)
+        if not limited or time.monotonic() > deadline:
+            return code, details, headers
+        time.sleep(0.2)  # polling interval
+
+
+def test_every_method_needs_a_token_at_the_edge_unless_public_over_native_grpc(edge: Edge) -> None:
+    api = public_api()
+    assert {path for path, _ in api} >= EDGE_PUBLIC
+    with grpc.insecure_channel(edge.address) as channel:
+        for path, _ in api:
+            for metadata in ((), tuple(edge.bearer.items())):
+                code, details, headers = grpc_call(channel, path, metadata)
+                if metadata or path in EDGE_PUBLIC:
+                    # Routed to its service (whatever the stand-in then answers).
+                    assert answered_upstream(headers), (path, bool(metadata), code, details)
+                else:
+                    assert code == grpc.StatusCode.UNAUTHENTICATED, (path, code, details)
+                    assert details == "Jwt is missing" and not answered_upstream(headers), (path, details)
+
+
+def test_every_rest_binding_needs_a_token_at_the_edge_unless_public(edge: Edge) -> None:
+    http = edge.client("127.0.0.41")  # a login bucket of its own
+    seen = 0
+    for path, method in public_api():
+        for verb, url in rest_bindings(method):
+            seen += 1
+            body = {} if verb in ("POST", "PUT", "PATCH") else None
+            anonymous = http.request(verb, url, json=body)
+            if path in EDGE_PUBLIC:
+                assert "x-envoy-upstream-service-time" in anonymous.headers, (verb, url, anonymous.text)
+            else:
+                assert anonymous.status_code == 401, (verb, url, anonymous.text)
+                assert error_info(status_of(anonymous))["reason"] == "TOKEN_MISSING", (verb, url)
+                assert "x-envoy-upstream-service-time" not in anonymous.headers
+            # With a token every binding is transcoded and routed to its service.
+            signed_in = http.request(verb, url, json=body, headers=edge.bearer)
+            assert "x-envoy-upstream-service-time" in signed_in.headers, (verb, url, signed_in.text)
+    http.close()
+    assert seen >= 17  # every row of the REST contract, additional bindings included
