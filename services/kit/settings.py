@@ -52,6 +52,27 @@ def _str(env: Mapping[str, str], name: str, default: str = "") -> str:
     return env.get(name, "").strip() or default
 
 
+def parse_pii_keys(value: str) -> list[bytes]:
+    """The keys of a PII_ENCRYPTION_KEY value, newest first: base64 of 32 bytes each,
+    comma-separated. An empty value lists none."""
+    keys = []
+    for entry in (part.strip() for part in value.split(",")):
+        if not entry:
+            continue
+        try:
+            key = base64.b64decode(entry, validate=True)
+        except ValueError:  # binascii.Error is one
+            key = b""
+        if len(key) != 32:
+            raise SettingsError(
+                "PII_ENCRYPTION_KEY must be base64 of 32 random bytes (several, comma-separated, to rotate)"
+            )
+        keys.append(key)
+    if value.strip() and not keys:
+        raise SettingsError("PII_ENCRYPTION_KEY lists no key")
+    return keys
+
+
 @dataclass(frozen=True, kw_only=True)
 class Settings:
     """Configuration shared by every service; each service reads the parts it needs."""
@@ -173,16 +194,7 @@ class Settings:
             raise SettingsError(
                 "set ADMIN_USERNAME, ADMIN_EMAIL and ADMIN_PASSWORD together, or none of them"
             )
-        for entry in (k.strip() for k in self.pii_encryption_key.split(",") if k.strip()):
-            try:
-                key = base64.b64decode(entry, validate=True)
-            except ValueError:
-                key = b""
-            if len(key) != 32:
-                raise SettingsError(
-                    "PII_ENCRYPTION_KEY must be base64 of 32 random bytes "
-                    "(several, comma-separated, to rotate)"
-                )
+        parse_pii_keys(self.pii_encryption_key)
         if not self.is_production:
             return
         if self.admin_password and (

@@ -36,6 +36,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from services.kit.settings import Settings, SettingsError
+from services.kit.settings import parse_pii_keys as parse_keys
 
 log = logging.getLogger(__name__)
 
@@ -58,22 +59,6 @@ def _subkey(key: bytes, info: bytes) -> bytes:
 def key_id(key: bytes) -> str:
     """A short public name for a key: 8 hex digits of a hash, not enough to learn anything."""
     return hashlib.sha256(b"pinexa-pii-key-id\x00" + key).hexdigest()[:8]
-
-
-def parse_keys(value: str) -> list[bytes]:
-    """The keys of a PII_ENCRYPTION_KEY value, newest first."""
-    keys = []
-    for entry in (part.strip() for part in value.split(",")):
-        if not entry:
-            continue
-        try:
-            key = base64.b64decode(entry, validate=True)
-        except (binascii.Error, ValueError):
-            key = b""
-        if len(key) != KEY_BYTES:
-            raise SettingsError("PII_ENCRYPTION_KEY must be base64 of 32 random bytes, comma-separated")
-        keys.append(key)
-    return keys
 
 
 def new_key() -> str:

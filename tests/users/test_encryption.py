@@ -94,7 +94,7 @@ def test_rotation_keeps_old_values_readable_and_the_blind_index_stable() -> None
 def test_key_parsing() -> None:
     assert parse_keys(f"{_b64(K2)}, {_b64(K1)}") == [K2, K1]
     assert len(base64.b64decode(new_key())) == 32
-    for bad in ("not base64!", _b64(os.urandom(16)), _b64(os.urandom(33))):
+    for bad in ("not base64!", _b64(os.urandom(16)), _b64(os.urandom(33)), " , "):
         with pytest.raises(SettingsError):
             parse_keys(bad)
         with pytest.raises(SettingsError):
