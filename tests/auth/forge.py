@@ -24,6 +24,22 @@ from services.auth.keys import SigningKey
 ISSUER = "pinexa-auth"
 AUDIENCE = "pinexa"
 
+# The forgeries that issue 3 lists as "rejected at the edge": Envoy's jwt_authn must refuse each
+# before it reaches a service (the services refuse all of `forgeries`).
+EDGE_REFUSES = (
+    "alg none",
+    "alg None (case)",
+    "HS256 keyed with the public key",
+    "wrong iss",
+    "wrong aud",
+    "expired",
+    "nbf in the future",
+    "unknown kid",
+    "signed by another key under the real kid",
+    "tampered payload (role)",
+    "tampered payload (sub)",
+)
+
 
 def b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()

@@ -24,28 +24,13 @@ import pytest
 from pinexa.users.v1 import users_pb2, users_pb2_grpc
 from services.auth.keys import SigningKey, generate_private_key, private_key_pem, write_new_key
 from services.devstack.stack import Ports, Stack
-from tests.auth.forge import claims, forgeries, signed
+from tests.auth.forge import EDGE_REFUSES, claims, forgeries, signed
 from tests.e2e.conftest import Account, error_reason, log_in, make_client, sign_up_and_log_in, status_of
 from tests.support import error_info
 
 pytestmark = pytest.mark.e2e
 
 GRACE_SECONDS = 1.0
-# The forgeries of tests/auth/forge.py that issue 3 lists as "rejected at the edge"; Envoy's
-# jwt_authn must refuse each before it reaches a service.
-EDGE_REFUSES = (
-    "alg none",
-    "alg None (case)",
-    "HS256 keyed with the public key",
-    "wrong iss",
-    "wrong aud",
-    "expired",
-    "nbf in the future",
-    "unknown kid",
-    "signed by another key under the real kid",
-    "tampered payload (role)",
-    "tampered payload (sub)",
-)
 
 
 class AuthStack:
