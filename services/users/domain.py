@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from services.kit.context import Principal
+from services.kit.context import Principal, Role
 from services.kit.errors import (
     AlreadyExists,
     EtagMismatch,
@@ -29,7 +29,7 @@ from services.kit.errors import (
 from services.kit.pagination import decode_page_token, encode_page_token, page_size
 from services.users import validation
 from services.users.passwords import Passwords
-from services.users.store import Conflict, Credentials, Role, UserRecord, UserStore
+from services.users.store import Conflict, Credentials, UserRecord, UserStore
 
 log = logging.getLogger(__name__)
 

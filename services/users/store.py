@@ -13,18 +13,17 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal, cast
+from typing import Any, cast
 
 from sqlalchemy import bindparam, delete, func, insert, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.kit import sql
+from services.kit.context import Role
 from services.users.crypto import PiiCipher
 from services.users.schema import purge_outbox, users
 from services.users.validation import email_key
-
-Role = Literal["user", "admin"]
 
 
 @dataclass(frozen=True, slots=True)
