@@ -94,11 +94,6 @@ class EtagMismatch(PinexaError):
     default_reason = "ETAG_MISMATCH"
 
 
-class FailedPrecondition(PinexaError):
-    code = grpc.StatusCode.FAILED_PRECONDITION
-    default_reason = "FAILED_PRECONDITION"
-
-
 class ResourceExhausted(PinexaError):
     """Too many attempts; `retry_after` seconds go out as a google.rpc.RetryInfo."""
 
@@ -152,7 +147,6 @@ class Violations:
 __all__ = [
     "AlreadyExists",
     "EtagMismatch",
-    "FailedPrecondition",
     "InvalidArgument",
     "NotFound",
     "PermissionDenied",

@@ -158,9 +158,6 @@ class ServiceHost:
                 log.exception("error while closing %s", self.spec.name)
         log.info("stopped")
 
-    async def wait_for_termination(self) -> None:
-        await self.server.wait_for_termination()
-
 
 async def run_until_signal(host: ServiceHost, address: str) -> None:
     """Serve until SIGTERM or SIGINT, then shut down gracefully."""
