@@ -75,6 +75,8 @@ async def create_service(
     # keep it quiet even when LOG_LEVEL=DEBUG. (SQLAlchemy's own logger defaults to WARNING.)
     logging.getLogger("aiosqlite").setLevel(logging.INFO)
     cipher = cipher_from_settings(settings)  # first: production refuses to start without a key
+    if settings.auto_migrate:
+        await migrate(settings)  # before anything below that would need closing
     owned_channels: list[grpc.aio.Channel] = []
     if verifier is None:
         auth_channel = internal_channel(settings.auth_address, internal_token=settings.internal_token)
@@ -85,8 +87,6 @@ async def create_service(
         owned_channels.append(data_channel)
     passwords = passwords or Passwords()
 
-    if settings.auto_migrate:
-        await migrate(settings)
     engine = sql.create_engine(database_url(settings), pool_size=settings.db_pool_size)
     try:
         store = UserStore(engine, cipher)
