@@ -23,7 +23,7 @@ import sys
 from pathlib import Path
 from types import FrameType
 
-from services.devstack.stack import Ports, Stack, StackError, describe
+from services.devstack.stack import MONGO, Ports, Stack, StackError, describe
 
 
 class _Stop(Exception):
@@ -35,7 +35,7 @@ def _on_signal(signum: int, frame: FrameType | None) -> None:
 
 
 # Children whose exit is an outage to ride out rather than a reason to stop the stack.
-DATABASES = frozenset({"nx-27017"})
+DATABASES = frozenset({MONGO})
 
 
 def _database_stopped(stack: Stack, name: str) -> None:

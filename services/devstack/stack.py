@@ -50,6 +50,9 @@ PUBLIC_SERVICE = {
     "data": "pinexa.data.v1.DataService",
 }
 
+MONGO = "nx-27017"
+"""The name of the embedded MongoDB process (its child, log file and readiness)."""
+
 _PR_SET_PDEATHSIG = 1
 
 
@@ -114,12 +117,15 @@ def _die_with_parent(parent: int) -> Callable[[], None]:
 
     Linux ties this to the *thread* that forked, so it is set only for children started from the
     main thread (a child started from a worker thread would be killed when that thread ends)."""
-    arm = sys.platform.startswith("linux") and threading.current_thread() is threading.main_thread()
+    prctl = None
+    if sys.platform.startswith("linux") and threading.current_thread() is threading.main_thread():
+        # Looked up here, in the parent: between fork and exec the child must not load a library
+        # (dlopen takes the loader's lock, which another thread of ours may have held at fork).
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
 
     def preexec() -> None:
-        if arm:
-            libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+        if prctl is not None:
+            prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
         if os.getppid() != parent:  # the parent died before prctl took effect
             os._exit(1)
 
@@ -387,11 +393,11 @@ class Stack:
     # ---- lifecycle
 
     def _new_child(self, name: str) -> Child:
-        if name == "mongo":
+        if name == MONGO:
             pid_file = self.base_dir / "nx-27017.pid"
             pid_file.unlink(missing_ok=True)  # a stale one from a killed run would block start-up
             return Child(
-                "nx-27017",
+                MONGO,
                 [
                     venv_tool("nx-27017"),
                     "--host",
@@ -405,7 +411,7 @@ class Stack:
                     "--log-file",
                     os.devnull,  # it logs to stderr as well, which goes to logs/nx-27017.log
                 ],
-                self.log_path("nx-27017"),
+                self.log_path(MONGO),
                 stop_timeout=10,
             )
         if name == "envoy":
@@ -428,7 +434,7 @@ class Stack:
         wanted = {"envoy": self.ports.envoy, "envoy admin": self.ports.admin}
         wanted.update({name: self.ports.of(name) for name in self.services})
         if self.runs_mongo:
-            wanted["nx-27017"] = self.ports.mongo
+            wanted[MONGO] = self.ports.mongo
         busy = []
         for what, port in wanted.items():
             with socket.socket() as sock:
@@ -451,12 +457,12 @@ class Stack:
         try:
             deadline = time.monotonic() + self._start_timeout
             if self.runs_mongo:
-                self._launch("mongo")
-                self._wait("nx-27017", lambda: mongo_ready(self.mongo_url), deadline)
+                self._launch(MONGO)
+                self._wait_ready(MONGO, deadline)
             for name in self.services:
                 self._launch(name)
             for name in self.services:
-                self._wait_service(name, deadline)
+                self._wait_ready(name, deadline)
             envoy_config.write(self.envoy_params(), self.envoy_config_path)
             self._launch("envoy")
             self._wait_envoy(deadline)
@@ -486,8 +492,12 @@ class Stack:
                 )
             time.sleep(0.1)  # polling interval, not a guess at start-up time
 
-    def _wait_service(self, name: str, deadline: float) -> None:
-        self._wait(name, lambda: grpc_serving(self.grpc_address(name)), deadline)
+    def _wait_ready(self, name: str, deadline: float) -> None:
+        """Until a service reports SERVING, or nx-27017 answers a ping."""
+        if name == MONGO:
+            self._wait(name, lambda: mongo_ready(self.mongo_url), deadline)
+        else:
+            self._wait(name, lambda: grpc_serving(self.grpc_address(name)), deadline)
 
     def envoy_ready(self) -> bool:
         """Envoy answers /healthz, sees every started service as healthy and, when auth runs,
@@ -503,7 +513,7 @@ class Stack:
         """Envoy first (no new requests), then the services together, then nx-27017."""
         stop_children([self.children[n] for n in ("envoy",) if n in self.children])
         stop_children([self.children[n] for n in SERVICES if n in self.children])
-        stop_children([self.children[n] for n in ("nx-27017",) if n in self.children])
+        stop_children([self.children[n] for n in (MONGO,) if n in self.children])
 
     # ---- for tests
 
@@ -516,14 +526,16 @@ class Stack:
         return child
 
     def restart_service(self, name: str) -> None:
-        """(Re)start one service and wait until it and Envoy's view of it are healthy."""
+        """(Re)start one service, or nx-27017, and wait until it is ready (a service: also in
+        Envoy's view). nx-27017 comes back on the same port with the same data file."""
         child = self.children.get(name)
         if child is not None and child.running():
             self.stop_service(name)
         self._launch(name)
         deadline = time.monotonic() + self._start_timeout
-        self._wait_service(name, deadline)
-        self._wait_envoy(deadline)
+        self._wait_ready(name, deadline)
+        if name != MONGO:
+            self._wait_envoy(deadline)
 
     def __enter__(self) -> Stack:
         self.start()

@@ -11,7 +11,7 @@ from urllib.parse import quote, urlencode
 import httpx
 import pytest
 
-from services.devstack.stack import Stack, mongo_ready
+from services.devstack.stack import MONGO, Stack
 from tests.e2e.conftest import Account, error_reason, field_violations, status_of
 
 pytestmark = pytest.mark.e2e
@@ -222,7 +222,7 @@ def test_mongodb_stopped_gives_503_and_recovers_without_a_restart(
     item = create(client, account, title="durable", content="survives the outage")
     path = f"/api/v1/data/{item['id']}"
     data_pid = stack.children["data"].pid
-    stack.stop_service("nx-27017")
+    stack.stop_service(MONGO)
     try:
         outage = client.get(path, headers=account.headers)
         assert outage.status_code == 503, outage.text
@@ -231,8 +231,7 @@ def test_mongodb_stopped_gives_503_and_recovers_without_a_restart(
         assert listed.status_code == 503
     finally:
         # The same nx-27017 again: same port, same data file (Stack starts it as `make run` does).
-        stack._launch("mongo")
-        stack._wait("nx-27017", lambda: mongo_ready(stack.mongo_url), time.monotonic() + 30)
+        stack.restart_service(MONGO)
 
     def back() -> bool:
         return client.get(path, headers=account.headers).status_code == 200
