@@ -72,6 +72,15 @@ def bearer(token: str) -> tuple[tuple[str, str], ...]:
     return (("authorization", f"Bearer {token}"),)
 
 
+async def rpc_error(call: Awaitable[Any]) -> grpc.aio.AioRpcError:
+    """The error a gRPC call fails with; the test fails if the call succeeds."""
+    try:
+        response = await call
+    except grpc.aio.AioRpcError as error:
+        return error
+    raise AssertionError(f"the call succeeded: {response!r}")
+
+
 def error_info(error: grpc.aio.AioRpcError) -> error_details_pb2.ErrorInfo | None:
     """The ErrorInfo detail of a failed call, if it carries one."""
     status = rpc_status.from_call(error)

@@ -115,6 +115,7 @@ async def start_users(sql_url: str, tmp_path: Path, test_keys: TestKeys) -> Asyn
         data: StandInData | None = None,
         start_data: bool = True,
         passwords: Passwords | None = None,
+        outbox_poll_interval: float = 0.5,
         **overrides: Any,
     ) -> Users:
         if data is None:
@@ -136,7 +137,7 @@ async def start_users(sql_url: str, tmp_path: Path, test_keys: TestKeys) -> Asyn
             verifier=test_keys.verifier(),
             data_channel=data_channel,
             passwords=passwords or Passwords(FAST_HASHER),
-            outbox_poll_interval=0.5,
+            outbox_poll_interval=outbox_poll_interval,
             outbox_backoff=(0.05, 0.3),
         )
         await host.start("127.0.0.1:0")

@@ -13,16 +13,10 @@ from grpc_health.v1 import health_pb2
 
 from pinexa.users.v1 import users_internal_pb2, users_pb2
 from services.kit.logs import JsonFormatter
-from tests.support import error_info, field_violations, health_status
+from tests.support import error_info, field_violations, health_status, rpc_error
 from tests.users.conftest import PASSWORD, StartUsers, Users
 
 Code = grpc.StatusCode
-
-
-async def _fails(awaitable: object) -> grpc.aio.AioRpcError:
-    with pytest.raises(grpc.aio.AioRpcError) as caught:
-        await awaitable  # type: ignore[misc]
-    return caught.value
 
 
 def _mask(*paths: str) -> field_mask_pb2.FieldMask:
@@ -61,7 +55,7 @@ async def test_sign_up_ignores_a_requested_role(users: Users) -> None:
 
 
 async def test_sign_up_names_every_invalid_field(users: Users) -> None:
-    error = await _fails(
+    error = await rpc_error(
         users.stub.CreateUser(
             users_pb2.CreateUserRequest(
                 user=users_pb2.User(username="a!", email="nope", password="short", display_name="x" * 101)
@@ -79,17 +73,17 @@ async def test_sign_up_names_every_invalid_field(users: Users) -> None:
 
 
 async def test_empty_sign_up_is_invalid(users: Users) -> None:
-    error = await _fails(users.stub.CreateUser(users_pb2.CreateUserRequest()))
+    error = await rpc_error(users.stub.CreateUser(users_pb2.CreateUserRequest()))
     assert error.code() == Code.INVALID_ARGUMENT
     assert {"user.username", "user.email", "user.password"} <= set(field_violations(error))
 
 
 async def test_duplicates_are_refused_regardless_of_case(users: Users) -> None:
     await users.sign_up("grace", email="grace@example.com")
-    error = await _fails(users.sign_up("GRACE", email="other@example.com"))
+    error = await rpc_error(users.sign_up("GRACE", email="other@example.com"))
     assert error.code() == Code.ALREADY_EXISTS
     assert error_info(error).metadata["field"] == "user.username"  # type: ignore[union-attr]
-    error = await _fails(users.sign_up("grace2", email="Grace@EXAMPLE.com"))
+    error = await rpc_error(users.sign_up("grace2", email="Grace@EXAMPLE.com"))
     assert error.code() == Code.ALREADY_EXISTS
     assert error_info(error).metadata["field"] == "user.email"  # type: ignore[union-attr]
 
@@ -97,7 +91,7 @@ async def test_duplicates_are_refused_regardless_of_case(users: Users) -> None:
 async def test_a_duplicate_username_is_named_whatever_it_spells(users: Users) -> None:
     # PostgreSQL's message quotes the duplicate value: "Key (username)=(email_lookup) already exists".
     await users.sign_up("email_lookup")
-    error = await _fails(users.sign_up("email_lookup", email="another@example.com"))
+    error = await rpc_error(users.sign_up("email_lookup", email="another@example.com"))
     assert error.code() == Code.ALREADY_EXISTS
     assert error_info(error).metadata["field"] == "user.username"  # type: ignore[union-attr]
 
@@ -131,12 +125,12 @@ async def test_get_me_returns_the_caller(users: Users) -> None:
 async def test_get_me_after_the_account_is_deleted_is_not_found(users: Users) -> None:
     user = await users.sign_up()
     await users.stub.DeleteUser(users_pb2.DeleteUserRequest(id=user.id), metadata=users.auth(user))
-    error = await _fails(users.stub.GetMe(users_pb2.GetMeRequest(), metadata=users.auth(user)))
+    error = await rpc_error(users.stub.GetMe(users_pb2.GetMeRequest(), metadata=users.auth(user)))
     assert error.code() == Code.NOT_FOUND
 
 
 async def test_get_with_an_empty_id_is_invalid(users: Users) -> None:
-    error = await _fails(users.stub.GetUser(users_pb2.GetUserRequest(), metadata=users.admin()))
+    error = await rpc_error(users.stub.GetUser(users_pb2.GetUserRequest(), metadata=users.admin()))
     assert error.code() == Code.INVALID_ARGUMENT
     assert set(field_violations(error)) == {"id"}
 
@@ -188,7 +182,7 @@ async def test_a_full_put_may_repeat_read_only_fields(users: Users) -> None:
 
 async def test_update_refuses_unknown_mask_paths_and_username_changes(users: Users) -> None:
     user = await users.sign_up()
-    error = await _fails(
+    error = await rpc_error(
         users.stub.UpdateUser(
             users_pb2.UpdateUserRequest(user=users_pb2.User(id=user.id), update_mask=_mask("username", "x")),
             metadata=users.auth(user),
@@ -196,7 +190,7 @@ async def test_update_refuses_unknown_mask_paths_and_username_changes(users: Use
     )
     assert error.code() == Code.INVALID_ARGUMENT
     assert set(field_violations(error)) == {"update_mask"}
-    error = await _fails(
+    error = await rpc_error(
         users.stub.UpdateUser(
             users_pb2.UpdateUserRequest(user=users_pb2.User(id=user.id, username="someone-else")),
             metadata=users.auth(user),
@@ -208,7 +202,7 @@ async def test_update_refuses_unknown_mask_paths_and_username_changes(users: Use
 
 async def test_update_validates_values(users: Users) -> None:
     user = await users.sign_up()
-    error = await _fails(
+    error = await rpc_error(
         users.stub.UpdateUser(
             users_pb2.UpdateUserRequest(
                 user=users_pb2.User(id=user.id, password="short"), update_mask=_mask("email", "password")
@@ -223,7 +217,7 @@ async def test_update_validates_values(users: Users) -> None:
 async def test_update_to_a_taken_email_is_already_exists(users: Users) -> None:
     first = await users.sign_up(email="first@example.com")
     second = await users.sign_up()
-    error = await _fails(
+    error = await rpc_error(
         users.stub.UpdateUser(
             users_pb2.UpdateUserRequest(user=users_pb2.User(id=second.id, email="FIRST@example.com")),
             metadata=users.auth(second),
@@ -242,7 +236,7 @@ async def test_password_change_takes_effect_for_login(users: Users) -> None:
         users_pb2.UpdateUserRequest(user=users_pb2.User(id=user.id, password="a brand new secret")),
         metadata=users.auth(user),
     )
-    error = await _fails(
+    error = await rpc_error(
         users.internal.VerifyCredentials(
             users_internal_pb2.VerifyCredentialsRequest(username=user.username, password=PASSWORD)
         )
@@ -264,7 +258,7 @@ async def test_stale_etag_is_aborted_and_changes_nothing(users: Users) -> None:
         metadata=users.auth(user),
     )
     assert first.etag != user.etag
-    error = await _fails(
+    error = await rpc_error(
         users.stub.UpdateUser(
             users_pb2.UpdateUserRequest(
                 user=users_pb2.User(id=user.id, display_name="v3", etag=user.etag),
@@ -346,7 +340,7 @@ async def test_page_size_defaults_to_20_and_is_capped(users: Users) -> None:
 async def test_bad_page_requests_are_invalid(
     users: Users, request_: users_pb2.ListUsersRequest, field: str
 ) -> None:
-    error = await _fails(users.stub.ListUsers(request_, metadata=users.admin()))
+    error = await rpc_error(users.stub.ListUsers(request_, metadata=users.admin()))
     assert error.code() == Code.INVALID_ARGUMENT
     assert set(field_violations(error)) == {field}
 
@@ -378,7 +372,7 @@ async def test_unknown_account_and_wrong_password_look_the_same(users: Users) ->
     errors = []
     for login, password in cases:
         errors.append(
-            await _fails(
+            await rpc_error(
                 users.internal.VerifyCredentials(
                     users_internal_pb2.VerifyCredentialsRequest(username=login, password=password)
                 )
@@ -393,7 +387,7 @@ async def test_get_identity(users: Users) -> None:
     user = await users.sign_up()
     identity = await users.internal.GetIdentity(users_internal_pb2.GetIdentityRequest(user_id=user.id))
     assert (identity.user_id, identity.username, identity.role) == (user.id, user.username, user.role)
-    error = await _fails(
+    error = await rpc_error(
         users.internal.GetIdentity(users_internal_pb2.GetIdentityRequest(user_id="00000000-0000-0000-0000-0"))
     )
     assert error.code() == Code.NOT_FOUND
@@ -404,18 +398,18 @@ async def test_internal_service_requires_the_internal_token_when_configured(star
     users = await start_users(internal_token=secret)
     user = await users.sign_up()
     request = users_internal_pb2.VerifyCredentialsRequest(username=user.username, password=PASSWORD)
-    error = await _fails(users.internal.VerifyCredentials(request))
+    error = await rpc_error(users.internal.VerifyCredentials(request))
     assert error.code() == Code.UNAUTHENTICATED
     assert error_info(error).reason == "INTERNAL_ONLY"  # type: ignore[union-attr]
-    error = await _fails(users.internal.VerifyCredentials(request, metadata=users.auth(user, "admin")))
+    error = await rpc_error(users.internal.VerifyCredentials(request, metadata=users.auth(user, "admin")))
     assert error.code() == Code.UNAUTHENTICATED  # a user's token, even an admin's, is not enough
     wrong = (("x-pinexa-internal-token", "j" * 40),)
-    error = await _fails(users.internal.VerifyCredentials(request, metadata=wrong))
+    error = await rpc_error(users.internal.VerifyCredentials(request, metadata=wrong))
     assert error_info(error).reason == "INTERNAL_ONLY"  # type: ignore[union-attr]
     # The rule is per service: every method of it is refused, not only VerifyCredentials.
     identity = users_internal_pb2.GetIdentityRequest(user_id=user.id)
     for metadata in ((), wrong, users.auth(user, "admin")):
-        error = await _fails(users.internal.GetIdentity(identity, metadata=metadata))
+        error = await rpc_error(users.internal.GetIdentity(identity, metadata=metadata))
         assert error.code() == Code.UNAUTHENTICATED
     ok = await users.internal.VerifyCredentials(request, metadata=(("x-pinexa-internal-token", secret),))
     assert ok.user_id == user.id
@@ -434,14 +428,14 @@ async def test_passwords_and_hashes_never_reach_responses_or_logs(
     responses: list[bytes] = []
     user = await users.sign_up("secretive", password=first)
     responses.append(user.SerializeToString())
-    short = await _fails(users.sign_up("secretive2", password="tiny-pw"))
-    duplicate = await _fails(users.sign_up("secretive", password=first))
+    short = await rpc_error(users.sign_up("secretive2", password="tiny-pw"))
+    duplicate = await rpc_error(users.sign_up("secretive", password=first))
     updated = await users.stub.UpdateUser(
         users_pb2.UpdateUserRequest(user=users_pb2.User(id=user.id, password=second)),
         metadata=users.auth(user),
     )
     responses.append(updated.SerializeToString())
-    wrong = await _fails(
+    wrong = await rpc_error(
         users.internal.VerifyCredentials(
             users_internal_pb2.VerifyCredentialsRequest(username="secretive", password=first)
         )

@@ -17,20 +17,13 @@ from __future__ import annotations
 import uuid
 
 import grpc
-import pytest
 from google.protobuf import field_mask_pb2
 
 from pinexa.users.v1 import users_internal_pb2, users_pb2
-from tests.support import error_info
+from tests.support import error_info, rpc_error
 from tests.users.conftest import Users
 
 Code = grpc.StatusCode
-
-
-async def _fails(awaitable: object) -> grpc.aio.AioRpcError:
-    with pytest.raises(grpc.aio.AioRpcError) as caught:
-        await awaitable  # type: ignore[misc]
-    return caught.value
 
 
 def _reason(error: grpc.aio.AioRpcError) -> str:
@@ -53,7 +46,7 @@ async def test_every_other_public_method_needs_a_token(users: Users) -> None:
         users.stub.DeleteUser(users_pb2.DeleteUserRequest(id=user.id)),
     ]
     for call in calls:
-        error = await _fails(call)
+        error = await rpc_error(call)
         assert error.code() == Code.UNAUTHENTICATED
         assert _reason(error) == "TOKEN_MISSING"
     # Nothing changed.
@@ -65,7 +58,7 @@ async def test_a_forged_token_is_refused(users: Users) -> None:
     token = users.keys.mint(user.id)
     header, payload, signature = token.split(".")
     tampered = f"{header}.{payload}.{signature[:-4]}AAAA"
-    error = await _fails(
+    error = await rpc_error(
         users.stub.GetMe(users_pb2.GetMeRequest(), metadata=(("authorization", f"Bearer {tampered}"),))
     )
     assert error.code() == Code.UNAUTHENTICATED
@@ -76,7 +69,7 @@ async def test_get_self_and_admin_allowed_other_refused(users: Users) -> None:
     request = users_pb2.GetUserRequest(id=owner.id)
     assert (await users.stub.GetUser(request, metadata=users.auth(owner))).id == owner.id
     assert (await users.stub.GetUser(request, metadata=users.admin())).id == owner.id
-    error = await _fails(users.stub.GetUser(request, metadata=users.auth(other)))
+    error = await rpc_error(users.stub.GetUser(request, metadata=users.auth(other)))
     assert error.code() == Code.PERMISSION_DENIED
 
 
@@ -93,11 +86,11 @@ async def test_refusal_does_not_reveal_whether_an_account_exists(users: Users) -
                 metadata=users.auth(caller),
             ),
         ):
-            error = await _fails(call)
+            error = await rpc_error(call)
             assert error.code() == Code.PERMISSION_DENIED
             assert _reason(error) == "PERMISSION_DENIED"
     # An admin does learn it.
-    error = await _fails(users.stub.GetUser(users_pb2.GetUserRequest(id=missing), metadata=users.admin()))
+    error = await rpc_error(users.stub.GetUser(users_pb2.GetUserRequest(id=missing), metadata=users.admin()))
     assert error.code() == Code.NOT_FOUND
 
 
@@ -113,7 +106,7 @@ async def test_update_self_and_admin_allowed_other_refused(users: Users) -> None
     assert (
         await users.stub.UpdateUser(rename("by admin"), metadata=users.admin())
     ).display_name == "by admin"
-    error = await _fails(users.stub.UpdateUser(rename("by other"), metadata=users.auth(other)))
+    error = await rpc_error(users.stub.UpdateUser(rename("by other"), metadata=users.auth(other)))
     assert error.code() == Code.PERMISSION_DENIED
     current = await users.stub.GetUser(users_pb2.GetUserRequest(id=owner.id), metadata=users.auth(owner))
     assert current.display_name == "by admin"
@@ -121,7 +114,7 @@ async def test_update_self_and_admin_allowed_other_refused(users: Users) -> None
 
 async def test_delete_self_and_admin_allowed_other_refused(users: Users) -> None:
     first, second, other = await users.sign_up(), await users.sign_up(), await users.sign_up()
-    error = await _fails(
+    error = await rpc_error(
         users.stub.DeleteUser(users_pb2.DeleteUserRequest(id=first.id), metadata=users.auth(other))
     )
     assert error.code() == Code.PERMISSION_DENIED
@@ -129,9 +122,11 @@ async def test_delete_self_and_admin_allowed_other_refused(users: Users) -> None
     await users.stub.DeleteUser(users_pb2.DeleteUserRequest(id=first.id), metadata=users.auth(first))
     await users.stub.DeleteUser(users_pb2.DeleteUserRequest(id=second.id), metadata=users.admin())
     for gone in (first, second):
-        error = await _fails(users.stub.GetUser(users_pb2.GetUserRequest(id=gone.id), metadata=users.admin()))
+        error = await rpc_error(
+            users.stub.GetUser(users_pb2.GetUserRequest(id=gone.id), metadata=users.admin())
+        )
         assert error.code() == Code.NOT_FOUND
-    error = await _fails(
+    error = await rpc_error(
         users.stub.DeleteUser(users_pb2.DeleteUserRequest(id=first.id), metadata=users.admin())
     )
     assert error.code() == Code.NOT_FOUND
@@ -139,7 +134,7 @@ async def test_delete_self_and_admin_allowed_other_refused(users: Users) -> None
 
 async def test_list_is_admin_only(users: Users) -> None:
     user = await users.sign_up()
-    error = await _fails(users.stub.ListUsers(users_pb2.ListUsersRequest(), metadata=users.auth(user)))
+    error = await rpc_error(users.stub.ListUsers(users_pb2.ListUsersRequest(), metadata=users.auth(user)))
     assert error.code() == Code.PERMISSION_DENIED
     assert _reason(error) == "ADMIN_ONLY"
     page = await users.stub.ListUsers(users_pb2.ListUsersRequest(), metadata=users.admin())
@@ -158,7 +153,7 @@ async def test_a_user_cannot_change_their_own_role(users: Users) -> None:
         update_mask=field_mask_pb2.FieldMask(paths=["role"]),
     )
     for request in (promote_masked, promote_put, keep_masked):
-        error = await _fails(users.stub.UpdateUser(request, metadata=users.auth(user)))
+        error = await rpc_error(users.stub.UpdateUser(request, metadata=users.auth(user)))
         assert error.code() == Code.PERMISSION_DENIED
         assert _reason(error) == "ROLE_CHANGE_FORBIDDEN"
     identity = await users.internal.GetIdentity(users_internal_pb2.GetIdentityRequest(user_id=user.id))
@@ -175,7 +170,7 @@ async def test_a_user_cannot_change_their_own_role(users: Users) -> None:
 
 async def test_another_user_cannot_grant_a_role(users: Users) -> None:
     target, other = await users.sign_up(), await users.sign_up()
-    error = await _fails(
+    error = await rpc_error(
         users.stub.UpdateUser(
             users_pb2.UpdateUserRequest(user=users_pb2.User(id=target.id, role=users_pb2.User.ADMIN)),
             metadata=users.auth(other),

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import asyncio
 
+import grpc
 from sqlalchemy import select
 
 from pinexa.users.v1 import users_pb2
 from services.kit import sql
 from services.users.schema import purge_outbox
-from tests.support import wait_until
+from tests.support import rpc_error, wait_until
 from tests.users.conftest import StandInData, StartUsers, Users
 
 
@@ -33,15 +34,12 @@ async def _delete(users: Users, user: users_pb2.User) -> None:
     await users.stub.DeleteUser(users_pb2.DeleteUserRequest(id=user.id), metadata=users.auth(user))
 
 
-async def test_delete_purges_the_users_data_at_once(users: Users) -> None:
+async def test_delete_purges_the_users_data_at_once(start_users: StartUsers) -> None:
+    users = await start_users(outbox_poll_interval=60)
     user, keep = await users.sign_up(), await users.sign_up()
     await _delete(users, user)
-
-    async def purged() -> bool:
-        return user.id in users.data.purged
-
-    # Well under the 0.5 s poll interval: the delete wakes the worker.
-    await wait_until(purged, timeout=5, what="the purge")
+    # Long before the next poll (60 s): the delete wakes the worker.
+    await _wait_purged(users.data, user, timeout=5)
     assert users.data.purged == [user.id]
     assert keep.id not in users.data.purged
     await wait_until(lambda: _empty(users.url), timeout=5, what="the outbox to drain")
@@ -49,6 +47,13 @@ async def test_delete_purges_the_users_data_at_once(users: Users) -> None:
 
 async def _empty(url: str) -> bool:
     return not await _outbox(url)
+
+
+async def _wait_purged(data: StandInData, user: users_pb2.User, *, timeout: float) -> None:
+    async def purged() -> bool:
+        return user.id in data.purged
+
+    await wait_until(purged, timeout=timeout, what=f"the purge of {user.id}")
 
 
 async def test_purge_arrives_once_the_data_service_is_back(start_users: StartUsers) -> None:
@@ -63,19 +68,11 @@ async def test_purge_arrives_once_the_data_service_is_back(start_users: StartUse
     await wait_until(tried_and_failed, timeout=10, what="failed delivery attempts")
     assert data.purged == []
     # The account is gone already; only its data purge is pending.
-    error_code = None
-    try:
-        await users.stub.GetUser(users_pb2.GetUserRequest(id=user.id), metadata=users.admin())
-    except Exception as error:
-        error_code = error.code()  # type: ignore[attr-defined]
-    assert error_code is not None and error_code.name == "NOT_FOUND"
+    error = await rpc_error(users.stub.GetUser(users_pb2.GetUserRequest(id=user.id), metadata=users.admin()))
+    assert error.code() == grpc.StatusCode.NOT_FOUND
 
     await data.start()  # the data service comes back; users is not restarted
-
-    async def purged() -> bool:
-        return user.id in data.purged
-
-    await wait_until(purged, timeout=20, what="the purge after the data service returned")
+    await _wait_purged(data, user, timeout=20)
     await wait_until(lambda: _empty(users.url), timeout=5, what="the outbox to drain")
     await data.stop()
 
@@ -90,11 +87,7 @@ async def test_pending_purges_survive_a_restart_of_users(start_users: StartUsers
 
     await data.start()
     restarted = await start_users(data=data)
-
-    async def purged() -> bool:
-        return user.id in data.purged
-
-    await wait_until(purged, timeout=10, what="the purge after the restart")
+    await _wait_purged(data, user, timeout=10)
     await wait_until(lambda: _empty(restarted.url), timeout=5, what="the outbox to drain")
     await data.stop()
 
