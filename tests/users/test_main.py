@@ -27,26 +27,6 @@ def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
     return env
 
 
-async def test_migrate_applies_the_schema_and_exits(tmp_path: Path, sql_url: str) -> None:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "services.users",
-        "migrate",
-        cwd=ROOT,
-        env=_env(tmp_path, DATABASE_URL=sql_url),
-        stderr=asyncio.subprocess.PIPE,
-    )
-    _, stderr = await asyncio.wait_for(process.communicate(), timeout=60)
-    assert process.returncode == 0, stderr.decode()
-    engine = sqlalchemy.create_engine(sync_url(sql_url))
-    try:
-        tables = set(sqlalchemy.inspect(engine).get_table_names())
-    finally:
-        engine.dispose()
-    assert {"users", "purge_outbox", "alembic_version_users"} <= tables
-
-
 async def _run(tmp_path: Path, *args: str, **env: str) -> tuple[int, str]:
     process = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -60,6 +40,17 @@ async def _run(tmp_path: Path, *args: str, **env: str) -> tuple[int, str]:
     _, stderr = await asyncio.wait_for(process.communicate(), timeout=60)
     assert process.returncode is not None
     return process.returncode, stderr.decode()
+
+
+async def test_migrate_applies_the_schema_and_exits(tmp_path: Path, sql_url: str) -> None:
+    code, stderr = await _run(tmp_path, "migrate", DATABASE_URL=sql_url)
+    assert code == 0, stderr
+    engine = sqlalchemy.create_engine(sync_url(sql_url))
+    try:
+        tables = set(sqlalchemy.inspect(engine).get_table_names())
+    finally:
+        engine.dispose()
+    assert {"users", "purge_outbox", "alembic_version_users"} <= tables
 
 
 async def test_reencrypt_command(tmp_path: Path) -> None:
@@ -76,18 +67,9 @@ async def test_production_without_a_pii_key_refuses_to_start(tmp_path: Path) -> 
 
 
 async def test_unknown_arguments_are_refused(tmp_path: Path) -> None:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "services.users",
-        "nonsense",
-        cwd=ROOT,
-        env=_env(tmp_path),
-        stderr=asyncio.subprocess.PIPE,
-    )
-    _, stderr = await asyncio.wait_for(process.communicate(), timeout=30)
-    assert process.returncode == 2
-    assert b"usage" in stderr
+    code, stderr = await _run(tmp_path, "nonsense")
+    assert code == 2
+    assert "usage" in stderr
 
 
 async def test_serves_on_its_port_and_stops_on_sigterm(tmp_path: Path) -> None:
