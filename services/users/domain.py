@@ -317,9 +317,10 @@ class UsersDomain:
 
     # -- start-up ------------------------------------------------------------------------------
 
-    async def ensure_admin(self, *, username: str, email: str, password: str) -> UserRecord:
+    async def ensure_admin(self, *, username: str, email: str, password: str) -> None:
         """Make sure an admin account with this username exists (idempotent, safe to run from
-        several replicas at once). An existing account is promoted; its password is kept."""
+        several replicas at once). An existing account is promoted only if ADMIN_PASSWORD is its
+        password: whoever signed up under that name first must not become admin by it."""
         username = validation.normalize_username(username)
         email = validation.normalize_email(email)
         violations = Violations()
@@ -328,19 +329,24 @@ class UsersDomain:
         validation.check_password(violations, password, "ADMIN_PASSWORD")
         violations.raise_if_any("the admin account settings are invalid")
         for _ in range(3):
-            existing = await self._store.get_by_username(username)
+            existing = await self._store.credentials_by_username(username)
             if existing is not None:
                 if existing.role == "admin":
-                    return existing
+                    return
+                if not await self._passwords.verify(existing.password_hash, password):
+                    raise AlreadyExists(
+                        "ADMIN_USERNAME belongs to an existing account whose password is not ADMIN_PASSWORD",
+                        metadata={"field": "ADMIN_USERNAME"},
+                    )
                 promoted = await self._store.update(
                     existing.id, {"role": "admin"}, expected_version=None, now=self._clock()
                 )
                 if promoted is not None:
                     log.info("promoted the bootstrap account to admin", extra={"username": username})
-                    return promoted
+                    return
                 continue
             try:
-                created = await self._create(username, email, password, "", "admin")
+                await self._create(username, email, password, "", "admin")
             except AlreadyExists as error:
                 if error.metadata.get("field") == "user.email":
                     raise AlreadyExists(
@@ -349,5 +355,5 @@ class UsersDomain:
                     ) from None
                 continue  # another replica created it just now: promote or return it
             log.info("created the bootstrap admin account", extra={"username": username})
-            return created
+            return
         raise RuntimeError("could not ensure the admin account")  # pragma: no cover

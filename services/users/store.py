@@ -80,7 +80,6 @@ _RECORD_COLUMNS = (
 _CREDENTIAL_COLUMNS = (users.c.id, users.c.username, users.c.role, users.c.password_hash)
 
 _GET_BY_ID = select(*_RECORD_COLUMNS).where(users.c.id == bindparam("id"))
-_GET_BY_USERNAME = select(*_RECORD_COLUMNS).where(users.c.username == bindparam("username"))
 _CREDENTIALS_BY_USERNAME = select(*_CREDENTIAL_COLUMNS).where(users.c.username == bindparam("username"))
 _CREDENTIALS_BY_EMAIL = select(*_CREDENTIAL_COLUMNS).where(users.c.email_lookup == bindparam("lookup"))
 _INSERT_USER = insert(users)
@@ -159,11 +158,6 @@ class UserStore:
     async def get(self, user_id: str) -> UserRecord | None:
         async with self._reads.connect() as connection:
             row = (await connection.execute(_GET_BY_ID, {"id": user_id})).first()
-        return None if row is None else self._record(row)
-
-    async def get_by_username(self, username: str) -> UserRecord | None:
-        async with self._reads.connect() as connection:
-            row = (await connection.execute(_GET_BY_USERNAME, {"username": username})).first()
         return None if row is None else self._record(row)
 
     async def credentials_by_username(self, username: str) -> Credentials | None:

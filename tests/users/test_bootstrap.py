@@ -58,16 +58,33 @@ async def test_bootstrap_is_idempotent_across_restarts_and_replicas(start_users:
     assert first.host.port != second.host.port
 
 
-async def test_bootstrap_promotes_an_existing_account_and_keeps_its_password(start_users: StartUsers) -> None:
+async def test_bootstrap_promotes_an_existing_account_and_keeps_its_password(
+    start_users: StartUsers, sql_url: str
+) -> None:
+    # The operator signed up as root before setting ADMIN_*, with the same password.
     plain = await start_users()
-    user = await plain.sign_up("root", email="someone@example.com")
+    user = await plain.sign_up("root", email="someone@example.com", password=ADMIN["admin_password"])
     assert user.role == users_pb2.User.USER
+    before = await _password_hash(sql_url, "root")
     restarted = await start_users(**ADMIN)
     identity = await restarted.internal.VerifyCredentials(
-        users_internal_pb2.VerifyCredentialsRequest(username="root", password=PASSWORD)
+        users_internal_pb2.VerifyCredentialsRequest(username="root", password=ADMIN["admin_password"])
     )
     assert identity.user_id == user.id
     assert identity.role == users_pb2.User.ADMIN
+    assert await _password_hash(sql_url, "root") == before
+
+
+async def test_bootstrap_refuses_to_promote_someone_elses_account(start_users: StartUsers) -> None:
+    # Someone signed up as root before the operator configured ADMIN_USERNAME=root: that must not
+    # make them admin. Start-up refuses, naming the setting, and the account stays a user.
+    plain = await start_users()
+    squatter = await plain.sign_up("root", email="someone@example.com", password=PASSWORD)
+    with pytest.raises(AlreadyExists) as caught:
+        await start_users(**ADMIN)
+    assert caught.value.metadata["field"] == "ADMIN_USERNAME"
+    identity = await plain.internal.GetIdentity(users_internal_pb2.GetIdentityRequest(user_id=squatter.id))
+    assert identity.role == users_pb2.User.USER
 
 
 async def test_bootstrap_refuses_an_email_that_belongs_to_another_account(start_users: StartUsers) -> None:
