@@ -282,6 +282,17 @@ def test_every_method_needs_a_token_at_the_edge_unless_public_over_native_grpc(e
                     assert details == "Jwt is missing" and not answered_upstream(headers), (path, details)
 
 
+def test_the_edge_takes_the_token_only_from_the_authorization_header(edge: Edge) -> None:
+    # jwt_authn's default would also read ?access_token=..., which the services never do.
+    token = edge.keys.mint("u1")
+    with grpc.insecure_channel(edge.address) as channel:
+        code, details, headers = grpc_call(
+            channel, f"/pinexa.users.v1.UserService/GetMe?access_token={token}", ()
+        )
+    assert code == grpc.StatusCode.UNAUTHENTICATED and details == "Jwt is missing", (code, details)
+    assert not answered_upstream(headers)
+
+
 def test_every_rest_binding_needs_a_token_at_the_edge_unless_public(edge: Edge) -> None:
     http = edge.client("127.0.0.41")  # a login bucket of its own
     seen = 0
