@@ -254,6 +254,19 @@ async def test_logout_all_sessions_needs_a_valid_access_token(stack: Stack) -> N
     assert everywhere.revoked_sessions == 1
 
 
+async def test_logout_ends_every_branch_of_the_family(stack: Stack) -> None:
+    user = await stack.sign_up()
+    pair = await stack.login(user.username)
+    tab_a, tab_b = await asyncio.gather(*(stack.refresh(pair.refresh_token) for _ in range(2)))
+    grandchild = await stack.refresh(tab_a.refresh_token)
+    other = await stack.login(user.username)  # another session of the same user
+    result = await stack.auth.Logout(auth_pb2.LogoutRequest(refresh_token=tab_b.refresh_token))
+    assert result.revoked_sessions == 1
+    for token in (pair.refresh_token, tab_a.refresh_token, tab_b.refresh_token, grandchild.refresh_token):
+        await fails(stack.refresh(token), grpc.StatusCode.UNAUTHENTICATED, "REFRESH_TOKEN_REVOKED")
+    assert (await stack.refresh(other.refresh_token)).access_token
+
+
 async def test_logout_needs_a_refresh_token_without_all_sessions(stack: Stack) -> None:
     await fails(
         stack.auth.Logout(auth_pb2.LogoutRequest()), grpc.StatusCode.INVALID_ARGUMENT, "INVALID_INPUT"
