@@ -269,6 +269,7 @@ def main() -> int:
         )
     finally:
         stack.stop()
+        shutil.rmtree(workdir, ignore_errors=True)  # its SQLite files and dev keys, even on failure
 
     results = [grpc_result, rest_result]
     say("")
@@ -293,7 +294,6 @@ def main() -> int:
             problems.append(f"{result.name}: fewer OK answers ({result.verified_ok}) than h2load successes")
     if args.json:
         args.json.write_text(json.dumps([r.__dict__ for r in results], indent=2))
-    shutil.rmtree(workdir, ignore_errors=True)
     if problems:
         die("the run was not clean:\n  " + "\n  ".join(problems))
     return 0
