@@ -1,8 +1,11 @@
 """Client channels for service-to-service calls.
 
-Create one channel per target per process at start-up and reuse it: a channel multiplexes all
-calls over one HTTP/2 connection and reconnects by itself. Calls are retried on UNAVAILABLE
-(a peer restarting) and carry the request id and, when configured, the internal token.
+Create one channel per target per process at start-up and reuse it: a channel multiplexes calls
+over HTTP/2 and reconnects by itself. It balances round-robin over every address the target
+resolves to (a Kubernetes headless Service lists every pod), and servers close connections after
+a few minutes (see server.py) so clients re-resolve and find new pods. Calls are retried on
+UNAVAILABLE (a peer restarting) and carry the request id and, when configured, the internal token.
+Callers set their own deadline; the service config's timeout only bounds calls that forget to.
 """
 
 from __future__ import annotations
@@ -18,10 +21,11 @@ from services.kit.interceptor import INTERNAL_TOKEN_HEADER
 
 _SERVICE_CONFIG = json.dumps(
     {
+        "loadBalancingConfig": [{"round_robin": {}}],
         "methodConfig": [
             {
                 "name": [{}],
-                "timeout": "5s",
+                "timeout": "30s",
                 "retryPolicy": {
                     "maxAttempts": 3,
                     "initialBackoff": "0.1s",
@@ -30,7 +34,7 @@ _SERVICE_CONFIG = json.dumps(
                     "retryableStatusCodes": ["UNAVAILABLE"],
                 },
             }
-        ]
+        ],
     }
 )
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Awaitable, Callable
 
+from services.kit.errors import PinexaError
 from services.kit.logs import configure_logging
 from services.kit.metrics import serve_metrics
 from services.kit.server import ServiceHost, run_until_signal
@@ -20,6 +21,9 @@ def run_command(service: str, command: Callable[[Settings], int]) -> int:
         return command(settings)
     except SettingsError as error:  # also raised at start-up, e.g. for missing keys in production
         sys.stderr.write(f"{service}: configuration error: {error}\n")
+        return 2
+    except PinexaError as error:  # start-up refused by the service, e.g. ADMIN_USERNAME is taken
+        sys.stderr.write(f"{service}: cannot start: {error.message}\n")
         return 2
 
 

@@ -38,6 +38,8 @@ NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 # for the overall status, "") but never gets it restarted.
 LIVENESS_SERVICE = "liveness"
 
+MAX_CONNECTION_AGE_MS = 5 * 60 * 1000
+
 # 4 MiB is gRPC's default; data items may carry 1 MiB of content plus attributes.
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 
@@ -84,6 +86,10 @@ class ServiceHost:
                 ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
                 ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
                 ("grpc.so_reuseport", 0),
+                # Close each client connection after a while (gracefully: in-flight calls finish),
+                # so clients re-resolve DNS and spread over pods added since they connected.
+                ("grpc.max_connection_age_ms", MAX_CONNECTION_AGE_MS),
+                ("grpc.max_connection_age_grace_ms", 30_000),
             ],
         )
         spec.register(self.server)
