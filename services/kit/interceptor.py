@@ -101,6 +101,9 @@ class PinexaInterceptor(grpc.aio.ServerInterceptor):
             except AbortError:
                 code = _code_name(context)
                 raise
+            except NotImplementedError:  # a generated servicer base method nobody overrode
+                code = "UNIMPLEMENTED"
+                await context.abort(grpc.StatusCode.UNIMPLEMENTED, f"{short_method} is not implemented")
             except Exception:
                 code = "INTERNAL"
                 log.exception("unhandled error in %s", method)

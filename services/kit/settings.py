@@ -86,17 +86,17 @@ class Settings:
     users_address: str = "127.0.0.1:50052"
     data_address: str = "127.0.0.1:50053"
     data_dir: Path = Path("var")
-    database_url: str = ""
+    database_url: str = field(default="", repr=False)  # may hold a password or key
     db_pool_size: int = 10
     auto_migrate: bool = True
-    mongodb_url: str = ""
+    mongodb_url: str = field(default="", repr=False)  # may hold a password or key
     mongodb_database: str = "pinexa"
     jwt_issuer: str = "pinexa-auth"
     jwt_audience: str = "pinexa"
     jwt_algorithms: tuple[str, ...] = ("ES256", "EdDSA")
     jwt_leeway_seconds: int = 30
     jwt_keys_dir: Path = Path("var/keys")
-    jwt_private_keys: str = ""
+    jwt_private_keys: str = field(default="", repr=False)  # may hold a password or key
     access_token_ttl_seconds: int = 900
     refresh_token_ttl_seconds: int = 30 * 24 * 3600
     refresh_reuse_grace_seconds: float = 10.0

@@ -182,6 +182,16 @@ async def test_unexpected_exception_is_internal_without_details(
     assert "secret" not in (caught.value.details() or "")
 
 
+async def test_an_unimplemented_method_is_unimplemented_not_internal(
+    harness: Harness, test_keys: TestKeys
+) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await harness.stub.ListUsers(
+            users_pb2.ListUsersRequest(), metadata=bearer(test_keys.mint("u1", "admin"))
+        )
+    assert caught.value.code() == grpc.StatusCode.UNIMPLEMENTED
+
+
 async def test_protected_method_refuses_missing_token(harness: Harness) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await harness.stub.GetMe(users_pb2.GetMeRequest())
