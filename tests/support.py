@@ -72,11 +72,19 @@ def bearer(token: str) -> tuple[tuple[str, str], ...]:
     return (("authorization", f"Bearer {token}"),)
 
 
-async def rpc_error(call: Awaitable[Any]) -> grpc.aio.AioRpcError:
-    """The error a gRPC call fails with; the test fails if the call succeeds."""
+async def rpc_error(
+    call: Awaitable[Any], code: grpc.StatusCode | None = None, reason: str | None = None
+) -> grpc.aio.AioRpcError:
+    """The error a gRPC call fails with; the test fails if the call succeeds, or if the status
+    code or the ErrorInfo reason differs from the ones given."""
     try:
         response = await call
     except grpc.aio.AioRpcError as error:
+        if code is not None:
+            assert error.code() == code, (error.code(), error.details())
+        if reason is not None:
+            info = error_info(error)
+            assert info is not None and info.reason == reason, info
         return error
     raise AssertionError(f"the call succeeded: {response!r}")
 

@@ -21,7 +21,7 @@ from services.kit import sql
 from services.kit.channels import internal_channel
 from services.kit.server import ServiceHost, ServiceSpec
 from services.kit.settings import Settings
-from services.kit.tokens import StaticKeySource, TokenVerifier
+from services.kit.tokens import StaticKeySource, verifier_from_settings
 
 log = logging.getLogger(__name__)
 
@@ -119,13 +119,7 @@ async def create_service(
         policy=AuthPolicy.from_settings(settings),
         clock=clock,
     )
-    verifier = TokenVerifier(
-        StaticKeySource(ring.jwks),
-        issuer=settings.jwt_issuer,
-        audience=settings.jwt_audience,
-        algorithms=settings.jwt_algorithms,
-        leeway_seconds=settings.jwt_leeway_seconds,
-    )
+    verifier = verifier_from_settings(settings, StaticKeySource(ring.jwks))
     servicer = AuthServicer(auth)
     purger = _Purger(store, clock)
 

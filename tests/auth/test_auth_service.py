@@ -19,7 +19,7 @@ from pinexa.auth.v1 import auth_pb2
 from pinexa.users.v1 import users_pb2
 from services.auth.domain import INVALID_CREDENTIALS_MESSAGE
 from tests.auth.conftest import Stack, StartStack
-from tests.support import bearer, error_info
+from tests.support import bearer, error_info, rpc_error
 
 
 def retry_delay(error: grpc.aio.AioRpcError) -> float:
@@ -30,15 +30,6 @@ def retry_delay(error: grpc.aio.AioRpcError) -> float:
             detail.Unpack(info)
             return info.retry_delay.ToTimedelta().total_seconds()
     raise AssertionError("no RetryInfo in the error")
-
-
-async def fails(call: object, code: grpc.StatusCode, reason: str) -> grpc.aio.AioRpcError:
-    with pytest.raises(grpc.aio.AioRpcError) as caught:
-        await call  # type: ignore[misc]
-    assert caught.value.code() == code, caught.value.details()
-    info = error_info(caught.value)
-    assert info is not None and info.reason == reason, info
-    return caught.value
 
 
 async def test_login_returns_a_token_pair_that_users_accepts(stack: Stack) -> None:
@@ -73,15 +64,21 @@ async def test_full_flow_login_refresh_reuse_logout(stack: Stack) -> None:
     third = await stack.refresh(second.refresh_token)
     stack.clock.advance(stack.settings.refresh_reuse_grace_seconds + 1)
     # The first token was spent long ago: presenting it again is reuse.
-    await fails(stack.refresh(first.refresh_token), grpc.StatusCode.UNAUTHENTICATED, "REFRESH_TOKEN_REUSED")
+    await rpc_error(
+        stack.refresh(first.refresh_token), grpc.StatusCode.UNAUTHENTICATED, "REFRESH_TOKEN_REUSED"
+    )
     # The whole family is revoked: the newest token is dead too.
-    await fails(stack.refresh(third.refresh_token), grpc.StatusCode.UNAUTHENTICATED, "REFRESH_TOKEN_REVOKED")
+    await rpc_error(
+        stack.refresh(third.refresh_token), grpc.StatusCode.UNAUTHENTICATED, "REFRESH_TOKEN_REVOKED"
+    )
 
     # A new login is a new family, unaffected; logout ends it.
     fresh = await stack.login(user.username)
     result = await stack.auth.Logout(auth_pb2.LogoutRequest(refresh_token=fresh.refresh_token))
     assert result.revoked_sessions == 1
-    await fails(stack.refresh(fresh.refresh_token), grpc.StatusCode.UNAUTHENTICATED, "REFRESH_TOKEN_REVOKED")
+    await rpc_error(
+        stack.refresh(fresh.refresh_token), grpc.StatusCode.UNAUTHENTICATED, "REFRESH_TOKEN_REVOKED"
+    )
     # Logging out again, or with an unknown token, revokes nothing and is not an error (RFC 7009).
     again = await stack.auth.Logout(auth_pb2.LogoutRequest(refresh_token=fresh.refresh_token))
     assert again.revoked_sessions == 0
@@ -97,7 +94,7 @@ async def test_reuse_of_a_middle_token_revokes_the_family(stack: Stack) -> None:
     for _ in range(3):
         tokens.append((await stack.refresh(tokens[-1])).refresh_token)
     stack.clock.advance(60)
-    await fails(stack.refresh(tokens[1]), grpc.StatusCode.UNAUTHENTICATED, "REFRESH_TOKEN_REUSED")
+    await rpc_error(stack.refresh(tokens[1]), grpc.StatusCode.UNAUTHENTICATED, "REFRESH_TOKEN_REUSED")
     for token in tokens:
         with pytest.raises(grpc.aio.AioRpcError) as caught:
             await stack.refresh(token)
@@ -133,9 +130,11 @@ async def test_repeat_within_grace_succeeds_and_after_grace_is_reuse(stack: Stac
     sibling = await stack.refresh(pair.refresh_token)  # e.g. a second tab, a moment later
     assert sibling.refresh_token != child.refresh_token
     stack.clock.advance(2)  # now past the grace window of the first spend
-    await fails(stack.refresh(pair.refresh_token), grpc.StatusCode.UNAUTHENTICATED, "REFRESH_TOKEN_REUSED")
+    await rpc_error(
+        stack.refresh(pair.refresh_token), grpc.StatusCode.UNAUTHENTICATED, "REFRESH_TOKEN_REUSED"
+    )
     for token in (child.refresh_token, sibling.refresh_token):
-        await fails(stack.refresh(token), grpc.StatusCode.UNAUTHENTICATED, "REFRESH_TOKEN_REVOKED")
+        await rpc_error(stack.refresh(token), grpc.StatusCode.UNAUTHENTICATED, "REFRESH_TOKEN_REVOKED")
 
 
 async def test_zero_grace_window_makes_every_repeat_a_reuse(start_stack: StartStack) -> None:
@@ -144,7 +143,9 @@ async def test_zero_grace_window_makes_every_repeat_a_reuse(start_stack: StartSt
     pair = await stack.login(user.username)
     await stack.refresh(pair.refresh_token)
     stack.clock.advance(0.01)
-    await fails(stack.refresh(pair.refresh_token), grpc.StatusCode.UNAUTHENTICATED, "REFRESH_TOKEN_REUSED")
+    await rpc_error(
+        stack.refresh(pair.refresh_token), grpc.StatusCode.UNAUTHENTICATED, "REFRESH_TOKEN_REUSED"
+    )
 
 
 async def test_refresh_token_expires(start_stack: StartStack) -> None:
@@ -152,13 +153,15 @@ async def test_refresh_token_expires(start_stack: StartStack) -> None:
     user = await stack.sign_up()
     pair = await stack.login(user.username)
     stack.clock.advance(61)
-    await fails(stack.refresh(pair.refresh_token), grpc.StatusCode.UNAUTHENTICATED, "REFRESH_TOKEN_EXPIRED")
+    await rpc_error(
+        stack.refresh(pair.refresh_token), grpc.StatusCode.UNAUTHENTICATED, "REFRESH_TOKEN_EXPIRED"
+    )
 
 
 async def test_garbage_refresh_tokens_are_refused(stack: Stack) -> None:
     for token in ("nope", "x" * 43, "x" * 5000):
-        await fails(stack.refresh(token), grpc.StatusCode.UNAUTHENTICATED, "REFRESH_TOKEN_INVALID")
-    await fails(stack.refresh(""), grpc.StatusCode.INVALID_ARGUMENT, "INVALID_INPUT")
+        await rpc_error(stack.refresh(token), grpc.StatusCode.UNAUTHENTICATED, "REFRESH_TOKEN_INVALID")
+    await rpc_error(stack.refresh(""), grpc.StatusCode.INVALID_ARGUMENT, "INVALID_INPUT")
 
 
 async def test_refresh_refuses_a_deleted_account_and_revokes_its_family(stack: Stack) -> None:
@@ -168,8 +171,10 @@ async def test_refresh_refuses_a_deleted_account_and_revokes_its_family(stack: S
     assert claims["role"] == "user"
     # The user deletes their own account; refresh must now fail and revoke the family.
     await stack.users.DeleteUser(users_pb2.DeleteUserRequest(id=user.id), metadata=bearer(pair.access_token))
-    await fails(stack.refresh(pair.refresh_token), grpc.StatusCode.UNAUTHENTICATED, "ACCOUNT_NOT_FOUND")
-    await fails(stack.refresh(pair.refresh_token), grpc.StatusCode.UNAUTHENTICATED, "REFRESH_TOKEN_REVOKED")
+    await rpc_error(stack.refresh(pair.refresh_token), grpc.StatusCode.UNAUTHENTICATED, "ACCOUNT_NOT_FOUND")
+    await rpc_error(
+        stack.refresh(pair.refresh_token), grpc.StatusCode.UNAUTHENTICATED, "REFRESH_TOKEN_REVOKED"
+    )
 
 
 async def test_role_change_reaches_the_next_access_token(start_stack: StartStack) -> None:
@@ -218,20 +223,20 @@ async def test_logout_all_sessions_needs_a_valid_access_token(stack: Stack) -> N
     other = await stack.login((await stack.sign_up()).username)
 
     request = auth_pb2.LogoutRequest(refresh_token=a.refresh_token, all_sessions=True)
-    await fails(stack.auth.Logout(request), grpc.StatusCode.UNAUTHENTICATED, "TOKEN_MISSING")
+    await rpc_error(stack.auth.Logout(request), grpc.StatusCode.UNAUTHENTICATED, "TOKEN_MISSING")
     forged = a.access_token[:-4] + ("AAAA" if not a.access_token.endswith("AAAA") else "BBBB")
-    await fails(
+    await rpc_error(
         stack.auth.Logout(request, metadata=bearer(forged)),
         grpc.StatusCode.UNAUTHENTICATED,
         "TOKEN_SIGNATURE_INVALID",
     )
     # Someone else's refresh token is refused, with or without all_sessions.
-    await fails(
+    await rpc_error(
         stack.auth.Logout(request, metadata=bearer(other.access_token)),
         grpc.StatusCode.PERMISSION_DENIED,
         "REFRESH_TOKEN_NOT_YOURS",
     )
-    await fails(
+    await rpc_error(
         stack.auth.Logout(
             auth_pb2.LogoutRequest(refresh_token=a.refresh_token), metadata=bearer(other.access_token)
         ),
@@ -243,7 +248,7 @@ async def test_logout_all_sessions_needs_a_valid_access_token(stack: Stack) -> N
     result = await stack.auth.Logout(request, metadata=bearer(a.access_token))
     assert result.revoked_sessions == 2
     for token in (a.refresh_token, b.refresh_token):
-        await fails(stack.refresh(token), grpc.StatusCode.UNAUTHENTICATED, "REFRESH_TOKEN_REVOKED")
+        await rpc_error(stack.refresh(token), grpc.StatusCode.UNAUTHENTICATED, "REFRESH_TOKEN_REVOKED")
     # The other user's session is untouched.
     assert (await stack.refresh(other.refresh_token)).access_token
     # all_sessions without a refresh token works too (a "sign out everywhere" button).
@@ -263,12 +268,12 @@ async def test_logout_ends_every_branch_of_the_family(stack: Stack) -> None:
     result = await stack.auth.Logout(auth_pb2.LogoutRequest(refresh_token=tab_b.refresh_token))
     assert result.revoked_sessions == 1
     for token in (pair.refresh_token, tab_a.refresh_token, tab_b.refresh_token, grandchild.refresh_token):
-        await fails(stack.refresh(token), grpc.StatusCode.UNAUTHENTICATED, "REFRESH_TOKEN_REVOKED")
+        await rpc_error(stack.refresh(token), grpc.StatusCode.UNAUTHENTICATED, "REFRESH_TOKEN_REVOKED")
     assert (await stack.refresh(other.refresh_token)).access_token
 
 
 async def test_logout_needs_a_refresh_token_without_all_sessions(stack: Stack) -> None:
-    await fails(
+    await rpc_error(
         stack.auth.Logout(auth_pb2.LogoutRequest()), grpc.StatusCode.INVALID_ARGUMENT, "INVALID_INPUT"
     )
 
@@ -297,14 +302,14 @@ async def test_twenty_wrong_passwords_are_throttled_then_the_right_one_works(sta
     assert ("retry-after", "1") in tuple(throttled.initial_metadata() or ())
 
     # During the back-off even the right password is refused, before it is checked.
-    error = await fails(stack.login(user.username), grpc.StatusCode.RESOURCE_EXHAUSTED, "LOGIN_THROTTLED")
+    error = await rpc_error(stack.login(user.username), grpc.StatusCode.RESOURCE_EXHAUSTED, "LOGIN_THROTTLED")
     assert retry_delay(error) > 0
     stack.clock.advance(delay + 0.01)
     pair = await stack.login(user.username)  # after it, the right password works
     assert (await stack.me(pair.access_token)).id == user.id
     # ... and the success reset the account's counter: 5 more failures before any back-off.
     for _ in range(5):
-        await fails(
+        await rpc_error(
             stack.login(user.username, "wrong again!!"),
             grpc.StatusCode.UNAUTHENTICATED,
             "INVALID_CREDENTIALS",
@@ -315,7 +320,7 @@ async def test_back_off_doubles_up_to_the_maximum(start_stack: StartStack) -> No
     stack = await start_stack(login_backoff_base_seconds=2.0, login_backoff_max_seconds=10.0)
     user = await stack.sign_up()
     for _ in range(4):
-        await fails(
+        await rpc_error(
             stack.login(user.username, "wrong password!"),
             grpc.StatusCode.UNAUTHENTICATED,
             "INVALID_CREDENTIALS",
@@ -323,12 +328,12 @@ async def test_back_off_doubles_up_to_the_maximum(start_stack: StartStack) -> No
     delays = []
     for _ in range(5):
         # Each failed guess past the threshold sets the next wait: 2, 4, 8, 10, 10 seconds.
-        await fails(
+        await rpc_error(
             stack.login(user.username, "wrong password!"),
             grpc.StatusCode.UNAUTHENTICATED,
             "INVALID_CREDENTIALS",
         )
-        error = await fails(
+        error = await rpc_error(
             stack.login(user.username, "wrong password!"),
             grpc.StatusCode.RESOURCE_EXHAUSTED,
             "LOGIN_THROTTLED",
@@ -365,24 +370,24 @@ async def test_failures_are_counted_per_client_ip_across_accounts(stack: Stack) 
     attacker = [("x-envoy-external-address", "203.0.113.7")]
     threshold = stack.settings.login_max_failures * 4
     for i in range(threshold):
-        await fails(
+        await rpc_error(
             stack.login(f"victim{i}", "Winter2025!!", metadata=attacker),
             grpc.StatusCode.UNAUTHENTICATED,
             "INVALID_CREDENTIALS",
         )
-    await fails(
+    await rpc_error(
         stack.login("victim-next", "Winter2025!!", metadata=attacker),
         grpc.StatusCode.RESOURCE_EXHAUSTED,
         "LOGIN_THROTTLED",
     )
     user = await stack.sign_up()
     # The same address is refused even with right credentials; another address logs in fine.
-    await fails(
+    await rpc_error(
         stack.login(user.username, metadata=attacker), grpc.StatusCode.RESOURCE_EXHAUSTED, "LOGIN_THROTTLED"
     )
     assert await stack.login(user.username, metadata=[("x-envoy-external-address", "198.51.100.1")])
     # The last hop of x-forwarded-for (the one Envoy appends) names the client too.
-    await fails(
+    await rpc_error(
         stack.login(user.username, metadata=[("x-forwarded-for", "10.9.9.9, 203.0.113.7")]),
         grpc.StatusCode.RESOURCE_EXHAUSTED,
         "LOGIN_THROTTLED",
@@ -393,14 +398,14 @@ async def test_counters_live_in_the_database_and_survive_a_restart(start_stack: 
     stack = await start_stack()
     user = await stack.sign_up()
     for _ in range(5):
-        await fails(
+        await rpc_error(
             stack.login(user.username, "wrong password!"),
             grpc.StatusCode.UNAUTHENTICATED,
             "INVALID_CREDENTIALS",
         )
     # A second auth replica on the same database sees the same back-off.
     replica = await start_stack()
-    await fails(replica.login(user.username), grpc.StatusCode.RESOURCE_EXHAUSTED, "LOGIN_THROTTLED")
+    await rpc_error(replica.login(user.username), grpc.StatusCode.RESOURCE_EXHAUSTED, "LOGIN_THROTTLED")
 
 
 async def test_concurrent_wrong_guesses_cannot_outrun_the_counter(stack: Stack) -> None:
@@ -417,9 +422,9 @@ async def test_concurrent_wrong_guesses_cannot_outrun_the_counter(stack: Stack) 
 
 
 async def test_login_input_is_validated(stack: Stack) -> None:
-    await fails(stack.login("", "x"), grpc.StatusCode.INVALID_ARGUMENT, "INVALID_INPUT")
-    await fails(stack.login("someone", ""), grpc.StatusCode.INVALID_ARGUMENT, "INVALID_INPUT")
-    await fails(stack.login("someone", "p" * 2000), grpc.StatusCode.INVALID_ARGUMENT, "INVALID_INPUT")
+    await rpc_error(stack.login("", "x"), grpc.StatusCode.INVALID_ARGUMENT, "INVALID_INPUT")
+    await rpc_error(stack.login("someone", ""), grpc.StatusCode.INVALID_ARGUMENT, "INVALID_INPUT")
+    await rpc_error(stack.login("someone", "p" * 2000), grpc.StatusCode.INVALID_ARGUMENT, "INVALID_INPUT")
 
 
 async def test_users_down_during_login_is_unavailable_and_not_counted(stack: Stack) -> None:
@@ -437,7 +442,7 @@ async def test_a_refused_internal_token_is_unavailable_not_a_wrong_password(star
     stack = await start_stack(internal_token="a shared secret auth does not send")
     user = await stack.sign_up()
     for _ in range(stack.settings.login_max_failures + 3):
-        await fails(stack.login(user.username), grpc.StatusCode.UNAVAILABLE, "USERS_UNAVAILABLE")
+        await rpc_error(stack.login(user.username), grpc.StatusCode.UNAVAILABLE, "USERS_UNAVAILABLE")
 
 
 @pytest.mark.parametrize("sql_url", ["sqlite"], indirect=True)

@@ -23,8 +23,7 @@ from services.data.server import DATA_SERVICE, create_service
 from services.data.store import connect
 from tests.data.harness import DataClient, data_settings
 from tests.data.mongo import NxServer
-from tests.data.test_items import expect_error
-from tests.support import TestKeys, error_info, health_status, wait_until
+from tests.support import TestKeys, error_info, health_status, rpc_error, wait_until
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
@@ -64,7 +63,7 @@ async def wait_health(data: DataClient, status: int, timeout: float = 15.0) -> N
 
 async def assert_unavailable(call: Any) -> None:
     started = time.monotonic()
-    error = await expect_error(call, grpc.StatusCode.UNAVAILABLE)
+    error = await rpc_error(call, grpc.StatusCode.UNAVAILABLE)
     assert time.monotonic() - started < 4.0, "fails fast, within the short server-selection timeout"
     assert error_info(error).reason == "DATA_STORE_UNAVAILABLE"  # type: ignore[union-attr]
 

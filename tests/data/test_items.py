@@ -13,7 +13,7 @@ from google.protobuf import empty_pb2
 
 from pinexa.data.v1 import data_pb2
 from tests.data.harness import DataClient, struct
-from tests.support import error_info, field_violations
+from tests.support import error_info, field_violations, rpc_error
 
 Item = data_pb2.Item
 ATTRIBUTES = {
@@ -26,13 +26,6 @@ ATTRIBUTES = {
     "nested": {"deep": {"list": [1, {"x": "y"}]}},
     "unicode": "grüße ✓",
 }
-
-
-async def expect_error(call: object, code: grpc.StatusCode) -> grpc.aio.AioRpcError:
-    with pytest.raises(grpc.aio.AioRpcError) as caught:
-        await call  # type: ignore[misc]
-    assert caught.value.code() == code, caught.value.details()
-    return caught.value
 
 
 # ---- create and read --------------------------------------------------------------------------
@@ -71,7 +64,7 @@ async def test_output_only_fields_in_create_are_ignored(data: DataClient, user_a
 
 
 async def test_create_needs_a_token(data: DataClient) -> None:
-    error = await expect_error(
+    error = await rpc_error(
         data.data.CreateItem(data_pb2.CreateItemRequest(item=Item(title="t"))),
         grpc.StatusCode.UNAUTHENTICATED,
     )
@@ -82,7 +75,7 @@ async def test_create_needs_a_token(data: DataClient) -> None:
 
 
 async def test_every_invalid_field_is_named(data: DataClient, user_a: str) -> None:
-    error = await expect_error(
+    error = await rpc_error(
         data.create(user_a, "", content="x" * (1024 * 1024 + 1), status=7, attributes={"$where": "1"}),
         grpc.StatusCode.INVALID_ARGUMENT,
     )
@@ -101,7 +94,7 @@ async def test_title_is_required_and_at_most_200_characters(
     if ok:
         assert (await data.create(user_a, title)).title == title
     else:
-        error = await expect_error(data.create(user_a, title), grpc.StatusCode.INVALID_ARGUMENT)
+        error = await rpc_error(data.create(user_a, title), grpc.StatusCode.INVALID_ARGUMENT)
         assert "item.title" in field_violations(error)
 
 
@@ -109,12 +102,12 @@ async def test_content_is_at_most_one_mebibyte_of_utf8(data: DataClient, user_a:
     mib = 1024 * 1024
     created = await data.create(user_a, "big", content="x" * mib)
     assert len((await data.get(user_a, created.id)).content) == mib
-    error = await expect_error(
+    error = await rpc_error(
         data.create(user_a, "big", content="x" * (mib + 1)), grpc.StatusCode.INVALID_ARGUMENT
     )
     assert "item.content" in field_violations(error)
     # Counted in bytes: 2-byte characters reach the limit at half the count.
-    error = await expect_error(
+    error = await rpc_error(
         data.create(user_a, "big", content="é" * (mib // 2 + 1)), grpc.StatusCode.INVALID_ARGUMENT
     )
     assert "item.content" in field_violations(error)
@@ -146,9 +139,7 @@ async def test_content_is_at_most_one_mebibyte_of_utf8(data: DataClient, user_a:
 async def test_attribute_keys_cannot_inject_operators(
     data: DataClient, user_a: str, attributes: dict
 ) -> None:  # type: ignore[type-arg]
-    error = await expect_error(
-        data.create(user_a, "t", attributes=attributes), grpc.StatusCode.INVALID_ARGUMENT
-    )
+    error = await rpc_error(data.create(user_a, "t", attributes=attributes), grpc.StatusCode.INVALID_ARGUMENT)
     assert "item.attributes" in field_violations(error)
     assert (await data.list(user_a)).items == []
 
@@ -168,7 +159,7 @@ def nested(depth: int) -> dict:  # type: ignore[type-arg]
 
 async def test_attributes_nest_at_most_eight_levels(data: DataClient, user_a: str) -> None:
     await data.create(user_a, "ok", attributes=nested(8))
-    error = await expect_error(
+    error = await rpc_error(
         data.create(user_a, "deep", attributes=nested(9)), grpc.StatusCode.INVALID_ARGUMENT
     )
     assert "deeper than 8" in field_violations(error)["item.attributes"]
@@ -181,7 +172,7 @@ async def test_attributes_nest_at_most_eight_levels(data: DataClient, user_a: st
         return value
 
     await data.create(user_a, "ok", attributes=with_list([1]))
-    error = await expect_error(
+    error = await rpc_error(
         data.create(user_a, "deep", attributes=with_list([[1]])), grpc.StatusCode.INVALID_ARGUMENT
     )
     assert "deeper than 8" in field_violations(error)["item.attributes"]
@@ -190,7 +181,7 @@ async def test_attributes_nest_at_most_eight_levels(data: DataClient, user_a: st
 async def test_attributes_are_at_most_64_kib_as_json(data: DataClient, user_a: str) -> None:
     # {"v":"..."} is 8 bytes of JSON around the string.
     await data.create(user_a, "fits", attributes={"v": "x" * (64 * 1024 - 8)})
-    error = await expect_error(
+    error = await rpc_error(
         data.create(user_a, "too big", attributes={"v": "x" * (64 * 1024 - 7)}),
         grpc.StatusCode.INVALID_ARGUMENT,
     )
@@ -199,12 +190,12 @@ async def test_attributes_are_at_most_64_kib_as_json(data: DataClient, user_a: s
 
 async def test_malformed_ids_are_invalid(data: DataClient, user_a: str) -> None:
     for bad in ("", "nope", "0" * 23, "g" * 24, "0" * 25):
-        error = await expect_error(data.get(user_a, bad), grpc.StatusCode.INVALID_ARGUMENT)
+        error = await rpc_error(data.get(user_a, bad), grpc.StatusCode.INVALID_ARGUMENT)
         assert "id" in field_violations(error)
 
 
 async def test_unknown_item_is_not_found(data: DataClient, user_a: str) -> None:
-    error = await expect_error(data.get(user_a, "0" * 24), grpc.StatusCode.NOT_FOUND)
+    error = await rpc_error(data.get(user_a, "0" * 24), grpc.StatusCode.NOT_FOUND)
     assert error_info(error).reason == "ITEM_NOT_FOUND"  # type: ignore[union-attr]
 
 
@@ -215,18 +206,18 @@ async def test_another_users_item_is_not_found_for_every_method(
     data: DataClient, user_a: str, user_b: str
 ) -> None:
     mine = await data.create(user_a, "mine", content="secret")
-    await expect_error(data.get(user_b, mine.id), grpc.StatusCode.NOT_FOUND)
-    await expect_error(data.update(user_b, Item(id=mine.id, title="stolen")), grpc.StatusCode.NOT_FOUND)
-    await expect_error(
+    await rpc_error(data.get(user_b, mine.id), grpc.StatusCode.NOT_FOUND)
+    await rpc_error(data.update(user_b, Item(id=mine.id, title="stolen")), grpc.StatusCode.NOT_FOUND)
+    await rpc_error(
         data.update(user_b, Item(id=mine.id, title="stolen", etag=mine.etag)), grpc.StatusCode.NOT_FOUND
     )
-    await expect_error(
+    await rpc_error(
         data.data.DeleteItem(data_pb2.DeleteItemRequest(id=mine.id), metadata=data.auth(user_b)),
         grpc.StatusCode.NOT_FOUND,
     )
     # Same answer as an id that does not exist: nothing leaks.
-    missing = await expect_error(data.get(user_b, "0" * 24), grpc.StatusCode.NOT_FOUND)
-    other = await expect_error(data.get(user_b, mine.id), grpc.StatusCode.NOT_FOUND)
+    missing = await rpc_error(data.get(user_b, "0" * 24), grpc.StatusCode.NOT_FOUND)
+    other = await rpc_error(data.get(user_b, mine.id), grpc.StatusCode.NOT_FOUND)
     assert error_info(missing).reason == error_info(other).reason  # type: ignore[union-attr]
     assert (await data.list(user_b)).items == []
     # ... and the owner's item is untouched.
@@ -239,7 +230,7 @@ async def test_admin_reads_updates_and_deletes_any_item(data: DataClient, user_a
     updated = await data.update("root", Item(id=item.id, title="moderated"), mask=["title"], role="admin")
     assert updated.title == "moderated" and updated.user_id == user_a
     await data.data.DeleteItem(data_pb2.DeleteItemRequest(id=item.id), metadata=data.auth("root", "admin"))
-    await expect_error(data.get(user_a, item.id), grpc.StatusCode.NOT_FOUND)
+    await rpc_error(data.get(user_a, item.id), grpc.StatusCode.NOT_FOUND)
 
 
 async def test_an_admins_own_items_belong_to_the_admin(data: DataClient) -> None:
@@ -276,16 +267,16 @@ async def test_patch_changes_exactly_the_masked_fields(data: DataClient, user_a:
 
 async def test_patch_validates_only_masked_fields(data: DataClient, user_a: str) -> None:
     item = await data.create(user_a, "t")
-    error = await expect_error(
+    error = await rpc_error(
         data.update(user_a, Item(id=item.id), mask=["title"]), grpc.StatusCode.INVALID_ARGUMENT
     )
     assert set(field_violations(error)) == {"item.title"}
     # In a PATCH, status must be named explicitly; UNSPECIFIED is not a status.
-    error = await expect_error(
+    error = await rpc_error(
         data.update(user_a, Item(id=item.id), mask=["status"]), grpc.StatusCode.INVALID_ARGUMENT
     )
     assert set(field_violations(error)) == {"item.status"}
-    error = await expect_error(
+    error = await rpc_error(
         data.update(user_a, Item(id=item.id, attributes=struct({"$inc": 1})), mask=["attributes"]),
         grpc.StatusCode.INVALID_ARGUMENT,
     )
@@ -298,7 +289,7 @@ async def test_patch_validates_only_masked_fields(data: DataClient, user_a: str)
 )
 async def test_unknown_or_read_only_mask_paths_are_invalid(data: DataClient, user_a: str, path: str) -> None:
     item = await data.create(user_a, "t")
-    error = await expect_error(
+    error = await rpc_error(
         data.update(user_a, Item(id=item.id, title="x", user_id="thief"), mask=["title", path]),
         grpc.StatusCode.INVALID_ARGUMENT,
     )
@@ -313,7 +304,7 @@ async def test_star_mask_is_a_full_replacement(data: DataClient, user_a: str) ->
 
 
 async def test_update_needs_an_id(data: DataClient, user_a: str) -> None:
-    error = await expect_error(data.update(user_a, Item(title="x")), grpc.StatusCode.INVALID_ARGUMENT)
+    error = await rpc_error(data.update(user_a, Item(title="x")), grpc.StatusCode.INVALID_ARGUMENT)
     assert "item.id" in field_violations(error)
 
 
@@ -324,20 +315,18 @@ async def test_stale_etag_is_aborted_and_changes_nothing(data: DataClient, user_
     item = await data.create(user_a, "v1")
     current = await data.update(user_a, Item(id=item.id, title="v2", etag=item.etag), mask=["title"])
     assert current.etag != item.etag
-    error = await expect_error(
+    error = await rpc_error(
         data.update(user_a, Item(id=item.id, title="lost", etag=item.etag), mask=["title"]),
         grpc.StatusCode.ABORTED,
     )
     assert error_info(error).reason == "ETAG_MISMATCH"  # type: ignore[union-attr]
     assert await data.get(user_a, item.id) == current
     # PUT with a stale etag too.
-    await expect_error(
+    await rpc_error(
         data.update(user_a, Item(id=item.id, title="lost", etag=item.etag)), grpc.StatusCode.ABORTED
     )
     # A made-up etag never matches.
-    await expect_error(
-        data.update(user_a, Item(id=item.id, title="x", etag="garbage")), grpc.StatusCode.ABORTED
-    )
+    await rpc_error(data.update(user_a, Item(id=item.id, title="x", etag="garbage")), grpc.StatusCode.ABORTED)
     assert await data.get(user_a, item.id) == current
 
 
@@ -370,7 +359,7 @@ async def test_delete_honours_the_etag(data: DataClient, user_a: str) -> None:
     item = await data.create(user_a, "t")
     current = await data.update(user_a, Item(id=item.id, title="t2"), mask=["title"])
     delete = data.data.DeleteItem
-    await expect_error(
+    await rpc_error(
         delete(data_pb2.DeleteItemRequest(id=item.id, etag=item.etag), metadata=data.auth(user_a)),
         grpc.StatusCode.ABORTED,
     )
@@ -379,12 +368,12 @@ async def test_delete_honours_the_etag(data: DataClient, user_a: str) -> None:
         data_pb2.DeleteItemRequest(id=item.id, etag=current.etag), metadata=data.auth(user_a)
     )
     assert result == empty_pb2.Empty()
-    await expect_error(data.get(user_a, item.id), grpc.StatusCode.NOT_FOUND)
+    await rpc_error(data.get(user_a, item.id), grpc.StatusCode.NOT_FOUND)
     # Deleting again is NOT_FOUND, with or without an etag.
-    await expect_error(
+    await rpc_error(
         delete(data_pb2.DeleteItemRequest(id=item.id), metadata=data.auth(user_a)), grpc.StatusCode.NOT_FOUND
     )
-    await expect_error(
+    await rpc_error(
         delete(data_pb2.DeleteItemRequest(id=item.id, etag=current.etag), metadata=data.auth(user_a)),
         grpc.StatusCode.NOT_FOUND,
     )
@@ -393,7 +382,7 @@ async def test_delete_honours_the_etag(data: DataClient, user_a: str) -> None:
 async def test_delete_without_etag(data: DataClient, user_a: str) -> None:
     item = await data.create(user_a, "t")
     await data.data.DeleteItem(data_pb2.DeleteItemRequest(id=item.id), metadata=data.auth(user_a))
-    await expect_error(data.get(user_a, item.id), grpc.StatusCode.NOT_FOUND)
+    await rpc_error(data.get(user_a, item.id), grpc.StatusCode.NOT_FOUND)
 
 
 async def test_updated_at_stays_a_date(data: DataClient, user_a: str) -> None:
@@ -428,12 +417,12 @@ async def test_non_finite_numbers_and_huge_keys_are_refused_cleanly(data: DataCl
     for number in (float("nan"), float("inf")):
         item = Item(title="t")
         item.attributes.fields["x"].number_value = number
-        error = await expect_error(
+        error = await rpc_error(
             data.data.CreateItem(data_pb2.CreateItemRequest(item=item), metadata=data.auth(user_a)),
             grpc.StatusCode.INVALID_ARGUMENT,
         )
         assert "not finite" in field_violations(error)["item.attributes"]
-    error = await expect_error(
+    error = await rpc_error(
         data.create(user_a, "t", attributes={"$" + "k" * 100_000: 1}), grpc.StatusCode.INVALID_ARGUMENT
     )
     assert len(field_violations(error)["item.attributes"]) < 200  # the key is not echoed whole

@@ -17,8 +17,7 @@ from services.data.domain import Item as StoredItem
 from services.data.server import COLLECTION
 from services.data.store import MongoItemStore
 from tests.data.harness import DataClient
-from tests.data.test_items import expect_error
-from tests.support import error_info, field_violations
+from tests.support import error_info, field_violations, rpc_error
 
 Item = data_pb2.Item
 
@@ -77,7 +76,7 @@ async def test_page_size_defaults_to_20_and_is_capped_at_100(data: DataClient, u
     assert len(page.items) == 100 and page.next_page_token
     rest = await data.list(user_a, page_size=1000, page_token=page.next_page_token)
     assert len(rest.items) == 5 and not rest.next_page_token
-    error = await expect_error(data.list(user_a, page_size=-1), grpc.StatusCode.INVALID_ARGUMENT)
+    error = await rpc_error(data.list(user_a, page_size=-1), grpc.StatusCode.INVALID_ARGUMENT)
     assert "page_size" in field_violations(error)
 
 
@@ -188,7 +187,7 @@ async def test_orders(data: DataClient, user_a: str) -> None:
 
 @pytest.mark.parametrize("order_by", ["created_at", "created_at asc", "title desc", "random", "id"])
 async def test_unsupported_orders_are_invalid(data: DataClient, user_a: str, order_by: str) -> None:
-    error = await expect_error(data.list(user_a, order_by=order_by), grpc.StatusCode.INVALID_ARGUMENT)
+    error = await rpc_error(data.list(user_a, order_by=order_by), grpc.StatusCode.INVALID_ARGUMENT)
     assert "order_by" in field_violations(error)
 
 
@@ -204,17 +203,17 @@ async def test_page_tokens_are_bound_to_their_query(data: DataClient, user_a: st
         {"filter": "status = PUBLISHED", "order_by": "title"},
         {"filter": "status = PUBLISHED", "query": "item"},
     ]:
-        error = await expect_error(
+        error = await rpc_error(
             data.list(user_a, page_size=1, page_token=token, **other), grpc.StatusCode.INVALID_ARGUMENT
         )
         assert "page_token" in field_violations(error)
     # Another user cannot replay it.
-    await expect_error(
+    await rpc_error(
         data.list(user_b, page_size=1, filter="status = PUBLISHED", page_token=token),
         grpc.StatusCode.INVALID_ARGUMENT,
     )
     for garbage in ["nope", "e30", token[:-3]]:
-        await expect_error(data.list(user_a, page_token=garbage), grpc.StatusCode.INVALID_ARGUMENT)
+        await rpc_error(data.list(user_a, page_token=garbage), grpc.StatusCode.INVALID_ARGUMENT)
 
 
 @pytest.mark.parametrize(
@@ -238,7 +237,7 @@ async def test_edited_page_tokens_are_invalid_argument(
     payload = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
     payload["p"]["k"] = key
     edited = base64.urlsafe_b64encode(json.dumps(payload).encode()).decode().rstrip("=")
-    error = await expect_error(
+    error = await rpc_error(
         data.list(user_a, page_size=1, order_by=order_by, page_token=edited), grpc.StatusCode.INVALID_ARGUMENT
     )
     assert field_violations(error) == {"page_token": "malformed"}
@@ -326,10 +325,10 @@ async def test_time_filters(
 
 
 async def test_bad_filter_is_invalid_argument_naming_the_problem(data: DataClient, user_a: str) -> None:
-    error = await expect_error(data.list(user_a, filter="status = = DRAFT"), grpc.StatusCode.INVALID_ARGUMENT)
+    error = await rpc_error(data.list(user_a, filter="status = = DRAFT"), grpc.StatusCode.INVALID_ARGUMENT)
     assert error_info(error).reason == "INVALID_FILTER"  # type: ignore[union-attr]
     assert "column 10" in field_violations(error)["filter"]
-    error = await expect_error(
+    error = await rpc_error(
         data.list(user_a, filter='attributes.x = {"$where": "1"}'), grpc.StatusCode.INVALID_ARGUMENT
     )
     assert "filter" in field_violations(error)
@@ -350,11 +349,11 @@ async def test_users_see_only_their_own_items(data: DataClient, user_a: str, use
 
 async def test_only_admins_filter_by_user_id(data: DataClient, user_a: str, user_b: str) -> None:
     await make_items(data, user_a, 1)
-    error = await expect_error(
+    error = await rpc_error(
         data.list(user_b, filter=f'user_id = "{user_a}"'), grpc.StatusCode.PERMISSION_DENIED
     )
     assert error_info(error).reason == "FILTER_FIELD_ADMIN_ONLY"  # type: ignore[union-attr]
-    await expect_error(
+    await rpc_error(
         data.list(user_b, filter=f'status = DRAFT OR user_id = "{user_a}"'), grpc.StatusCode.PERMISSION_DENIED
     )
 
@@ -371,7 +370,7 @@ async def test_admin_sees_everyone_and_filters_by_user_id(data: DataClient, user
 
 
 async def test_list_needs_a_token(data: DataClient) -> None:
-    await expect_error(data.data.ListItems(data_pb2.ListItemsRequest()), grpc.StatusCode.UNAUTHENTICATED)
+    await rpc_error(data.data.ListItems(data_pb2.ListItemsRequest()), grpc.StatusCode.UNAUTHENTICATED)
 
 
 # ---- full-text search -------------------------------------------------------------------------
@@ -435,5 +434,5 @@ async def test_stemming_is_mongodb_only(
 
 
 async def test_overlong_query_is_invalid(data: DataClient, user_a: str) -> None:
-    error = await expect_error(data.list(user_a, query="x" * 501), grpc.StatusCode.INVALID_ARGUMENT)
+    error = await rpc_error(data.list(user_a, query="x" * 501), grpc.StatusCode.INVALID_ARGUMENT)
     assert "query" in field_violations(error)

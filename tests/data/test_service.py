@@ -21,8 +21,7 @@ from services.data.server import COLLECTION, DATA_INTERNAL_SERVICE, DATA_SERVICE
 from services.data.store import MongoItemStore
 from services.kit.settings import Settings, SettingsError
 from tests.data.harness import DataClient, data_settings
-from tests.data.test_items import expect_error
-from tests.support import TestKeys, error_info, free_port, health_status, wait_serving
+from tests.support import TestKeys, error_info, free_port, health_status, rpc_error, wait_serving
 
 Purge = data_internal_pb2.PurgeUserDataRequest
 
@@ -55,7 +54,7 @@ async def test_a_deleted_users_token_creates_nothing_after_the_purge(
     await data.create(user_a, "before")
     purged = await data.internal.PurgeUserData(Purge(user_id=user_a), metadata=data.internal_auth())
     assert purged.deleted_count == 1
-    error = await expect_error(
+    error = await rpc_error(
         data.data.CreateItem(data_pb2.CreateItemRequest(item=data_pb2.Item(title="after")), metadata=token),
         grpc.StatusCode.UNAUTHENTICATED,
     )
@@ -86,7 +85,7 @@ async def test_purge_needs_the_internal_token(data: DataClient, user_a: str) -> 
         data.auth(user_a),
         data.auth("root", "admin"),
     ]:
-        error = await expect_error(
+        error = await rpc_error(
             purge(Purge(user_id=user_a), metadata=metadata), grpc.StatusCode.UNAUTHENTICATED
         )
         assert error_info(error).reason == "INTERNAL_ONLY"  # type: ignore[union-attr]
@@ -94,7 +93,7 @@ async def test_purge_needs_the_internal_token(data: DataClient, user_a: str) -> 
 
 
 async def test_purge_needs_a_user_id(data: DataClient) -> None:
-    await expect_error(
+    await rpc_error(
         data.internal.PurgeUserData(Purge(user_id=" "), metadata=data.internal_auth()),
         grpc.StatusCode.INVALID_ARGUMENT,
     )
