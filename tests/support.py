@@ -29,6 +29,24 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def access_claims(sub: str = "user-1", role: str = "user", **overrides: Any) -> dict[str, Any]:
+    """The claims auth puts in an access token, valid for 5 minutes; an override of None drops
+    that claim."""
+    now = int(time.time())
+    values = {
+        "iss": ISSUER,
+        "aud": AUDIENCE,
+        "sub": sub,
+        "role": role,
+        "jti": uuid.uuid4().hex,
+        "iat": now,
+        "nbf": now,
+        "exp": now + 300,
+        **overrides,
+    }
+    return {k: v for k, v in values.items() if v is not None}
+
+
 class TestKeys:
     """An ES256 key pair standing in for auth's signing key; tests mint tokens with it."""
 
@@ -47,19 +65,9 @@ class TestKeys:
         *,
         ttl: int = 300,
         headers: dict[str, Any] | None = None,
-        **claims: Any,
+        **overrides: Any,
     ) -> str:
-        now = int(time.time())
-        payload = {
-            "iss": ISSUER,
-            "aud": AUDIENCE,
-            "sub": sub,
-            "role": role,
-            "jti": uuid.uuid4().hex,
-            "iat": now,
-            "exp": now + ttl,
-            **claims,
-        }
+        payload = access_claims(sub, role, exp=int(time.time()) + ttl, **overrides)
         return jwt.encode(
             payload, self.private_key, algorithm="ES256", headers={"kid": self.kid, **(headers or {})}
         )

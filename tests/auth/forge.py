@@ -12,7 +12,6 @@ import hashlib
 import hmac
 import json
 import time
-import uuid
 from typing import Any
 
 import jwt
@@ -20,9 +19,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
 from services.auth.keys import SigningKey
-
-ISSUER = "pinexa-auth"
-AUDIENCE = "pinexa"
+from tests.support import access_claims as claims
 
 # The forgeries that issue 3 lists as "rejected at the edge": Envoy's jwt_authn must refuse each
 # before it reaches a service (the services refuse all of `forgeries`).
@@ -47,22 +44,6 @@ def b64(data: bytes) -> str:
 
 def segment(value: Any) -> str:
     return b64(json.dumps(value, separators=(",", ":")).encode())
-
-
-def claims(sub: str = "user-1", role: str = "user", **overrides: Any) -> dict[str, Any]:
-    now = int(time.time())
-    values = {
-        "iss": ISSUER,
-        "aud": AUDIENCE,
-        "sub": sub,
-        "role": role,
-        "jti": uuid.uuid4().hex,
-        "iat": now,
-        "nbf": now,
-        "exp": now + 300,
-    }
-    values.update(overrides)
-    return {k: v for k, v in values.items() if v is not None}
 
 
 def signed(key: SigningKey, payload: dict[str, Any], **headers: Any) -> str:

@@ -19,8 +19,8 @@ from services.auth.server import create_service as create_auth
 from services.kit.errors import Unauthenticated, Unavailable
 from services.kit.tokens import Jwk, StaticKeySource, TokenVerifier
 from tests.auth.conftest import PASSWORD, StartStack
-from tests.auth.forge import AUDIENCE, ISSUER, claims, forgeries, signed
-from tests.support import bearer, error_info
+from tests.auth.forge import claims, forgeries, signed
+from tests.support import AUDIENCE, ISSUER, bearer, error_info
 
 
 def new_key(algorithm: str = "ES256", source: str = "test") -> SigningKey:
