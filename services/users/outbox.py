@@ -120,6 +120,13 @@ class PurgeOutbox:
             response = await self._stub.PurgeUserData(
                 data_internal_pb2.PurgeUserDataRequest(user_id=purge.user_id), timeout=self._call_timeout
             )
+        except asyncio.CancelledError:
+            # Shutting down mid-call: hand the row back now rather than leaving it leased until
+            # lease_until, so a restarted or other replica delivers it at once.
+            await asyncio.shield(
+                self._store.reschedule_purge(purge.user_id, attempts, self._clock(), "stopped mid-call")
+            )
+            raise
         except grpc.aio.AioRpcError as error:
             delay = self.backoff(attempts)
             log.warning(

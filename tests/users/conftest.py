@@ -10,6 +10,7 @@ things are not the production ones, on purpose:
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -41,11 +42,16 @@ class StandInData(data_internal_pb2_grpc.DataInternalServiceServicer):
         self.port = port or free_port()
         self.address = f"127.0.0.1:{self.port}"
         self.purged: list[str] = []
+        self.received: list[str] = []  # every purge request, answered or not
+        self.answer = asyncio.Event()  # clear it to make calls hang (a stalled data service)
+        self.answer.set()
         self._server: grpc.aio.Server | None = None
 
     async def PurgeUserData(
         self, request: data_internal_pb2.PurgeUserDataRequest, context: Any
     ) -> data_internal_pb2.PurgeUserDataResponse:
+        self.received.append(request.user_id)
+        await self.answer.wait()
         self.purged.append(request.user_id)
         return data_internal_pb2.PurgeUserDataResponse(deleted_count=3)
 

@@ -92,6 +92,29 @@ async def test_pending_purges_survive_a_restart_of_users(start_users: StartUsers
     await data.stop()
 
 
+async def test_a_purge_interrupted_by_shutdown_is_not_held_back_by_its_lease(start_users: StartUsers) -> None:
+    stalled = StandInData()
+    stalled.answer.clear()  # the data service accepts the call and never answers
+    await stalled.start()
+    users = await start_users(data=stalled)
+    user = await users.sign_up()
+    await _delete(users, user)
+
+    async def in_flight() -> bool:
+        return user.id in stalled.received
+
+    await wait_until(in_flight, timeout=5, what="the purge call to be in flight")
+    await users.host.stop(grace=1, drain=0)  # users stops mid-call: the row was claimed (leased)
+    await stalled.stop()
+
+    data = StandInData()
+    await data.start()
+    await start_users(data=data)
+    # The lease would hold the row for the call timeout + 5 s; a restart delivers it at once.
+    await _wait_purged(data, user, timeout=3)
+    await data.stop()
+
+
 async def test_several_replicas_deliver_every_purge(start_users: StartUsers) -> None:
     data = StandInData()
     await data.start()
