@@ -58,11 +58,19 @@ def test_create_and_read_back_exactly(client: httpx.Client, account: Account) ->
     fetched = client.get(f"/api/v1/data/{created['id']}", headers=account.headers)
     assert fetched.status_code == 200
     assert fetched.json() == created
-    # lowerCamel input is accepted too; output stays snake_case.
+    # lowerCamel input is accepted too (updateMask as a query parameter); output stays snake_case.
     camel = client.post(
         "/api/v1/data", json={"title": "camel", "attributes": {"k": "v"}}, headers=account.headers
     )
     assert camel.status_code == 200 and "user_id" in camel.json()
+    patched = client.patch(
+        f"/api/v1/data/{camel.json()['id']}",
+        params={"updateMask": "title"},
+        json={"title": "Camel"},
+        headers=account.headers,
+    )
+    assert patched.status_code == 200, patched.text
+    assert patched.json()["title"] == "Camel" and patched.json()["attributes"] == {"k": "v"}
 
 
 def test_25_items_in_three_pages(client: httpx.Client, account: Account) -> None:

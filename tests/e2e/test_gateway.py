@@ -79,6 +79,21 @@ def test_sign_up_returns_the_user_in_snake_case_without_password_material(
     assert "correct horse battery" not in text and "argon2" not in text and "hash" not in text
 
 
+def test_input_accepts_lower_camel_case_and_output_is_snake_case(
+    client: httpx.Client, account: Account
+) -> None:
+    body = sign_up_body()
+    body["displayName"] = "Camel Case"
+    created = client.post("/api/v1/users", json=body)
+    assert created.status_code == 200, created.text
+    assert created.json()["display_name"] == "Camel Case"
+    login = client.post(
+        "/api/v1/auth/login", json={"username": body["username"], "password": body["password"]}
+    )
+    logout = client.post("/api/v1/auth/logout", json={"refreshToken": login.json()["refresh_token"]})
+    assert logout.status_code == 200 and logout.json() == {"revoked_sessions": 1}
+
+
 def test_json_shape_is_stable_empty_fields_included_password_never(
     client: httpx.Client, account: Account
 ) -> None:
