@@ -135,6 +135,11 @@ class Violations:
         if not ok:
             self.add(field, description)
 
+    def report(self, field: str, problem: str | None) -> None:
+        """Add `problem` for `field` unless it is None (a validator's "no problem")."""
+        if problem is not None:
+            self.add(field, problem)
+
     def __bool__(self) -> bool:
         return bool(self._items)
 

@@ -135,10 +135,10 @@ class UsersDomain:
         username = validation.normalize_username(new.username)
         email = validation.normalize_email(new.email)
         violations = Violations()
-        validation.check_username(violations, username)
-        validation.check_email(violations, email)
-        validation.check_password(violations, new.password)
-        validation.check_display_name(violations, new.display_name)
+        violations.report("user.username", validation.username_problem(username))
+        violations.report("user.email", validation.email_problem(email))
+        violations.report("user.password", validation.password_problem(new.password))
+        violations.report("user.display_name", validation.display_name_problem(new.display_name))
         violations.raise_if_any()
         return await self._create(username, email, new.password, new.display_name, "user")
 
@@ -235,13 +235,13 @@ class UsersDomain:
         values: dict[str, Any] = {}
         if patch.email is not None:
             email = validation.normalize_email(patch.email)
-            validation.check_email(violations, email)
+            violations.report("user.email", validation.email_problem(email))
             values["email"] = email
         if patch.display_name is not None:
-            validation.check_display_name(violations, patch.display_name)
+            violations.report("user.display_name", validation.display_name_problem(patch.display_name))
             values["display_name"] = patch.display_name
         if patch.password is not None:
-            validation.check_password(violations, patch.password)
+            violations.report("user.password", validation.password_problem(patch.password))
         if patch.role is not None:
             values["role"] = patch.role
         violations.raise_if_any()
@@ -324,9 +324,9 @@ class UsersDomain:
         username = validation.normalize_username(username)
         email = validation.normalize_email(email)
         violations = Violations()
-        validation.check_username(violations, username, "ADMIN_USERNAME")
-        validation.check_email(violations, email, "ADMIN_EMAIL")
-        validation.check_password(violations, password, "ADMIN_PASSWORD")
+        violations.report("ADMIN_USERNAME", validation.username_problem(username))
+        violations.report("ADMIN_EMAIL", validation.email_problem(email))
+        violations.report("ADMIN_PASSWORD", validation.password_problem(password))
         violations.raise_if_any("the admin account settings are invalid")
         for _ in range(3):
             existing = await self._store.credentials_by_username(username)

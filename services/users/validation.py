@@ -10,8 +10,6 @@ from __future__ import annotations
 import re
 import unicodedata
 
-from services.kit.errors import Violations
-
 USERNAME_MIN = 3
 USERNAME_MAX = 32
 PASSWORD_MIN = 10
@@ -84,27 +82,3 @@ def display_name_problem(display_name: str) -> str | None:
     if any(unicodedata.category(ch) == "Cc" for ch in display_name):
         return "must not contain control characters"
     return None
-
-
-def check_username(violations: Violations, username: str, field: str = "user.username") -> None:
-    problem = username_problem(username)
-    if problem:
-        violations.add(field, problem)
-
-
-def check_email(violations: Violations, email: str, field: str = "user.email") -> None:
-    problem = email_problem(email)
-    if problem:
-        violations.add(field, problem)
-
-
-def check_password(violations: Violations, password: str, field: str = "user.password") -> None:
-    problem = password_problem(password)
-    if problem:
-        violations.add(field, problem)
-
-
-def check_display_name(violations: Violations, display_name: str, field: str = "user.display_name") -> None:
-    problem = display_name_problem(display_name)
-    if problem:
-        violations.add(field, problem)

@@ -88,8 +88,8 @@ def test_display_name_rules(name: str, ok: bool) -> None:
 def test_problems_never_echo_the_value() -> None:
     secret = "hunter2"
     violations = Violations()
-    validation.check_password(violations, secret)
-    validation.check_email(violations, "hunter2@nowhere")
+    violations.report("user.password", validation.password_problem(secret))
+    violations.report("user.email", validation.email_problem("hunter2@nowhere"))
     with pytest.raises(InvalidArgument) as caught:
         violations.raise_if_any()
     assert secret not in caught.value.message
