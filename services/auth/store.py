@@ -213,20 +213,18 @@ class AuthStore:
 
     async def revoke_session(self, session_id: str, *, now: float, reason: str) -> int:
         """Revoke one family; 1 when it was live, 0 when it was already revoked."""
-        async with self._engine.begin() as conn:
-            result = await conn.execute(
-                sa.update(sessions)
-                .where(sessions.c.id == session_id, sessions.c.revoked_at.is_(None))
-                .values(revoked_at=now, revoked_reason=reason)
-            )
-        return int(result.rowcount)
+        return await self._revoke(sessions.c.id == session_id, now=now, reason=reason)
 
     async def revoke_user_sessions(self, user_id: str, *, now: float, reason: str) -> int:
         """Revoke every live family of a user; returns how many."""
+        return await self._revoke(sessions.c.user_id == user_id, now=now, reason=reason)
+
+    async def _revoke(self, which: sa.ColumnElement[bool], *, now: float, reason: str) -> int:
+        """Revoke the live sessions matching `which`; a revoked one keeps its first reason."""
         async with self._engine.begin() as conn:
             result = await conn.execute(
                 sa.update(sessions)
-                .where(sessions.c.user_id == user_id, sessions.c.revoked_at.is_(None))
+                .where(which, sessions.c.revoked_at.is_(None))
                 .values(revoked_at=now, revoked_reason=reason)
             )
         return int(result.rowcount)
