@@ -7,6 +7,7 @@ through `__init__`. The servicer converts protobuf to these calls and back.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import hmac
 import logging
@@ -158,19 +159,7 @@ class UsersDomain:
         )
         password_hash = await self._passwords.hash(password)
         try:
-            await self._store.insert(
-                {
-                    "id": record.id,
-                    "username": username,
-                    "email": email,
-                    "password_hash": password_hash,
-                    "display_name": display_name,
-                    "role": role,
-                    "version": 1,
-                    "created_at": now,
-                    "updated_at": now,
-                }
-            )
+            await self._store.insert({**dataclasses.asdict(record), "password_hash": password_hash})
         except Conflict as conflict:
             raise _conflict_error(conflict) from None
         return record
