@@ -30,7 +30,7 @@ from bson import ObjectId
 from services.data.filters import STATUSES, Node, canonical, parse_filter
 from services.kit.context import Principal
 from services.kit.errors import EtagMismatch, InvalidArgument, NotFound, Unauthenticated, Violations
-from services.kit.pagination import decode_page_token, encode_page_token, page_size
+from services.kit.pagination import decode_page_token, encode_page_token, malformed_page_token, page_size
 
 MAX_TITLE_CHARS = 200
 MAX_CONTENT_BYTES = 1024 * 1024
@@ -286,7 +286,7 @@ def _cursor_from(position: Mapping[str, Any], order: Order) -> Cursor:
     """The cursor in a decoded page token. Tokens are opaque but not signed, so anything a client
     could put in one is INVALID_ARGUMENT here, never an internal error."""
     key, item_id = position.get("k"), position.get("i")
-    malformed = InvalidArgument("page_token is not a token this API returned", [("page_token", "malformed")])
+    malformed = malformed_page_token()
     if not isinstance(item_id, str) or not _ID.fullmatch(item_id):
         raise malformed
     if order is Order.TITLE_ASC:

@@ -37,6 +37,13 @@ def encode_page_token(position: dict[str, Any], *, scope: str = "") -> str:
     return base64.urlsafe_b64encode(payload.encode()).decode().rstrip("=")
 
 
+def malformed_page_token() -> InvalidArgument:
+    """The error for a page token this API did not issue (or a client edited)."""
+    return InvalidArgument(
+        "page_token is not a token this API returned", [("page_token", "malformed page token")]
+    )
+
+
 def decode_page_token(token: str, *, scope: str = "") -> dict[str, Any] | None:
     """The position in `token`, or None for the first page. INVALID_ARGUMENT when malformed."""
     if not token:
@@ -47,9 +54,7 @@ def decode_page_token(token: str, *, scope: str = "") -> dict[str, Any] | None:
         position = payload["p"]
         fingerprint = payload["s"]
     except (ValueError, KeyError, TypeError):
-        raise InvalidArgument(
-            "page_token is not a token this API returned", [("page_token", "malformed page token")]
-        ) from None
+        raise malformed_page_token() from None
     if not isinstance(position, dict) or fingerprint != _fingerprint(scope):
         raise InvalidArgument(
             "page_token belongs to a different query",

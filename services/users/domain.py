@@ -27,7 +27,7 @@ from services.kit.errors import (
     Unauthenticated,
     Violations,
 )
-from services.kit.pagination import decode_page_token, encode_page_token, page_size
+from services.kit.pagination import decode_page_token, encode_page_token, malformed_page_token, page_size
 from services.users import validation
 from services.users.passwords import Passwords
 from services.users.store import Conflict, Credentials, UserRecord, UserStore
@@ -190,9 +190,7 @@ class UsersDomain:
             try:
                 after = (datetime.fromisoformat(str(position["c"])), str(position["i"]))
             except (KeyError, ValueError):
-                raise InvalidArgument(
-                    "page_token is not a token this API returned", [("page_token", "malformed page token")]
-                ) from None
+                raise malformed_page_token() from None
         rows = await self._store.list_page(after=after, limit=limit + 1)
         next_token = ""
         if len(rows) > limit:

@@ -240,7 +240,7 @@ async def test_edited_page_tokens_are_invalid_argument(
     error = await rpc_error(
         data.list(user_a, page_size=1, order_by=order_by, page_token=edited), grpc.StatusCode.INVALID_ARGUMENT
     )
-    assert field_violations(error) == {"page_token": "malformed"}
+    assert field_violations(error) == {"page_token": "malformed page token"}
 
 
 async def test_large_items_split_pages_under_the_message_limit(data: DataClient, user_a: str) -> None:
