@@ -34,14 +34,9 @@ PURGE_INTERVAL_SECONDS = 3600.0
 TOKEN_RETENTION_SECONDS = 7 * 24 * 3600
 
 
-def database_url(settings: Settings) -> str:
-    """DATABASE_URL when set, else the embedded SQLite file under DATA_DIR."""
-    return settings.database_url or settings.sqlite_url("auth")
-
-
 async def migrate(settings: Settings) -> None:
     """Apply every pending migration of the auth service (idempotent)."""
-    await sql.upgrade(url=database_url(settings), script_location=MIGRATIONS, version_table=VERSION_TABLE)
+    await sql.upgrade(url=settings.sql_url("auth"), script_location=MIGRATIONS, version_table=VERSION_TABLE)
 
 
 def key_ring(settings: Settings, *, clock: Callable[[], float] = time.time) -> KeyRing:
@@ -110,7 +105,7 @@ async def create_service(
     channel = users_channel or internal_channel(
         settings.users_address, internal_token=settings.internal_token
     )
-    engine = sql.create_engine(database_url(settings), pool_size=settings.db_pool_size)
+    engine = sql.create_engine(settings.sql_url("auth"), pool_size=settings.db_pool_size)
     store = AuthStore(engine)
     auth = Auth(
         store=store,

@@ -11,11 +11,11 @@ from pinexa.data.v1 import data_internal_pb2_grpc, data_pb2_grpc
 from services.data.domain import ItemService
 from services.data.servicer import DataInternalServicer, DataServicer
 from services.data.store import Document, MongoItemStore, connect
-from services.kit.channels import internal_channel
+from services.kit.channels import verifier_from_auth
 from services.kit.errors import Unavailable
 from services.kit.server import ServiceHost, ServiceSpec
 from services.kit.settings import Settings, SettingsError
-from services.kit.tokens import TokenVerifier, auth_key_source, verifier_from_settings
+from services.kit.tokens import TokenVerifier
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +42,7 @@ async def create_service(
         mongo_client = connect(settings.mongodb_url)
         on_stop.append(mongo_client.close)
     if verifier is None:
-        auth_channel = internal_channel(settings.auth_address, internal_token=settings.internal_token)
-        verifier = verifier_from_settings(settings, auth_key_source(auth_channel))
+        verifier, auth_channel = verifier_from_auth(settings)
 
         async def close_channel() -> None:
             await auth_channel.close()

@@ -18,6 +18,8 @@ import grpc
 
 from services.kit.context import current_request_id
 from services.kit.interceptor import INTERNAL_TOKEN_HEADER
+from services.kit.settings import Settings
+from services.kit.tokens import TokenVerifier, auth_key_source, verifier_from_settings
 
 _SERVICE_CONFIG = json.dumps(
     {
@@ -72,3 +74,10 @@ def internal_channel(address: str, *, internal_token: str = "") -> grpc.aio.Chan
         ],
         interceptors=[_MetadataInterceptor(internal_token)],
     )
+
+
+def verifier_from_auth(settings: Settings) -> tuple[TokenVerifier, grpc.aio.Channel]:
+    """How users and data verify tokens: against auth's JWKS, over an internal channel that the
+    caller owns and closes at shutdown."""
+    channel = internal_channel(settings.auth_address, internal_token=settings.internal_token)
+    return verifier_from_settings(settings, auth_key_source(channel)), channel

@@ -124,6 +124,10 @@ class Settings:
         """The embedded default database of one service: a SQLite file under DATA_DIR."""
         return f"sqlite+aiosqlite:///{(self.data_dir / f'{name}.db').resolve()}"
 
+    def sql_url(self, name: str) -> str:
+        """The SQL database of service `name`: DATABASE_URL when set, else its SQLite file."""
+        return self.database_url or self.sqlite_url(name)
+
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env

@@ -9,10 +9,10 @@ import grpc
 
 from pinexa.users.v1 import users_internal_pb2_grpc, users_pb2_grpc
 from services.kit import sql
-from services.kit.channels import internal_channel
+from services.kit.channels import internal_channel, verifier_from_auth
 from services.kit.server import ServiceHost, ServiceSpec
 from services.kit.settings import Settings
-from services.kit.tokens import TokenVerifier, auth_key_source, verifier_from_settings
+from services.kit.tokens import TokenVerifier
 from services.users.crypto import cipher_from_settings
 from services.users.domain import UsersDomain
 from services.users.outbox import PurgeOutbox
@@ -28,21 +28,16 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 VERSION_TABLE = "alembic_version_users"
 
 
-def database_url(settings: Settings) -> str:
-    """DATABASE_URL when set, else the embedded SQLite file under DATA_DIR."""
-    return settings.database_url or settings.sqlite_url("users")
-
-
 async def migrate(settings: Settings) -> None:
     """Apply every pending migration of the users service (idempotent)."""
-    await sql.upgrade(url=database_url(settings), script_location=MIGRATIONS, version_table=VERSION_TABLE)
+    await sql.upgrade(url=settings.sql_url("users"), script_location=MIGRATIONS, version_table=VERSION_TABLE)
 
 
 async def reencrypt(settings: Settings) -> int:
     """Rewrite personal data under the newest PII key (after prepending one to rotate).
     Returns how many accounts were rewritten."""
     cipher = cipher_from_settings(settings)
-    engine = sql.create_engine(database_url(settings), pool_size=2)
+    engine = sql.create_engine(settings.sql_url("users"), pool_size=2)
     try:
         store = UserStore(engine, cipher)
         total = 0
@@ -79,15 +74,14 @@ async def create_service(
         await migrate(settings)  # before anything below that would need closing
     owned_channels: list[grpc.aio.Channel] = []
     if verifier is None:
-        auth_channel = internal_channel(settings.auth_address, internal_token=settings.internal_token)
+        verifier, auth_channel = verifier_from_auth(settings)
         owned_channels.append(auth_channel)
-        verifier = verifier_from_settings(settings, auth_key_source(auth_channel))
     if data_channel is None:
         data_channel = internal_channel(settings.data_address, internal_token=settings.internal_token)
         owned_channels.append(data_channel)
     passwords = passwords or Passwords()
 
-    engine = sql.create_engine(database_url(settings), pool_size=settings.db_pool_size)
+    engine = sql.create_engine(settings.sql_url("users"), pool_size=settings.db_pool_size)
     try:
         store = UserStore(engine, cipher)
         outbox = PurgeOutbox(

@@ -14,6 +14,9 @@ def test_defaults_describe_the_embedded_stack() -> None:
     assert settings.users_address == "127.0.0.1:50052"
     assert settings.sqlite_url("users").startswith("sqlite+aiosqlite:///")
     assert settings.sqlite_url("users").endswith("/var/users.db")
+    assert settings.sql_url("users") == settings.sqlite_url("users")
+    configured = Settings.from_env({"DATABASE_URL": "postgresql://db/pinexa"})
+    assert configured.sql_url("users") == configured.sql_url("auth") == "postgresql://db/pinexa"
     assert settings.jwt_algorithms == ("ES256", "EdDSA")
     assert settings.access_token_ttl_seconds == 900
 
