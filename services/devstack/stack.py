@@ -454,6 +454,7 @@ class Stack:
         self.base_dir.mkdir(parents=True, exist_ok=True)
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self._check_ports_free()
+        started = False
         try:
             deadline = time.monotonic() + self._start_timeout
             if self.runs_mongo:
@@ -466,9 +467,10 @@ class Stack:
             envoy_config.write(self.envoy_params(), self.envoy_config_path)
             self._launch("envoy")
             self._wait_envoy(deadline)
-        except BaseException:
-            self.stop()
-            raise
+            started = True
+        finally:
+            if not started:  # a failure, or Ctrl-C during start-up: leave nothing running
+                self.stop()
 
     def _launch(self, name: str) -> Child:
         child = self._new_child(name)
