@@ -30,6 +30,8 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from services.kit import sql
+
 metadata = sa.MetaData()
 
 sessions = sa.Table(
@@ -115,6 +117,7 @@ class _Blocked(Exception):
 class AuthStore:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
+        self._reads = sql.read_engine(engine)  # single-statement reads, no transaction around them
         self._dialect = engine.dialect.name
 
     async def close(self) -> None:
@@ -147,7 +150,7 @@ class AuthStore:
             .join(sessions, sessions.c.id == refresh_tokens.c.session_id)
             .where(refresh_tokens.c.token_hash == token_hash)
         )
-        async with self._engine.connect() as conn:
+        async with self._reads.connect() as conn:
             row = (await conn.execute(query)).first()
         if row is None:
             return None
@@ -230,7 +233,7 @@ class AuthStore:
         return int(result.rowcount)
 
     async def session_revoked_reason(self, session_id: str) -> str | None:
-        async with self._engine.connect() as conn:
+        async with self._reads.connect() as conn:
             return await conn.scalar(sa.select(sessions.c.revoked_reason).where(sessions.c.id == session_id))
 
     # ---- failed-login counters ---------------------------------------------------------------
@@ -293,7 +296,7 @@ class AuthStore:
                 return Claim(charges=tuple(charges))
         except _Blocked:
             pass
-        async with self._engine.connect() as conn:
+        async with self._reads.connect() as conn:
             until = await conn.scalar(
                 sa.select(sa.func.max(login_throttle.c.blocked_until)).where(
                     login_throttle.c.key.in_([k.key for k in ordered])
@@ -332,7 +335,7 @@ class AuthStore:
 
     async def throttle_state(self, key: str) -> tuple[int, float] | None:
         """(failures, blocked_until) of one key; for tests and operators."""
-        async with self._engine.connect() as conn:
+        async with self._reads.connect() as conn:
             row = (
                 await conn.execute(
                     sa.select(login_throttle.c.failures, login_throttle.c.blocked_until).where(
