@@ -136,12 +136,15 @@ class Auth:
         keys: KeyRing,
         policy: AuthPolicy,
         clock: Callable[[], float] = time.time,
+        is_outage: Callable[[BaseException], bool] = lambda _exc: False,
     ) -> None:
         self._store = store
         self._users = users
         self._keys = keys
         self._policy = policy
         self._clock = clock
+        # Tells a store outage (already logged once by the health monitor) from a bug.
+        self._is_outage = is_outage
 
     # ---- tokens ------------------------------------------------------------------------------
 
@@ -209,8 +212,11 @@ class Auth:
     async def _refund(self, claim: Claim) -> None:
         try:
             await self._store.settle(claim)
-        except Exception:
-            log.exception("could not refund a login attempt")
+        except Exception as exc:
+            if not self._is_outage(exc):
+                log.exception("could not refund a login attempt")
+                return
+            log.warning("could not refund a login attempt: the database is unavailable")
 
     async def _new_session(self, identity: Identity, now: float) -> TokenPair:
         refresh_token = secrets.token_urlsafe(32)

@@ -67,6 +67,7 @@ async def create_service(
         service_names=[DATA_SERVICE, DATA_INTERNAL_SERVICE],
         internal_services=frozenset({DATA_INTERNAL_SERVICE}),
         readiness=store.readiness,
+        dependency="MongoDB",
         on_stop=on_stop,
     )
     return ServiceHost(spec, settings=settings, verifier=verifier)

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.auth.conftest import StartStack, Stack, start_stack  # noqa: F401 (fixtures used here)
+from tests.auth.conftest import Stack, StartStack, start_stack
 from tests.pgcluster import PgCluster
 
 
@@ -36,4 +36,4 @@ def sql_url(pg: PgCluster) -> str:
     return pg.create_database(f"pinexa_faults_{uuid.uuid4().hex[:10]}")
 
 
-__all__ = ["StartStack", "Stack", "start_stack"]
+__all__ = ["Stack", "StartStack", "start_stack"]
