@@ -54,7 +54,7 @@ class GrpcUsersClient:
 
     def __init__(self, channel: Any) -> None:
         self._stub = users_internal_pb2_grpc.UsersInternalServiceStub(channel)
-        self._outage = OutageLog(log, service="auth", dependency="users")
+        self._outage = OutageLog(log, component="auth", dependency="users")
 
     def _unavailable(self, error: grpc.aio.AioRpcError, call: str) -> Unavailable:
         if _internal_token_refused(error):

@@ -3,7 +3,7 @@
 Whatever notices an outage (the health monitor, a background worker, a client of another
 service) reports it here on every failure and success; only the transitions are logged, so an
 outage of any length costs two lines, not a traceback per request or per tick. The records carry
-`outage` ("down"/"up"), `service` and `dependency` as structured fields.
+`outage` ("down"/"up"), `component` (who noticed) and `dependency` as structured fields.
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ import time
 class OutageLog:
     """The up/down state of one dependency, as seen by one component of one service."""
 
-    def __init__(self, logger: logging.Logger, *, service: str, dependency: str) -> None:
+    def __init__(self, logger: logging.Logger, *, component: str, dependency: str) -> None:
         self._log = logger
-        self.service = service
+        self.component = component
         self.dependency = dependency
         self._down_since: float | None = None
 
@@ -33,10 +33,15 @@ class OutageLog:
         detail = cause if isinstance(cause, str) else type(cause).__name__
         self._log.warning(
             "%s: %s is unavailable (%s)",
-            self.service,
+            self.component,
             self.dependency,
             detail,
-            extra={"outage": "down", "service": self.service, "dependency": self.dependency, "cause": detail},
+            extra={
+                "outage": "down",
+                "component": self.component,
+                "dependency": self.dependency,
+                "cause": detail,
+            },
         )
         return True
 
@@ -48,9 +53,14 @@ class OutageLog:
         self._down_since = None
         self._log.info(
             "%s: %s is available again after %.2f s",
-            self.service,
+            self.component,
             self.dependency,
             seconds,
-            extra={"outage": "up", "service": self.service, "dependency": self.dependency, "down_s": seconds},
+            extra={
+                "outage": "up",
+                "component": self.component,
+                "dependency": self.dependency,
+                "down_s": seconds,
+            },
         )
         return True

@@ -90,7 +90,7 @@ class ServiceHost:
             translate_error=spec.translate_error,
             on_dependency_unavailable=self.recheck_soon,
         )
-        self.outage = OutageLog(log, service=spec.name, dependency=spec.dependency)
+        self.outage = OutageLog(log, component=spec.name, dependency=spec.dependency)
         self._check_lock = asyncio.Lock()
         self._recheck: asyncio.Task[None] | None = None
         self.server = grpc.aio.server(

@@ -64,8 +64,8 @@ class PurgeOutbox:
         self._task: asyncio.Task[None] | None = None
         # One line when the database or the data service goes away and one when it is back,
         # rather than a line (or a traceback) per pass and per row.
-        self._database = OutageLog(log, service="users purge outbox", dependency="database")
-        self._data = OutageLog(log, service="users purge outbox", dependency="data service")
+        self._database = OutageLog(log, component="users purge outbox", dependency="database")
+        self._data = OutageLog(log, component="users purge outbox", dependency="data service")
 
     def wake(self) -> None:
         """Deliver now rather than at the next poll (called after each delete)."""

@@ -59,7 +59,7 @@ def outage_records(caplog: pytest.LogCaptureFixture, service: str, event: str) -
         r
         for r in caplog.records
         if getattr(r, "outage", None) == event
-        and getattr(r, "service", None) == service
+        and getattr(r, "component", None) == service
         and getattr(r, "dependency", None) == "database"
     ]
 
