@@ -21,6 +21,9 @@ class OutageLog:
         self.dependency = dependency
         self._down_since: float | None = None
 
+    def _fields(self, event: str) -> dict[str, str]:
+        return {"outage": event, "component": self.component, "dependency": self.dependency}
+
     @property
     def is_down(self) -> bool:
         return self._down_since is not None

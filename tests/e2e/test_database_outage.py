@@ -27,61 +27,63 @@ def test_a_postgresql_outage_is_503_json_through_envoy_and_heals(tmp_path: Path)
             "LOG_FORMAT": "json",
             "LOG_LEVEL": "INFO",
         }
-        with Stack(tmp_path, Ports.free(), env=env, services=("auth", "users")) as stack:
-            with make_client(stack.rest_url) as client:
-                account = sign_up_and_log_in(client)
-                probes: dict[str, tuple[Callable[[], httpx.Response], str]] = {
-                    "login": (
-                        lambda: client.post(
-                            "/api/v1/auth/login",
-                            json={"username": account.username, "password": account.password},
-                        ),
-                        "pinexa.auth",
+        with (
+            Stack(tmp_path, Ports.free(), env=env, services=("auth", "users")) as stack,
+            make_client(stack.rest_url) as client,
+        ):
+            account = sign_up_and_log_in(client)
+            probes: dict[str, tuple[Callable[[], httpx.Response], str]] = {
+                "login": (
+                    lambda: client.post(
+                        "/api/v1/auth/login",
+                        json={"username": account.username, "password": account.password},
                     ),
-                    "sign-up": (
-                        lambda: client.post(
-                            "/api/signup",
-                            json={
-                                "username": (name := unique_name("u")),
-                                "email": f"{name}@example.com",
-                                "password": "correct horse battery",
-                            },
-                        ),
-                        "pinexa.users",
+                    "pinexa.auth",
+                ),
+                "sign-up": (
+                    lambda: client.post(
+                        "/api/signup",
+                        json={
+                            "username": (name := unique_name("u")),
+                            "email": f"{name}@example.com",
+                            "password": "correct horse battery",
+                        },
                     ),
-                    "profile": (lambda: client.get("/api/profile", headers=account.headers), "pinexa.users"),
-                    "refresh": (
-                        lambda: client.post(
-                            "/api/v1/auth/refresh", json={"refresh_token": account.refresh_token}
-                        ),
-                        "pinexa.auth",
+                    "pinexa.users",
+                ),
+                "profile": (lambda: client.get("/api/profile", headers=account.headers), "pinexa.users"),
+                "refresh": (
+                    lambda: client.post(
+                        "/api/v1/auth/refresh", json={"refresh_token": account.refresh_token}
                     ),
-                }
+                    "pinexa.auth",
+                ),
+            }
 
-                pg.stop("immediate")
-                for _ in range(3):
-                    for name, (probe, domain) in probes.items():
-                        response = probe()
-                        assert response.status_code == 503, (name, response.status_code, response.text)
-                        info = error_info(status_of(response))
-                        assert (info["reason"], info["domain"]) == ("DATABASE_UNAVAILABLE", domain), name
-                        assert "Traceback" not in response.text and "psycopg" not in response.text
-                    time.sleep(0.3)
+            pg.stop("immediate")
+            for _ in range(3):
+                for name, (probe, domain) in probes.items():
+                    response = probe()
+                    assert response.status_code == 503, (name, response.status_code, response.text)
+                    info = error_info(status_of(response))
+                    assert (info["reason"], info["domain"]) == ("DATABASE_UNAVAILABLE", domain), name
+                    assert "Traceback" not in response.text and "psycopg" not in response.text
+                time.sleep(0.3)
 
-                pg.start()
-                back = time.monotonic()
-                pending = dict(probes)
-                while pending and time.monotonic() - back < 15:
-                    for name, (probe, _) in list(pending.items()):
-                        response = probe()
-                        if response.status_code == 200:
-                            del pending[name]
-                        else:  # a 503 until the pool has reconnected; a refused refresh spends nothing
-                            assert response.status_code == 503, (name, response.text)
-                    time.sleep(0.1)
-                recovered_in = time.monotonic() - back
-                assert not pending, f"still failing after {recovered_in:.1f} s: {sorted(pending)}"
-                assert recovered_in < 5.0, recovered_in
+            pg.start()
+            back = time.monotonic()
+            pending = dict(probes)
+            while pending and time.monotonic() - back < 15:
+                for name, (probe, _) in list(pending.items()):
+                    response = probe()
+                    if response.status_code == 200:
+                        del pending[name]
+                    else:  # a 503 until the pool has reconnected; a refused refresh spends nothing
+                        assert response.status_code == 503, (name, response.text)
+                time.sleep(0.1)
+            recovered_in = time.monotonic() - back
+            assert not pending, f"still failing after {recovered_in:.1f} s: {sorted(pending)}"
+            assert recovered_in < 5.0, recovered_in
 
         for service in ("users", "auth"):
             lines = [
