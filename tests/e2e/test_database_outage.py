@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from services.devstack.stack import Ports, Stack
+from services.devstack.stack import Ports, Stack, grpc_serving
 from tests.e2e.conftest import error_info, make_client, sign_up_and_log_in, status_of, unique_name
 from tests.pgcluster import PgCluster
 
@@ -84,6 +84,11 @@ def test_a_postgresql_outage_is_503_json_through_envoy_and_heals(tmp_path: Path)
             recovered_in = time.monotonic() - back
             assert not pending, f"still failing after {recovered_in:.1f} s: {sorted(pending)}"
             assert recovered_in < 5.0, recovered_in
+            # Health follows within a health-check interval (0.5 s here), logging "up".
+            deadline = time.monotonic() + 5
+            while not all(grpc_serving(stack.grpc_address(name)) for name in ("users", "auth")):
+                assert time.monotonic() < deadline, "health did not return to SERVING"
+                time.sleep(0.1)
 
         for service in ("users", "auth"):
             lines = [
