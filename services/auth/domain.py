@@ -13,7 +13,7 @@ import logging
 import secrets
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from typing import NoReturn, Protocol
 
@@ -292,14 +292,16 @@ class Auth:
         return device_token
 
     async def _refund_device(self, device: DeviceClaim) -> None:
-        try:
-            await self._store.refund_device(device.token_hash)
-        except Exception:
-            log.exception("could not refund a login attempt")
+        await self._compensate(self._store.refund_device(device.token_hash))
 
     async def _refund(self, claim: Claim) -> None:
+        await self._compensate(self._store.settle(claim))
+
+    async def _compensate(self, step: Awaitable[None]) -> None:
+        """Run a refund on the way out of a failed login; its own failure must not replace the
+        login's error. A database outage (logged once by the health monitor) costs one line."""
         try:
-            await self._store.settle(claim)
+            await step
         except Exception as exc:
             if not self._is_outage(exc):
                 log.exception("could not refund a login attempt")

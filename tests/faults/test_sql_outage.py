@@ -9,6 +9,7 @@ it comes back, and the running services recover by themselves (no restart) once 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import sqlite3
 import time
@@ -275,3 +276,28 @@ async def test_a_sqlite_file_that_cannot_be_opened_is_503_until_it_can(
     await wait_health(stack, SERVING)
     user = await stack.sign_up()
     assert (await stack.login(user.username)).access_token
+
+
+async def test_a_login_refund_during_an_outage_logs_no_traceback(
+    start_stack: StartStack, pg: PgCluster, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The database goes down while users checks the password: auth has counted the attempt and
+    must refund it, which fails too. The answer is 503 USERS_UNAVAILABLE (users could not answer),
+    and the failed refund is one line, not a traceback."""
+    stack = await start_stack(db_statement_timeout_ms=20_000)
+    user = await stack.sign_up()
+    database = stack.settings.sql_url("users").rsplit("/", 1)[1]
+    caplog.set_level(logging.INFO)
+    locker = psycopg.connect(pg.database_url(database))
+    try:
+        locker.execute("LOCK TABLE users IN ACCESS EXCLUSIVE MODE")  # VerifyCredentials waits here
+        login = asyncio.ensure_future(stack.login(user.username))
+        await _backend_waiting(pg, database, "relation")
+        pg.stop("immediate")
+        await rpc_error(login, grpc.StatusCode.UNAVAILABLE, "USERS_UNAVAILABLE")
+    finally:
+        with contextlib.suppress(psycopg.Error):
+            locker.close()
+    refunds = [r for r in caplog.records if r.name == "services.auth.domain" and "refund" in r.getMessage()]
+    assert len(refunds) == 1 and not refunds[0].exc_info, refunds
+    assert [r.getMessage() for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR] == []
