@@ -58,6 +58,9 @@ class ServiceSpec:
     """Full method names callable without an access token."""
     internal_services: frozenset[str] = frozenset()
     """Services meant for other Pinexa services only (never routed by Envoy)."""
+    free_text_fields: frozenset[str] = frozenset()
+    """Full names of string fields holding free text, where tab, newline and CR are allowed
+    (every other text field refuses all control characters)."""
     readiness: Callable[[], Awaitable[None]] | None = None
     """Raises when the service's own database is unreachable; drives the health status."""
     on_start: Sequence[Callable[[], Awaitable[None]]] = field(default_factory=list)
@@ -79,6 +82,7 @@ class ServiceHost:
             public_methods=spec.public_methods,
             internal_services=spec.internal_services,
             internal_token=settings.internal_token,
+            free_text_fields=spec.free_text_fields,
         )
         self.server = grpc.aio.server(
             interceptors=[self._interceptor],
