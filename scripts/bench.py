@@ -197,6 +197,11 @@ def main() -> int:
     parser.add_argument("--envoy-concurrency", type=int, default=None, help="Envoy worker threads")
     parser.add_argument("--log-level", default="WARNING", help="the services' LOG_LEVEL (default WARNING)")
     parser.add_argument("--json", type=Path, help="also write the results to this file as JSON")
+    parser.add_argument(
+        "--no-strict-edge",
+        action="store_true",
+        help="render Envoy without the strict-edge Lua filter (envoy/strict.lua), to measure its cost",
+    )
     args = parser.parse_args()
 
     if shutil.which("h2load") is None:
@@ -214,6 +219,7 @@ def main() -> int:
         env={"LOG_LEVEL": args.log_level},
         service_env={"users": {"METRICS_PORT": str(metrics_port)}},
         envoy_concurrency=args.envoy_concurrency,
+        envoy_overrides={"strict_edge": not args.no_strict_edge},
     )
     if not {"users", "auth"} <= set(stack.services):
         die(f"the benchmark needs the users and auth services; found only {stack.services}")
@@ -247,7 +253,7 @@ def main() -> int:
             f"Measuring GetUser for {args.duration}s per side (+{args.warm_up}s warm-up), "
             f"{args.clients} connections x {args.streams} streams = {concurrency} in flight, "
             f"on {os.cpu_count()} CPUs; Envoy workers: {stack.envoy_concurrency}; "
-            f"services' LOG_LEVEL={args.log_level}."
+            f"services' LOG_LEVEL={args.log_level}; strict edge {'off' if args.no_strict_edge else 'on'}."
         )
         grpc_result = run_h2load(
             "gRPC direct (users)",

@@ -78,6 +78,8 @@ class EnvoyParams:
     # address (0: Envoy's peer is the client).
     xff_num_trusted_hops: int = 0
     jwt_leeway_seconds: int = 30
+    # The strict-edge Lua filter (envoy/strict.lua). Off only to measure what it costs.
+    strict_edge: bool = True
 
 
 def local_params(
@@ -117,8 +119,13 @@ def kubernetes_params() -> EnvoyParams:
 
 def render(params: EnvoyParams) -> str:
     """The config text for `params`; fails on any placeholder the parameters do not fill."""
-    lines = [line for line in TEMPLATE.read_text().splitlines(keepends=True) if not line.startswith("##")]
-    values = {key: str(value) for key, value in asdict(params).items()}
+    lines, dropping = [], False
+    for line in TEMPLATE.read_text().splitlines(keepends=True):
+        if line.startswith("## strict-edge:"):
+            dropping = not params.strict_edge and line.startswith("## strict-edge:begin")
+        elif not line.startswith("##") and not dropping:
+            lines.append(line)
+    values = {key: str(value) for key, value in asdict(params).items() if key != "strict_edge"}
     values["strict_lua"] = strict_lua()
     body = string.Template("".join(lines)).substitute(values)
     return GENERATED_HEADER + body
