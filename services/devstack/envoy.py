@@ -28,6 +28,9 @@ KUBERNETES_DESCRIPTOR_SET = ROOT / "k8s" / "base" / "envoy" / "pinexa.pb"
 # The strict-edge Lua filter: the generated table of fields per route, then the code using it.
 STRICT_LUA_SOURCES = (ROOT / "generated" / "edge_schema.lua", ROOT / "envoy" / "strict.lua")
 STRICT_LUA_INDENT = " " * 26  # under `inline_string: |` in the template
+# Placeholders render() fills itself, and EnvoyParams fields that switch template sections.
+COMPUTED_PLACEHOLDERS = frozenset({"strict_lua"})
+SECTION_SWITCHES = frozenset({"strict_edge"})
 
 GENERATED_HEADER = (
     "# GENERATED from envoy/envoy.yaml.tmpl by services/devstack/envoy.py: do not edit by hand.\n"
@@ -125,7 +128,7 @@ def render(params: EnvoyParams) -> str:
             dropping = not params.strict_edge and line.startswith("## strict-edge:begin")
         elif not line.startswith("##") and not dropping:
             lines.append(line)
-    values = {key: str(value) for key, value in asdict(params).items() if key != "strict_edge"}
+    values = {key: str(value) for key, value in asdict(params).items() if key not in SECTION_SWITCHES}
     values["strict_lua"] = strict_lua()
     body = string.Template("".join(lines)).substitute(values)
     return GENERATED_HEADER + body

@@ -14,9 +14,12 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+import grpc
 import httpx
 import pytest
+from grpc_status import rpc_status
 
+from services.devstack.stack import Stack
 from tests.e2e.conftest import Account, error_info, field_violations, status_of
 
 pytestmark = pytest.mark.e2e
@@ -239,3 +242,30 @@ def test_control_characters_are_refused_in_text_fields(client: httpx.Client, acc
     }
     query = client.get("/api/v1/data", params={"query": "a\u0001"}, headers=account.headers)
     assert set(field_violations(_refused(query, "INVALID_INPUT"))) == {"query"}
+
+
+@pytest.mark.parametrize(
+    ("method", "payload"),
+    [
+        ("pinexa.users.v1.UserService/CreateUser", b"\x0a\x03\x12\x01\xff"),  # user.username: invalid UTF-8
+        ("pinexa.data.v1.DataService/ListItems", b"\x1a\x01\xff"),  # filter: invalid UTF-8
+        ("pinexa.data.v1.DataService/ListItems", b"\xff\xff\xff\xff"),  # not a message
+        ("pinexa.auth.v1.AuthService/Login", b"\x0a\x02\xc0\xaf"),  # username: overlong
+    ],
+)
+def test_native_grpc_bad_bytes_through_envoy_are_invalid_argument(
+    stack: Stack, account: Account, method: str, payload: bytes
+) -> None:
+    """Envoy passes native gRPC through; the service answers INVALID_ARGUMENT with details."""
+    with grpc.insecure_channel(stack.envoy_address) as channel:
+        call = channel.unary_unary(
+            f"/{method}", request_serializer=lambda b: b, response_deserializer=lambda b: b
+        )
+        with pytest.raises(grpc.RpcError) as caught:
+            call(payload, timeout=10, metadata=(("authorization", f"Bearer {account.access_token}"),))
+    error = caught.value
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT, (error.code(), error.details())
+    for leak in LEAKS:
+        assert leak not in (error.details() or "")
+    status = rpc_status.from_call(error)
+    assert status is not None and status.details, "no google.rpc.Status details"
