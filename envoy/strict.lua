@@ -96,7 +96,7 @@ local function refuse(handle, message, unknown)
       .. table.concat(items, ",") .. "]}"
   end
   handle:respond(
-    { [":status"] = "400", ["content-type"] = "application/json", ["x-pinexa-edge"] = "strict" },
+    { [":status"] = "400", ["content-type"] = "application/json" },
     '{"code":3,"message":' .. json_string(message) .. ',"details":[' .. details .. "]}"
   )
 end
