@@ -179,7 +179,9 @@ local function check_value(s, i, kind, path, unknown)
   if type(kind) == "string" and kind:sub(1, 4) == "map:" then
     return check_object(s, i, nil, kind:sub(5), path, unknown)
   end
-  return check_object(s, i, MESSAGES[kind], nil, path, unknown)
+  local fields = MESSAGES[kind]
+  if not fields then return skip_value(s, i) end -- not in the table: let it through
+  return check_object(s, i, fields, nil, path, unknown)
 end
 
 -- Walks the object at s[i]: with `fields`, every key must be one; with `values`, keys are free

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import time
 import uuid
 from typing import Any
@@ -335,7 +336,7 @@ def _fuzz_body(rng: random.Random) -> bytes:
 
 
 def test_a_fuzz_of_bodies_and_queries_gets_no_5xx_and_no_python_text(
-    client: httpx.Client, account: Account
+    stack: Stack, client: httpx.Client, account: Account
 ) -> None:
     rng = random.Random(20261203)
     routes = [
@@ -370,6 +371,11 @@ def test_a_fuzz_of_bodies_and_queries_gets_no_5xx_and_no_python_text(
             for leak in LEAKS:
                 assert leak not in response.text, response.text
     assert statuses.get(400, 0) > 50, statuses  # the fuzz does reach the refusals
+    # A script error would let the request through unchecked: there must have been none.
+    stats = httpx.get(f"{stack.admin_url}/stats", params={"filter": r"lua\.errors"}).text
+    assert re.findall(r"lua\.errors: (\d+)", stats) and set(re.findall(r"lua\.errors: (\d+)", stats)) == {
+        "0"
+    }, stats
 
 
 def test_a_large_body_is_scanned_promptly(client: httpx.Client, account: Account) -> None:
