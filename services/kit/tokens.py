@@ -22,6 +22,7 @@ from google.protobuf.json_format import MessageToDict
 from pinexa.auth.v1 import auth_pb2, auth_pb2_grpc
 from services.kit.context import Principal
 from services.kit.errors import Unauthenticated, Unavailable
+from services.kit.outage import OutageLog
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +95,7 @@ class TokenVerifier:
         self._fetched_at = float("-inf")
         self._last_attempt = float("-inf")
         self._refresh_lock = asyncio.Lock()
+        self._jwks_outage = OutageLog(log, component="token verifier", dependency="auth's JWKS")
         # token digest -> (principal, kid); an entry is used only while its key is still published
         self._cache: OrderedDict[bytes, tuple[Principal, str]] = OrderedDict()
 
@@ -107,8 +109,9 @@ class TokenVerifier:
             try:
                 jwks = await self._source.fetch()
             except Exception as exc:  # any transport failure: keep serving with cached keys
-                log.warning("could not fetch signing keys; keeping %d cached", len(self._keys), exc_info=exc)
+                self._jwks_outage.down(f"{type(exc).__name__}; keeping {len(self._keys)} cached keys")
                 return
+            self._jwks_outage.up()
             keys: dict[str, jwt.PyJWK] = {}
             for jwk in jwks:
                 try:
