@@ -1,8 +1,9 @@
 """The one server interceptor every service installs.
 
 For each RPC, in order: take or make a request id; authenticate the caller (unless the method
-is public); run the handler; turn domain errors into a google.rpc.Status; log one line and
-record metrics. One wrapper rather than a stack of four keeps per-call overhead low.
+is public); refuse a request message that did not parse or has control characters in its text
+(services/kit/request_checks.py); run the handler; turn domain errors into a google.rpc.Status;
+log one line and record metrics. One wrapper rather than a stack of four keeps per-call overhead low.
 """
 
 from __future__ import annotations
@@ -19,7 +20,14 @@ from grpc.aio import AbortError
 
 from services.kit import metrics
 from services.kit.context import auth_error_var, principal_var, request_id_var
-from services.kit.errors import DependencyUnavailable, PinexaError, Unauthenticated, internal_error_status
+from services.kit.errors import (
+    DependencyUnavailable,
+    InvalidArgument,
+    PinexaError,
+    Unauthenticated,
+    internal_error_status,
+)
+from services.kit.request_checks import UNPARSABLE, TextChecker, tolerant_deserializer
 from services.kit.tokens import TokenVerifier, bearer_token
 
 log = logging.getLogger("pinexa.rpc")
@@ -49,6 +57,7 @@ class PinexaInterceptor(grpc.aio.ServerInterceptor):
         internal_token: str = "",
         translate_error: Callable[[Exception], PinexaError | None] | None = None,
         on_dependency_unavailable: Callable[[], None] | None = None,
+        free_text_fields: frozenset[str] = frozenset(),
     ) -> None:
         self._service = service
         # translate_error: the service's mapping of its store's own exceptions (a database
@@ -61,6 +70,9 @@ class PinexaInterceptor(grpc.aio.ServerInterceptor):
         self._public = public_methods
         self._internal = internal_services
         self._internal_token = internal_token.encode()
+        self._text = TextChecker(free_text_fields)
+        # method -> (the servicer's handler, our wrapped one): built once per method, not per call.
+        self._handlers: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
 
     async def intercept_service(
         self,
@@ -71,6 +83,9 @@ class PinexaInterceptor(grpc.aio.ServerInterceptor):
         method: str = details.method
         if handler is None or handler.unary_unary is None or method.startswith(_ALWAYS_PUBLIC_PREFIXES):
             return handler
+        cached = self._handlers.get(method)
+        if cached is not None and cached[0] is handler:
+            return cached[1]
         service_name = method[1:].split("/", 1)[0]
         if service_name in self._internal:
             mode = "internal"
@@ -78,12 +93,13 @@ class PinexaInterceptor(grpc.aio.ServerInterceptor):
             mode = "public"
         else:
             mode = "protected"
-        wrapped = self._wrap(handler.unary_unary, method, mode)
-        return grpc.unary_unary_rpc_method_handler(
-            wrapped,
-            request_deserializer=handler.request_deserializer,
+        wrapped = grpc.unary_unary_rpc_method_handler(
+            self._wrap(handler.unary_unary, method, mode),
+            request_deserializer=tolerant_deserializer(handler.request_deserializer),
             response_serializer=handler.response_serializer,
         )
+        self._handlers[method] = (handler, wrapped)
+        return wrapped
 
     def _wrap(self, behavior: Behavior, method: str, mode: str) -> Behavior:
         short_method = method.rsplit("/", 1)[-1]
@@ -98,9 +114,12 @@ class PinexaInterceptor(grpc.aio.ServerInterceptor):
             code = "OK"
             user = "-"
             try:
+                if request is UNPARSABLE:
+                    raise InvalidArgument("the request message could not be parsed", reason="INVALID_REQUEST")
                 await self._authenticate(mode, metadata)
                 principal = principal_var.get()
                 user = principal.user_id if principal else "-"
+                self._text.check(request)
                 return await behavior(request, context)
             except PinexaError as error:
                 code = error.code.name

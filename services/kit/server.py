@@ -60,6 +60,9 @@ class ServiceSpec:
     """Full method names callable without an access token."""
     internal_services: frozenset[str] = frozenset()
     """Services meant for other Pinexa services only (never routed by Envoy)."""
+    free_text_fields: frozenset[str] = frozenset()
+    """Full names of string fields holding free text, where tab, newline and CR are allowed
+    (every other text field refuses all control characters)."""
     readiness: Callable[[], Awaitable[None]] | None = None
     """Raises when the service's own database is unreachable; drives the health status."""
     dependency: str = "database"
@@ -92,6 +95,7 @@ class ServiceHost:
             internal_token=settings.internal_token,
             translate_error=spec.translate_error,
             on_dependency_unavailable=self.recheck_soon,
+            free_text_fields=spec.free_text_fields,
         )
         self.outage = spec.outage or OutageLog(log, component=spec.name, dependency=spec.dependency)
         self._check_lock = asyncio.Lock()
