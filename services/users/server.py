@@ -10,6 +10,7 @@ import grpc
 from pinexa.users.v1 import users_internal_pb2_grpc, users_pb2_grpc
 from services.kit import sql
 from services.kit.channels import internal_channel, verifier_from_auth
+from services.kit.outage import OutageLog
 from services.kit.server import ServiceHost, ServiceSpec
 from services.kit.settings import Settings
 from services.kit.tokens import TokenVerifier
@@ -84,12 +85,18 @@ async def create_service(
     engine = sql.engine_from_settings(settings, "users")
     try:
         store = UserStore(engine, cipher)
+        # The health monitor and the outbox share one record of the database's state, so an
+        # outage is one "down" line and one "up" line, whichever notices first.
+        database = OutageLog(
+            logging.getLogger("services.kit.server"), component="users", dependency="database"
+        )
         outbox = PurgeOutbox(
             store=store,
             channel=data_channel,
             poll_interval=outbox_poll_interval,
             backoff_base=outbox_backoff[0],
             backoff_max=outbox_backoff[1],
+            database_outage=database,
         )
         domain = UsersDomain(store=store, passwords=passwords, on_delete=outbox.wake)
         await passwords.warm_up()
@@ -129,6 +136,7 @@ async def create_service(
         internal_services=frozenset({INTERNAL_SERVICE}),
         readiness=readiness,
         translate_error=sql.translate_error,
+        outage=database,
         on_start=[outbox.start],
         on_stop=[close],
     )
