@@ -401,7 +401,7 @@ def read_back(chaos: Chaos, ledger: Ledger, deleted: list[UserRecord], data_back
 
 
 def test_faults_under_concurrent_writers_lose_nothing(chaos: Chaos, request: pytest.FixtureRequest) -> None:
-    stack = chaos.stack
+    stack, pg = chaos.stack, chaos.pg
     stop = threading.Event()
     ledger = Ledger()
     controller = Controller(chaos, stop)
@@ -412,6 +412,7 @@ def test_faults_under_concurrent_writers_lose_nothing(chaos: Chaos, request: pyt
         lambda: controller.kill_service("users"),
         lambda: controller.kill_service("data", while_down=controller.delete_doomed),
         lambda: controller.kill_service(MONGO, down_for=MONGO_DOWN, while_down=controller.delete_doomed),
+        lambda: controller.fault("postgres", lambda: pg.stop("immediate"), pg.start, down_for=POSTGRES_DOWN),
     ]
 
     clients = [new_client(stack.rest_url, f"127.0.1.{n + 1}") for n in range(WRITERS)]
