@@ -426,8 +426,9 @@ def test_faults_under_concurrent_writers_lose_nothing(chaos: Chaos, request: pyt
         controller.run(schedule)
     finally:
         stop.set()
+        joined_by = time.monotonic() + 60  # a writer finishes its request (30 s at most) and stops
         for thread in threads:
-            thread.join(timeout=60)
+            thread.join(timeout=max(0.0, joined_by - time.monotonic()))
         for http in clients:
             http.close()
     load_seconds = round(time.monotonic() - started, 1)

@@ -221,7 +221,7 @@ class Writer:
             if response is not None and response.status_code == 200:
                 user.access_token = response.json()["access_token"]
                 return True
-            self._sleep(0.2)
+            self._sleep(0.3)  # 30 writers retrying stay under Envoy's login rate limit (200/s)
         return False
 
     # ---- operations
