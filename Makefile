@@ -28,6 +28,7 @@ help:
 	@echo "make venv-run    create .venv with only what \`make run\` needs"
 	@echo "make clean       delete .venv and the tool caches; keeps var/ (your data)"
 	@echo "make clean-data  delete var/: databases, signing keys, PII key and logs of \`make run\`"
+	@echo "make help        this list"
 
 venv: $(DEV_STAMP)
 venv-run: $(RUN_STAMP)

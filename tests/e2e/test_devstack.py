@@ -200,3 +200,54 @@ def test_the_embedded_mongodb_stopping_is_an_outage_not_a_crash(devstack: Devsta
         restarted.wait(10)
     devstack.process.send_signal(signal.SIGINT)
     assert devstack.finish() == 0, devstack.text
+
+
+@pytest.mark.parametrize("quiet", [True, False], ids=["as make run starts it", "nx-27017 alone"])
+def test_nx_27017_under_make_run_does_not_log_every_command(tmp_path: Path, quiet: bool) -> None:
+    """Health pings (every 2 s under `make run`) leave no line in nx-27017's log; nx-27017 started
+    directly logs two per command, which shows the check can see them."""
+    from pymongo import MongoClient
+
+    from tests.support import free_port
+
+    port = free_port()
+    command = (
+        [sys.executable, "-m", "services.devstack.nx27017"]
+        if quiet
+        else [str(Path(sys.executable).with_name("nx-27017"))]
+    )
+    log = tmp_path / "nx-27017.log"
+    with log.open("wb") as out:
+        server = subprocess.Popen(
+            [
+                *command,
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--db",
+                str(tmp_path / "nx.db"),
+                "--pid-file",
+                str(tmp_path / "nx.pid"),
+                "--log-file",
+                os.devnull,
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        client: MongoClient[dict[str, object]] = MongoClient(
+            f"mongodb://127.0.0.1:{port}/", serverSelectionTimeoutMS=20_000
+        )
+        for _ in range(5):
+            assert client.admin.command("ping")["ok"] == 1
+        client["pinexa"]["items"].insert_one({"title": "kept"})
+        client.close()
+    finally:
+        server.terminate()
+        server.wait(10)
+    text = log.read_text()
+    if quiet:
+        assert "Calling db.command" not in text and " - INFO - " not in text, text
+    else:
+        assert text.count("Calling db.command") >= 5, text
