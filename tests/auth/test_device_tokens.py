@@ -120,6 +120,50 @@ async def test_strangers_get_at_most_15_password_checks_a_minute_whatever_their_
     assert codes[WRONG] <= 15, codes
 
 
+async def test_strangers_budget_is_per_account_whatever_name_they_type(stack: Stack) -> None:
+    """The same fake-clock minute, but the guesses alternate between every name that reaches the
+    account: its username and its e-mail, in other cases, with spaces around, and with a KELVIN
+    SIGN (U+212A), which lower-cases to an ASCII k. Users resolves them all to one account, so
+    they share one budget: at most 15 guesses reach the password check, not 15 per name."""
+    user = await stack.sign_up(f"k{secrets.token_hex(6)}")
+    names = [
+        user.username,
+        user.email,
+        user.username.upper(),
+        f"  {user.email.upper()} ",
+        "\u212a" + user.username[1:],
+        "\u212a" + user.email[1:],
+    ]
+    codes: collections.Counter[grpc.StatusCode] = collections.Counter()
+
+    async def guess(step: int, k: int) -> None:
+        name = names[(step * 5 + k) % len(names)]
+        try:
+            await stack.login(name, f"guess {step}.{k}", metadata=from_ip(f"10.{step}.{k}.1"))
+        except grpc.aio.AioRpcError as error:
+            codes[error.code()] += 1
+
+    for step in range(120):
+        await asyncio.gather(*(guess(step, k) for k in range(5)))
+        stack.clock.advance(0.5)
+    assert sum(codes.values()) == 600
+    assert set(codes) == {THROTTLED, WRONG}
+    assert codes[WRONG] <= 15, codes
+    # Every one of those names is throttled now, and the owner's right password too.
+    for name in names:
+        await rpc_error(stack.login(name, metadata=OWNER), THROTTLED, "LOGIN_THROTTLED")
+
+
+async def test_unknown_names_are_throttled_like_an_account(stack: Stack) -> None:
+    """A name no account has gets a budget of its own (its normalised form), exactly as an
+    account does, so the throttle's answers don't tell the two apart."""
+    for name in ("nobody-here", "nobody@example.com"):
+        for i in range(stack.settings.login_max_failures):
+            variant = name.upper() if i % 2 else f" {name} "
+            await rpc_error(stack.login(variant, "a wrong guess", metadata=from_ip(f"203.0.113.{i}")), WRONG)
+        await rpc_error(stack.login(name, metadata=from_ip("203.0.113.200")), THROTTLED, "LOGIN_THROTTLED")
+
+
 async def test_a_stolen_device_token_allows_n_guesses_then_is_dead(stack: Stack) -> None:
     user = await stack.sign_up()
     stolen = (await stack.login(user.username)).device_token
