@@ -295,8 +295,18 @@ class AuthStore:
         back-off they set. A success or an error refunds the charge (`settle`). Keys are claimed in
         sorted order so two transactions never wait on each other's rows in opposite orders.
         `backoff(failures, threshold)` gives the back-off in seconds after `failures` charges.
+
+        During a back-off nothing needs to change, so the claim first *reads* the keys' back-off
+        and writes only when none is in force: a flood of throttled attempts then takes no write
+        lock (on SQLite one for the whole database), and the logins that must write (a device
+        token's, the owner's) don't queue behind it. The read only saves work; the conditional
+        upsert below still decides, so an attempt that read "not blocked" just before another
+        set a back-off is refused by it, as before.
         """
         ordered = sorted(keys, key=lambda k: k.key)
+        blocked_until = await self._blocked_until(ordered)
+        if blocked_until > now:
+            return Claim(retry_after=blocked_until - now)
         try:
             async with self._engine.begin() as conn:
                 charges: list[Charge] = []
@@ -334,13 +344,17 @@ class AuthStore:
                 return Claim(charges=tuple(charges))
         except _Blocked:
             pass
+        return Claim(retry_after=max(await self._blocked_until(ordered) - now, 0.001))
+
+    async def _blocked_until(self, keys: Sequence[ThrottleKey]) -> float:
+        """The latest back-off among `keys` (0 when none has a counter): one read, no lock."""
         async with self._reads.connect() as conn:
             until = await conn.scalar(
                 sa.select(sa.func.max(login_throttle.c.blocked_until)).where(
-                    login_throttle.c.key.in_([k.key for k in ordered])
+                    login_throttle.c.key.in_([k.key for k in keys])
                 )
             )
-        return Claim(retry_after=max(float(until or now) - now, 0.001))
+        return float(until or 0.0)
 
     async def settle(self, claim: Claim, *, reset: Sequence[str] = ()) -> None:
         """Undo a claim's charges (the attempt was not a failed guess). Keys in `reset` are

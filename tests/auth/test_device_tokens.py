@@ -120,13 +120,11 @@ async def test_strangers_get_at_most_15_password_checks_a_minute_whatever_their_
     assert codes[WRONG] <= 15, codes
 
 
-async def test_strangers_budget_is_per_account_whatever_name_they_type(stack: Stack) -> None:
-    """The same fake-clock minute, but the guesses alternate between every name that reaches the
-    account: its username and its e-mail, in other cases, with spaces around, and with a KELVIN
-    SIGN (U+212A), which lower-cases to an ASCII k. Users resolves them all to one account, so
-    they share one budget: at most 15 guesses reach the password check, not 15 per name."""
-    user = await stack.sign_up(f"k{secrets.token_hex(6)}")
-    names = [
+def names_of(user: users_pb2.User) -> list[str]:
+    """Every name that reaches the account: its username and e-mail, in other cases, with spaces
+    around, and with a KELVIN SIGN (U+212A), which lower-cases to an ASCII k (the username
+    starts with k)."""
+    return [
         user.username,
         user.email,
         user.username.upper(),
@@ -134,6 +132,14 @@ async def test_strangers_budget_is_per_account_whatever_name_they_type(stack: St
         "\u212a" + user.username[1:],
         "\u212a" + user.email[1:],
     ]
+
+
+async def test_strangers_budget_is_per_account_whatever_name_they_type(stack: Stack) -> None:
+    """The same fake-clock minute, but the guesses alternate between every name that reaches the
+    account (`names_of`). Users resolves them all to one account, so they share one budget: at
+    most 15 guesses reach the password check, not 15 per name."""
+    user = await stack.sign_up(f"k{secrets.token_hex(6)}")
+    names = names_of(user)
     codes: collections.Counter[grpc.StatusCode] = collections.Counter()
 
     async def guess(step: int, k: int) -> None:
@@ -149,9 +155,21 @@ async def test_strangers_budget_is_per_account_whatever_name_they_type(stack: St
     assert sum(codes.values()) == 600
     assert set(codes) == {THROTTLED, WRONG}
     assert codes[WRONG] <= 15, codes
-    # Every one of those names is throttled now, and the owner's right password too.
+
+
+async def test_failures_through_any_of_its_names_throttle_every_name_of_the_account(stack: Stack) -> None:
+    user = await stack.sign_up(f"k{secrets.token_hex(6)}")
+    names = names_of(user)
+    for i in range(stack.settings.login_max_failures):
+        await rpc_error(stack.login(names[i], "a wrong guess", metadata=from_ip(f"203.0.113.{i}")), WRONG)
+    # Each name, the owner's right password included, is in the one back-off.
     for name in names:
         await rpc_error(stack.login(name, metadata=OWNER), THROTTLED, "LOGIN_THROTTLED")
+    # After it, the right password through any name works and resets the account's counter.
+    stack.clock.advance(stack.settings.login_backoff_base_seconds + 0.1)
+    await stack.login(names[3], metadata=OWNER)
+    for i in range(stack.settings.login_max_failures - 1):
+        await rpc_error(stack.login(names[i], "a wrong guess", metadata=from_ip(f"203.0.113.{i}")), WRONG)
 
 
 async def test_unknown_names_are_throttled_like_an_account(stack: Stack) -> None:
