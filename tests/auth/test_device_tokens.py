@@ -15,6 +15,7 @@ import asyncio
 import collections
 import logging
 import secrets
+import statistics
 import time
 
 import grpc
@@ -28,12 +29,15 @@ from services.kit import sql
 from tests.auth.conftest import PASSWORD, Stack, StartStack
 from tests.support import bearer, field_violations, rpc_error
 
+log = logging.getLogger(__name__)
+
 
 def from_ip(address: str) -> list[tuple[str, str]]:
     return [("x-envoy-external-address", address)]
 
 
 OWNER = from_ip("198.51.100.77")
+OWNER_LOGINS = 30
 THROTTLED = grpc.StatusCode.RESOURCE_EXHAUSTED
 WRONG = grpc.StatusCode.UNAUTHENTICATED
 
@@ -79,15 +83,31 @@ async def test_the_owner_with_a_device_token_gets_in_at_once_during_a_flood(stac
         # Without the device token the owner is a stranger too: the flood locks them out ...
         await rpc_error(stack.login(user.username, metadata=OWNER), THROTTLED, "LOGIN_THROTTLED")
         # ... with it, they get in at once, every time, while the flood goes on.
-        for _ in range(5):
+        latencies = []
+        for _ in range(OWNER_LOGINS):
             started = time.monotonic()
             pair = await stack.login(user.username, metadata=OWNER, device_token=device)
-            assert time.monotonic() - started < 5
+            latencies.append(time.monotonic() - started)
             assert (await stack.me(pair.access_token)).id == user.id
             assert pair.device_token == device  # the same token, its expiry renewed
+        flood_size = sum(codes.values())
     finally:
         stop.set()
         await asyncio.gather(*flood)
+    p50, worst = statistics.median(latencies), max(latencies)
+    log.info(
+        "owner's login during a flood: p50 %.1f ms, p90 %.1f ms, max %.1f ms, %d logins, %d flood attempts",
+        p50 * 1000,
+        sorted(latencies)[len(latencies) * 9 // 10] * 1000,
+        worst * 1000,
+        len(latencies),
+        flood_size,
+    )
+    # Throttled attempts only read, so the owner's writes don't queue behind them. While each
+    # throttled attempt still opened a write transaction, the owner's worst login here took
+    # 1.5 to 2.6 s on SQLite (5 runs); since, 0.13 to 0.31 s on both backends. The median is the
+    # flood's CPU (it shares the servers' event loop), so its bound is loose for a shared machine.
+    assert p50 < 0.5 and worst < 1.0, sorted(latencies)
     assert codes[THROTTLED] > codes[WRONG]
     # The flood lasted seconds, not a minute: within the strangers' limit of 15 a minute.
     assert codes[WRONG] <= 15
