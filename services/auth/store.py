@@ -8,8 +8,8 @@ Times are UNIX seconds (floats) from the domain's clock, so tests can move time.
 - A *refresh token* is stored only as the SHA-256 of its text. The tokens are 256 random bits, so a
   fast hash is enough (nothing to brute-force) and the lookup by hash is an index probe; the
   plaintext never touches the database, logs or errors.
-- A *throttle* row counts failed logins for one key: an account (normalized username) or a
-  client IP. The key is stored as its SHA-256, so the table shows neither usernames people
+- A *throttle* row counts failed logins for one key: an account (its user id), a login name no
+  account has (normalized), or a client IP. The key is stored as its SHA-256, so the table shows neither usernames people
   mistyped (sometimes a password typed into the wrong field) nor client addresses in plain
   text. The hash is unkeyed: it keeps them out of sight, not out of reach of someone with the
   table and a guess (an IPv4 address is one of 2^32).
