@@ -73,8 +73,11 @@ class _Purger:
                 )
                 if removed:
                     log.info("purged expired auth rows", extra={"rows": removed})
-            except Exception:
-                log.exception("purging expired auth rows failed")
+            except Exception as exc:
+                if sql.is_outage(exc):  # logged once by the health monitor; try next hour
+                    log.warning("purging expired auth rows failed: the database is unavailable")
+                else:
+                    log.exception("purging expired auth rows failed")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), timeout=PURGE_INTERVAL_SECONDS)
 
@@ -99,13 +102,19 @@ async def create_service(
     published keys, with the same verifier every other service uses.
     """
     ring = keys or key_ring(settings, clock=clock)
-    if settings.auto_migrate:
-        await migrate(settings)
+
+    async def startup() -> None:
+        if settings.auto_migrate:
+            await migrate(settings)
+
+    # With the database down now, start anyway (NOT_SERVING) and migrate once it is back.
+    startup_work = sql.StartupWork(startup, service="auth")
+    await startup_work.run_or_defer()
     owned_channel = users_channel is None
     channel = users_channel or internal_channel(
         settings.users_address, internal_token=settings.internal_token
     )
-    engine = sql.create_engine(settings.sql_url("auth"), pool_size=settings.db_pool_size)
+    engine = sql.engine_from_settings(settings, "auth")
     store = AuthStore(engine)
     auth = Auth(
         store=store,
@@ -113,6 +122,7 @@ async def create_service(
         keys=ring,
         policy=AuthPolicy.from_settings(settings),
         clock=clock,
+        is_outage=sql.is_outage,
     )
     verifier = verifier_from_settings(settings, StaticKeySource(ring.jwks))
     servicer = AuthServicer(auth)
@@ -122,9 +132,11 @@ async def create_service(
         auth_pb2_grpc.add_AuthServiceServicer_to_server(servicer, server)
 
     async def readiness() -> None:
+        await startup_work.ensure()
         await sql.ping(engine)
 
     async def close() -> None:
+        await startup_work.close()
         await purger.stop()
         if owned_channel:
             await channel.close()
@@ -136,6 +148,7 @@ async def create_service(
         service_names=[AUTH_SERVICE],
         public_methods=PUBLIC_METHODS,
         readiness=readiness,
+        translate_error=startup_work.translate_error,
         on_start=[purger.start],
         on_stop=[close],
     )
