@@ -149,6 +149,17 @@ def account_key(user_id: str) -> str:
     return throttle_key("user", user_id)
 
 
+def _throttled_if(retry_after: float) -> None:
+    """429 LOGIN_THROTTLED when an attempt must wait `retry_after` more seconds."""
+    if retry_after > 0:
+        log.info("login throttled", extra={"retry_after": round(retry_after, 3)})
+        raise ResourceExhausted(
+            "too many failed login attempts; try again later",
+            retry_after=retry_after,
+            reason="LOGIN_THROTTLED",
+        )
+
+
 class Auth:
     def __init__(
         self,
@@ -228,22 +239,19 @@ class Auth:
             if device is not None:
                 return await self._login_as_device(username, password, device, device_token, login_key, now)
 
-        resolved, strangers_key = await self._strangers_key(username)
-        keys = [ThrottleKey(strangers_key, self._policy.max_failures)]
+        keys = []
         if client_ip:
-            keys.append(
-                ThrottleKey(throttle_key("ip", client_ip), self._policy.max_failures * IP_FAILURE_FACTOR)
-            )
+            ip = ThrottleKey(throttle_key("ip", client_ip), self._policy.max_failures * IP_FAILURE_FACTOR)
+            # An address in back-off is answered before users is asked anything: a flood from
+            # it costs users nothing, and auth's own database is the first thing a login needs.
+            _throttled_if(await self._store.blocked_until([ip]) - now)
+            keys.append(ip)
+        resolved, strangers_key = await self._strangers_key(username)
+        keys.append(ThrottleKey(strangers_key, self._policy.max_failures))
         claim = await self._store.claim_attempt(
             keys, now=now, forget_before=now - FAILURE_MEMORY_SECONDS, backoff=self._policy.backoff
         )
-        if claim.retry_after:
-            log.info("login throttled", extra={"retry_after": round(claim.retry_after, 3)})
-            raise ResourceExhausted(
-                "too many failed login attempts; try again later",
-                retry_after=claim.retry_after,
-                reason="LOGIN_THROTTLED",
-            )
+        _throttled_if(claim.retry_after)
         try:
             identity = await self._users.verify_credentials(username, password)
         except InvalidCredentials:

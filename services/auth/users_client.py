@@ -85,7 +85,8 @@ class GrpcUsersClient:
                 users_internal_pb2.ResolveLoginRequest(login=login), timeout=_TIMEOUT_SECONDS
             )
         except grpc.aio.AioRpcError as error:
-            raise _unavailable(error, "ResolveLogin") from None
+            raise self._unavailable(error, "ResolveLogin") from None
+        self._outage.up()
         return str(response.user_id)
 
     async def get_identity(self, user_id: str) -> Identity:

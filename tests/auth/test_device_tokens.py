@@ -192,6 +192,17 @@ async def test_failures_through_any_of_its_names_throttle_every_name_of_the_acco
         await rpc_error(stack.login(names[i], "a wrong guess", metadata=from_ip(f"203.0.113.{i}")), WRONG)
 
 
+async def test_an_address_in_back_off_is_answered_without_asking_users(stack: Stack) -> None:
+    """A flood from one address, once that address is in back-off, costs users nothing: the
+    429 comes before the account is looked up (here users is down, and the answer is still 429)."""
+    attacker = from_ip("203.0.113.9")
+    for i in range(stack.settings.login_max_failures * 4):  # the per-IP threshold, many accounts
+        await rpc_error(stack.login(f"someone{i}", "a wrong guess", metadata=attacker), WRONG)
+    await stack.users_host.server.stop(0)
+    await rpc_error(stack.login("someone-else", metadata=attacker), THROTTLED, "LOGIN_THROTTLED")
+    await rpc_error(stack.login("someone-else", metadata=OWNER), grpc.StatusCode.UNAVAILABLE)
+
+
 async def test_unknown_names_are_throttled_like_an_account(stack: Stack) -> None:
     """A name no account has gets a budget of its own (its normalised form), exactly as an
     account does, so the throttle's answers don't tell the two apart."""
