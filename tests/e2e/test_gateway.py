@@ -157,10 +157,11 @@ def test_unknown_path_is_404_json(client: httpx.Client) -> None:
     }
 
 
-def test_unknown_method_on_a_known_path_is_404_json(client: httpx.Client) -> None:
+def test_unknown_method_on_a_known_path_is_405_json(client: httpx.Client) -> None:
     response = client.delete("/api/v1/users")
-    assert response.status_code == 404
-    assert error_reason(status_of(response)) == "ROUTE_NOT_FOUND"
+    assert response.status_code == 405
+    assert response.headers["allow"] == "POST, GET"
+    assert error_reason(status_of(response)) == "METHOD_NOT_ALLOWED"
 
 
 def test_unknown_query_parameter_is_400_json(stack: Stack, client: httpx.Client, admin: Account) -> None:
