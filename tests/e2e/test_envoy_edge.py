@@ -35,6 +35,7 @@ from tests.support import TestKeys
 pytestmark = pytest.mark.e2e
 
 LOGIN_BURST = 3
+TOKEN_MISSING = envoy.GRPC_ERRORS["TOKEN_MISSING"][1]  # Envoy's grpc-message for a missing token
 
 
 @dataclass
@@ -170,10 +171,12 @@ def test_grpc_callers_get_grpc_statuses_not_json(edge: Edge, grpcurl: Callable[.
     token = ["-H", f"authorization: {edge.bearer['authorization']}"]
     no_token = grpcurl(*target, "pinexa.users.v1.UsersInternalService/VerifyCredentials", data={})
     assert "Code: Unauthenticated" in no_token.stderr  # deny by default comes first
-    assert "Jwt is missing" in no_token.stderr
+    assert '"reason":"TOKEN_MISSING"' in no_token.stderr  # the Status details, as over REST
     internal = grpcurl(*token, *target, "pinexa.data.v1.DataInternalService/PurgeUserData", data={})
     assert "Code: Unimplemented" in internal.stderr
-    assert "{" not in internal.stderr.split("Message:", 1)[-1]  # no JSON body squeezed into it
+    assert '"reason":"ROUTE_NOT_FOUND"' in internal.stderr
+    message = internal.stderr.split("Message:", 1)[-1].splitlines()[0]
+    assert "{" not in message  # no JSON body squeezed into grpc-message
     ok = grpcurl(*token, *target, "pinexa.users.v1.UserService/GetUser", data={"id": "abc"})
     assert ok.returncode == 0, ok.stderr
 
@@ -279,7 +282,7 @@ def test_every_method_needs_a_token_at_the_edge_unless_public_over_native_grpc(e
                     assert answered_upstream(headers), (path, bool(metadata), code, details)
                 else:
                     assert code == grpc.StatusCode.UNAUTHENTICATED, (path, code, details)
-                    assert details == "Jwt is missing" and not answered_upstream(headers), (path, details)
+                    assert details == TOKEN_MISSING and not answered_upstream(headers), (path, details)
 
 
 def test_the_edge_takes_the_token_only_from_the_authorization_header(edge: Edge) -> None:
@@ -289,7 +292,7 @@ def test_the_edge_takes_the_token_only_from_the_authorization_header(edge: Edge)
         code, details, headers = grpc_call(
             channel, f"/pinexa.users.v1.UserService/GetMe?access_token={token}", ()
         )
-    assert code == grpc.StatusCode.UNAUTHENTICATED and details == "Jwt is missing", (code, details)
+    assert code == grpc.StatusCode.UNAUTHENTICATED and details == TOKEN_MISSING, (code, details)
     assert not answered_upstream(headers)
 
 
