@@ -21,6 +21,8 @@ import pytest
 from google.api import annotations_pb2
 from google.protobuf import descriptor_pool
 from google.protobuf.descriptor import MethodDescriptor
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
 
 from pinexa.auth.v1 import auth_pb2
 from pinexa.data.v1 import data_pb2  # noqa: F401 (registers the descriptors)
@@ -202,6 +204,7 @@ def test_login_rate_limit_applies_to_native_grpc_too(edge: Edge) -> None:
     # which a process start per call would not promise on a loaded machine.
     login = auth_pb2.LoginRequest(username="u1", password="pw").SerializeToString()
     codes = []
+    limited: Any = None
     with grpc.insecure_channel(edge.address) as channel:
         call = channel.unary_unary("/pinexa.auth.v1.AuthService/Login")
         for _ in range(LOGIN_BURST + 3):
@@ -210,9 +213,16 @@ def test_login_rate_limit_applies_to_native_grpc_too(edge: Edge) -> None:
                 codes.append(grpc.StatusCode.OK)
             except grpc.RpcError as error:
                 codes.append(error.code())
+                limited = error
     # A bucket of LOGIN_BURST, plus at most one refill while these few milliseconds pass.
     assert codes.count(grpc.StatusCode.RESOURCE_EXHAUSTED) >= 2, codes
     assert set(codes) <= {grpc.StatusCode.OK, grpc.StatusCode.RESOURCE_EXHAUSTED}, codes
+    # The same google.rpc.Status a REST caller gets: ErrorInfo RATE_LIMITED and a RetryInfo.
+    status = rpc_status.from_call(limited)
+    assert status is not None, "no grpc-status-details-bin"
+    info, retry = error_details_pb2.ErrorInfo(), error_details_pb2.RetryInfo()
+    assert status.details[0].Unpack(info) and status.details[1].Unpack(retry)
+    assert (info.reason, info.domain, retry.retry_delay.seconds) == ("RATE_LIMITED", "envoy", 1)
 
 
 # ---- jwt_authn covers every method, REST and native gRPC alike ---------------------------------
