@@ -105,6 +105,15 @@ class ServiceHost:
                 # so clients re-resolve DNS and spread over pods added since they connected.
                 ("grpc.max_connection_age_ms", MAX_CONNECTION_AGE_MS),
                 ("grpc.max_connection_age_grace_ms", 30_000),
+                # A peer that vanished without closing (no FIN) is found within 80 s: ping an idle
+                # connection every 60 s, drop it after 20 s without an answer.
+                ("grpc.keepalive_time_ms", 60_000),
+                ("grpc.keepalive_timeout_ms", 20_000),
+                # Envoy pings its idle upstream connections every 30 s (connection_keepalive in the
+                # clusters); gRPC's default would count those as abuse (under 5 min apart without
+                # data) and close the connection with GOAWAY too_many_pings.
+                ("grpc.keepalive_permit_without_calls", 1),
+                ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
             ],
         )
         spec.register(self.server)
