@@ -36,6 +36,16 @@ TEMPLATE = ROOT / "envoy" / "envoy.yaml.tmpl"
 DESCRIPTOR_SET = ROOT / "generated" / "pinexa.pb"
 KUBERNETES_CONFIG = ROOT / "k8s" / "base" / "envoy" / "envoy.yaml"
 KUBERNETES_DESCRIPTOR_SET = ROOT / "k8s" / "base" / "envoy" / "pinexa.pb"
+# The strict-edge Lua filter: the generated table of fields per route, then the code using it.
+STRICT_LUA_SOURCES = (ROOT / "generated" / "edge_schema.lua", ROOT / "envoy" / "strict.lua")
+STRICT_LUA_INDENT = " " * 26  # under `inline_string: |` in the template
+# Placeholders render() fills itself, and EnvoyParams fields that switch template sections.
+COMPUTED_PLACEHOLDERS = frozenset(
+    {"strict_lua", "cors_allow_origin_matchers", "method_not_allowed_mappers", "grpc_local_reply_mappers"}
+)
+# Parameters the template sees only through a computed placeholder.
+RENDERED_INDIRECTLY = frozenset({"cors_allowed_origins"})
+SECTION_SWITCHES = frozenset({"strict_edge"})
 
 GENERATED_HEADER = (
     "# GENERATED from envoy/envoy.yaml.tmpl by services/devstack/envoy.py: do not edit by hand.\n"
@@ -101,6 +111,8 @@ class EnvoyParams:
     # address (0: Envoy's peer is the client).
     xff_num_trusted_hops: int = 0
     jwt_leeway_seconds: int = 30
+    # The strict-edge Lua filter (envoy/strict.lua). Off only to measure what it costs.
+    strict_edge: bool = True
 
 
 def local_params(
@@ -306,8 +318,9 @@ def _cors_matchers(origins: Iterable[str]) -> str:
 
 def template_values(params: EnvoyParams) -> dict[str, str]:
     """Every placeholder's text: the parameters, and what is derived from them and the protos."""
-    values = {key: str(value) for key, value in asdict(params).items()}
+    values = {key: str(value) for key, value in asdict(params).items() if key not in SECTION_SWITCHES}
     del values["cors_allowed_origins"]
+    values["strict_lua"] = strict_lua()
     values["cors_allow_origin_matchers"] = _cors_matchers(params.cors_allowed_origins)
     values["method_not_allowed_mappers"] = _method_not_allowed_mappers()
     values["grpc_local_reply_mappers"] = _grpc_local_reply_mappers()
@@ -316,9 +329,20 @@ def template_values(params: EnvoyParams) -> dict[str, str]:
 
 def render(params: EnvoyParams) -> str:
     """The config text for `params`; fails on any placeholder the parameters do not fill."""
-    lines = [line for line in TEMPLATE.read_text().splitlines(keepends=True) if not line.startswith("##")]
+    lines, dropping = [], False
+    for line in TEMPLATE.read_text().splitlines(keepends=True):
+        if line.startswith("## strict-edge:"):
+            dropping = not params.strict_edge and line.startswith("## strict-edge:begin")
+        elif not line.startswith("##") and not dropping:
+            lines.append(line)
     body = string.Template("".join(lines)).substitute(template_values(params))
     return GENERATED_HEADER + body
+
+
+def strict_lua() -> str:
+    """The Lua filter's source, indented for the template's block scalar."""
+    code = "\n".join(path.read_text() for path in STRICT_LUA_SOURCES)
+    return "\n".join(STRICT_LUA_INDENT + line if line else "" for line in code.splitlines())
 
 
 def write(params: EnvoyParams, path: Path) -> Path:
