@@ -69,6 +69,7 @@ async def create_service(
         # Tab and newlines are allowed in an item's body (and in attribute values, always).
         free_text_fields=frozenset({"pinexa.data.v1.Item.content"}),
         readiness=store.readiness,
+        dependency="MongoDB",
         on_stop=on_stop,
     )
     return ServiceHost(spec, settings=settings, verifier=verifier)

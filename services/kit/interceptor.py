@@ -20,7 +20,13 @@ from grpc.aio import AbortError
 
 from services.kit import metrics
 from services.kit.context import auth_error_var, principal_var, request_id_var
-from services.kit.errors import InvalidArgument, PinexaError, Unauthenticated, internal_error_status
+from services.kit.errors import (
+    DependencyUnavailable,
+    InvalidArgument,
+    PinexaError,
+    Unauthenticated,
+    internal_error_status,
+)
 from services.kit.request_checks import UNPARSABLE, TextChecker, tolerant_deserializer
 from services.kit.tokens import TokenVerifier, bearer_token
 
@@ -49,9 +55,16 @@ class PinexaInterceptor(grpc.aio.ServerInterceptor):
         public_methods: frozenset[str] = frozenset(),
         internal_services: frozenset[str] = frozenset(),
         internal_token: str = "",
+        translate_error: Callable[[Exception], PinexaError | None] | None = None,
+        on_dependency_unavailable: Callable[[], None] | None = None,
         free_text_fields: frozenset[str] = frozenset(),
     ) -> None:
         self._service = service
+        # translate_error: the service's mapping of its store's own exceptions (a database
+        # outage) to a PinexaError, so servicers need not wrap every call; on_dependency_unavailable:
+        # told whenever a DependencyUnavailable reaches a client (the host re-checks health).
+        self._translate = translate_error
+        self._on_unavailable = on_dependency_unavailable
         self._domain = f"pinexa.{service}"
         self._verifier = verifier
         self._public = public_methods
@@ -110,6 +123,7 @@ class PinexaInterceptor(grpc.aio.ServerInterceptor):
                 return await behavior(request, context)
             except PinexaError as error:
                 code = error.code.name
+                self._note(error)
                 await context.abort_with_status(error.to_status(self._domain))
             except AbortError:
                 code = _code_name(context)
@@ -117,10 +131,16 @@ class PinexaInterceptor(grpc.aio.ServerInterceptor):
             except NotImplementedError:  # a generated servicer base method nobody overrode
                 code = "UNIMPLEMENTED"
                 await context.abort(grpc.StatusCode.UNIMPLEMENTED, f"{short_method} is not implemented")
-            except Exception:
-                code = "INTERNAL"
-                log.exception("unhandled error in %s", method)
-                await context.abort_with_status(internal_error_status(self._domain))
+            except Exception as exc:
+                translated = self._translate(exc) if self._translate is not None else None
+                if translated is None:
+                    code = "INTERNAL"
+                    log.exception("unhandled error in %s", method)
+                    await context.abort_with_status(internal_error_status(self._domain))
+                else:  # e.g. the database is down: logged once by the health monitor, not here
+                    code = translated.code.name
+                    self._note(translated)
+                    await context.abort_with_status(translated.to_status(self._domain))
             finally:
                 elapsed = time.perf_counter() - started
                 metrics.observe(self._service, short_method, code, elapsed)
@@ -133,6 +153,10 @@ class PinexaInterceptor(grpc.aio.ServerInterceptor):
                 request_id_var.reset(rid_token)
 
         return wrapper
+
+    def _note(self, error: PinexaError) -> None:
+        if isinstance(error, DependencyUnavailable) and self._on_unavailable is not None:
+            self._on_unavailable()
 
     async def _authenticate(self, mode: str, metadata: dict[str, Any]) -> None:
         if mode == "internal":
