@@ -39,6 +39,7 @@ _ALWAYS_FREE_TEXT = frozenset({"google.protobuf.Value.string_value"})
 _STRUCT = "google.protobuf.Struct"
 _VALUE = "google.protobuf.Value"
 _LIST_VALUE = "google.protobuf.ListValue"
+_FREE_FORM = frozenset({_STRUCT, _VALUE, _LIST_VALUE})
 
 
 class _Unparsable:
@@ -168,6 +169,12 @@ class TextChecker:
 
     def _walk(self, message: Message, prefix: str, found: Violations) -> None:
         name = message.DESCRIPTOR.full_name
+        if name in _FREE_FORM and "\\" not in str(message):
+            # Fast path for free-form values: protobuf's text format (str(), in C) escapes every
+            # control character with a backslash, so a text form without one has none. It is
+            # about 3x cheaper than walking a Struct's values one by one (the tests with control
+            # characters in attributes would catch a protobuf that stopped escaping them).
+            return
         if name == _STRUCT:
             self._walk_struct(message, prefix, found)
             return
