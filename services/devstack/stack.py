@@ -531,16 +531,17 @@ class Stack:
             child.kill()
         return child
 
-    def restart_service(self, name: str) -> None:
+    def restart_service(self, name: str, *, wait_envoy: bool = True) -> None:
         """(Re)start one service, or nx-27017, and wait until it is ready (a service: also in
-        Envoy's view). nx-27017 comes back on the same port with the same data file."""
+        Envoy's view, unless `wait_envoy` is false: the chaos suite measures that part itself).
+        nx-27017 comes back on the same port with the same data file."""
         child = self.children.get(name)
         if child is not None and child.running():
             self.stop_service(name)
         self._launch(name)
         deadline = time.monotonic() + self._start_timeout
         self._wait_ready(name, deadline)
-        if name != MONGO:
+        if name != MONGO and wait_envoy:
             self._wait_envoy(deadline)
 
     def __enter__(self) -> Stack:
@@ -559,9 +560,8 @@ def describe(stack: Stack, *, stream: IO[str]) -> None:
         grpcurl = shlex.quote(_relative(Path(venv_tool("grpcurl"))))
     except StackError:
         grpcurl = "grpcurl"
-    protoset = shlex.quote(_relative(envoy_config.DESCRIPTOR_SET))
     rows = [
-        ("REST + gRPC", stack.rest_url, f"curl {stack.rest_url}/healthz"),
+        ("REST + gRPC", stack.rest_url, f"curl {stack.rest_url}/readyz"),
     ]
     for name in SERVICES:
         if name in stack.services:
@@ -588,7 +588,7 @@ def describe(stack: Stack, *, stream: IO[str]) -> None:
         "  Try:",
         f"    curl -X POST {stack.rest_url}/api/v1/users \\",
         '      -d \'{"username":"ada","email":"ada@example.com","password":"correct horse battery"}\'',
-        f"    {grpcurl} -plaintext -protoset {protoset} {stack.envoy_address} list",
+        f"    {grpcurl} -plaintext {stack.envoy_address} list",
         "",
         f"  Logs: {rel}/logs/ ({', '.join(sorted(stack.children))})  e.g. tail -f {rel}/logs/*.log",
         "  Press Ctrl-C to stop everything.\n",
