@@ -251,3 +251,20 @@ def test_nx_27017_under_make_run_does_not_log_every_command(tmp_path: Path, quie
         assert "Calling db.command" not in text and " - INFO - " not in text, text
     else:
         assert text.count("Calling db.command") >= 5, text
+
+
+def test_the_banner_commands_work_as_printed(devstack: Devstack) -> None:
+    """Every grpcurl and curl command `make run` prints runs as pasted, from where make run runs
+    (grpcurl is not on PATH, so the banner names .venv/bin/grpcurl)."""
+    devstack.wait_for("Press Ctrl-C")
+    commands = re.findall(
+        r"((?:\S*/)?grpcurl -plaintext \S+ list|curl http://\S+)$", devstack.text, re.MULTILINE
+    )
+    assert len(commands) >= 4, devstack.text  # Envoy's, and each service's
+    for command in commands:
+        assert not command.startswith("grpcurl "), command
+        ran = subprocess.run(shlex.split(command), capture_output=True, text=True, timeout=30)
+        assert ran.returncode == 0, (command, ran.stdout, ran.stderr)
+        assert ran.stdout.strip(), command
+    devstack.process.send_signal(signal.SIGINT)
+    assert devstack.finish() == 0, devstack.text
