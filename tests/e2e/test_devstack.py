@@ -18,6 +18,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+from pymongo import MongoClient
+
+from tests.support import free_port
 
 pytestmark = pytest.mark.e2e
 
@@ -206,10 +209,6 @@ def test_the_embedded_mongodb_stopping_is_an_outage_not_a_crash(devstack: Devsta
 def test_nx_27017_under_make_run_does_not_log_every_command(tmp_path: Path, quiet: bool) -> None:
     """Health pings (every 2 s under `make run`) leave no line in nx-27017's log; nx-27017 started
     directly logs two per command, which shows the check can see them."""
-    from pymongo import MongoClient
-
-    from tests.support import free_port
-
     port = free_port()
     command = (
         [sys.executable, "-m", "services.devstack.nx27017"]
