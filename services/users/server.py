@@ -71,8 +71,6 @@ async def create_service(
     # keep it quiet even when LOG_LEVEL=DEBUG. (SQLAlchemy's own logger defaults to WARNING.)
     logging.getLogger("aiosqlite").setLevel(logging.INFO)
     cipher = cipher_from_settings(settings)  # first: production refuses to start without a key
-    if settings.auto_migrate:
-        await migrate(settings)  # before anything below that would need closing
     owned_channels: list[grpc.aio.Channel] = []
     if verifier is None:
         verifier, auth_channel = verifier_from_auth(settings)
@@ -100,10 +98,20 @@ async def create_service(
         )
         domain = UsersDomain(store=store, passwords=passwords, on_delete=outbox.wake)
         await passwords.warm_up()
-        if settings.admin_username:
-            await domain.ensure_admin(
-                username=settings.admin_username, email=settings.admin_email, password=settings.admin_password
-            )
+
+        async def startup() -> None:
+            if settings.auto_migrate:
+                await migrate(settings)
+            if settings.admin_username:
+                await domain.ensure_admin(
+                    username=settings.admin_username,
+                    email=settings.admin_email,
+                    password=settings.admin_password,
+                )
+
+        # With the database down now, start anyway (NOT_SERVING) and do this once it is back.
+        startup_work = sql.StartupWork(startup, service="users")
+        await startup_work.run_or_defer()
     except Exception:
         await engine.dispose()
         for channel in owned_channels:
@@ -119,9 +127,12 @@ async def create_service(
         users_internal_pb2_grpc.add_UsersInternalServiceServicer_to_server(internal_servicer, server)
 
     async def readiness() -> None:
+        await startup_work.ensure()
+        await outbox.start()  # once the tables exist; idempotent
         await sql.ping(engine)
 
     async def close() -> None:
+        await startup_work.close()
         await outbox.stop()
         for channel in owned_channels:
             await channel.close()
@@ -135,9 +146,8 @@ async def create_service(
         public_methods=frozenset({f"/{USER_SERVICE}/CreateUser"}),
         internal_services=frozenset({INTERNAL_SERVICE}),
         readiness=readiness,
-        translate_error=sql.translate_error,
+        translate_error=startup_work.translate_error,
         outage=database,
-        on_start=[outbox.start],
         on_stop=[close],
     )
     return ServiceHost(spec, settings=settings, verifier=verifier)

@@ -3,6 +3,7 @@ Envoy binary (`envoy --mode validate`), and the committed Kubernetes rendering u
 
 from __future__ import annotations
 
+import base64
 import re
 import subprocess
 import sys
@@ -10,9 +11,11 @@ from pathlib import Path
 
 import pytest
 import yaml
+from google.rpc import error_details_pb2, status_pb2
 
 from services.devstack import envoy
 from services.devstack.stack import venv_tool
+from services.kit.server import MAX_MESSAGE_BYTES, MAX_METADATA_BYTES
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -92,7 +95,17 @@ def test_the_two_renderings_differ_only_where_the_environments_do() -> None:
             "port_value": port,
         }
         assert k8s_address["endpoint"]["address"]["socket_address"] == {"address": name, "port_value": port}
-    # The routes, filters and local replies are the same text in both.
+    # The routes, filters and local replies are the same text in both, but for the CORS origins
+    # (the dev default locally, none in Kubernetes).
+    origins = {}
+    for name, config in (("local", local), ("kubernetes", kubernetes)):
+        vhost = listener(config)["filter_chains"][0]["filters"][0]["typed_config"]["route_config"][
+            "virtual_hosts"
+        ][0]  # type: ignore[index]
+        origins[name] = vhost["typed_per_filter_config"]["envoy.filters.http.cors"].pop(
+            "allow_origin_string_match"
+        )
+    assert origins == {"local": [{"exact": o} for o in envoy.DEV_CORS_ORIGINS], "kubernetes": []}
     assert (
         listener(local)["filter_chains"][0]["filters"][0]["typed_config"]["route_config"]
         == (  # type: ignore[index]
@@ -108,17 +121,27 @@ def test_internal_services_have_no_route_and_no_transcoding() -> None:
     ), "an internal service is named in the config"
     config = yaml.safe_load(text)
     hcm = config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
-    prefixes = {
-        r["match"].get("prefix") or r["match"].get("path")
-        for r in hcm["route_config"]["virtual_hosts"][0]["routes"]
+    routes = hcm["route_config"]["virtual_hosts"][0]["routes"]
+    upstream = {
+        r["match"].get("prefix") or r["match"].get("path"): r["route"]
+        for r in routes
+        if r.get("route", {}).get("cluster") not in (None, "unrouted")
     }
-    assert prefixes == {
-        "/healthz",
+    assert set(upstream) == {
+        "/grpc.reflection.v1alpha.ServerReflection/",
         "/pinexa.auth.v1.AuthService/Login",
         "/pinexa.auth.v1.AuthService/",
         "/pinexa.users.v1.UserService/",
         "/pinexa.data.v1.DataService/",
     }
+    # Reflection reaches only the edge reflection (public services), never a service's own.
+    assert upstream["/grpc.reflection.v1alpha.ServerReflection/"]["prefix_rewrite"] == (
+        "/pinexa.edge.v1alpha.ServerReflection/"
+    )
+    direct = {r["match"].get("prefix") or r["match"].get("path") for r in routes if "direct_response" in r}
+    assert direct == {"/healthz", "/readyz", "/"}
+    unrouted = next(c for c in config["static_resources"]["clusters"] if c["name"] == "unrouted")
+    assert unrouted["load_assignment"] == {"cluster_name": "unrouted"}  # no endpoints
     transcoder = next(
         f for f in hcm["http_filters"] if f["name"] == "envoy.filters.http.grpc_json_transcoder"
     )
@@ -140,7 +163,7 @@ def test_rendering_refuses_an_unfilled_placeholder(monkeypatch: pytest.MonkeyPat
 def test_every_parameter_is_used_by_the_template() -> None:
     used = set(re.findall(r"\$\{(\w+)\}", envoy.TEMPLATE.read_text()))
     declared = set(envoy.EnvoyParams.__dataclass_fields__)
-    assert declared - used == envoy.SECTION_SWITCHES, "parameters the template never uses"
+    assert declared - used == envoy.SECTION_SWITCHES | envoy.RENDERED_INDIRECTLY, "parameters never used"
     assert used - declared == envoy.COMPUTED_PLACEHOLDERS, "placeholders no parameter fills"
 
 
@@ -167,3 +190,123 @@ def test_the_committed_edge_schema_matches_the_descriptor_set() -> None:
         sys.path.pop(0)
     committed = (envoy.ROOT / "generated" / "edge_schema.lua").read_text()
     assert edge_schema.render(envoy.DESCRIPTOR_SET) == committed, "run make generate"
+
+
+def test_the_services_accept_every_request_envoy_forwards() -> None:
+    """Envoy's limits are below the services': what Envoy accepts is never refused upstream
+    for its size. Upstream metadata is the client's headers (path and query included) plus a
+    copy of the path in x-envoy-original-path plus what Envoy adds (a few hundred bytes)."""
+    for params in (envoy.local_params(), envoy.kubernetes_params()):
+        forwarded = params.max_request_headers_kb * 1024 + params.max_path_bytes + 4096
+        assert forwarded <= MAX_METADATA_BYTES
+        assert params.max_path_bytes < params.max_request_headers_kb * 1024
+        assert params.max_request_bytes + 5 <= MAX_MESSAGE_BYTES
+
+
+def test_envoys_grpc_errors_are_statuses_with_the_rest_reason() -> None:
+    for reason, (code, message) in envoy.GRPC_ERRORS.items():
+        raw = base64.b64decode(envoy.grpc_status_details(reason))
+        status = status_pb2.Status.FromString(raw)
+        assert (status.code, status.message) == (code, message)
+        info = error_details_pb2.ErrorInfo()
+        assert status.details[0].Unpack(info)
+        assert (info.reason, info.domain) == (reason, "envoy")
+    # Every reason a gRPC caller can get is one REST callers get too (in a JSON mapper).
+    rendered = envoy.render(envoy.local_params())
+    for reason in envoy.GRPC_ERRORS:
+        assert f"reason: {reason}, domain: envoy" in rendered, reason
+
+
+def test_cors_origins_come_from_the_environment_or_none(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert envoy.kubernetes_params().cors_allowed_origins == ()
+    assert envoy.local_params().cors_allowed_origins == envoy.DEV_CORS_ORIGINS
+    monkeypatch.setenv("CORS_ALLOWED_ORIGINS", "https://app.example.com, http://localhost:3000")
+    assert envoy.origins_from_env(()) == ("https://app.example.com", "http://localhost:3000")
+    monkeypatch.setenv("CORS_ALLOWED_ORIGINS", "")
+    assert envoy.origins_from_env(envoy.DEV_CORS_ORIGINS) == ()
+    for bad in ("app.example.com", "https://app.example.com/path", "ftp://x"):
+        with pytest.raises(ValueError, match="CORS_ALLOWED_ORIGINS"):
+            envoy.parse_origins(bad)
+    assert '{ exact: "https://a.example" }' in envoy.render(
+        envoy.kubernetes_params(cors_allowed_origins=["https://a.example"])
+    )
+
+
+SYNTHETIC_PROTO = """
+syntax = "proto3";
+package t.v1;
+import "google/api/annotations.proto";
+import "google/protobuf/struct.proto";
+import "google/protobuf/timestamp.proto";
+service TService {
+  rpc Put(PutRequest) returns (Thing) {
+    option (google.api.http) = {
+      patch: "/v1/things/{thing.id}/x.y" body: "thing"
+      additional_bindings { post: "/v1/{name=things/**}:put" body: "*" }
+    };
+  }
+  rpc Get(GetRequest) returns (Thing) { option (google.api.http) = { get: "/v1/things/{id}" }; }
+}
+message Inner { string some_name = 1; repeated Inner children = 2; }
+message Thing {
+  string id = 1;
+  Inner inner = 2;
+  repeated Inner inners = 3;
+  map<string, Inner> by_key = 4;
+  map<string, string> labels = 5;
+  google.protobuf.Struct free = 6;
+  google.protobuf.Timestamp when = 7;
+  repeated string tags = 8;
+}
+message PutRequest { Thing thing = 1; string name = 2; bool validate_only = 3; Inner filter = 4; }
+message GetRequest { string id = 1; Inner view = 2; repeated Inner many = 3; }
+"""
+
+
+def test_the_edge_schema_covers_what_the_http_annotations_can_say(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Shapes the Pinexa protos do not use yet: sub-template variables, verbs, maps of messages,
+    self-referencing and repeated messages, nested query parameters."""
+    import google.api.annotations_pb2 as annotations
+    import grpc_tools
+    from grpc_tools import protoc
+
+    sys.path.insert(0, str(envoy.ROOT / "scripts"))
+    try:
+        import edge_schema
+    finally:
+        sys.path.pop(0)
+    (tmp_path / "t").mkdir()
+    (tmp_path / "t" / "t.proto").write_text(SYNTHETIC_PROTO)
+    includes = [Path(annotations.__file__).resolve().parents[2], Path(grpc_tools.__file__).parent / "_proto"]
+    out = tmp_path / "t.pb"
+    argv = ["protoc", f"-I{tmp_path}", *(f"-I{p}" for p in includes), "--include_imports"]
+    assert protoc.main([*argv, f"--descriptor_set_out={out}", "t/t.proto"]) == 0
+    monkeypatch.setattr(edge_schema, "PUBLIC_SERVICES", ("t.v1.TService",))
+    lua = edge_schema.render(out)
+
+    thing = re.search(r'\["t\.v1\.Thing"\] = \{([^}]*)\}', lua)
+    assert thing is not None
+    assert '["byKey"] = "map:t.v1.Inner"' in thing[1] and '["labels"] = 0' in thing[1]
+    assert (
+        '["free"] = 0' in thing[1] and '["when"] = 1' in thing[1] and '["inners"] = "t.v1.Inner"' in thing[1]
+    )
+    assert '["children"] = "t.v1.Inner"' in lua
+    assert 'pattern = "^/v1/things/[^/]+/x%.y$"' in lua and 'pattern = "^/v1/things/.+:put$"' in lua
+    patch = re.search(r'method = "PATCH".*?query = \{([^}]*)\}', lua, re.S)
+    assert patch is not None
+    assert set(re.findall(r'\["([^"]+)"\]', patch[1])) == {
+        "name",
+        "validate_only",
+        "validateOnly",
+        "filter.some_name",
+        "filter.someName",
+    }
+    post = re.search(r'method = "POST".*?body = "t\.v1\.PutRequest", prefix = "", query = \{ *\}', lua, re.S)
+    assert post is not None, "body * takes no query parameter"
+    get = re.search(r'method = "GET".*?body = nil.*?query = \{([^}]*)\}', lua, re.S)
+    assert get is not None and set(re.findall(r'\["([^"]+)"\]', get[1])) == {
+        "view.some_name",
+        "view.someName",
+    }

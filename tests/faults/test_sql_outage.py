@@ -23,8 +23,7 @@ import pytest
 from grpc_health.v1 import health_pb2
 
 from pinexa.users.v1 import users_pb2
-from services.auth.server import migrate as migrate_auth
-from services.users.server import migrate as migrate_users
+from services.auth.users_client import GrpcUsersClient
 from tests.faults.conftest import Stack, StartStack
 from tests.pgcluster import PgCluster
 from tests.support import bearer, error_info, health_status, rpc_error, wait_until
@@ -256,24 +255,44 @@ async def test_a_locked_sqlite_file_is_503_for_writes(start_stack: StartStack, t
 async def test_a_sqlite_file_that_cannot_be_opened_is_503_until_it_can(
     start_stack: StartStack, tmp_path: Path
 ) -> None:
+    """The services start although their database cannot be opened (NOT_SERVING, 503), and
+    migrate and serve by themselves once it can."""
     path = tmp_path / "unreachable.db"
     path.mkdir()  # a directory where the database file should be: "unable to open database file"
-    stack = await start_stack(database_url=f"sqlite+aiosqlite:///{path}", auto_migrate=False)
+    stack = await start_stack(database_url=f"sqlite+aiosqlite:///{path}")
     assert await health_status(stack.users_address) == NOT_SERVING
     assert await health_status(stack.auth_address) == NOT_SERVING
     await assert_db_unavailable(stack.sign_up(), "pinexa.users")
     await assert_db_unavailable(stack.login("nobody"), "pinexa.auth")
 
     path.rmdir()
-    await migrate_users(stack.settings)
-    await migrate_auth(stack.settings)
     await wait_health(stack, SERVING)
     user = await stack.sign_up()
     assert (await stack.login(user.username)).access_token
 
 
-async def test_a_login_refund_during_an_outage_logs_no_traceback(
+async def test_services_started_while_postgresql_is_down_serve_once_it_is_back(
     start_stack: StartStack, pg: PgCluster, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A pod (re)started during an outage does not crash-loop: it starts NOT_SERVING, answers
+    503, and migrates and serves once PostgreSQL is back, without a restart."""
+    caplog.set_level(logging.INFO)
+    pg.stop("immediate")
+    stack = await start_stack()  # the database is empty: no migration has run yet
+    assert await health_status(stack.users_address) == NOT_SERVING
+    assert await health_status(stack.auth_address) == NOT_SERVING
+    await assert_db_unavailable(stack.sign_up(), "pinexa.users")
+    await assert_db_unavailable(stack.login("nobody"), "pinexa.auth")
+
+    pg.start()
+    await wait_health(stack, SERVING)
+    user = await stack.sign_up()
+    assert (await stack.login(user.username)).access_token
+    assert [r.getMessage() for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR] == []
+
+
+async def test_a_login_refund_during_an_outage_logs_no_traceback(
+    start_stack: StartStack, pg: PgCluster, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The database goes down while users checks the password: auth has counted the attempt and
     must refund it, which fails too. The answer is 503 USERS_UNAVAILABLE (users could not answer),
@@ -283,8 +302,18 @@ async def test_a_login_refund_during_an_outage_logs_no_traceback(
     database = stack.settings.sql_url("users").rsplit("/", 1)[1]
     caplog.set_level(logging.INFO)
     locker = psycopg.connect(pg.database_url(database))
+    # Auth first asks users which account the name reaches (ResolveLogin, which reads the same
+    # table), then counts the attempt, then has the password checked. The table is locked once
+    # the name is resolved, so that VerifyCredentials, not ResolveLogin, is the call that waits.
+    resolve_login = GrpcUsersClient.resolve_login
+
+    async def resolve_then_lock(client: GrpcUsersClient, login: str) -> str:
+        user_id = await resolve_login(client, login)
+        locker.execute("LOCK TABLE users IN ACCESS EXCLUSIVE MODE")  # nobody holds it: instant
+        return user_id
+
+    monkeypatch.setattr(GrpcUsersClient, "resolve_login", resolve_then_lock)
     try:
-        locker.execute("LOCK TABLE users IN ACCESS EXCLUSIVE MODE")  # VerifyCredentials waits here
         login = asyncio.ensure_future(stack.login(user.username))
         await _backend_waiting(pg, database, "relation")
         pg.stop("immediate")
