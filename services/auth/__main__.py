@@ -14,10 +14,10 @@ import sys
 import time
 from pathlib import Path
 
+from services.auth.config import AuthSettings
 from services.auth.keys import generate_private_key, private_key_pem, write_new_key
 from services.auth.server import create_service, migrate
 from services.kit.cli import run_command, serve
-from services.kit.settings import Settings
 
 log = logging.getLogger("services.auth")
 
@@ -53,7 +53,7 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def keygen(args: argparse.Namespace, settings: Settings) -> int:
+def keygen(args: argparse.Namespace, settings: AuthSettings) -> int:
     activates_at = time.time() + args.activate_in if args.activate_in > 0 else None
     if args.stdout:
         sys.stdout.write(private_key_pem(generate_private_key(args.alg), activates_at=activates_at))
@@ -65,7 +65,7 @@ def keygen(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _run(args: argparse.Namespace, settings: Settings) -> int:
+def _run(args: argparse.Namespace, settings: AuthSettings) -> int:
     if args.command == "keygen":
         return keygen(args, settings)
     if args.command == "migrate":
@@ -78,7 +78,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(sys.argv[1:] if argv is None else argv)
-    return run_command("auth", lambda settings: _run(args, settings))
+    return run_command("auth", lambda settings: _run(args, settings), settings=AuthSettings)
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from typing import NoReturn, Protocol
 
+from services.auth.config import AuthSettings
 from services.auth.keys import KeyRing
 from services.auth.store import AuthStore, Claim, DeviceClaim, ThrottleKey, TokenRecord
 from services.kit.context import Principal, Role
@@ -28,7 +29,6 @@ from services.kit.errors import (
     Unauthenticated,
     Violations,
 )
-from services.kit.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +77,7 @@ class UsersClient(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class AuthPolicy:
-    """The knobs, taken from Settings."""
+    """The knobs, taken from AuthSettings."""
 
     issuer: str = "pinexa-auth"
     audience: str = "pinexa"
@@ -90,7 +90,7 @@ class AuthPolicy:
     device_token_ttl: int = 90 * 24 * 3600
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> AuthPolicy:
+    def from_settings(cls, settings: AuthSettings) -> AuthPolicy:
         return cls(
             issuer=settings.jwt_issuer,
             audience=settings.jwt_audience,

@@ -12,6 +12,7 @@ from pathlib import Path
 import grpc
 
 from pinexa.auth.v1 import auth_pb2_grpc
+from services.auth.config import AuthSettings
 from services.auth.domain import FAILURE_MEMORY_SECONDS, Auth, AuthPolicy
 from services.auth.keys import KeyRing, load_keys
 from services.auth.servicer import AuthServicer
@@ -20,7 +21,6 @@ from services.auth.users_client import GrpcUsersClient
 from services.kit import sql
 from services.kit.channels import internal_channel
 from services.kit.server import ServiceHost, ServiceSpec
-from services.kit.settings import Settings
 from services.kit.tokens import StaticKeySource, verifier_from_settings
 
 log = logging.getLogger(__name__)
@@ -34,12 +34,12 @@ PURGE_INTERVAL_SECONDS = 3600.0
 TOKEN_RETENTION_SECONDS = 7 * 24 * 3600
 
 
-async def migrate(settings: Settings) -> None:
+async def migrate(settings: AuthSettings) -> None:
     """Apply every pending migration of the auth service (idempotent)."""
     await sql.upgrade(url=settings.sql_url("auth"), script_location=MIGRATIONS, version_table=VERSION_TABLE)
 
 
-def key_ring(settings: Settings, *, clock: Callable[[], float] = time.time) -> KeyRing:
+def key_ring(settings: AuthSettings, *, clock: Callable[[], float] = time.time) -> KeyRing:
     """The signing keys from JWT_PRIVATE_KEYS and JWT_KEYS_DIR (a dev key in development)."""
     return load_keys(
         private_keys=settings.jwt_private_keys,
@@ -88,7 +88,7 @@ class _Purger:
 
 
 async def create_service(
-    settings: Settings,
+    settings: AuthSettings,
     *,
     users_channel: grpc.aio.Channel | None = None,
     keys: KeyRing | None = None,

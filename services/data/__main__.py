@@ -5,18 +5,18 @@ from __future__ import annotations
 import asyncio
 import sys
 
+from services.data.config import DataSettings
 from services.data.server import create_service
 from services.kit.cli import run_command, serve
-from services.kit.settings import Settings
 
 
-def _serve(settings: Settings) -> int:
+def _serve(settings: DataSettings) -> int:
     asyncio.run(serve(settings, create_service, settings.data_port))
     return 0
 
 
 def run() -> int:
-    return run_command("data", _serve)
+    return run_command("data", _serve, settings=DataSettings)
 
 
 if __name__ == "__main__":

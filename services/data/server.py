@@ -8,13 +8,14 @@ from collections.abc import Awaitable, Callable
 from pymongo import AsyncMongoClient
 
 from pinexa.data.v1 import data_internal_pb2_grpc, data_pb2_grpc
+from services.data.config import DataSettings
 from services.data.domain import ItemService
 from services.data.servicer import DataInternalServicer, DataServicer
 from services.data.store import Document, MongoItemStore, connect
 from services.kit.channels import verifier_from_auth
 from services.kit.errors import Unavailable
 from services.kit.server import ServiceHost, ServiceSpec
-from services.kit.settings import Settings, SettingsError
+from services.kit.settings import SettingsError
 from services.kit.tokens import TokenVerifier
 
 log = logging.getLogger(__name__)
@@ -25,7 +26,7 @@ COLLECTION = "items"
 
 
 async def create_service(
-    settings: Settings,
+    settings: DataSettings,
     *,
     verifier: TokenVerifier | None = None,
     mongo_client: AsyncMongoClient[Document] | None = None,
@@ -42,7 +43,7 @@ async def create_service(
         mongo_client = connect(settings.mongodb_url)
         on_stop.append(mongo_client.close)
     if verifier is None:
-        verifier, auth_channel = verifier_from_auth(settings)
+        verifier, auth_channel = verifier_from_auth(settings, settings.auth_address)
 
         async def close_channel() -> None:
             await auth_channel.close()

@@ -83,8 +83,8 @@ def internal_channel(address: str, *, internal_token: str = "") -> grpc.aio.Chan
     )
 
 
-def verifier_from_auth(settings: Settings) -> tuple[TokenVerifier, grpc.aio.Channel]:
-    """How users and data verify tokens: against auth's JWKS, over an internal channel that the
-    caller owns and closes at shutdown."""
-    channel = internal_channel(settings.auth_address, internal_token=settings.internal_token)
+def verifier_from_auth(settings: Settings, auth_address: str) -> tuple[TokenVerifier, grpc.aio.Channel]:
+    """How users and data verify tokens: against the JWKS of auth at `auth_address` (their
+    AUTH_ADDRESS), over an internal channel that the caller owns and closes at shutdown."""
+    channel = internal_channel(auth_address, internal_token=settings.internal_token)
     return verifier_from_settings(settings, auth_key_source(channel)), channel

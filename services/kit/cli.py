@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 from services.kit.errors import PinexaError
 from services.kit.logs import configure_logging
@@ -12,13 +13,16 @@ from services.kit.metrics import serve_metrics
 from services.kit.server import ServiceHost, run_until_signal
 from services.kit.settings import Settings, SettingsError
 
+S = TypeVar("S", bound=Settings)
 
-def run_command(service: str, command: Callable[[Settings], int]) -> int:
-    """Run `command` with the settings from the environment; returns the exit status."""
+
+def run_command(service: str, command: Callable[[S], int], *, settings: type[S]) -> int:
+    """Run `command` with the service's `settings` class read from the environment (only the
+    variables that class defines); returns the exit status."""
     try:
-        settings = Settings.from_env()
-        configure_logging(service, level=settings.log_level, fmt=settings.log_format)
-        return command(settings)
+        loaded = settings.from_env()
+        configure_logging(service, level=loaded.log_level, fmt=loaded.log_format)
+        return command(loaded)
     except SettingsError as error:  # also raised at start-up, e.g. for missing keys in production
         sys.stderr.write(f"{service}: configuration error: {error}\n")
         return 2
@@ -27,9 +31,7 @@ def run_command(service: str, command: Callable[[Settings], int]) -> int:
         return 2
 
 
-async def serve(
-    settings: Settings, create_service: Callable[[Settings], Awaitable[ServiceHost]], port: int
-) -> None:
+async def serve(settings: S, create_service: Callable[[S], Awaitable[ServiceHost]], port: int) -> None:
     """Build the service, expose its metrics, and serve on LISTEN_HOST:port until SIGTERM/SIGINT."""
     host = await create_service(settings)
     serve_metrics(settings.metrics_port, settings.listen_host)

@@ -1,25 +1,47 @@
-"""One typed settings object, read from the environment and validated at start-up.
+"""Typed settings, read from the environment and validated at start-up.
 
-Every variable is listed in the README's configuration table; keep the two in step.
+The kit holds the loader and the fields every service shares (`Settings`, and `SqlSettings` for the
+services with a SQL database); each service adds its own fields in `services/<svc>/config.py`, a
+subclass loaded by the same `from_env`, so a service reads and validates only what it uses.
+
+A field names its variable with `setting(...)`; the loader reads every such field of the class, with
+one set of parsers and one wording of errors. Hand-written rather than pydantic-settings: the
+parsing is a few lines, the error messages name the variable exactly as the README documents it,
+and the services need no further dependency.
+
+Every variable of every settings class is listed in the README's configuration table
+(tests/kit/test_settings.py checks that the two agree).
 """
 
 from __future__ import annotations
 
-import base64
+import dataclasses
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal, TypeVar
 
 Environment = Literal["development", "production"]
 
 # Values that are fine on a laptop and never in production.
 _PLACEHOLDER_SECRETS = frozenset({"", "changeme", "change-me", "password", "admin", "secret", "dev"})
 
+# Each service's gRPC port; its address, where the others reach it, defaults to 127.0.0.1:<port>.
+DEFAULT_PORTS = {"auth": 50051, "users": 50052, "data": 50053}
+
+_VAR = "pinexa.env"  # the dataclass field metadata key that names a field's variable
+
+S = TypeVar("S", bound="Settings")
+
 
 class SettingsError(ValueError):
     """A setting is missing or malformed; the message names the variable."""
+
+
+def is_placeholder(secret: str, *, min_length: int) -> bool:
+    """A secret that must not be used in production: a known placeholder, or too short."""
+    return secret.lower() in _PLACEHOLDER_SECRETS or len(secret) < min_length
 
 
 def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int = 0) -> int:
@@ -52,76 +74,163 @@ def _str(env: Mapping[str, str], name: str, default: str = "") -> str:
     return env.get(name, "").strip() or default
 
 
-def parse_pii_keys(value: str) -> list[bytes]:
-    """The keys of a PII_ENCRYPTION_KEY value, newest first: base64 of 32 bytes each,
-    comma-separated. An empty value lists none."""
-    keys = []
-    for entry in (part.strip() for part in value.split(",")):
-        if not entry:
-            continue
-        try:
-            key = base64.b64decode(entry, validate=True)
-        except ValueError:  # binascii.Error is one
-            key = b""
-        if len(key) != 32:
-            raise SettingsError(
-                "PII_ENCRYPTION_KEY must be base64 of 32 random bytes (several, comma-separated, to rotate)"
-            )
-        keys.append(key)
-    if value.strip() and not keys:
-        raise SettingsError("PII_ENCRYPTION_KEY lists no key")
-    return keys
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    return raw.lower() in ("1", "true", "yes")
+
+
+def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
+    value = _str(env, name, default)
+    if value not in choices:
+        allowed = " or ".join(repr(c) for c in choices)
+        raise SettingsError(f"{name} must be {allowed}, got {value!r}")
+    return value
+
+
+def _algorithms(env: Mapping[str, str], name: str, default: tuple[str, ...]) -> tuple[str, ...]:
+    algorithms = tuple(a.strip() for a in _str(env, name, ",".join(default)).split(",") if a.strip())
+    unsupported = [a for a in algorithms if a not in ("ES256", "EdDSA")]
+    if unsupported or not algorithms:
+        raise SettingsError(f"{name} may name only ES256 and EdDSA, got {unsupported or 'nothing'}")
+    return algorithms
+
+
+@dataclass(frozen=True)
+class _Var:
+    """How the loader reads one field: its variable, and a parser (env, name, default) -> value."""
+
+    name: str
+    parse: Callable[[Mapping[str, str], str, Any], Any]
+    default_from: Callable[[Mapping[str, str]], Any] | None
+
+    def read(self, env: Mapping[str, str], default: Any) -> Any:
+        if self.default_from is not None:
+            default = self.default_from(env)
+        return self.parse(env, self.name, default)
+
+
+def setting(
+    name: str,
+    default: Any,
+    *,
+    minimum: float | None = None,
+    choices: tuple[str, ...] | None = None,
+    secret: bool = False,
+    strip: bool = True,
+    default_from: Callable[[Mapping[str, str]], Any] | None = None,
+    parse: Callable[[Mapping[str, str], str, Any], Any] | None = None,
+) -> Any:
+    """A settings field read from variable `name`, parsed by the type of its default.
+
+    `minimum` bounds a number; `choices` lists a string's allowed values; a `secret` stays out of
+    repr (it may hold a password or key); `strip=False` keeps surrounding spaces (passwords);
+    `default_from` computes the default from other variables (an address from a port).
+    """
+    if parse is None:
+        if isinstance(default, bool):
+            parse = _bool
+        elif isinstance(default, int):
+            low = int(minimum or 0)
+            parse = lambda env, var, dflt: _int(env, var, dflt, minimum=low)  # noqa: E731
+        elif isinstance(default, float):
+            low_f = float(minimum or 0.0)
+            parse = lambda env, var, dflt: _float(env, var, dflt, minimum=low_f)  # noqa: E731
+        elif isinstance(default, Path):
+            parse = lambda env, var, dflt: Path(_str(env, var, str(dflt)))  # noqa: E731
+        elif choices is not None:
+            options = choices
+            parse = lambda env, var, dflt: _choice(env, var, dflt, options)  # noqa: E731
+        elif strip:
+            parse = _str
+        else:
+            parse = lambda env, var, dflt: env.get(var, dflt)  # noqa: E731
+    return field(default=default, repr=not secret, metadata={_VAR: _Var(name, parse, default_from)})
+
+
+def port_setting(service: str) -> Any:
+    """The gRPC port `service` listens on: <SERVICE>_PORT."""
+    return setting(f"{service.upper()}_PORT", DEFAULT_PORTS[service])
+
+
+def address_setting(service: str) -> Any:
+    """Where the other services reach `service`: <SERVICE>_ADDRESS, by default 127.0.0.1:<its port>."""
+    default = f"127.0.0.1:{DEFAULT_PORTS[service]}"
+    port_var = f"{service.upper()}_PORT"
+    return setting(
+        f"{service.upper()}_ADDRESS",
+        default,
+        default_from=lambda env: f"127.0.0.1:{_int(env, port_var, DEFAULT_PORTS[service])}",
+    )
+
+
+def variables(*classes: type[Settings]) -> set[str]:
+    """The variables the settings classes define, one per field."""
+    names: set[str] = set()
+    for cls in classes:
+        for f in dataclasses.fields(cls):
+            var = f.metadata.get(_VAR)
+            if var is not None:
+                names.add(var.name)
+    return names
 
 
 @dataclass(frozen=True, kw_only=True)
 class Settings:
-    """Configuration shared by every service; each service reads the parts it needs."""
+    """What every service reads: the environment, logging, shutdown, health, metrics, the internal
+    token, and how access tokens are verified. A service's own fields are in its `config.py`."""
 
-    environment: Environment = "development"
-    listen_host: str = "127.0.0.1"
-    auth_port: int = 50051
-    users_port: int = 50052
-    data_port: int = 50053
-    auth_address: str = "127.0.0.1:50051"
-    users_address: str = "127.0.0.1:50052"
-    data_address: str = "127.0.0.1:50053"
-    data_dir: Path = Path("var")
-    database_url: str = field(default="", repr=False)  # may hold a password or key
-    db_pool_size: int = 10
-    db_pool_timeout_seconds: float = 5.0
-    db_statement_timeout_ms: int = 5000
-    auto_migrate: bool = True
-    mongodb_url: str = field(default="", repr=False)  # may hold a password or key
-    mongodb_database: str = "pinexa"
-    jwt_issuer: str = "pinexa-auth"
-    jwt_audience: str = "pinexa"
-    jwt_algorithms: tuple[str, ...] = ("ES256", "EdDSA")
-    jwt_leeway_seconds: int = 30
-    jwt_keys_dir: Path = Path("var/keys")
-    jwt_private_keys: str = field(default="", repr=False)  # may hold a password or key
-    access_token_ttl_seconds: int = 900
-    refresh_token_ttl_seconds: int = 30 * 24 * 3600
-    refresh_reuse_grace_seconds: float = 10.0
-    login_max_failures: int = 5
-    login_backoff_base_seconds: float = 1.0
-    login_backoff_max_seconds: float = 900.0
-    login_device_token_ttl_seconds: int = 90 * 24 * 3600
-    internal_token: str = field(default="", repr=False)
-    admin_username: str = ""
-    admin_email: str = ""
-    admin_password: str = field(default="", repr=False)
-    # users: AES-256-GCM keys for personal data at rest, base64, comma-separated, newest first.
-    pii_encryption_key: str = field(default="", repr=False)
-    log_level: str = "INFO"
-    log_format: Literal["json", "text"] = "json"
-    shutdown_grace_seconds: float = 10.0
-    shutdown_drain_seconds: float = 1.0
-    health_check_interval_seconds: float = 2.0
-    metrics_port: int = 0
+    environment: Environment = setting("PINEXA_ENV", "development", choices=("development", "production"))
+    listen_host: str = setting("LISTEN_HOST", "127.0.0.1")
+    data_dir: Path = setting("DATA_DIR", Path("var"))
+    internal_token: str = setting("INTERNAL_TOKEN", "", secret=True)
+    jwt_issuer: str = setting("JWT_ISSUER", "pinexa-auth")
+    jwt_audience: str = setting("JWT_AUDIENCE", "pinexa")
+    jwt_algorithms: tuple[str, ...] = setting("JWT_ALGORITHMS", ("ES256", "EdDSA"), parse=_algorithms)
+    jwt_leeway_seconds: int = setting("JWT_LEEWAY_SECONDS", 30)
+    access_token_ttl_seconds: int = setting("ACCESS_TOKEN_TTL_SECONDS", 900, minimum=1)
+    log_level: str = setting("LOG_LEVEL", "INFO", parse=lambda env, var, d: _str(env, var, d).upper())
+    log_format: Literal["json", "text"] = setting("LOG_FORMAT", "json", choices=("json", "text"))
+    shutdown_grace_seconds: float = setting("SHUTDOWN_GRACE_SECONDS", 10.0)
+    shutdown_drain_seconds: float = setting("SHUTDOWN_DRAIN_SECONDS", 1.0)
+    health_check_interval_seconds: float = setting("HEALTH_CHECK_INTERVAL_SECONDS", 2.0, minimum=0.05)
+    metrics_port: int = setting("METRICS_PORT", 0)
 
     @property
     def is_production(self) -> bool:
         return self.environment == "production"
+
+    @classmethod
+    def from_env(cls: type[S], env: Mapping[str, str] | None = None) -> S:
+        """Read every field of this class from `env` (default: the process environment), then
+        validate the whole."""
+        env = os.environ if env is None else env
+        values = {
+            f.name: f.metadata[_VAR].read(env, f.default)
+            for f in dataclasses.fields(cls)
+            if _VAR in f.metadata
+        }
+        settings = cls(**values)
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        """Refuse combinations that would be unsafe; placeholders are for development only.
+        A subclass checks its own fields and then calls this."""
+        if self.is_production and is_placeholder(self.internal_token, min_length=32):
+            raise SettingsError("INTERNAL_TOKEN must be set to at least 32 random characters in production")
+
+
+@dataclass(frozen=True, kw_only=True)
+class SqlSettings(Settings):
+    """The shared settings plus a SQL database (users and auth)."""
+
+    database_url: str = setting("DATABASE_URL", "", secret=True)
+    db_pool_size: int = setting("DB_POOL_SIZE", 10, minimum=1)
+    db_pool_timeout_seconds: float = setting("DB_POOL_TIMEOUT_SECONDS", 5.0, minimum=0.01)
+    db_statement_timeout_ms: int = setting("DB_STATEMENT_TIMEOUT_MS", 5000, minimum=1)
+    auto_migrate: bool = setting("AUTO_MIGRATE", True)
 
     def sqlite_url(self, name: str) -> str:
         """The embedded default database of one service: a SQLite file under DATA_DIR."""
@@ -130,88 +239,3 @@ class Settings:
     def sql_url(self, name: str) -> str:
         """The SQL database of service `name`: DATABASE_URL when set, else its SQLite file."""
         return self.database_url or self.sqlite_url(name)
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
-        env = os.environ if env is None else env
-        environment = _str(env, "PINEXA_ENV", "development")
-        if environment not in ("development", "production"):
-            raise SettingsError(f"PINEXA_ENV must be 'development' or 'production', got {environment!r}")
-        log_format = _str(env, "LOG_FORMAT", "json")
-        if log_format not in ("json", "text"):
-            raise SettingsError(f"LOG_FORMAT must be 'json' or 'text', got {log_format!r}")
-        algorithms = tuple(
-            a.strip() for a in _str(env, "JWT_ALGORITHMS", "ES256,EdDSA").split(",") if a.strip()
-        )
-        unsupported = [a for a in algorithms if a not in ("ES256", "EdDSA")]
-        if unsupported or not algorithms:
-            raise SettingsError(
-                f"JWT_ALGORITHMS may name only ES256 and EdDSA, got {unsupported or 'nothing'}"
-            )
-        data_dir = Path(_str(env, "DATA_DIR", "var"))
-        auth_port = _int(env, "AUTH_PORT", 50051)
-        users_port = _int(env, "USERS_PORT", 50052)
-        data_port = _int(env, "DATA_PORT", 50053)
-        settings = cls(
-            environment=environment,  # type: ignore[arg-type]
-            listen_host=_str(env, "LISTEN_HOST", "127.0.0.1"),
-            auth_port=auth_port,
-            users_port=users_port,
-            data_port=data_port,
-            auth_address=_str(env, "AUTH_ADDRESS", f"127.0.0.1:{auth_port}"),
-            users_address=_str(env, "USERS_ADDRESS", f"127.0.0.1:{users_port}"),
-            data_address=_str(env, "DATA_ADDRESS", f"127.0.0.1:{data_port}"),
-            data_dir=data_dir,
-            database_url=_str(env, "DATABASE_URL"),
-            db_pool_size=_int(env, "DB_POOL_SIZE", 10, minimum=1),
-            db_pool_timeout_seconds=_float(env, "DB_POOL_TIMEOUT_SECONDS", 5.0, minimum=0.01),
-            db_statement_timeout_ms=_int(env, "DB_STATEMENT_TIMEOUT_MS", 5000, minimum=1),
-            auto_migrate=_str(env, "AUTO_MIGRATE", "true").lower() in ("1", "true", "yes"),
-            mongodb_url=_str(env, "MONGODB_URL"),
-            mongodb_database=_str(env, "MONGODB_DATABASE", "pinexa"),
-            jwt_issuer=_str(env, "JWT_ISSUER", "pinexa-auth"),
-            jwt_audience=_str(env, "JWT_AUDIENCE", "pinexa"),
-            jwt_algorithms=algorithms,
-            jwt_leeway_seconds=_int(env, "JWT_LEEWAY_SECONDS", 30),
-            jwt_keys_dir=Path(_str(env, "JWT_KEYS_DIR", str(data_dir / "keys"))),
-            jwt_private_keys=env.get("JWT_PRIVATE_KEYS", "").strip(),
-            access_token_ttl_seconds=_int(env, "ACCESS_TOKEN_TTL_SECONDS", 900, minimum=1),
-            refresh_token_ttl_seconds=_int(env, "REFRESH_TOKEN_TTL_SECONDS", 30 * 24 * 3600, minimum=1),
-            refresh_reuse_grace_seconds=_float(env, "REFRESH_REUSE_GRACE_SECONDS", 10.0),
-            login_max_failures=_int(env, "LOGIN_MAX_FAILURES", 5, minimum=1),
-            login_backoff_base_seconds=_float(env, "LOGIN_BACKOFF_BASE_SECONDS", 1.0),
-            login_backoff_max_seconds=_float(env, "LOGIN_BACKOFF_MAX_SECONDS", 900.0),
-            login_device_token_ttl_seconds=_int(
-                env, "LOGIN_DEVICE_TOKEN_TTL_SECONDS", 90 * 24 * 3600, minimum=1
-            ),
-            internal_token=env.get("INTERNAL_TOKEN", "").strip(),
-            admin_username=_str(env, "ADMIN_USERNAME"),
-            admin_email=_str(env, "ADMIN_EMAIL"),
-            admin_password=env.get("ADMIN_PASSWORD", ""),
-            pii_encryption_key=env.get("PII_ENCRYPTION_KEY", "").strip(),
-            log_level=_str(env, "LOG_LEVEL", "INFO").upper(),
-            log_format=log_format,  # type: ignore[arg-type]
-            shutdown_grace_seconds=_float(env, "SHUTDOWN_GRACE_SECONDS", 10.0),
-            shutdown_drain_seconds=_float(env, "SHUTDOWN_DRAIN_SECONDS", 1.0),
-            health_check_interval_seconds=_float(env, "HEALTH_CHECK_INTERVAL_SECONDS", 2.0, minimum=0.05),
-            metrics_port=_int(env, "METRICS_PORT", 0),
-        )
-        settings.validate()
-        return settings
-
-    def validate(self) -> None:
-        """Refuse combinations that would be unsafe; placeholders are for development only."""
-        admin = (self.admin_username, self.admin_email, self.admin_password)
-        if any(admin) and not all(admin):
-            raise SettingsError(
-                "set ADMIN_USERNAME, ADMIN_EMAIL and ADMIN_PASSWORD together, or none of them"
-            )
-        parse_pii_keys(self.pii_encryption_key)
-        if not self.is_production:
-            return
-        if self.admin_password and (
-            self.admin_password.lower() in _PLACEHOLDER_SECRETS or len(self.admin_password) < 12
-        ):
-            raise SettingsError("ADMIN_PASSWORD is a placeholder or shorter than 12 characters")
-        if self.internal_token.lower() in _PLACEHOLDER_SECRETS or len(self.internal_token) < 32:
-            raise SettingsError("INTERNAL_TOKEN must be set to at least 32 random characters in production")

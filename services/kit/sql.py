@@ -32,6 +32,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from services.kit.errors import DependencyUnavailable, PinexaError
+from services.kit.settings import SqlSettings
 
 log = logging.getLogger(__name__)
 
@@ -96,8 +97,8 @@ def create_engine(
     )
 
 
-def engine_from_settings(settings: Any, name: str, *, pool_size: int | None = None) -> AsyncEngine:
-    """The engine of service `name` (users, auth) with the pool and timeouts of its Settings."""
+def engine_from_settings(settings: SqlSettings, name: str, *, pool_size: int | None = None) -> AsyncEngine:
+    """The engine of service `name` (users, auth) with the pool and timeouts of its SqlSettings."""
     return create_engine(
         settings.sql_url(name),
         pool_size=settings.db_pool_size if pool_size is None else pool_size,

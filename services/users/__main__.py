@@ -11,7 +11,7 @@ import logging
 import sys
 
 from services.kit.cli import run_command, serve
-from services.kit.settings import Settings
+from services.users.config import UsersSettings
 from services.users.server import create_service, migrate, reencrypt
 
 log = logging.getLogger("services.users")
@@ -19,7 +19,7 @@ log = logging.getLogger("services.users")
 USAGE = "usage: python -m services.users [migrate | reencrypt]"
 
 
-def _run(args: list[str], settings: Settings) -> int:
+def _run(args: list[str], settings: UsersSettings) -> int:
     if args == ["migrate"]:
         asyncio.run(migrate(settings))
         log.info("migrations applied")
@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     if args not in ([], ["migrate"], ["reencrypt"]):
         sys.stderr.write(USAGE + "\n")
         return 2
-    return run_command("users", lambda settings: _run(args, settings))
+    return run_command("users", lambda settings: _run(args, settings), settings=UsersSettings)
 
 
 if __name__ == "__main__":

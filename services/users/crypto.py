@@ -35,8 +35,9 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from services.kit.settings import Settings, SettingsError
-from services.kit.settings import parse_pii_keys as parse_keys
+from services.kit.settings import SettingsError
+from services.users.config import UsersSettings
+from services.users.config import parse_pii_keys as parse_keys
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +114,7 @@ class PiiCipher:
         return hmac.new(self._index_key, email_key.encode(), hashlib.sha256).hexdigest()
 
 
-def dev_key_path(settings: Settings) -> Path:
+def dev_key_path(settings: UsersSettings) -> Path:
     return settings.data_dir / "keys" / "pii.key"
 
 
@@ -144,7 +145,7 @@ def load_or_create_dev_key(path: Path) -> str:
     return value
 
 
-def cipher_from_settings(settings: Settings) -> PiiCipher:
+def cipher_from_settings(settings: UsersSettings) -> PiiCipher:
     """The keyring from PII_ENCRYPTION_KEY; in development only, a generated local key."""
     value = settings.pii_encryption_key
     if not value:

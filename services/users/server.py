@@ -12,8 +12,8 @@ from services.kit import sql
 from services.kit.channels import internal_channel, verifier_from_auth
 from services.kit.outage import OutageLog
 from services.kit.server import ServiceHost, ServiceSpec
-from services.kit.settings import Settings
 from services.kit.tokens import TokenVerifier
+from services.users.config import UsersSettings
 from services.users.crypto import cipher_from_settings
 from services.users.domain import UsersDomain
 from services.users.outbox import PurgeOutbox
@@ -29,12 +29,12 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 VERSION_TABLE = "alembic_version_users"
 
 
-async def migrate(settings: Settings) -> None:
+async def migrate(settings: UsersSettings) -> None:
     """Apply every pending migration of the users service (idempotent)."""
     await sql.upgrade(url=settings.sql_url("users"), script_location=MIGRATIONS, version_table=VERSION_TABLE)
 
 
-async def reencrypt(settings: Settings) -> int:
+async def reencrypt(settings: UsersSettings) -> int:
     """Rewrite personal data under the newest PII key (after prepending one to rotate).
     Returns how many accounts were rewritten."""
     cipher = cipher_from_settings(settings)
@@ -53,7 +53,7 @@ async def reencrypt(settings: Settings) -> int:
 
 
 async def create_service(
-    settings: Settings,
+    settings: UsersSettings,
     *,
     verifier: TokenVerifier | None = None,
     data_channel: grpc.aio.Channel | None = None,
@@ -73,7 +73,7 @@ async def create_service(
     cipher = cipher_from_settings(settings)  # first: production refuses to start without a key
     owned_channels: list[grpc.aio.Channel] = []
     if verifier is None:
-        verifier, auth_channel = verifier_from_auth(settings)
+        verifier, auth_channel = verifier_from_auth(settings, settings.auth_address)
         owned_channels.append(auth_channel)
     if data_channel is None:
         data_channel = internal_channel(settings.data_address, internal_token=settings.internal_token)
