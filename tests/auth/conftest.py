@@ -11,6 +11,7 @@ as in production. What differs, on purpose:
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -25,11 +26,12 @@ from argon2 import PasswordHasher
 from pinexa.auth.v1 import auth_pb2, auth_pb2_grpc
 from pinexa.data.v1 import data_internal_pb2, data_internal_pb2_grpc
 from pinexa.users.v1 import users_pb2, users_pb2_grpc
+from services.auth.config import AuthSettings
 from services.auth.keys import KeyRing
 from services.auth.server import create_service as create_auth
 from services.kit.server import ServiceHost
-from services.kit.settings import Settings
 from services.kit.tokens import CallableKeySource, Jwk, TokenVerifier, auth_key_source
+from services.users.config import UsersSettings
 from services.users.passwords import Passwords
 from services.users.server import create_service as create_users
 from tests.support import bearer
@@ -67,7 +69,8 @@ class Stack:
 
     auth_host: ServiceHost
     users_host: ServiceHost
-    settings: Settings
+    settings: AuthSettings
+    users_settings: UsersSettings
     clock: FakeClock
     auth_channel: grpc.aio.Channel
     users_channel: grpc.aio.Channel
@@ -117,7 +120,8 @@ StartStack = Callable[..., Awaitable[Stack]]
 
 @pytest.fixture
 async def start_stack(sql_url: str, tmp_path: Path) -> AsyncIterator[StartStack]:
-    """Starts users + auth on `sql_url`; keyword arguments override Settings fields."""
+    """Starts users + auth on `sql_url`; keyword arguments override fields of AuthSettings or
+    UsersSettings (each service gets the ones its class has; a name in neither is an error)."""
     cleanup: list[Callable[[], Awaitable[None]]] = []
 
     async def start(
@@ -132,7 +136,12 @@ async def start_stack(sql_url: str, tmp_path: Path) -> AsyncIterator[StartStack]
             "shutdown_drain_seconds": 0,
             **overrides,
         }
-        settings = Settings(**values)
+        auth_fields = {f.name for f in dataclasses.fields(AuthSettings)}
+        users_fields = {f.name for f in dataclasses.fields(UsersSettings)}
+        unknown = set(values) - auth_fields - users_fields
+        assert not unknown, f"no service has the settings {sorted(unknown)}"
+        settings = AuthSettings(**{k: v for k, v in values.items() if k in auth_fields})
+        users_settings = UsersSettings(**{k: v for k, v in values.items() if k in users_fields})
         clock = FakeClock()
 
         data_server = grpc.aio.server()
@@ -162,7 +171,7 @@ async def start_stack(sql_url: str, tmp_path: Path) -> AsyncIterator[StartStack]
             min_refresh_interval=0.0,
         )
         users_host = await create_users(
-            settings,
+            users_settings,
             verifier=verifier,
             data_channel=data_channel,
             passwords=Passwords(hasher),
@@ -185,6 +194,7 @@ async def start_stack(sql_url: str, tmp_path: Path) -> AsyncIterator[StartStack]
             auth_host=auth_host,
             users_host=users_host,
             settings=settings,
+            users_settings=users_settings,
             clock=clock,
             auth_channel=auth_channel,
             users_channel=users_channel,

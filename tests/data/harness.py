@@ -8,8 +8,8 @@ import grpc
 from google.protobuf import field_mask_pb2, struct_pb2
 
 from pinexa.data.v1 import data_internal_pb2_grpc, data_pb2, data_pb2_grpc
+from services.data.config import DataSettings
 from services.kit.server import ServiceHost
-from services.kit.settings import Settings
 from tests.support import TestKeys, bearer
 
 INTERNAL_TOKEN = "test-internal-token-0123456789abcdef"
@@ -83,7 +83,7 @@ class DataClient:
                 return items
 
 
-def data_settings(database: str, **overrides: Any) -> Settings:
+def data_settings(database: str, **overrides: Any) -> DataSettings:
     values: dict[str, Any] = {
         "mongodb_database": database,
         "health_check_interval_seconds": 0.1,
@@ -92,7 +92,7 @@ def data_settings(database: str, **overrides: Any) -> Settings:
         "internal_token": INTERNAL_TOKEN,
         **overrides,
     }
-    return Settings(**values)
+    return DataSettings(**values)
 
 
 def struct(value: dict[str, Any]) -> struct_pb2.Struct:

@@ -17,9 +17,10 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from pymongo import AsyncMongoClient
 
 from pinexa.data.v1 import data_internal_pb2, data_pb2
+from services.data.config import DataSettings
 from services.data.server import COLLECTION, DATA_INTERNAL_SERVICE, DATA_SERVICE, create_service
 from services.data.store import MongoItemStore
-from services.kit.settings import Settings, SettingsError
+from services.kit.settings import SettingsError
 from tests.data.harness import DataClient, data_settings
 from tests.support import TestKeys, error_info, free_port, health_status, rpc_error, wait_serving
 
@@ -135,7 +136,7 @@ async def test_indexes_exist(
 
 async def test_mongodb_url_is_required() -> None:
     with pytest.raises(SettingsError, match="MONGODB_URL"):
-        await create_service(Settings(mongodb_url=""))
+        await create_service(DataSettings(mongodb_url=""))
 
 
 def test_main_exits_with_a_clear_error_without_mongodb_url() -> None:

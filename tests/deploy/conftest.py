@@ -127,12 +127,16 @@ class _RecordingEnv(dict[str, str]):
 
 
 def variables_the_code_reads() -> set[str]:
-    """Every environment variable Settings.from_env reads (recorded while it runs, not a hand-kept
-    list), plus those docker/entrypoint.sh reads. Anything else set for a service is a typo."""
-    from services.kit.settings import Settings
+    """Every environment variable the services' settings read (recorded while each class's
+    from_env runs, not a hand-kept list), plus those docker/entrypoint.sh reads. Anything else set
+    for a service is a typo."""
+    from services.auth.config import AuthSettings
+    from services.data.config import DataSettings
+    from services.users.config import UsersSettings
 
     env = _RecordingEnv()
-    Settings.from_env(env)
+    for settings in (AuthSettings, UsersSettings, DataSettings):
+        settings.from_env(env)
     entrypoint = (ROOT / "docker" / "entrypoint.sh").read_text()
     return env.read | set(re.findall(r"\$\{(\w+)", entrypoint))
 

@@ -145,12 +145,26 @@ def test_every_variable_set_for_a_service_is_one_the_code_reads(compose: dict[st
 
 
 def test_compose_services_get_settings_the_services_accept(compose: dict[str, Any]) -> None:
+    from services.auth.config import AuthSettings
+    from services.data.config import DataSettings
     from services.kit.settings import Settings
+    from services.users.config import UsersSettings
     from services.users.crypto import parse_keys
 
-    for name in ("migrations", "auth", "users", "data"):
+    # The migrations container runs users' and auth's migrations, so it needs both their settings.
+    read_by: dict[str, tuple[type[Settings], ...]] = {
+        "migrations": (UsersSettings, AuthSettings),
+        "auth": (AuthSettings,),
+        "users": (UsersSettings,),
+        "data": (DataSettings,),
+    }
+    for name, classes in read_by.items():
         environment = {k: str(v) for k, v in compose["services"][name]["environment"].items()}
-        settings = Settings.from_env(environment)
-        assert settings.is_production and not settings.auto_migrate
-    users = Settings.from_env({k: str(v) for k, v in compose["services"]["users"]["environment"].items()})
+        for cls in classes:
+            settings = cls.from_env(environment)
+            assert settings.is_production
+            assert not getattr(settings, "auto_migrate", False)
+    users = UsersSettings.from_env(
+        {k: str(v) for k, v in compose["services"]["users"]["environment"].items()}
+    )
     assert len(parse_keys(users.pii_encryption_key)) == 1

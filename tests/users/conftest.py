@@ -24,7 +24,7 @@ from argon2 import PasswordHasher
 from pinexa.data.v1 import data_internal_pb2, data_internal_pb2_grpc
 from pinexa.users.v1 import users_internal_pb2_grpc, users_pb2, users_pb2_grpc
 from services.kit.server import ServiceHost
-from services.kit.settings import Settings
+from services.users.config import UsersSettings
 from services.users.passwords import Passwords
 from services.users.server import create_service
 from tests.support import TestKeys, bearer, free_port
@@ -72,7 +72,7 @@ class Users:
     """A running users service and clients for it."""
 
     host: ServiceHost
-    settings: Settings
+    settings: UsersSettings
     url: str
     keys: TestKeys
     data: StandInData
@@ -129,7 +129,7 @@ async def start_users(sql_url: str, tmp_path: Path, test_keys: TestKeys) -> Asyn
             if start_data:
                 await data.start()
             data_servers.append(data)
-        settings = Settings(
+        settings = UsersSettings(
             database_url=sql_url,
             data_dir=tmp_path,
             health_check_interval_seconds=0.2,

@@ -14,7 +14,8 @@ from sqlalchemy import select
 
 from pinexa.users.v1 import users_internal_pb2, users_pb2
 from services.kit import sql
-from services.kit.settings import Settings, SettingsError
+from services.kit.settings import SettingsError
+from services.users.config import UsersSettings
 from services.users.crypto import (
     DecryptionError,
     PiiCipher,
@@ -99,32 +100,32 @@ def test_key_parsing() -> None:
         with pytest.raises(SettingsError):
             parse_keys(bad)
         with pytest.raises(SettingsError):
-            Settings.from_env({"PII_ENCRYPTION_KEY": bad})
-    assert Settings.from_env({"PII_ENCRYPTION_KEY": _b64(K1)}).pii_encryption_key == _b64(K1)
-    assert _b64(K1) not in repr(Settings.from_env({"PII_ENCRYPTION_KEY": _b64(K1)}))
+            UsersSettings.from_env({"PII_ENCRYPTION_KEY": bad})
+    assert UsersSettings.from_env({"PII_ENCRYPTION_KEY": _b64(K1)}).pii_encryption_key == _b64(K1)
+    assert _b64(K1) not in repr(UsersSettings.from_env({"PII_ENCRYPTION_KEY": _b64(K1)}))
     with pytest.raises(SettingsError):
         PiiCipher([K1, K1])
 
 
 def test_production_refuses_to_start_without_a_key(tmp_path: Path) -> None:
-    settings = Settings(environment="production", data_dir=tmp_path, internal_token="t" * 40)
+    settings = UsersSettings(environment="production", data_dir=tmp_path, internal_token="t" * 40)
     with pytest.raises(SettingsError, match="PII_ENCRYPTION_KEY"):
         cipher_from_settings(settings)
     assert not (tmp_path / "keys").exists()  # and generates nothing
-    production = Settings(
+    production = UsersSettings(
         environment="production", data_dir=tmp_path, internal_token="t" * 40, pii_encryption_key=_b64(K1)
     )
     assert cipher_from_settings(production).current_key_id == key_id(K1)
 
 
 async def test_production_service_refuses_to_start_without_a_key(tmp_path: Path, test_keys: TestKeys) -> None:
-    settings = Settings(environment="production", data_dir=tmp_path, internal_token="t" * 40)
+    settings = UsersSettings(environment="production", data_dir=tmp_path, internal_token="t" * 40)
     with pytest.raises(SettingsError, match="PII_ENCRYPTION_KEY"):
         await create_service(settings, verifier=test_keys.verifier())
 
 
 def test_development_generates_a_private_key_once(tmp_path: Path) -> None:
-    settings = Settings(data_dir=tmp_path)
+    settings = UsersSettings(data_dir=tmp_path)
     first = cipher_from_settings(settings)
     path = tmp_path / "keys" / "pii.key"
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
@@ -209,7 +210,7 @@ async def test_key_rotation_end_to_end(start_users: StartUsers, sql_url: str) ->
     assert str(rows["bob"]["email"]).startswith(f"pii1:{key_id(K2)}:")
 
     # Re-encrypt: everything moves to the new key; nothing visible changes.
-    settings = Settings(database_url=sql_url, pii_encryption_key=f"{_b64(K2)},{_b64(K1)}")
+    settings = UsersSettings(database_url=sql_url, pii_encryption_key=f"{_b64(K2)},{_b64(K1)}")
     assert await reencrypt(settings) == 1
     assert await reencrypt(settings) == 0
     for row in await _raw_rows(sql_url):
