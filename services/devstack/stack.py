@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from services.devstack import envoy as envoy_config
+from services.kit.settings import Settings, SettingsError
 
 SERVICES = ("auth", "users", "data")
 """Every service, in the order they are reported."""
@@ -375,11 +376,20 @@ class Stack:
             env["MONGODB_URL"] = f"mongodb://127.0.0.1:{self.ports.mongo}/"
         return env
 
+    def shared_settings(self) -> Settings:
+        """The kit's shared settings as every service reads them from `env` (the same loader, so
+        the same defaults and the same refusal of a malformed value)."""
+        try:
+            return Settings.from_env(self.env)
+        except SettingsError as error:
+            raise StackError(f"configuration error: {error}") from None
+
     def envoy_params(self) -> envoy_config.EnvoyParams:
         """The LOCAL rendering for these ports (and the services' JWT issuer and audience)."""
+        shared = self.shared_settings()
         overrides: dict[str, Any] = {
-            "jwt_issuer": self.env.get("JWT_ISSUER", "").strip() or "pinexa-auth",
-            "jwt_audience": self.env.get("JWT_AUDIENCE", "").strip() or "pinexa",
+            "jwt_issuer": shared.jwt_issuer,
+            "jwt_audience": shared.jwt_audience,
             **self._envoy_overrides,
         }
         return envoy_config.local_params(
@@ -425,8 +435,8 @@ class Stack:
                 concurrency=self.envoy_concurrency,
                 log_level=self._envoy_log_level,
             )
-        grace = float(self.env.get("SHUTDOWN_GRACE_SECONDS", "") or 10)
-        drain = float(self.env.get("SHUTDOWN_DRAIN_SECONDS", "") or 1)
+        shared = self.shared_settings()
+        grace, drain = shared.shutdown_grace_seconds, shared.shutdown_drain_seconds
         return Child(
             name,
             [sys.executable, "-m", f"services.{name}"],
