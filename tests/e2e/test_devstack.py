@@ -267,3 +267,24 @@ def test_the_banner_commands_work_as_printed(devstack: Devstack) -> None:
         assert ran.stdout.strip(), command
     devstack.process.send_signal(signal.SIGINT)
     assert devstack.finish() == 0, devstack.text
+
+
+def test_a_malformed_shared_setting_is_refused_by_name_not_a_traceback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The launcher reads the shared settings it needs (shutdown timing, JWT issuer) with the kit's
+    loader, so a malformed one is the loader's message and status 1, and every child is stopped."""
+    monkeypatch.setenv("SHUTDOWN_GRACE_SECONDS", "soon")
+    running = Devstack(tmp_path / "var")
+    try:
+        assert running.finish(timeout=60) == 1
+        assert (
+            "Could not start Pinexa: configuration error: SHUTDOWN_GRACE_SECONDS must be a number, got 'soon'"
+            in running.text
+        )
+        assert "Traceback" not in running.text
+        assert running.children() == []
+    finally:
+        if running.process.poll() is None:
+            os.killpg(running.process.pid, signal.SIGKILL)
+            running.process.wait(10)
