@@ -25,6 +25,12 @@ TEMPLATE = ROOT / "envoy" / "envoy.yaml.tmpl"
 DESCRIPTOR_SET = ROOT / "generated" / "pinexa.pb"
 KUBERNETES_CONFIG = ROOT / "k8s" / "base" / "envoy" / "envoy.yaml"
 KUBERNETES_DESCRIPTOR_SET = ROOT / "k8s" / "base" / "envoy" / "pinexa.pb"
+OPENAPI = ROOT / "generated" / "openapi.json"
+DOCS_DIR = ROOT / "generated" / "docs"
+KUBERNETES_OPENAPI = ROOT / "k8s" / "base" / "envoy" / "openapi.json"
+KUBERNETES_DOCS_DIR = ROOT / "k8s" / "base" / "envoy" / "docs"
+# The files of the /docs page (written by `make generate`, see scripts/generate.py).
+DOCS_FILES = ["index.html", "swagger-ui-bundle.js.gz", "swagger-ui.css.gz", "SWAGGER-UI-LICENSE"]
 
 GENERATED_HEADER = (
     "# GENERATED from envoy/envoy.yaml.tmpl by services/devstack/envoy.py: do not edit by hand.\n"
@@ -49,6 +55,9 @@ class EnvoyParams:
     data_host: str = "127.0.0.1"
     data_port: int = 50053
     descriptor_path: str = str(DESCRIPTOR_SET)
+    # GET /openapi.json and GET /docs are direct responses from these files.
+    openapi_path: str = str(OPENAPI)
+    docs_dir: str = str(DOCS_DIR)
     jwt_issuer: str = "pinexa-auth"
     jwt_audience: str = "pinexa"
     jwks_cache_duration: str = "30s"
@@ -108,6 +117,8 @@ def kubernetes_params() -> EnvoyParams:
         users_host="users",
         data_host="data",
         descriptor_path="/etc/envoy/pinexa.pb",
+        openapi_path="/etc/envoy/openapi.json",
+        docs_dir="/etc/envoy-docs",
         health_interval="2s",
     )
 
@@ -126,12 +137,22 @@ def write(params: EnvoyParams, path: Path) -> Path:
     return path
 
 
-def write_kubernetes_files(descriptor_set: Path = DESCRIPTOR_SET) -> list[Path]:
-    """What `make generate` writes for kustomize's Envoy ConfigMap: the KUBERNETES rendering and
-    a copy of the descriptor set, side by side in k8s/base/envoy/ (CI checks them for drift)."""
+def write_kubernetes_files(
+    descriptor_set: Path = DESCRIPTOR_SET, openapi: Path = OPENAPI, docs_dir: Path = DOCS_DIR
+) -> list[Path]:
+    """What `make generate` writes for kustomize's Envoy ConfigMaps: the KUBERNETES rendering and
+    copies of the descriptor set and the OpenAPI document, side by side in k8s/base/envoy/, and
+    the /docs page in k8s/base/envoy/docs/ (CI checks them for drift)."""
     config = write(kubernetes_params(), KUBERNETES_CONFIG)
     KUBERNETES_DESCRIPTOR_SET.write_bytes(descriptor_set.read_bytes())
-    return [config, KUBERNETES_DESCRIPTOR_SET]
+    KUBERNETES_OPENAPI.write_bytes(openapi.read_bytes())
+    KUBERNETES_DOCS_DIR.mkdir(parents=True, exist_ok=True)
+    docs = []
+    for name in DOCS_FILES:
+        target = KUBERNETES_DOCS_DIR / name
+        target.write_bytes((docs_dir / name).read_bytes())
+        docs.append(target)
+    return [config, KUBERNETES_DESCRIPTOR_SET, KUBERNETES_OPENAPI, *docs]
 
 
 def main(argv: list[str]) -> None:

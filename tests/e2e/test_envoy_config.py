@@ -54,8 +54,18 @@ def test_kubernetes_rendering_is_valid(tmp_path: Path) -> None:
     committed = envoy.KUBERNETES_CONFIG.read_text()
     assert "/etc/envoy/pinexa.pb" in committed
     config = tmp_path / "envoy.yaml"
-    config.write_text(committed.replace("/etc/envoy/pinexa.pb", str(envoy.DESCRIPTOR_SET)))
+    config.write_text(to_checkout(committed))
     assert_valid(config)
+
+
+def to_checkout(kubernetes_config: str) -> str:
+    """The Kubernetes rendering with the ConfigMap mounts (descriptor set, OpenAPI document, /docs
+    files) pointed at their copies in this checkout, which Envoy reads at start."""
+    return (
+        kubernetes_config.replace("/etc/envoy-docs/", f"{envoy.KUBERNETES_DOCS_DIR}/")
+        .replace("/etc/envoy/pinexa.pb", str(envoy.DESCRIPTOR_SET))
+        .replace("/etc/envoy/openapi.json", str(envoy.KUBERNETES_OPENAPI))
+    )
 
 
 def test_committed_kubernetes_files_match_the_template() -> None:
@@ -65,11 +75,27 @@ def test_committed_kubernetes_files_match_the_template() -> None:
     assert envoy.KUBERNETES_DESCRIPTOR_SET.read_bytes() == envoy.DESCRIPTOR_SET.read_bytes(), (
         "k8s/base/envoy/pinexa.pb is stale: run `make generate`"
     )
+    assert envoy.KUBERNETES_OPENAPI.read_bytes() == envoy.OPENAPI.read_bytes(), (
+        "k8s/base/envoy/openapi.json is stale: run `make generate`"
+    )
+    for name in envoy.DOCS_FILES:
+        assert (envoy.KUBERNETES_DOCS_DIR / name).read_bytes() == (envoy.DOCS_DIR / name).read_bytes(), (
+            f"k8s/base/envoy/docs/{name} is stale: run `make generate`"
+        )
 
 
 def test_the_two_renderings_differ_only_where_the_environments_do() -> None:
-    local = yaml.safe_load(envoy.render(envoy.local_params()))
-    kubernetes = yaml.safe_load(envoy.render(envoy.kubernetes_params()))
+    local = yaml.safe_load(
+        envoy.render(envoy.local_params())
+        .replace(str(envoy.OPENAPI), "OPENAPI")
+        .replace(str(envoy.DOCS_DIR), "DOCS")
+    )
+    # Where the OpenAPI document and the /docs files are differs too (checkout or ConfigMap mount).
+    kubernetes = yaml.safe_load(
+        envoy.render(envoy.kubernetes_params())
+        .replace("/etc/envoy/openapi.json", "OPENAPI")
+        .replace("/etc/envoy-docs", "DOCS")
+    )
 
     def listener(config: dict[str, object]) -> dict[str, object]:
         return config["static_resources"]["listeners"][0]  # type: ignore[index, no-any-return]
@@ -113,6 +139,10 @@ def test_internal_services_have_no_route_and_no_transcoding() -> None:
     }
     assert prefixes == {
         "/healthz",
+        "/openapi.json",
+        "/docs",
+        "/docs/swagger-ui-bundle.js",
+        "/docs/swagger-ui.css",
         "/pinexa.auth.v1.AuthService/Login",
         "/pinexa.auth.v1.AuthService/",
         "/pinexa.users.v1.UserService/",
