@@ -73,6 +73,67 @@ WELL_KNOWN: dict[str, dict[str, Any]] = {
     "google.protobuf.BytesValue": {"type": ["string", "null"], "contentEncoding": "base64"},
 }
 
+_UUID = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+_OBJECT_ID = r"^[0-9a-fA-F]{24}$"
+
+
+def _mask(*fields: str) -> dict[str, Any]:
+    """An update_mask naming some of `fields` (proto or lowerCamel spelling), comma-separated."""
+    names = sorted({*fields, *(_lower_camel(f) for f in fields)})
+    one = "(" + "|".join(re.escape(n) for n in names) + ")"
+    return {"pattern": f"^({one}(,{one})*)?$"}
+
+
+def _lower_camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.capitalize() for part in rest)
+
+
+# What the services validate beyond the protos' types (services/users/validation.py,
+# services/data/domain.py, services/kit/pagination.py, the auth servicer), which the protos can only
+# say in comments. Kept here by hand; the schemathesis run (tests/e2e/test_openapi.py) fails on a
+# drift ("schema-valid request rejected"). "required" marks a field the service refuses when empty.
+CONSTRAINTS: dict[str, dict[str, Any]] = {
+    "pinexa.auth.v1.LoginRequest.username": {"minLength": 1, "pattern": r"\S"},
+    "pinexa.auth.v1.LoginRequest.password": {"minLength": 1},
+    "pinexa.auth.v1.RefreshRequest.refresh_token": {"minLength": 1},
+    "pinexa.auth.v1.LogoutRequest.refresh_token": {"minLength": 1, "required": True},
+    "pinexa.users.v1.User.id": {"pattern": _UUID},
+    # An update without update_mask leaves an empty field unchanged, so "" is valid there.
+    "pinexa.users.v1.User.username": {"anyOf": [{"const": ""}, {"pattern": r"^[A-Za-z0-9_.-]{3,32}$"}]},
+    "pinexa.users.v1.User.email": {"anyOf": [{"const": ""}, {"format": "email", "maxLength": 254}]},
+    "pinexa.users.v1.User.display_name": {"maxLength": 100},
+    "pinexa.users.v1.User.password": {"anyOf": [{"const": ""}, {"minLength": 10, "maxLength": 256}]},
+    "pinexa.users.v1.GetUserRequest.id": {"pattern": _UUID},
+    "pinexa.users.v1.DeleteUserRequest.id": {"pattern": _UUID},
+    "pinexa.users.v1.ListUsersRequest.page_size": {"minimum": 0},
+    "pinexa.users.v1.UpdateUserRequest.update_mask": _mask("email", "display_name", "password", "role"),
+    "pinexa.data.v1.Item.id": {"pattern": _OBJECT_ID},
+    "pinexa.data.v1.Item.title": {"minLength": 1, "maxLength": 200, "pattern": r"\S"},
+    "pinexa.data.v1.Item.content": {"maxLength": 1024 * 1024},
+    "pinexa.data.v1.GetItemRequest.id": {"pattern": _OBJECT_ID},
+    "pinexa.data.v1.DeleteItemRequest.id": {"pattern": _OBJECT_ID},
+    "pinexa.data.v1.ListItemsRequest.page_size": {"minimum": 0},
+    "pinexa.data.v1.ListItemsRequest.order_by": {
+        "enum": ["", "created_at desc", "updated_at desc", "title", "title asc"]
+    },
+    "pinexa.data.v1.UpdateItemRequest.update_mask": _mask("title", "content", "status", "attributes"),
+}
+
+_SIGN_UP = {
+    "required": ["username", "email", "password"],
+    "properties": {"username": {"minLength": 3}, "email": {"minLength": 3}, "password": {"minLength": 10}},
+}
+
+# What an operation's request body needs beyond its message's schema (which is shared with the
+# responses and the other operations): the fields sign-up and creating or replacing an item need.
+BODY_REQUIREMENTS: dict[str, dict[str, Any]] = {
+    "UserService_CreateUser": _SIGN_UP,
+    "UserService_CreateUser_1": _SIGN_UP,  # POST /api/signup
+    "DataService_CreateItem": {"required": ["title"]},
+    "DataService_UpdateItem": {"required": ["title"]},  # PUT replaces the whole item
+}
+
 # The error details a Pinexa error may carry (google.rpc.Status.details).
 ERROR_DETAILS = ["google.rpc.ErrorInfo", "google.rpc.BadRequest", "google.rpc.RetryInfo"]
 
@@ -296,7 +357,9 @@ class SchemaBuilder:
             schema = {"type": "array", "items": self.scalar(field)}
         else:
             schema = self.scalar(field)
-        extra: dict[str, Any] = {}
+        extra: dict[str, Any] = {
+            k: v for k, v in CONSTRAINTS.get(f"{owner}.{field.name}", {}).items() if k != "required"
+        }
         comment = self.desc.comments.get(f"{owner}.{field.name}")
         if comment:
             extra["description"] = comment
@@ -305,6 +368,8 @@ class SchemaBuilder:
             extra["readOnly"] = True
         if field_behavior_pb2.INPUT_ONLY in behaviors:
             extra["writeOnly"] = True
+        if schema.get("type") == "array" and "pattern" in extra:
+            schema["items"] = {**schema["items"], "pattern": extra.pop("pattern")}
         if "$ref" in schema and extra:
             # 3.1 allows siblings of $ref, but keep the referenced schema intact for every reader.
             return {"allOf": [schema], **extra}
@@ -318,7 +383,9 @@ class SchemaBuilder:
             if field.name in omit:
                 continue
             properties[field.name] = self.field_schema(full_name, field)
-            if field_behavior_pb2.REQUIRED in _behaviors(field):
+            if field_behavior_pb2.REQUIRED in _behaviors(field) or CONSTRAINTS.get(
+                f"{full_name}.{field.name}", {}
+            ).get("required"):
                 required.append(field.name)
         schema: dict[str, Any] = {"type": "object", "properties": properties, "additionalProperties": False}
         if full_name in ERROR_DETAILS:
@@ -541,8 +608,12 @@ def build(desc: Descriptors, envoy_config: dict[str, Any], *, version: str) -> d
                 else:
                     if body:
                         _, body_field = _field_by_path(desc, input_name, body)
+                        # A body field that a path variable also fills (`{user.id}`, body "user")
+                        # exists without a body, so the body itself is optional there.
+                        from_path = any(p.startswith(f"{body}.") for p in used)
                         op["requestBody"] = {
-                            "required": field_behavior_pb2.REQUIRED in _behaviors(body_field),
+                            "required": field_behavior_pb2.REQUIRED in _behaviors(body_field)
+                            and not from_path,
                             "content": {
                                 "application/json": {"schema": builder.ref(body_field.type_name.lstrip("."))}
                             },
@@ -561,6 +632,10 @@ def build(desc: Descriptors, envoy_config: dict[str, Any], *, version: str) -> d
                                 **({"explode": True} if schema.get("type") == "array" else {}),
                             }
                         )
+                extra = BODY_REQUIREMENTS.get(op["operationId"])
+                if extra:
+                    content = op["requestBody"]["content"]["application/json"]
+                    content["schema"] = {"allOf": [content["schema"]], **extra}
                 if parameters:
                     op["parameters"] = parameters
                 op["security"] = _security(rules, grpc_path)
