@@ -75,6 +75,29 @@ WELL_KNOWN: dict[str, dict[str, Any]] = {
 
 _UUID = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
 _OBJECT_ID = r"^[0-9a-fA-F]{24}$"
+_NO_CONTROL_CHARACTERS = r"^[^\u0000-\u001f\u007f-\u009f]*$"
+
+# Item.attributes: JSON whose object keys are non-empty, never start with "$" and contain no "."
+# nor NUL (services/data/domain.py; at most 64 KiB and depth 8, which the description says).
+ATTRIBUTE_SCHEMAS: dict[str, dict[str, Any]] = {
+    "pinexa.data.v1.AttributeKey": {
+        "type": "string",
+        "pattern": "^[^$.\\u0000][^.\\u0000]*$",
+        "description": 'An attribute key: non-empty, not starting with "$", without "." or NUL.',
+    },
+    "pinexa.data.v1.AttributeValue": {
+        "description": "An attribute value: any JSON value (finite numbers); keys of objects as above.",
+        "anyOf": [
+            {"type": ["null", "boolean", "number", "string"]},
+            {"type": "array", "items": {"$ref": "#/components/schemas/pinexa.data.v1.AttributeValue"}},
+            {
+                "type": "object",
+                "propertyNames": {"$ref": "#/components/schemas/pinexa.data.v1.AttributeKey"},
+                "additionalProperties": {"$ref": "#/components/schemas/pinexa.data.v1.AttributeValue"},
+            },
+        ],
+    },
+}
 
 
 def _mask(*fields: str) -> dict[str, Any]:
@@ -102,7 +125,7 @@ CONSTRAINTS: dict[str, dict[str, Any]] = {
     # An update without update_mask leaves an empty field unchanged, so "" is valid there.
     "pinexa.users.v1.User.username": {"anyOf": [{"const": ""}, {"pattern": r"^[A-Za-z0-9_.-]{3,32}$"}]},
     "pinexa.users.v1.User.email": {"anyOf": [{"const": ""}, {"format": "email", "maxLength": 254}]},
-    "pinexa.users.v1.User.display_name": {"maxLength": 100},
+    "pinexa.users.v1.User.display_name": {"maxLength": 100, "pattern": _NO_CONTROL_CHARACTERS},
     "pinexa.users.v1.User.password": {"anyOf": [{"const": ""}, {"minLength": 10, "maxLength": 256}]},
     "pinexa.users.v1.GetUserRequest.id": {"pattern": _UUID},
     "pinexa.users.v1.DeleteUserRequest.id": {"pattern": _UUID},
@@ -111,6 +134,10 @@ CONSTRAINTS: dict[str, dict[str, Any]] = {
     "pinexa.data.v1.Item.id": {"pattern": _OBJECT_ID},
     "pinexa.data.v1.Item.title": {"minLength": 1, "maxLength": 200, "pattern": r"\S"},
     "pinexa.data.v1.Item.content": {"maxLength": 1024 * 1024},
+    "pinexa.data.v1.Item.attributes": {
+        "propertyNames": {"$ref": "#/components/schemas/pinexa.data.v1.AttributeKey"},
+        "additionalProperties": {"$ref": "#/components/schemas/pinexa.data.v1.AttributeValue"},
+    },
     "pinexa.data.v1.GetItemRequest.id": {"pattern": _OBJECT_ID},
     "pinexa.data.v1.DeleteItemRequest.id": {"pattern": _OBJECT_ID},
     "pinexa.data.v1.ListItemsRequest.page_size": {"minimum": 0},
@@ -323,9 +350,12 @@ class SchemaBuilder:
         for value in enum.value:
             note = self.desc.comments.get(f"{full_name}.{value.name}", "")
             lines.append(f"- `{value.name}`: {note}".rstrip(": "))
+        # The zero value (`…_UNSPECIFIED`) means "not set": no response carries it and a request
+        # that names it is the same as one that leaves the field out, so it is not listed.
+        values = [v.name for v in enum.value if not (v.number == 0 and v.name.endswith("_UNSPECIFIED"))]
         return {
             "type": "string",
-            "enum": [value.name for value in enum.value],
+            "enum": values,
             "description": "\n".join(line for line in lines if line).strip(),
         }
 
@@ -636,6 +666,7 @@ def build(desc: Descriptors, envoy_config: dict[str, Any], *, version: str) -> d
                 if extra:
                     content = op["requestBody"]["content"]["application/json"]
                     content["schema"] = {"allOf": [content["schema"]], **extra}
+                    op["requestBody"]["required"] = True
                 if parameters:
                     op["parameters"] = parameters
                 op["security"] = _security(rules, grpc_path)
@@ -654,6 +685,7 @@ def build(desc: Descriptors, envoy_config: dict[str, Any], *, version: str) -> d
         builder.ref(name)
     schemas = dict(sorted(builder.schemas.items()))
     schemas["google.rpc.Status"] = _status_schema()
+    schemas.update(ATTRIBUTE_SCHEMAS)
     return {
         "openapi": "3.1.0",
         "jsonSchemaDialect": "https://spec.openapis.org/oas/3.1/dialect/base",
