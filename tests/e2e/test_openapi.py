@@ -296,7 +296,7 @@ def test_every_operation_that_needs_a_token_is_refused_without_one(client: httpx
 # -- schemathesis through the real stack -------------------------------------------------------
 
 
-def _schemathesis(stack: Stack, account: Account, *selection: str, max_examples: int) -> None:
+def _schemathesis(stack: Stack, account: Account, *selection: str, max_examples: int, cwd: Path) -> None:
     """One bounded schemathesis run against the served document, as `account`. Every check runs
     except, with their reasons:
 
@@ -331,16 +331,33 @@ def _schemathesis(stack: Stack, account: Account, *selection: str, max_examples:
         "off",
         *selection,
     ]
-    result = subprocess.run(argv, capture_output=True, text=True, timeout=150, check=False)
+    # In a scratch folder: a schemathesis run writes nothing into the work tree.
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=150, check=False, cwd=cwd)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-12000:]
     assert re.search(r"Tested: [1-9]", output), output[-4000:]
 
 
 @pytest.mark.e2e
-def test_schemathesis_finds_no_5xx_and_no_reply_outside_the_document(stack: Stack, new_account: Any) -> None:
+def test_schemathesis_finds_no_5xx_and_no_reply_outside_the_document(
+    stack: Stack, new_account: Any, tmp_path: Path
+) -> None:
     """No 5xx, every status, content type, header and body as documented, every reply within
     6 s. Deleting the account is fuzzed last, with a second account, so it does not cut the
     first run short."""
-    _schemathesis(stack, new_account(), "--exclude-operation-id", "UserService_DeleteUser", max_examples=10)
-    _schemathesis(stack, new_account(), "--include-operation-id", "UserService_DeleteUser", max_examples=10)
+    _schemathesis(
+        stack,
+        new_account(),
+        "--exclude-operation-id",
+        "UserService_DeleteUser",
+        max_examples=10,
+        cwd=tmp_path,
+    )
+    _schemathesis(
+        stack,
+        new_account(),
+        "--include-operation-id",
+        "UserService_DeleteUser",
+        max_examples=10,
+        cwd=tmp_path,
+    )
