@@ -1,5 +1,6 @@
-"""Auth's rules: login with throttling, refresh-token rotation with reuse detection and a grace
-window, logout, and the signing keys.
+"""Auth's rules: login with throttling (strangers per account and IP, known devices per device
+token), refresh-token rotation with reuse detection and a grace window, logout, and the signing
+keys.
 
 Plain typed code: the store, the users client, the key ring and the clock come in through
 `__init__`; nothing here knows about protobuf or gRPC.
@@ -13,11 +14,11 @@ import secrets
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import NoReturn, Protocol
 
 from services.auth.keys import KeyRing
-from services.auth.store import AuthStore, Claim, ThrottleKey, TokenRecord
+from services.auth.store import AuthStore, Claim, DeviceClaim, ThrottleKey, TokenRecord
 from services.kit.context import Principal, Role
 from services.kit.errors import (
     InvalidArgument,
@@ -43,6 +44,7 @@ FAILURE_MEMORY_SECONDS = 24 * 3600
 MAX_USERNAME_LENGTH = 320
 MAX_PASSWORD_LENGTH = 1024
 MAX_REFRESH_TOKEN_LENGTH = 256
+MAX_DEVICE_TOKEN_LENGTH = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +83,7 @@ class AuthPolicy:
     max_failures: int = 5
     backoff_base: float = 1.0
     backoff_max: float = 900.0
+    device_token_ttl: int = 90 * 24 * 3600
 
     @classmethod
     def from_settings(cls, settings: Settings) -> AuthPolicy:
@@ -93,6 +96,7 @@ class AuthPolicy:
             max_failures=settings.login_max_failures,
             backoff_base=settings.login_backoff_base_seconds,
             backoff_max=settings.login_backoff_max_seconds,
+            device_token_ttl=settings.login_device_token_ttl_seconds,
         )
 
     def backoff(self, failures: int, threshold: int) -> float:
@@ -109,10 +113,13 @@ class TokenPair:
     refresh_token: str
     expires_in: int
     token_type: str = "Bearer"  # noqa: S105 (a token type, not a secret)
+    device_token: str = field(default="", repr=False)  # Login only
 
 
-def hash_refresh_token(token: str) -> str:
-    """SHA-256 of a refresh token: what the store keeps and looks tokens up by."""
+def hash_token(token: str) -> str:
+    """SHA-256 of an opaque token (refresh or device): what the store keeps and looks tokens up
+    by. The tokens are 256 random bits, so a fast unkeyed hash is enough, and a lookup by hash
+    never compares the secret itself (no timing to measure)."""
     return hashlib.sha256(token.encode()).hexdigest()
 
 
@@ -171,16 +178,37 @@ class Auth:
 
     # ---- login -------------------------------------------------------------------------------
 
-    async def login(self, username: str, password: str, *, client_ip: str) -> TokenPair:
+    async def login(
+        self, username: str, password: str, *, client_ip: str, device_token: str = ""
+    ) -> TokenPair:
+        """Check a username-or-email and password, and open a session.
+
+        A login that presents a device token this login name was given before (`device_token`)
+        is charged to that token alone (`_login_as_device`). Any other login is a stranger's: it
+        is charged to the account's counter and the client IP's, before the password is checked,
+        so neither many addresses nor many parallel guesses get past the back-off.
+        """
         violations = Violations()
         violations.check(bool(username.strip()), "username", "is required")
         violations.check(len(username) <= MAX_USERNAME_LENGTH, "username", "is too long")
         violations.check(bool(password), "password", "is required")
         violations.check(len(password) <= MAX_PASSWORD_LENGTH, "password", "is too long")
+        violations.check(len(device_token) <= MAX_DEVICE_TOKEN_LENGTH, "device_token", "is too long")
         violations.raise_if_any()
 
         now = self._clock()
-        keys = [ThrottleKey(throttle_key("account", normalize_username(username)), self._policy.max_failures)]
+        account_key = throttle_key("account", normalize_username(username))
+        if device_token:
+            device = await self._store.claim_device(
+                hash_token(device_token),
+                login_key=account_key,
+                now=now,
+                max_failures=self._policy.max_failures,
+            )
+            if device is not None:
+                return await self._login_as_device(username, password, device, device_token, account_key, now)
+
+        keys = [ThrottleKey(account_key, self._policy.max_failures)]
         if client_ip:
             keys.append(
                 ThrottleKey(throttle_key("ip", client_ip), self._policy.max_failures * IP_FAILURE_FACTOR)
@@ -203,8 +231,68 @@ class Auth:
         except Exception:
             await self._refund(claim)  # not a wrong guess (users unreachable): don't count it
             raise
-        await self._store.settle(claim, reset=[keys[0].key])
-        return await self._new_session(identity, now)
+        await self._store.settle(claim, reset=[account_key])
+        pair = await self._new_session(identity, now)
+        return replace(pair, device_token=await self._new_device(identity, account_key, now))
+
+    async def _login_as_device(
+        self,
+        username: str,
+        password: str,
+        device: DeviceClaim,
+        device_token: str,
+        account_key: str,
+        now: float,
+    ) -> TokenPair:
+        """A login from a client that logged in to this account before: charged to its device
+        token only. Strangers' failures don't stop it, and its own don't stop them; after
+        `max_failures` wrong passwords in a row the token is locked for good.
+
+        Its success leaves the strangers' counter alone: an owner logging in while a flood goes
+        on must not hand the flood a fresh budget.
+        """
+        try:
+            identity = await self._users.verify_credentials(username, password)
+        except InvalidCredentials:
+            if device.failures >= self._policy.max_failures:
+                await self._store.lock_device(device.token_hash, now=now)
+                log.warning(
+                    "device token locked after repeated wrong passwords",
+                    extra={"user": device.user_id, "failures": device.failures},
+                )
+            else:
+                log.info("login failed with a device token", extra={"failures": device.failures})
+            raise Unauthenticated(INVALID_CREDENTIALS_MESSAGE, reason="INVALID_CREDENTIALS") from None
+        except Exception:
+            await self._refund_device(device)
+            raise
+        pair = await self._new_session(identity, now)
+        if identity.user_id != device.user_id:
+            # The login name now belongs to another account (the token's was deleted and the
+            # name taken again): the token means nothing for this one.
+            await self._store.delete_device(device.token_hash)
+        elif await self._store.renew_device(
+            device.token_hash, now=now, expires_at=now + self._policy.device_token_ttl
+        ):
+            return replace(pair, device_token=device_token)
+        return replace(pair, device_token=await self._new_device(identity, account_key, now))
+
+    async def _new_device(self, identity: Identity, account_key: str, now: float) -> str:
+        device_token = secrets.token_urlsafe(32)
+        await self._store.create_device(
+            token_hash=hash_token(device_token),
+            user_id=identity.user_id,
+            login_key=account_key,
+            now=now,
+            expires_at=now + self._policy.device_token_ttl,
+        )
+        return device_token
+
+    async def _refund_device(self, device: DeviceClaim) -> None:
+        try:
+            await self._store.refund_device(device.token_hash)
+        except Exception:
+            log.exception("could not refund a login attempt")
 
     async def _refund(self, claim: Claim) -> None:
         try:
@@ -217,7 +305,7 @@ class Auth:
         await self._store.create_session(
             session_id=str(uuid.uuid4()),
             user_id=identity.user_id,
-            token_hash=hash_refresh_token(refresh_token),
+            token_hash=hash_token(refresh_token),
             now=now,
             expires_at=now + self._policy.refresh_token_ttl,
         )
@@ -228,7 +316,7 @@ class Auth:
     async def _lookup(self, refresh_token: str) -> TokenRecord | None:
         if not refresh_token or len(refresh_token) > MAX_REFRESH_TOKEN_LENGTH:
             return None
-        return await self._store.find_token(hash_refresh_token(refresh_token))
+        return await self._store.find_token(hash_token(refresh_token))
 
     async def refresh(self, refresh_token: str) -> TokenPair:
         """Spend a refresh token and return a new pair.
@@ -258,6 +346,7 @@ class Auth:
             identity = await self._users.get_identity(record.user_id)
         except UnknownUser:
             await self._store.revoke_session(record.session_id, now=now, reason="account_deleted")
+            await self._store.delete_user_devices(record.user_id)
             raise Unauthenticated("the account no longer exists", reason="ACCOUNT_NOT_FOUND") from None
 
         now = self._clock()  # the users call may have taken a while
@@ -265,7 +354,7 @@ class Auth:
         spent_before = await self._store.rotate(
             token_hash=record.token_hash,
             session_id=record.session_id,
-            new_hash=hash_refresh_token(new_token),
+            new_hash=hash_token(new_token),
             now=now,
             grace_since=now - self._policy.reuse_grace,
             expires_at=now + self._policy.refresh_token_ttl,
@@ -311,6 +400,9 @@ class Auth:
                 raise Unauthenticated(
                     "ending all sessions needs a valid access token", reason="TOKEN_MISSING"
                 )
+            # Logging out everywhere is what a user does who fears someone else is in: every
+            # device of theirs is forgotten too, and logs in as a stranger once more.
+            await self._store.delete_user_devices(principal.user_id)
             return await self._store.revoke_user_sessions(principal.user_id, now=now, reason="logout_all")
         if not refresh_token:
             raise InvalidArgument("refresh_token is required", [("refresh_token", "is required")])

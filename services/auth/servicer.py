@@ -75,12 +75,17 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         self, request: auth_pb2.LoginRequest, context: grpc.aio.ServicerContext
     ) -> auth_pb2.LoginResponse:
         try:
-            pair = await self._auth.login(request.username, request.password, client_ip=client_ip(context))
+            pair = await self._auth.login(
+                request.username,
+                request.password,
+                client_ip=client_ip(context),
+                device_token=request.device_token,
+            )
         except ResourceExhausted as error:
             # RetryInfo is in the status; HTTP clients also get the usual Retry-After header.
             await context.send_initial_metadata((("retry-after", str(math.ceil(error.retry_after))),))
             raise
-        return auth_pb2.LoginResponse(**_fields(pair))
+        return auth_pb2.LoginResponse(**_fields(pair), device_token=pair.device_token)
 
     async def Refresh(
         self, request: auth_pb2.RefreshRequest, context: grpc.aio.ServicerContext

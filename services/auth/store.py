@@ -13,6 +13,12 @@ Times are UNIX seconds (floats) from the domain's clock, so tests can move time.
   mistyped (sometimes a password typed into the wrong field) nor client addresses in plain
   text. The hash is unkeyed: it keeps them out of sight, not out of reach of someone with the
   table and a guess (an IPv4 address is one of 2^32).
+- A *device token* proves that a client logged in to an account before (OWASP's device cookie).
+  Like a refresh token it is 256 random bits stored only as its SHA-256 and looked up by that
+  hash, so no comparison ever touches the plaintext. Its row is bound to the account (user id)
+  and to the login name it was issued for (the same hashed key as the account's counter), and
+  carries its own failure count: logins presenting it are throttled on that row, apart from the
+  strangers' per-account counter. At `max_failures` consecutive failures it is locked for good.
 
 Races are settled by the database with conditional updates (a refresh token's spend, upserts
 with a `WHERE` on the conflict branch) and their row counts, never by read-then-write in Python.
@@ -70,6 +76,38 @@ login_throttle = sa.Table(
     sa.Column("last_failure_at", sa.Float, nullable=False, index=True),
     sa.Column("blocked_until", sa.Float, nullable=False, server_default="0"),
 )
+
+device_tokens = sa.Table(
+    "auth_device_tokens",
+    metadata,
+    sa.Column("token_hash", sa.String(64), primary_key=True),
+    sa.Column("user_id", sa.String(64), nullable=False, index=True),
+    sa.Column("login_key", sa.String(64), nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("last_used_at", sa.Float, nullable=False),
+    sa.Column("expires_at", sa.Float, nullable=False, index=True),
+    sa.Column("failures", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("locked_at", sa.Float, nullable=True),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceClaim:
+    """A device token charged with one attempt: whose it is and its failures counting this one."""
+
+    token_hash: str
+    user_id: str
+    failures: int
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceRecord:
+    """A stored device token's state; for tests and operators."""
+
+    user_id: str
+    failures: int
+    expires_at: float
+    locked_at: float | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -345,11 +383,113 @@ class AuthStore:
             ).first()
         return None if row is None else (int(row.failures), float(row.blocked_until))
 
+    # ---- device tokens -----------------------------------------------------------------------
+
+    async def create_device(
+        self, *, token_hash: str, user_id: str, login_key: str, now: float, expires_at: float
+    ) -> None:
+        async with self._engine.begin() as conn:
+            await conn.execute(
+                sa.insert(device_tokens).values(
+                    token_hash=token_hash,
+                    user_id=user_id,
+                    login_key=login_key,
+                    created_at=now,
+                    last_used_at=now,
+                    expires_at=expires_at,
+                    failures=0,
+                )
+            )
+
+    async def claim_device(
+        self, token_hash: str, *, login_key: str, now: float, max_failures: int
+    ) -> DeviceClaim | None:
+        """Charge one attempt to a device token *before* the password is checked, if it is one
+        for this login name, unexpired, not locked and below `max_failures`; else None (the
+        login is then a stranger's). One conditional UPDATE decides, so of many simultaneous
+        attempts with one token at most `max_failures` are ever charged."""
+        async with self._engine.begin() as conn:
+            row = (
+                await conn.execute(
+                    sa.update(device_tokens)
+                    .where(
+                        device_tokens.c.token_hash == token_hash,
+                        device_tokens.c.login_key == login_key,
+                        device_tokens.c.expires_at > now,
+                        device_tokens.c.locked_at.is_(None),
+                        device_tokens.c.failures < max_failures,
+                    )
+                    .values(failures=device_tokens.c.failures + 1)
+                    .returning(device_tokens.c.user_id, device_tokens.c.failures)
+                )
+            ).first()
+        return None if row is None else DeviceClaim(token_hash, str(row.user_id), int(row.failures))
+
+    async def renew_device(self, token_hash: str, *, now: float, expires_at: float) -> bool:
+        """After a successful login with it: failures back to zero and a new expiry. False when
+        it was locked (or removed) meanwhile."""
+        async with self._engine.begin() as conn:
+            result = await conn.execute(
+                sa.update(device_tokens)
+                .where(device_tokens.c.token_hash == token_hash, device_tokens.c.locked_at.is_(None))
+                .values(failures=0, last_used_at=now, expires_at=expires_at)
+            )
+        return bool(result.rowcount)
+
+    async def refund_device(self, token_hash: str) -> None:
+        """Undo a claim (the attempt was not a wrong guess: users was unreachable)."""
+        async with self._engine.begin() as conn:
+            await conn.execute(
+                sa.update(device_tokens)
+                .where(device_tokens.c.token_hash == token_hash, device_tokens.c.failures > 0)
+                .values(failures=device_tokens.c.failures - 1)
+            )
+
+    async def lock_device(self, token_hash: str, *, now: float) -> None:
+        """Lock a device token for good (too many wrong passwords presented with it)."""
+        async with self._engine.begin() as conn:
+            await conn.execute(
+                sa.update(device_tokens)
+                .where(device_tokens.c.token_hash == token_hash, device_tokens.c.locked_at.is_(None))
+                .values(locked_at=now)
+            )
+
+    async def delete_device(self, token_hash: str) -> None:
+        async with self._engine.begin() as conn:
+            await conn.execute(sa.delete(device_tokens).where(device_tokens.c.token_hash == token_hash))
+
+    async def delete_user_devices(self, user_id: str) -> int:
+        """Forget every device token of an account; returns how many."""
+        async with self._engine.begin() as conn:
+            result = await conn.execute(sa.delete(device_tokens).where(device_tokens.c.user_id == user_id))
+        return int(result.rowcount)
+
+    async def device_state(self, token_hash: str) -> DeviceRecord | None:
+        async with self._reads.connect() as conn:
+            row = (
+                await conn.execute(
+                    sa.select(
+                        device_tokens.c.user_id,
+                        device_tokens.c.failures,
+                        device_tokens.c.expires_at,
+                        device_tokens.c.locked_at,
+                    ).where(device_tokens.c.token_hash == token_hash)
+                )
+            ).first()
+        if row is None:
+            return None
+        return DeviceRecord(
+            user_id=row.user_id,
+            failures=int(row.failures),
+            expires_at=row.expires_at,
+            locked_at=row.locked_at,
+        )
+
     # ---- housekeeping ------------------------------------------------------------------------
 
     async def purge(self, *, now: float, tokens_expired_before: float, failures_before: float) -> int:
-        """Delete refresh tokens long expired, sessions left without tokens, and forgotten
-        failure counters. Returns the number of rows removed."""
+        """Delete refresh tokens long expired, sessions left without tokens, forgotten failure
+        counters and expired device tokens. Returns the number of rows removed."""
         removed = 0
         async with self._engine.begin() as conn:
             result = await conn.execute(
@@ -366,5 +506,7 @@ class AuthStore:
                     login_throttle.c.last_failure_at < failures_before, login_throttle.c.blocked_until < now
                 )
             )
+            removed += int(result.rowcount)
+            result = await conn.execute(sa.delete(device_tokens).where(device_tokens.c.expires_at < now))
             removed += int(result.rowcount)
         return removed

@@ -103,6 +103,7 @@ class Settings:
     login_max_failures: int = 5
     login_backoff_base_seconds: float = 1.0
     login_backoff_max_seconds: float = 900.0
+    login_device_token_ttl_seconds: int = 90 * 24 * 3600
     internal_token: str = field(default="", repr=False)
     admin_username: str = ""
     admin_email: str = ""
@@ -176,6 +177,9 @@ class Settings:
             login_max_failures=_int(env, "LOGIN_MAX_FAILURES", 5, minimum=1),
             login_backoff_base_seconds=_float(env, "LOGIN_BACKOFF_BASE_SECONDS", 1.0),
             login_backoff_max_seconds=_float(env, "LOGIN_BACKOFF_MAX_SECONDS", 900.0),
+            login_device_token_ttl_seconds=_int(
+                env, "LOGIN_DEVICE_TOKEN_TTL_SECONDS", 90 * 24 * 3600, minimum=1
+            ),
             internal_token=env.get("INTERNAL_TOKEN", "").strip(),
             admin_username=_str(env, "ADMIN_USERNAME"),
             admin_email=_str(env, "ADMIN_EMAIL"),

@@ -93,11 +93,17 @@ class Stack:
         )
 
     async def login(
-        self, username: str, password: str = PASSWORD, *, metadata: Sequence[tuple[str, str]] = ()
+        self,
+        username: str,
+        password: str = PASSWORD,
+        *,
+        metadata: Sequence[tuple[str, str]] = (),
+        device_token: str = "",
     ) -> auth_pb2.LoginResponse:
-        return await self.auth.Login(
-            auth_pb2.LoginRequest(username=username, password=password), metadata=tuple(metadata)
-        )
+        request = auth_pb2.LoginRequest(username=username, password=password)
+        if device_token:
+            request.device_token = device_token
+        return await self.auth.Login(request, metadata=tuple(metadata))
 
     async def refresh(self, refresh_token: str) -> auth_pb2.RefreshResponse:
         return await self.auth.Refresh(auth_pb2.RefreshRequest(refresh_token=refresh_token))

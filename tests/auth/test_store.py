@@ -45,9 +45,15 @@ async def test_migrations_are_idempotent_and_use_their_own_version_table(sql_url
             )
     finally:
         await engine.dispose()
-    assert {"auth_sessions", "auth_refresh_tokens", "auth_login_throttle", VERSION_TABLE} <= tables
+    assert {
+        "auth_sessions",
+        "auth_refresh_tokens",
+        "auth_login_throttle",
+        "auth_device_tokens",
+        VERSION_TABLE,
+    } <= tables
     assert "alembic_version" not in tables
-    assert version == "0001"
+    assert version == "0002"
 
 
 async def rotate(
@@ -197,3 +203,51 @@ async def test_purge_removes_only_what_is_long_gone(store: AuthStore) -> None:
     assert await store.throttle_state("a" * 64) is None
     assert await store.throttle_state("b" * 64) is not None
     del old_session, live_session
+
+
+async def new_device(store: AuthStore, now: float, *, user_id: str = "u1", ttl: float = 3600) -> str:
+    token_hash = uuid.uuid4().hex * 2
+    await store.create_device(
+        token_hash=token_hash, user_id=user_id, login_key="n" * 64, now=now, expires_at=now + ttl
+    )
+    return token_hash
+
+
+async def test_of_many_simultaneous_device_claims_at_most_max_failures_are_charged(store: AuthStore) -> None:
+    now = time.time()
+    device = await new_device(store, now)
+    claims = await asyncio.gather(
+        *(store.claim_device(device, login_key="n" * 64, now=now, max_failures=5) for _ in range(25))
+    )
+    charged = [c for c in claims if c is not None]
+    assert sorted(c.failures for c in charged) == [1, 2, 3, 4, 5]
+    assert all(c.user_id == "u1" for c in charged)
+    # A refund gives one back; a renewal (a success) clears them all.
+    await store.refund_device(device)
+    assert (await store.device_state(device)).failures == 4  # type: ignore[union-attr]
+    assert await store.renew_device(device, now=now, expires_at=now + 7200)
+    state = await store.device_state(device)
+    assert state is not None and state.failures == 0 and state.expires_at == pytest.approx(now + 7200)
+
+
+async def test_a_device_token_is_claimed_only_for_its_name_unexpired_and_unlocked(store: AuthStore) -> None:
+    now = time.time()
+    device = await new_device(store, now, ttl=60)
+    assert await store.claim_device(device, login_key="o" * 64, now=now, max_failures=5) is None
+    assert await store.claim_device(device, login_key="n" * 64, now=now + 61, max_failures=5) is None
+    assert await store.claim_device("f" * 64, login_key="n" * 64, now=now, max_failures=5) is None
+    await store.lock_device(device, now=now)
+    assert await store.claim_device(device, login_key="n" * 64, now=now, max_failures=5) is None
+    assert not await store.renew_device(device, now=now, expires_at=now + 60)  # locked stays locked
+
+
+async def test_device_tokens_of_a_user_are_deleted_and_expired_ones_purged(store: AuthStore) -> None:
+    now = time.time()
+    mine = [await new_device(store, now) for _ in range(2)]
+    other = await new_device(store, now, user_id="u2")
+    expired = await new_device(store, now - 100, user_id="u3", ttl=10)
+    assert await store.delete_user_devices("u1") == 2
+    assert [await store.device_state(d) for d in mine] == [None, None]
+    assert await store.purge(now=now, tokens_expired_before=now - 7 * 86400, failures_before=now - 86400) == 1
+    assert await store.device_state(expired) is None
+    assert await store.device_state(other) is not None

@@ -12,6 +12,7 @@ because it changes the signing key) sees Envoy pick up a new key quickly.
 from __future__ import annotations
 
 import concurrent.futures
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -187,6 +188,56 @@ def test_twenty_wrong_passwords_lead_to_429(auth_stack: AuthStack) -> None:
             "/api/v1/auth/login", json={"username": account.username, "password": account.password}
         )
         assert right.status_code == 429
+
+
+def test_a_device_token_gets_the_owner_in_during_a_flood(auth_stack: AuthStack) -> None:
+    """Issue 9 over REST: the login response carries a device token; while wrong passwords pour
+    in from several addresses, the owner sending it back gets in at once."""
+    account = sign_up_and_log_in(auth_stack.client)
+    login = {"username": account.username, "password": account.password}
+    with auth_stack.from_ip("127.0.0.51") as owner:
+        first = owner.post("/api/v1/auth/login", json=login)
+        assert first.status_code == 200, first.text
+        device = first.json()["device_token"]
+        assert isinstance(device, str) and len(device) >= 43  # 256 random bits, base64url
+
+        codes: list[tuple[int, str]] = []
+        stop = threading.Event()
+
+        def flood(address: str) -> None:
+            with auth_stack.from_ip(address) as attacker:
+                while not stop.is_set():
+                    wrong = attacker.post(
+                        "/api/v1/auth/login", json={"username": account.username, "password": "not it at all"}
+                    )
+                    codes.append((wrong.status_code, error_reason(status_of(wrong))))
+                    stop.wait(0.07)  # under Envoy's per-address limit, so auth sees every guess
+
+        addresses = [f"127.0.0.{n}" for n in range(52, 57)]
+        with concurrent.futures.ThreadPoolExecutor(len(addresses)) as pool:
+            running = [pool.submit(flood, address) for address in addresses]
+            try:
+                deadline = time.monotonic() + 30
+                while (429, "LOGIN_THROTTLED") not in codes:
+                    assert time.monotonic() < deadline, codes
+                    time.sleep(0.02)
+                # Without the device token the owner is locked out with the strangers ...
+                plain = owner.post("/api/v1/auth/login", json=login)
+                assert plain.status_code == 429 and error_reason(status_of(plain)) == "LOGIN_THROTTLED"
+                # ... with it (either JSON spelling), they get in at once.
+                for body in ({**login, "device_token": device}, {**login, "deviceToken": device}):
+                    started = time.monotonic()
+                    response = owner.post("/api/v1/auth/login", json=body)
+                    assert response.status_code == 200, response.text
+                    assert time.monotonic() - started < 5
+                    assert response.json()["device_token"] == device
+                    assert profile(owner, response.json()["access_token"]).status_code == 200
+            finally:
+                stop.set()
+                for future in running:
+                    future.result()
+    assert {code for code, _ in codes} <= {401, 429}
+    assert sum(1 for code, _ in codes if code == 401) <= 15
 
 
 def test_unknown_user_and_wrong_password_look_the_same(auth_stack: AuthStack) -> None:

@@ -19,6 +19,8 @@ def test_defaults_describe_the_embedded_stack() -> None:
     assert configured.sql_url("users") == configured.sql_url("auth") == "postgresql://db/pinexa"
     assert settings.jwt_algorithms == ("ES256", "EdDSA")
     assert settings.access_token_ttl_seconds == 900
+    assert settings.login_device_token_ttl_seconds == 90 * 24 * 3600
+    assert Settings.from_env({"LOGIN_DEVICE_TOKEN_TTL_SECONDS": "60"}).login_device_token_ttl_seconds == 60
 
 
 def test_ports_move_the_default_addresses() -> None:
@@ -31,6 +33,7 @@ def test_ports_move_the_default_addresses() -> None:
     [
         ({"USERS_PORT": "abc"}, "USERS_PORT must be a whole number"),
         ({"DB_POOL_SIZE": "0"}, "DB_POOL_SIZE must be at least 1"),
+        ({"LOGIN_DEVICE_TOKEN_TTL_SECONDS": "0"}, "LOGIN_DEVICE_TOKEN_TTL_SECONDS must be at least 1"),
         ({"PINEXA_ENV": "staging"}, "PINEXA_ENV"),
         ({"JWT_ALGORITHMS": "HS256"}, "JWT_ALGORITHMS"),
         ({"JWT_ALGORITHMS": "none"}, "JWT_ALGORITHMS"),

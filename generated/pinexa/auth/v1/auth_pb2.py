@@ -26,7 +26,7 @@ from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19pinexa/auth/v1/auth.proto\x12\x0epinexa.auth.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\">\n\x0cLoginRequest\x12\x16\n\x08username\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x16\n\x08password\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\"d\n\rLoginResponse\x12\x14\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\t\x12\x15\n\rrefresh_token\x18\x02 \x01(\t\x12\x12\n\ntoken_type\x18\x03 \x01(\t\x12\x12\n\nexpires_in\x18\x04 \x01(\x05\"-\n\x0eRefreshRequest\x12\x1b\n\rrefresh_token\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"f\n\x0fRefreshResponse\x12\x14\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\t\x12\x15\n\rrefresh_token\x18\x02 \x01(\t\x12\x12\n\ntoken_type\x18\x03 \x01(\t\x12\x12\n\nexpires_in\x18\x04 \x01(\x05\"<\n\rLogoutRequest\x12\x15\n\rrefresh_token\x18\x01 \x01(\t\x12\x14\n\x0c\x61ll_sessions\x18\x02 \x01(\x08\"*\n\x0eLogoutResponse\x12\x18\n\x10revoked_sessions\x18\x01 \x01(\x05\"\x10\n\x0eGetJwksRequest\";\n\x0fGetJwksResponse\x12(\n\x04keys\x18\x01 \x03(\x0b\x32\x1a.pinexa.auth.v1.JsonWebKey\"c\n\nJsonWebKey\x12\x0b\n\x03kid\x18\x01 \x01(\t\x12\x0b\n\x03kty\x18\x02 \x01(\t\x12\x0b\n\x03\x61lg\x18\x03 \x01(\t\x12\x0b\n\x03use\x18\x04 \x01(\t\x12\x0b\n\x03\x63rv\x18\x05 \x01(\t\x12\t\n\x01x\x18\x06 \x01(\t\x12\t\n\x01y\x18\x07 \x01(\t2\xb4\x03\n\x0b\x41uthService\x12\x63\n\x05Login\x12\x1c.pinexa.auth.v1.LoginRequest\x1a\x1d.pinexa.auth.v1.LoginResponse\"\x1d\x82\xd3\xe4\x93\x02\x17\"\x12/api/v1/auth/login:\x01*\x12k\n\x07Refresh\x12\x1e.pinexa.auth.v1.RefreshRequest\x1a\x1f.pinexa.auth.v1.RefreshResponse\"\x1f\x82\xd3\xe4\x93\x02\x19\"\x14/api/v1/auth/refresh:\x01*\x12g\n\x06Logout\x12\x1d.pinexa.auth.v1.LogoutRequest\x1a\x1e.pinexa.auth.v1.LogoutResponse\"\x1e\x82\xd3\xe4\x93\x02\x18\"\x13/api/v1/auth/logout:\x01*\x12j\n\x07GetJwks\x12\x1e.pinexa.auth.v1.GetJwksRequest\x1a\x1f.pinexa.auth.v1.GetJwksResponse\"\x1e\x82\xd3\xe4\x93\x02\x18\x12\x16/.well-known/jwks.jsonb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19pinexa/auth/v1/auth.proto\x12\x0epinexa.auth.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\"Z\n\x0cLoginRequest\x12\x16\n\x08username\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x16\n\x08password\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x1a\n\x0c\x64\x65vice_token\x18\x03 \x01(\tB\x04\xe2\x41\x01\x01\"z\n\rLoginResponse\x12\x14\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\t\x12\x15\n\rrefresh_token\x18\x02 \x01(\t\x12\x12\n\ntoken_type\x18\x03 \x01(\t\x12\x12\n\nexpires_in\x18\x04 \x01(\x05\x12\x14\n\x0c\x64\x65vice_token\x18\x05 \x01(\t\"-\n\x0eRefreshRequest\x12\x1b\n\rrefresh_token\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"f\n\x0fRefreshResponse\x12\x14\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\t\x12\x15\n\rrefresh_token\x18\x02 \x01(\t\x12\x12\n\ntoken_type\x18\x03 \x01(\t\x12\x12\n\nexpires_in\x18\x04 \x01(\x05\"<\n\rLogoutRequest\x12\x15\n\rrefresh_token\x18\x01 \x01(\t\x12\x14\n\x0c\x61ll_sessions\x18\x02 \x01(\x08\"*\n\x0eLogoutResponse\x12\x18\n\x10revoked_sessions\x18\x01 \x01(\x05\"\x10\n\x0eGetJwksRequest\";\n\x0fGetJwksResponse\x12(\n\x04keys\x18\x01 \x03(\x0b\x32\x1a.pinexa.auth.v1.JsonWebKey\"c\n\nJsonWebKey\x12\x0b\n\x03kid\x18\x01 \x01(\t\x12\x0b\n\x03kty\x18\x02 \x01(\t\x12\x0b\n\x03\x61lg\x18\x03 \x01(\t\x12\x0b\n\x03use\x18\x04 \x01(\t\x12\x0b\n\x03\x63rv\x18\x05 \x01(\t\x12\t\n\x01x\x18\x06 \x01(\t\x12\t\n\x01y\x18\x07 \x01(\t2\xb4\x03\n\x0b\x41uthService\x12\x63\n\x05Login\x12\x1c.pinexa.auth.v1.LoginRequest\x1a\x1d.pinexa.auth.v1.LoginResponse\"\x1d\x82\xd3\xe4\x93\x02\x17\"\x12/api/v1/auth/login:\x01*\x12k\n\x07Refresh\x12\x1e.pinexa.auth.v1.RefreshRequest\x1a\x1f.pinexa.auth.v1.RefreshResponse\"\x1f\x82\xd3\xe4\x93\x02\x19\"\x14/api/v1/auth/refresh:\x01*\x12g\n\x06Logout\x12\x1d.pinexa.auth.v1.LogoutRequest\x1a\x1e.pinexa.auth.v1.LogoutResponse\"\x1e\x82\xd3\xe4\x93\x02\x18\"\x13/api/v1/auth/logout:\x01*\x12j\n\x07GetJwks\x12\x1e.pinexa.auth.v1.GetJwksRequest\x1a\x1f.pinexa.auth.v1.GetJwksResponse\"\x1e\x82\xd3\xe4\x93\x02\x18\x12\x16/.well-known/jwks.jsonb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,6 +37,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LOGINREQUEST'].fields_by_name['username']._serialized_options = b'\342A\001\002'
   _globals['_LOGINREQUEST'].fields_by_name['password']._loaded_options = None
   _globals['_LOGINREQUEST'].fields_by_name['password']._serialized_options = b'\342A\001\002'
+  _globals['_LOGINREQUEST'].fields_by_name['device_token']._loaded_options = None
+  _globals['_LOGINREQUEST'].fields_by_name['device_token']._serialized_options = b'\342A\001\001'
   _globals['_REFRESHREQUEST'].fields_by_name['refresh_token']._loaded_options = None
   _globals['_REFRESHREQUEST'].fields_by_name['refresh_token']._serialized_options = b'\342A\001\002'
   _globals['_AUTHSERVICE'].methods_by_name['Login']._loaded_options = None
@@ -48,23 +50,23 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_AUTHSERVICE'].methods_by_name['GetJwks']._loaded_options = None
   _globals['_AUTHSERVICE'].methods_by_name['GetJwks']._serialized_options = b'\202\323\344\223\002\030\022\026/.well-known/jwks.json'
   _globals['_LOGINREQUEST']._serialized_start=108
-  _globals['_LOGINREQUEST']._serialized_end=170
-  _globals['_LOGINRESPONSE']._serialized_start=172
-  _globals['_LOGINRESPONSE']._serialized_end=272
-  _globals['_REFRESHREQUEST']._serialized_start=274
-  _globals['_REFRESHREQUEST']._serialized_end=319
-  _globals['_REFRESHRESPONSE']._serialized_start=321
-  _globals['_REFRESHRESPONSE']._serialized_end=423
-  _globals['_LOGOUTREQUEST']._serialized_start=425
-  _globals['_LOGOUTREQUEST']._serialized_end=485
-  _globals['_LOGOUTRESPONSE']._serialized_start=487
-  _globals['_LOGOUTRESPONSE']._serialized_end=529
-  _globals['_GETJWKSREQUEST']._serialized_start=531
-  _globals['_GETJWKSREQUEST']._serialized_end=547
-  _globals['_GETJWKSRESPONSE']._serialized_start=549
-  _globals['_GETJWKSRESPONSE']._serialized_end=608
-  _globals['_JSONWEBKEY']._serialized_start=610
-  _globals['_JSONWEBKEY']._serialized_end=709
-  _globals['_AUTHSERVICE']._serialized_start=712
-  _globals['_AUTHSERVICE']._serialized_end=1148
+  _globals['_LOGINREQUEST']._serialized_end=198
+  _globals['_LOGINRESPONSE']._serialized_start=200
+  _globals['_LOGINRESPONSE']._serialized_end=322
+  _globals['_REFRESHREQUEST']._serialized_start=324
+  _globals['_REFRESHREQUEST']._serialized_end=369
+  _globals['_REFRESHRESPONSE']._serialized_start=371
+  _globals['_REFRESHRESPONSE']._serialized_end=473
+  _globals['_LOGOUTREQUEST']._serialized_start=475
+  _globals['_LOGOUTREQUEST']._serialized_end=535
+  _globals['_LOGOUTRESPONSE']._serialized_start=537
+  _globals['_LOGOUTRESPONSE']._serialized_end=579
+  _globals['_GETJWKSREQUEST']._serialized_start=581
+  _globals['_GETJWKSREQUEST']._serialized_end=597
+  _globals['_GETJWKSRESPONSE']._serialized_start=599
+  _globals['_GETJWKSRESPONSE']._serialized_end=658
+  _globals['_JSONWEBKEY']._serialized_start=660
+  _globals['_JSONWEBKEY']._serialized_end=759
+  _globals['_AUTHSERVICE']._serialized_start=762
+  _globals['_AUTHSERVICE']._serialized_end=1198
 # @@protoc_insertion_point(module_scope)
