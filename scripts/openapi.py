@@ -172,7 +172,6 @@ ERROR_RESPONSES: dict[str, tuple[str, list[str]]] = {
         [
             "INVALID_INPUT",
             "INVALID_FILTER",
-            "INVALID_PAGE_TOKEN",
             "FILTER_FIELD_ADMIN_ONLY",
             "INVALID_REQUEST",
         ],
@@ -183,6 +182,14 @@ ERROR_RESPONSES: dict[str, tuple[str, list[str]]] = {
             "TOKEN_MISSING",
             "TOKEN_INVALID",
             "TOKEN_EXPIRED",
+            "TOKEN_NOT_YET_VALID",
+            "TOKEN_MALFORMED",
+            "TOKEN_SIGNATURE_INVALID",
+            "TOKEN_ALGORITHM_NOT_ALLOWED",
+            "TOKEN_ISSUER_INVALID",
+            "TOKEN_AUDIENCE_INVALID",
+            "TOKEN_UNKNOWN_KID",
+            "UNAUTHENTICATED",
             "INVALID_CREDENTIALS",
             "REFRESH_TOKEN_INVALID",
             "REFRESH_TOKEN_EXPIRED",
@@ -197,7 +204,7 @@ ERROR_RESPONSES: dict[str, tuple[str, list[str]]] = {
     ),
     "404": (
         "No such resource, or not the caller's (gRPC NOT_FOUND); also an unknown path.",
-        ["USER_NOT_FOUND", "ITEM_NOT_FOUND", "ACCOUNT_NOT_FOUND", "ROUTE_NOT_FOUND"],
+        ["USER_NOT_FOUND", "ITEM_NOT_FOUND", "ACCOUNT_NOT_FOUND", "NOT_FOUND", "ROUTE_NOT_FOUND"],
     ),
     "409": (
         "A conflict: a duplicate (ALREADY_EXISTS) or a stale etag (ABORTED).",
@@ -579,7 +586,7 @@ def _error_responses() -> dict[str, Any]:
             }
         responses[f"Error{code}"] = response
     responses["Error"] = {
-        "description": "Any other error, in the same google.rpc.Status shape.",
+        "description": "Any other error, in the same google.rpc.Status shape (from Envoy: `GATEWAY_ERROR`).",
         "content": {"application/json": {"schema": {"$ref": "#/components/schemas/google.rpc.Status"}}},
     }
     return responses

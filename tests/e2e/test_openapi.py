@@ -129,6 +129,17 @@ def test_errors_are_google_rpc_status_with_their_reasons() -> None:
         assert "default" in op["responses"]
 
 
+def test_every_error_reason_the_code_can_give_is_listed() -> None:
+    """A reason added to a service or to Envoy's local replies must reach the document (the
+    internal services' INTERNAL_ONLY is never seen at the edge)."""
+    sources = [*sorted((REPO / "services").rglob("*.py")), REPO / "envoy" / "envoy.yaml.tmpl"]
+    pattern = re.compile(r'(?:reason=|default_reason = |reason: |_reject\()"?([A-Z][A-Z_]+)"?')
+    raised = {reason for source in sources for reason in pattern.findall(source.read_text())}
+    assert {"ETAG_MISMATCH", "TOKEN_EXPIRED", "ROUTE_NOT_FOUND", "INVALID_FILTER"} <= raised
+    listed = set(re.findall(r"`([A-Z][A-Z_]+)`", json.dumps(document()["components"]["responses"])))
+    assert raised - {"INTERNAL_ONLY"} <= listed, raised - listed
+
+
 def _load_generator() -> Any:
     import importlib.util
 
