@@ -75,6 +75,9 @@ WELL_KNOWN: dict[str, dict[str, Any]] = {
 
 _UUID = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
 _OBJECT_ID = r"^[0-9a-fA-F]{24}$"
+# Not blank as Python's str.strip() sees it: ECMA-262's \s, which JSON Schema uses, leaves out
+# U+001C..U+001F and U+0085, which strip() removes.
+_NOT_BLANK = r"[^\s\u001c-\u001f\u0085]"
 _NO_CONTROL_CHARACTERS = r"^[^\u0000-\u001f\u007f-\u009f]*$"
 
 # Item.attributes: JSON whose object keys are non-empty, never start with "$" and contain no "."
@@ -117,7 +120,7 @@ def _lower_camel(name: str) -> str:
 # say in comments. Kept here by hand; the schemathesis run (tests/e2e/test_openapi.py) fails on a
 # drift ("schema-valid request rejected"). "required" marks a field the service refuses when empty.
 CONSTRAINTS: dict[str, dict[str, Any]] = {
-    "pinexa.auth.v1.LoginRequest.username": {"minLength": 1, "pattern": r"\S"},
+    "pinexa.auth.v1.LoginRequest.username": {"minLength": 1, "pattern": _NOT_BLANK},
     "pinexa.auth.v1.LoginRequest.password": {"minLength": 1},
     "pinexa.auth.v1.RefreshRequest.refresh_token": {"minLength": 1},
     "pinexa.auth.v1.LogoutRequest.refresh_token": {"minLength": 1, "required": True},
@@ -132,7 +135,7 @@ CONSTRAINTS: dict[str, dict[str, Any]] = {
     "pinexa.users.v1.ListUsersRequest.page_size": {"minimum": 0},
     "pinexa.users.v1.UpdateUserRequest.update_mask": _mask("email", "display_name", "password", "role"),
     "pinexa.data.v1.Item.id": {"pattern": _OBJECT_ID},
-    "pinexa.data.v1.Item.title": {"minLength": 1, "maxLength": 200, "pattern": r"\S"},
+    "pinexa.data.v1.Item.title": {"minLength": 1, "maxLength": 200, "pattern": _NOT_BLANK},
     "pinexa.data.v1.Item.content": {"maxLength": 1024 * 1024},
     "pinexa.data.v1.Item.attributes": {
         "propertyNames": {"$ref": "#/components/schemas/pinexa.data.v1.AttributeKey"},

@@ -552,6 +552,7 @@ def describe(stack: Stack, *, stream: IO[str]) -> None:
     rel = _relative(stack.base_dir)
     rows = [
         ("REST + gRPC", stack.rest_url, f"curl {stack.rest_url}/healthz"),
+        ("API docs", f"{stack.rest_url}/docs", f"Swagger UI on {stack.rest_url}/openapi.json"),
     ]
     for name in SERVICES:
         if name in stack.services:
