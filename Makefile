@@ -46,7 +46,7 @@ migrate: $(STAMP)
 	$(PY) -m services.auth migrate
 
 bench: $(STAMP)
-	$(PY) scripts/bench.py
+	$(PY) scripts/bench.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -9,7 +9,12 @@ nghttp2-client):
 
 - gRPC: POST /pinexa.users.v1.UserService/GetUser straight to the users service, a 5-byte
   length prefix plus the serialized request, content-type application/grpc, te: trailers;
-- REST: GET /api/v1/users/{id} through Envoy (jwt_authn, transcoder, router).
+- REST: GET /api/v1/users/{id} through Envoy (strict edge, jwt_authn, transcoder, router);
+- REST with a body: POST /api/v1/data with about 1 KiB of JSON (checked by HTTP status only).
+
+For the REST sides it also reports Envoy's CPU time per request (from /proc), which shows what
+Envoy itself costs even when the services are the bottleneck; `--no-strict-edge` renders Envoy
+without the strict-edge Lua filter (envoy/strict.lua), so two runs show what the filter costs.
 
 Both carry the same real bearer token. h2load counts HTTP statuses only, and a gRPC error is
 still HTTP 200, so every run is also checked against the users service's own Prometheus
@@ -52,11 +57,13 @@ class Result:
     mean_ms: float
     verified_ok: int
     verified_errors: int
+    envoy_cpu_us: float = 0.0  # Envoy's CPU time (user + system) per request, when it was in the path
 
     def row(self) -> str:
         return (
             f"{self.name:<22} {self.rps:>10.0f} {self.p50_ms:>9.2f} {self.p99_ms:>9.2f} {self.mean_ms:>9.2f}"
             f" {self.succeeded:>9} {self.failed + self.non_2xx:>7}"
+            + (f" {self.envoy_cpu_us:>10.0f}" if self.envoy_cpu_us else "")
         )
 
 
@@ -118,6 +125,14 @@ def check_grpc_once(address: str, user_id: str, token: str) -> None:
         die(f"GetUser over gRPC returned {user.id!r}, expected {user_id!r}")
 
 
+def cpu_seconds(pid: int | None) -> float:
+    """User + system CPU time a process has used so far (Linux /proc)."""
+    if pid is None:
+        return 0.0
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def run_h2load(
     name: str,
     url: str,
@@ -126,7 +141,8 @@ def run_h2load(
     args: argparse.Namespace,
     data: Path | None,
     workdir: Path,
-    metrics_url: str,
+    metrics_url: str | None,
+    envoy_pid: int | None = None,
 ) -> Result:
     log = workdir / f"{name.split()[0].lower()}.tsv"
     argv = [
@@ -149,9 +165,11 @@ def run_h2load(
     if data is not None:
         argv += ["--data", str(data)]
     argv.append(url)
-    before = getuser_counts(metrics_url)
+    before = getuser_counts(metrics_url) if metrics_url else (0, 0)
+    cpu_before = cpu_seconds(envoy_pid)
     completed = subprocess.run(argv, capture_output=True, text=True, check=False)
-    after = getuser_counts(metrics_url)
+    cpu_after = cpu_seconds(envoy_pid)
+    after = getuser_counts(metrics_url) if metrics_url else (0, 0)
     if completed.returncode != 0:
         die(f"h2load failed for {name}:\n{completed.stdout}\n{completed.stderr}")
     out = completed.stdout
@@ -182,6 +200,8 @@ def run_h2load(
         mean_ms=statistics.fmean(latencies),
         verified_ok=after[0] - before[0],
         verified_errors=after[1] - before[1],
+        # Over the whole h2load run, warm-up included, divided by the requests it completed.
+        envoy_cpu_us=(cpu_after - cpu_before) * 1e6 / max(1, int(req[2])) if envoy_pid else 0.0,
     )
 
 
@@ -197,6 +217,11 @@ def main() -> int:
     parser.add_argument("--envoy-concurrency", type=int, default=None, help="Envoy worker threads")
     parser.add_argument("--log-level", default="WARNING", help="the services' LOG_LEVEL (default WARNING)")
     parser.add_argument("--json", type=Path, help="also write the results to this file as JSON")
+    parser.add_argument(
+        "--no-strict-edge",
+        action="store_true",
+        help="render Envoy without the strict-edge Lua filter (envoy/strict.lua), to measure its cost",
+    )
     args = parser.parse_args()
 
     if shutil.which("h2load") is None:
@@ -214,6 +239,7 @@ def main() -> int:
         env={"LOG_LEVEL": args.log_level},
         service_env={"users": {"METRICS_PORT": str(metrics_port)}},
         envoy_concurrency=args.envoy_concurrency,
+        envoy_overrides={"strict_edge": not args.no_strict_edge},
     )
     if not {"users", "auth"} <= set(stack.services):
         die(f"the benchmark needs the users and auth services; found only {stack.services}")
@@ -247,7 +273,7 @@ def main() -> int:
             f"Measuring GetUser for {args.duration}s per side (+{args.warm_up}s warm-up), "
             f"{args.clients} connections x {args.streams} streams = {concurrency} in flight, "
             f"on {os.cpu_count()} CPUs; Envoy workers: {stack.envoy_concurrency}; "
-            f"services' LOG_LEVEL={args.log_level}."
+            f"services' LOG_LEVEL={args.log_level}; strict edge {'off' if args.no_strict_edge else 'on'}."
         )
         grpc_result = run_h2load(
             "gRPC direct (users)",
@@ -258,6 +284,7 @@ def main() -> int:
             workdir=workdir,
             metrics_url=metrics_url,
         )
+        envoy_pid = stack.children["envoy"].pid
         rest_result = run_h2load(
             "REST through Envoy",
             f"{stack.rest_url}/api/v1/users/{user_id}",
@@ -266,20 +293,57 @@ def main() -> int:
             data=None,
             workdir=workdir,
             metrics_url=metrics_url,
+            envoy_pid=envoy_pid,
+        )
+        # A write with a JSON body, to show what the strict edge's body scan costs: CreateItem with
+        # about 1 KiB of JSON (title, content, nested attributes). Its answers are checked by
+        # status only (h2load counts 2xx); the items land in the throwaway stack.
+        item = {
+            "title": "bench item",
+            "content": "lorem ipsum dolor sit amet " * 24,
+            "status": "PUBLISHED",
+            "attributes": {
+                "color": "red",
+                "n": 3,
+                "tags": ["a", "b", "c"],
+                "nested": {"k": "v", "x": [1, 2]},
+            },
+        }
+        body = workdir / "item.json"
+        body.write_text(json.dumps(item))
+        if (
+            http_json("POST", f"{stack.rest_url}/api/v1/data", item, token=token).get("title")
+            != item["title"]
+        ):
+            die("POST /api/v1/data through Envoy did not create the item")
+        body_result = run_h2load(
+            "REST CreateItem (1 KiB)",
+            f"{stack.rest_url}/api/v1/data",
+            [auth_header, "accept: application/json", "content-type: application/json"],
+            args=args,
+            data=body,
+            workdir=workdir,
+            metrics_url=None,
+            envoy_pid=envoy_pid,
         )
     finally:
         stack.stop()
         shutil.rmtree(workdir, ignore_errors=True)  # its SQLite files and dev keys, even on failure
 
-    results = [grpc_result, rest_result]
+    results = [grpc_result, rest_result, body_result]
     say("")
-    say(f"{'GetUser':<22} {'req/s':>10} {'p50 ms':>9} {'p99 ms':>9} {'mean ms':>9} {'ok':>9} {'errors':>7}")
+    say(
+        f"{'GetUser':<22} {'req/s':>10} {'p50 ms':>9} {'p99 ms':>9} {'mean ms':>9} {'ok':>9} {'errors':>7}"
+        f" {'Envoy µs/req':>10}"
+    )
     for result in results:
         say(result.row())
     say(f"{'REST / gRPC':<22} {rest_result.rps / grpc_result.rps:>10.2f}x")
     say("")
     problems = []
-    for result in results:
+    if body_result.failed or body_result.non_2xx:
+        problems.append(f"{body_result.name}: {body_result.failed + body_result.non_2xx} failed requests")
+    for result in (grpc_result, rest_result):
         say(
             f"{result.name}: the users service answered {result.verified_ok} GetUser calls OK and "
             f"{result.verified_errors} with an error during the run; "

@@ -123,6 +123,10 @@ def main() -> None:
         version=_version(),
     )
     write_docs()
+    # The strict edge's table of fields per REST route (Envoy's Lua filter, envoy/strict.lua).
+    from edge_schema import render as render_edge_schema
+
+    (OUT / "edge_schema.lua").write_text(render_edge_schema(DESCRIPTOR_SET))
     # Envoy for Kubernetes: envoy/envoy.yaml.tmpl rendered with the Kubernetes parameters, plus the
     # descriptor set, in k8s/base/envoy/ where kustomize builds the ConfigMap from them.
     from services.devstack.envoy import write_kubernetes_files

@@ -78,6 +78,11 @@ _OBJECT_ID = r"^[0-9a-fA-F]{24}$"
 # Not blank as Python's str.strip() sees it: ECMA-262's \s, which JSON Schema uses, leaves out
 # U+001C..U+001F and U+0085, which strip() removes.
 _NOT_BLANK = r"[^\s\u001c-\u001f\u0085]"
+# Every request string is refused with a C0 control character or DEL in it; free text (item
+# content, attribute values) may hold tab, newline and carriage return (services/kit/request_checks.py).
+_TEXT = r"^[^\u0000-\u001f\u007f]*$"
+_FREE_TEXT = r"^[^\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f]*$"
+FREE_TEXT_FIELDS = frozenset({"pinexa.data.v1.Item.content"})
 _NO_CONTROL_CHARACTERS = r"^[^\u0000-\u001f\u007f-\u009f]*$"
 
 # Item.attributes: JSON whose object keys are non-empty, never start with "$" and contain no "."
@@ -85,13 +90,14 @@ _NO_CONTROL_CHARACTERS = r"^[^\u0000-\u001f\u007f-\u009f]*$"
 ATTRIBUTE_SCHEMAS: dict[str, dict[str, Any]] = {
     "pinexa.data.v1.AttributeKey": {
         "type": "string",
-        "pattern": "^[^$.\\u0000][^.\\u0000]*$",
+        "pattern": "^[^$.\\u0000-\\u001f\\u007f][^.\\u0000-\\u001f\\u007f]*$",
         "description": 'An attribute key: non-empty, not starting with "$", without "." or NUL.',
     },
     "pinexa.data.v1.AttributeValue": {
         "description": "An attribute value: any JSON value (finite numbers); keys of objects as above.",
         "anyOf": [
-            {"type": ["null", "boolean", "number", "string"]},
+            {"type": ["null", "boolean", "number"]},
+            {"type": "string", "pattern": _FREE_TEXT},
             {"type": "array", "items": {"$ref": "#/components/schemas/pinexa.data.v1.AttributeValue"}},
             {
                 "type": "object",
@@ -192,6 +198,7 @@ ERROR_RESPONSES: dict[str, tuple[str, list[str]]] = {
             "TOKEN_ISSUER_INVALID",
             "TOKEN_AUDIENCE_INVALID",
             "TOKEN_UNKNOWN_KID",
+            "TOKEN_LIFETIME_TOO_LONG",
             "UNAUTHENTICATED",
             "INVALID_CREDENTIALS",
             "REFRESH_TOKEN_INVALID",
@@ -225,6 +232,7 @@ ERROR_RESPONSES: dict[str, tuple[str, list[str]]] = {
         [
             "UPSTREAM_UNAVAILABLE",
             "DATA_STORE_UNAVAILABLE",
+            "DATABASE_UNAVAILABLE",
             "USERS_UNAVAILABLE",
             "JWKS_UNAVAILABLE",
             "SEARCH_INDEX_NOT_READY",
@@ -408,6 +416,23 @@ class SchemaBuilder:
             extra["readOnly"] = True
         if field_behavior_pb2.INPUT_ONLY in behaviors:
             extra["writeOnly"] = True
+        # The text rule is for requests; google.rpc.* only ever appears in responses (whose
+        # field violations may quote what a client sent).
+        if owner.startswith("google.rpc."):
+            pass
+        elif field.type == FDP.TYPE_STRING:
+            text = _FREE_TEXT if f"{owner}.{field.name}" in FREE_TEXT_FIELDS else _TEXT
+            target = schema["items"] if schema.get("type") == "array" else schema
+            target["pattern"] = text
+        elif _is_map(self.desc, field):
+            entry = self.desc.messages[field.type_name.lstrip(".")]
+            if entry.field[0].type == FDP.TYPE_STRING:
+                schema["propertyNames"] = {"pattern": _TEXT}
+            if entry.field[1].type == FDP.TYPE_STRING:
+                schema["additionalProperties"]["pattern"] = _TEXT
+        if "pattern" in extra and "pattern" in schema:
+            # Both hold: the text rule and the field's own.
+            extra["allOf"] = [{"pattern": extra.pop("pattern")}]
         if schema.get("type") == "array" and "pattern" in extra:
             schema["items"] = {**schema["items"], "pattern": extra.pop("pattern")}
         if "$ref" in schema and extra:

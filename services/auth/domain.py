@@ -13,7 +13,7 @@ import logging
 import secrets
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from typing import NoReturn, Protocol
 
@@ -143,12 +143,15 @@ class Auth:
         keys: KeyRing,
         policy: AuthPolicy,
         clock: Callable[[], float] = time.time,
+        is_outage: Callable[[BaseException], bool] = lambda _exc: False,
     ) -> None:
         self._store = store
         self._users = users
         self._keys = keys
         self._policy = policy
         self._clock = clock
+        # Tells a store outage (already logged once by the health monitor) from a bug.
+        self._is_outage = is_outage
 
     # ---- tokens ------------------------------------------------------------------------------
 
@@ -289,16 +292,21 @@ class Auth:
         return device_token
 
     async def _refund_device(self, device: DeviceClaim) -> None:
-        try:
-            await self._store.refund_device(device.token_hash)
-        except Exception:
-            log.exception("could not refund a login attempt")
+        await self._compensate(self._store.refund_device(device.token_hash))
 
     async def _refund(self, claim: Claim) -> None:
+        await self._compensate(self._store.settle(claim))
+
+    async def _compensate(self, step: Awaitable[None]) -> None:
+        """Run a refund on the way out of a failed login; its own failure must not replace the
+        login's error. A database outage (logged once by the health monitor) costs one line."""
         try:
-            await self._store.settle(claim)
-        except Exception:
-            log.exception("could not refund a login attempt")
+            await step
+        except Exception as exc:
+            if not self._is_outage(exc):
+                log.exception("could not refund a login attempt")
+                return
+            log.warning("could not refund a login attempt: the database is unavailable")
 
     async def _new_session(self, identity: Identity, now: float) -> TokenPair:
         refresh_token = secrets.token_urlsafe(32)

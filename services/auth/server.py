@@ -73,8 +73,11 @@ class _Purger:
                 )
                 if removed:
                     log.info("purged expired auth rows", extra={"rows": removed})
-            except Exception:
-                log.exception("purging expired auth rows failed")
+            except Exception as exc:
+                if sql.is_outage(exc):  # logged once by the health monitor; try next hour
+                    log.warning("purging expired auth rows failed: the database is unavailable")
+                else:
+                    log.exception("purging expired auth rows failed")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), timeout=PURGE_INTERVAL_SECONDS)
 
@@ -105,7 +108,7 @@ async def create_service(
     channel = users_channel or internal_channel(
         settings.users_address, internal_token=settings.internal_token
     )
-    engine = sql.create_engine(settings.sql_url("auth"), pool_size=settings.db_pool_size)
+    engine = sql.engine_from_settings(settings, "auth")
     store = AuthStore(engine)
     auth = Auth(
         store=store,
@@ -113,6 +116,7 @@ async def create_service(
         keys=ring,
         policy=AuthPolicy.from_settings(settings),
         clock=clock,
+        is_outage=sql.is_outage,
     )
     verifier = verifier_from_settings(settings, StaticKeySource(ring.jwks))
     servicer = AuthServicer(auth)
@@ -136,6 +140,7 @@ async def create_service(
         service_names=[AUTH_SERVICE],
         public_methods=PUBLIC_METHODS,
         readiness=readiness,
+        translate_error=sql.translate_error,
         on_start=[purger.start],
         on_stop=[close],
     )

@@ -13,6 +13,7 @@ from pinexa.users.v1 import users_internal_pb2, users_internal_pb2_grpc, users_p
 from services.auth.domain import Identity, InvalidCredentials, UnknownUser
 from services.kit.context import Role
 from services.kit.errors import Unavailable
+from services.kit.outage import OutageLog
 
 log = logging.getLogger(__name__)
 
@@ -46,19 +47,23 @@ def _internal_token_refused(error: grpc.aio.AioRpcError) -> bool:
     return error.code() == grpc.StatusCode.UNAUTHENTICATED and _reason(error) == "INTERNAL_ONLY"
 
 
-def _unavailable(error: grpc.aio.AioRpcError, call: str) -> Unavailable:
-    if _internal_token_refused(error):
-        log.error("users refused auth's internal token: INTERNAL_TOKEN differs between them")
-    else:
-        log.warning("users %s failed: %s", call, error.code().name)
-    return Unavailable("the account directory is unavailable; try again shortly", reason="USERS_UNAVAILABLE")
-
-
 class GrpcUsersClient:
-    """Calls users' internal RPCs and turns their errors into auth's domain outcomes."""
+    """Calls users' internal RPCs and turns their errors into auth's domain outcomes: a users
+    service that is down or answers UNAVAILABLE is 503 USERS_UNAVAILABLE, logged once when it
+    goes and once when it is back."""
 
     def __init__(self, channel: Any) -> None:
         self._stub = users_internal_pb2_grpc.UsersInternalServiceStub(channel)
+        self._outage = OutageLog(log, component="auth", dependency="users")
+
+    def _unavailable(self, error: grpc.aio.AioRpcError, call: str) -> Unavailable:
+        if _internal_token_refused(error):
+            log.error("users refused auth's internal token: INTERNAL_TOKEN differs between them")
+        else:
+            self._outage.down(f"{call}: {error.code().name}")
+        return Unavailable(
+            "the account directory is unavailable; try again shortly", reason="USERS_UNAVAILABLE"
+        )
 
     async def verify_credentials(self, username: str, password: str) -> Identity:
         try:
@@ -68,8 +73,10 @@ class GrpcUsersClient:
             )
         except grpc.aio.AioRpcError as error:
             if error.code() in _NO_MATCH and not _internal_token_refused(error):
+                self._outage.up()
                 raise InvalidCredentials from None
-            raise _unavailable(error, "VerifyCredentials") from None
+            raise self._unavailable(error, "VerifyCredentials") from None
+        self._outage.up()
         return Identity(user_id=response.user_id, role=_role(response.role))
 
     async def get_identity(self, user_id: str) -> Identity:
@@ -79,6 +86,8 @@ class GrpcUsersClient:
             )
         except grpc.aio.AioRpcError as error:
             if error.code() == grpc.StatusCode.NOT_FOUND:
+                self._outage.up()
                 raise UnknownUser from None
-            raise _unavailable(error, "GetIdentity") from None
+            raise self._unavailable(error, "GetIdentity") from None
+        self._outage.up()
         return Identity(user_id=response.user_id, role=_role(response.role))

@@ -66,7 +66,10 @@ async def create_service(
         register=register,
         service_names=[DATA_SERVICE, DATA_INTERNAL_SERVICE],
         internal_services=frozenset({DATA_INTERNAL_SERVICE}),
+        # Tab and newlines are allowed in an item's body (and in attribute values, always).
+        free_text_fields=frozenset({"pinexa.data.v1.Item.content"}),
         readiness=store.readiness,
+        dependency="MongoDB",
         on_stop=on_stop,
     )
     return ServiceHost(spec, settings=settings, verifier=verifier)

@@ -28,7 +28,7 @@ from pymongo.errors import ConnectionFailure, OperationFailure, PyMongoError
 
 from services.data.domain import Item, ListQuery
 from services.data.filters import And, Comparison, Node, Not, Or
-from services.kit.errors import Unavailable
+from services.kit.errors import DependencyUnavailable, Unavailable
 
 log = logging.getLogger(__name__)
 
@@ -62,12 +62,12 @@ def _translate_errors() -> Iterator[None]:
     try:
         yield
     except ConnectionFailure as exc:  # includes AutoReconnect and ServerSelectionTimeoutError
-        raise Unavailable(
+        raise DependencyUnavailable(
             "the data store is unreachable; try again shortly", reason="DATA_STORE_UNAVAILABLE"
         ) from exc
     except PyMongoError as exc:
         if exc.timeout:
-            raise Unavailable(
+            raise DependencyUnavailable(
                 "the data store did not answer in time; try again shortly", reason="DATA_STORE_UNAVAILABLE"
             ) from exc
         if isinstance(exc, OperationFailure) and exc.code == _TEXT_INDEX_MISSING:

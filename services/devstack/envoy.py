@@ -31,6 +31,12 @@ KUBERNETES_OPENAPI = ROOT / "k8s" / "base" / "envoy" / "openapi.json"
 KUBERNETES_DOCS_DIR = ROOT / "k8s" / "base" / "envoy" / "docs"
 # The files of the /docs page (written by `make generate`, see scripts/generate.py).
 DOCS_FILES = ["index.html", "swagger-ui-bundle.js.gz", "swagger-ui.css.gz", "SWAGGER-UI-LICENSE"]
+# The strict-edge Lua filter: the generated table of fields per route, then the code using it.
+STRICT_LUA_SOURCES = (ROOT / "generated" / "edge_schema.lua", ROOT / "envoy" / "strict.lua")
+STRICT_LUA_INDENT = " " * 26  # under `inline_string: |` in the template
+# Placeholders render() fills itself, and EnvoyParams fields that switch template sections.
+COMPUTED_PLACEHOLDERS = frozenset({"strict_lua"})
+SECTION_SWITCHES = frozenset({"strict_edge"})
 
 GENERATED_HEADER = (
     "# GENERATED from envoy/envoy.yaml.tmpl by services/devstack/envoy.py: do not edit by hand.\n"
@@ -84,6 +90,8 @@ class EnvoyParams:
     # address (0: Envoy's peer is the client).
     xff_num_trusted_hops: int = 0
     jwt_leeway_seconds: int = 30
+    # The strict-edge Lua filter (envoy/strict.lua). Off only to measure what it costs.
+    strict_edge: bool = True
 
 
 def local_params(
@@ -125,10 +133,22 @@ def kubernetes_params() -> EnvoyParams:
 
 def render(params: EnvoyParams) -> str:
     """The config text for `params`; fails on any placeholder the parameters do not fill."""
-    lines = [line for line in TEMPLATE.read_text().splitlines(keepends=True) if not line.startswith("##")]
-    values = {key: str(value) for key, value in asdict(params).items()}
+    lines, dropping = [], False
+    for line in TEMPLATE.read_text().splitlines(keepends=True):
+        if line.startswith("## strict-edge:"):
+            dropping = not params.strict_edge and line.startswith("## strict-edge:begin")
+        elif not line.startswith("##") and not dropping:
+            lines.append(line)
+    values = {key: str(value) for key, value in asdict(params).items() if key not in SECTION_SWITCHES}
+    values["strict_lua"] = strict_lua()
     body = string.Template("".join(lines)).substitute(values)
     return GENERATED_HEADER + body
+
+
+def strict_lua() -> str:
+    """The Lua filter's source, indented for the template's block scalar."""
+    code = "\n".join(path.read_text() for path in STRICT_LUA_SOURCES)
+    return "\n".join(STRICT_LUA_INDENT + line if line else "" for line in code.splitlines())
 
 
 def write(params: EnvoyParams, path: Path) -> Path:

@@ -117,6 +117,17 @@ class Unavailable(PinexaError):
     default_reason = "UNAVAILABLE"
 
 
+class DependencyUnavailable(Unavailable):
+    """The service's own store is down, cut off or overloaded (UNAVAILABLE, REST 503).
+
+    Raised (or translated, see `ServiceSpec.translate_error`) for an outage of the database the
+    service's health follows; the server re-checks health at once when one reaches a client.
+    A write that fails this way may or may not have been applied: clients retry idempotently.
+    """
+
+    default_reason = "DATABASE_UNAVAILABLE"
+
+
 def internal_error_status(domain: str) -> grpc.Status:
     """What a client sees for an unexpected failure: no exception text, no stack."""
     return PinexaError("internal error", reason="INTERNAL").to_status(domain)
@@ -151,6 +162,7 @@ class Violations:
 
 __all__ = [
     "AlreadyExists",
+    "DependencyUnavailable",
     "EtagMismatch",
     "InvalidArgument",
     "NotFound",

@@ -1,8 +1,9 @@
 """The one server interceptor every service installs.
 
 For each RPC, in order: take or make a request id; authenticate the caller (unless the method
-is public); run the handler; turn domain errors into a google.rpc.Status; log one line and
-record metrics. One wrapper rather than a stack of four keeps per-call overhead low.
+is public); refuse a request message that did not parse or has control characters in its text
+(services/kit/request_checks.py); run the handler; turn domain errors into a google.rpc.Status;
+log one line and record metrics. One wrapper rather than a stack of four keeps per-call overhead low.
 """
 
 from __future__ import annotations
@@ -19,7 +20,14 @@ from grpc.aio import AbortError
 
 from services.kit import metrics
 from services.kit.context import auth_error_var, principal_var, request_id_var
-from services.kit.errors import PinexaError, Unauthenticated, internal_error_status
+from services.kit.errors import (
+    DependencyUnavailable,
+    InvalidArgument,
+    PinexaError,
+    Unauthenticated,
+    internal_error_status,
+)
+from services.kit.request_checks import UNPARSABLE, TextChecker, tolerant_deserializer
 from services.kit.tokens import TokenVerifier, bearer_token
 
 log = logging.getLogger("pinexa.rpc")
@@ -47,13 +55,24 @@ class PinexaInterceptor(grpc.aio.ServerInterceptor):
         public_methods: frozenset[str] = frozenset(),
         internal_services: frozenset[str] = frozenset(),
         internal_token: str = "",
+        translate_error: Callable[[Exception], PinexaError | None] | None = None,
+        on_dependency_unavailable: Callable[[], None] | None = None,
+        free_text_fields: frozenset[str] = frozenset(),
     ) -> None:
         self._service = service
+        # translate_error: the service's mapping of its store's own exceptions (a database
+        # outage) to a PinexaError, so servicers need not wrap every call; on_dependency_unavailable:
+        # told whenever a DependencyUnavailable reaches a client (the host re-checks health).
+        self._translate = translate_error
+        self._on_unavailable = on_dependency_unavailable
         self._domain = f"pinexa.{service}"
         self._verifier = verifier
         self._public = public_methods
         self._internal = internal_services
         self._internal_token = internal_token.encode()
+        self._text = TextChecker(free_text_fields)
+        # method -> (the servicer's handler, our wrapped one): built once per method, not per call.
+        self._handlers: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
 
     async def intercept_service(
         self,
@@ -64,6 +83,9 @@ class PinexaInterceptor(grpc.aio.ServerInterceptor):
         method: str = details.method
         if handler is None or handler.unary_unary is None or method.startswith(_ALWAYS_PUBLIC_PREFIXES):
             return handler
+        cached = self._handlers.get(method)
+        if cached is not None and cached[0] is handler:
+            return cached[1]
         service_name = method[1:].split("/", 1)[0]
         if service_name in self._internal:
             mode = "internal"
@@ -71,12 +93,13 @@ class PinexaInterceptor(grpc.aio.ServerInterceptor):
             mode = "public"
         else:
             mode = "protected"
-        wrapped = self._wrap(handler.unary_unary, method, mode)
-        return grpc.unary_unary_rpc_method_handler(
-            wrapped,
-            request_deserializer=handler.request_deserializer,
+        wrapped = grpc.unary_unary_rpc_method_handler(
+            self._wrap(handler.unary_unary, method, mode),
+            request_deserializer=tolerant_deserializer(handler.request_deserializer),
             response_serializer=handler.response_serializer,
         )
+        self._handlers[method] = (handler, wrapped)
+        return wrapped
 
     def _wrap(self, behavior: Behavior, method: str, mode: str) -> Behavior:
         short_method = method.rsplit("/", 1)[-1]
@@ -91,12 +114,16 @@ class PinexaInterceptor(grpc.aio.ServerInterceptor):
             code = "OK"
             user = "-"
             try:
+                if request is UNPARSABLE:
+                    raise InvalidArgument("the request message could not be parsed", reason="INVALID_REQUEST")
                 await self._authenticate(mode, metadata)
                 principal = principal_var.get()
                 user = principal.user_id if principal else "-"
+                self._text.check(request)
                 return await behavior(request, context)
             except PinexaError as error:
                 code = error.code.name
+                self._note(error)
                 await context.abort_with_status(error.to_status(self._domain))
             except AbortError:
                 code = _code_name(context)
@@ -104,10 +131,16 @@ class PinexaInterceptor(grpc.aio.ServerInterceptor):
             except NotImplementedError:  # a generated servicer base method nobody overrode
                 code = "UNIMPLEMENTED"
                 await context.abort(grpc.StatusCode.UNIMPLEMENTED, f"{short_method} is not implemented")
-            except Exception:
-                code = "INTERNAL"
-                log.exception("unhandled error in %s", method)
-                await context.abort_with_status(internal_error_status(self._domain))
+            except Exception as exc:
+                translated = self._translate(exc) if self._translate is not None else None
+                if translated is None:
+                    code = "INTERNAL"
+                    log.exception("unhandled error in %s", method)
+                    await context.abort_with_status(internal_error_status(self._domain))
+                else:  # e.g. the database is down: logged once by the health monitor, not here
+                    code = translated.code.name
+                    self._note(translated)
+                    await context.abort_with_status(translated.to_status(self._domain))
             finally:
                 elapsed = time.perf_counter() - started
                 metrics.observe(self._service, short_method, code, elapsed)
@@ -120,6 +153,10 @@ class PinexaInterceptor(grpc.aio.ServerInterceptor):
                 request_id_var.reset(rid_token)
 
         return wrapper
+
+    def _note(self, error: PinexaError) -> None:
+        if isinstance(error, DependencyUnavailable) and self._on_unavailable is not None:
+            self._on_unavailable()
 
     async def _authenticate(self, mode: str, metadata: dict[str, Any]) -> None:
         if mode == "internal":

@@ -24,7 +24,9 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from services.kit.errors import PinexaError
 from services.kit.interceptor import PinexaInterceptor
+from services.kit.outage import OutageLog
 from services.kit.settings import Settings
 from services.kit.tokens import TokenVerifier
 
@@ -58,8 +60,17 @@ class ServiceSpec:
     """Full method names callable without an access token."""
     internal_services: frozenset[str] = frozenset()
     """Services meant for other Pinexa services only (never routed by Envoy)."""
+    free_text_fields: frozenset[str] = frozenset()
+    """Full names of string fields holding free text, where tab, newline and CR are allowed
+    (every other text field refuses all control characters)."""
     readiness: Callable[[], Awaitable[None]] | None = None
     """Raises when the service's own database is unreachable; drives the health status."""
+    dependency: str = "database"
+    """What `readiness` checks, for the one log line when it goes down and the one when it is back."""
+    translate_error: Callable[[Exception], PinexaError | None] | None = None
+    """Maps an exception a handler let through (e.g. `sql.translate_error`: a database outage)
+    to the error the client gets; None leaves it a 500. A `DependencyUnavailable`, raised or
+    translated, makes the host re-check health at once."""
     on_start: Sequence[Callable[[], Awaitable[None]]] = field(default_factory=list)
     """Run once after the port is bound (e.g. background workers)."""
     on_stop: Sequence[Callable[[], Awaitable[None]]] = field(default_factory=list)
@@ -79,7 +90,13 @@ class ServiceHost:
             public_methods=spec.public_methods,
             internal_services=spec.internal_services,
             internal_token=settings.internal_token,
+            translate_error=spec.translate_error,
+            on_dependency_unavailable=self.recheck_soon,
+            free_text_fields=spec.free_text_fields,
         )
+        self.outage = OutageLog(log, component=spec.name, dependency=spec.dependency)
+        self._check_lock = asyncio.Lock()
+        self._recheck: asyncio.Task[None] | None = None
         self.server = grpc.aio.server(
             interceptors=[self._interceptor],
             options=[
@@ -121,19 +138,31 @@ class ServiceHost:
         for name in ("", *self.spec.service_names):
             await self.health.set(name, status)
 
-    async def _check_once(self) -> None:
-        if self._stopping:
+    def recheck_soon(self) -> None:
+        """Check health now rather than at the next interval (a request just met an outage).
+        At most one such check runs at a time; requests meanwhile add none."""
+        if self._stopping or (self._recheck is not None and not self._recheck.done()):
             return
-        ok = True
-        if self.spec.readiness is not None:
-            try:
-                await asyncio.wait_for(
-                    self.spec.readiness(), timeout=max(1.0, self._settings.health_check_interval_seconds)
-                )
-            except Exception as exc:  # any failure means the dependency is not usable
-                ok = False
-                log.warning("dependency unhealthy: %s", type(exc).__name__)
-        await self._set_status(SERVING if ok else NOT_SERVING)  # ignored once shutting down
+        self._recheck = asyncio.get_running_loop().create_task(
+            self._check_once(), name=f"{self.spec.name}-health-recheck"
+        )
+
+    async def _check_once(self) -> None:
+        async with self._check_lock:
+            if self._stopping:
+                return
+            ok = True
+            if self.spec.readiness is not None:
+                try:
+                    await asyncio.wait_for(
+                        self.spec.readiness(), timeout=max(1.0, self._settings.health_check_interval_seconds)
+                    )
+                except Exception as exc:  # any failure means the dependency is not usable
+                    ok = False
+                    self.outage.down(exc)  # logs once per outage, not once per check
+            if ok:
+                self.outage.up()
+            await self._set_status(SERVING if ok else NOT_SERVING)  # ignored once shutting down
 
     async def _watch_health(self) -> None:
         while not self._stopping:
@@ -150,10 +179,11 @@ class ServiceHost:
         grace = self._settings.shutdown_grace_seconds if grace is None else grace
         drain = self._settings.shutdown_drain_seconds if drain is None else drain
         await self.health.enter_graceful_shutdown()
-        if self._monitor is not None:
-            self._monitor.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._monitor
+        for task in (self._monitor, self._recheck):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         if drain > 0:
             await asyncio.sleep(drain)  # a deliberate drain period, not a wait for readiness
         await self.server.stop(grace)

@@ -88,6 +88,8 @@ class Settings:
     data_dir: Path = Path("var")
     database_url: str = field(default="", repr=False)  # may hold a password or key
     db_pool_size: int = 10
+    db_pool_timeout_seconds: float = 5.0
+    db_statement_timeout_ms: int = 5000
     auto_migrate: bool = True
     mongodb_url: str = field(default="", repr=False)  # may hold a password or key
     mongodb_database: str = "pinexa"
@@ -162,6 +164,8 @@ class Settings:
             data_dir=data_dir,
             database_url=_str(env, "DATABASE_URL"),
             db_pool_size=_int(env, "DB_POOL_SIZE", 10, minimum=1),
+            db_pool_timeout_seconds=_float(env, "DB_POOL_TIMEOUT_SECONDS", 5.0, minimum=0.01),
+            db_statement_timeout_ms=_int(env, "DB_STATEMENT_TIMEOUT_MS", 5000, minimum=1),
             auto_migrate=_str(env, "AUTO_MIGRATE", "true").lower() in ("1", "true", "yes"),
             mongodb_url=_str(env, "MONGODB_URL"),
             mongodb_database=_str(env, "MONGODB_DATABASE", "pinexa"),

@@ -3,19 +3,32 @@
 PostgreSQL goes through psycopg 3 (`postgresql://...` is accepted and mapped to the psycopg
 dialect); the embedded default is a SQLite file through aiosqlite. Migrations run with the
 synchronous form of the same URL, in a worker thread, because Alembic's API is synchronous.
+
+Outages: `is_outage` tells a database that is down, cut off or overloaded from a bug, and
+`translate_error` (the services' `ServiceSpec.translate_error`) turns the former into
+`DependencyUnavailable` (UNAVAILABLE, REST 503, reason DATABASE_UNAVAILABLE). Every statement is
+bounded by DB_STATEMENT_TIMEOUT_MS and every wait for a pooled connection by
+DB_POOL_TIMEOUT_SECONDS, so an overloaded or locked database also ends in a 503, not a hang.
 """
 
 from __future__ import annotations
 
 import asyncio
+import sqlite3
+from collections import deque
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import psycopg
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import event, text
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from services.kit.errors import DependencyUnavailable, PinexaError
 
 
 def async_url(url: str) -> URL:
@@ -40,33 +53,120 @@ def is_sqlite(url: str | URL) -> bool:
     return make_url(str(url) if isinstance(url, URL) else url).get_backend_name() == "sqlite"
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=5000")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.close()
+def _sqlite_pragmas(busy_timeout_ms: int) -> Any:
+    def on_connect(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        # SQLite's statement timeout is how long it waits for another writer's lock.
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    return on_connect
 
 
-def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
-    """A pooled engine; create one per process at start-up and share it."""
+def create_engine(
+    url: str, *, pool_size: int = 10, statement_timeout_ms: int = 5000, pool_timeout: float = 5.0
+) -> AsyncEngine:
+    """A pooled engine; create one per process at start-up and share it. Statements are
+    cancelled after `statement_timeout_ms` (SQLite: waits for a lock that long) and a request
+    waits at most `pool_timeout` seconds for a pooled connection."""
     target = async_url(url)
     if is_sqlite(target):
         database = target.database or ""
         if database and database != ":memory:":
             Path(database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_async_engine(target, pool_size=pool_size, max_overflow=0)
-        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        engine = create_async_engine(target, pool_size=pool_size, max_overflow=0, pool_timeout=pool_timeout)
+        event.listen(engine.sync_engine, "connect", _sqlite_pragmas(statement_timeout_ms))
         return engine
     return create_async_engine(
         target,
         pool_size=pool_size,
         max_overflow=pool_size,
+        pool_timeout=pool_timeout,
         pool_pre_ping=True,
         pool_recycle=1800,
-        connect_args={"connect_timeout": 5},
+        connect_args={"connect_timeout": 5, "options": f"-c statement_timeout={int(statement_timeout_ms)}"},
     )
+
+
+def engine_from_settings(settings: Any, name: str, *, pool_size: int | None = None) -> AsyncEngine:
+    """The engine of service `name` (users, auth) with the pool and timeouts of its Settings."""
+    return create_engine(
+        settings.sql_url(name),
+        pool_size=settings.db_pool_size if pool_size is None else pool_size,
+        statement_timeout_ms=settings.db_statement_timeout_ms,
+        pool_timeout=settings.db_pool_timeout_seconds,
+    )
+
+
+# SQLSTATEs that mean "the database cannot serve now", not "this statement is wrong":
+# class 08 (connection exceptions) by prefix, and these.
+_OUTAGE_SQLSTATES = frozenset(
+    {
+        "57P01",  # admin_shutdown: terminating connection due to administrator command
+        "57P02",  # crash_shutdown
+        "57P03",  # cannot_connect_now: the database system is starting up / shutting down
+        "53300",  # too_many_connections
+        "57014",  # query_canceled: statement_timeout
+        "55P03",  # lock_not_available (lock_timeout)
+    }
+)
+# sqlite3.OperationalError messages of an unusable file (not of a wrong statement).
+_SQLITE_OUTAGE_MESSAGES = (
+    "database is locked",
+    "database table is locked",
+    "unable to open database file",
+    "disk i/o error",
+    "database or disk is full",
+)
+
+
+def _causes(exc: BaseException) -> Iterator[BaseException]:
+    """The exception, the DBAPI error SQLAlchemy wraps, and what it was raised from."""
+    seen: set[int] = set()
+    todo: deque[BaseException | None] = deque([exc])
+    while todo:
+        current = todo.popleft()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        orig = getattr(current, "orig", None)
+        todo.extend(
+            [orig if isinstance(orig, BaseException) else None, current.__cause__, current.__context__]
+        )
+
+
+def is_outage(exc: BaseException) -> bool:
+    """True when `exc` means the SQL database is unreachable, cut off, shutting down or
+    overloaded (connection refused or dropped, SQLSTATE class 08, 57P01-57P03, 53300, a
+    statement timeout, no pooled connection in time, SQLite busy or unopenable) rather than a
+    bug or bad data (constraint violations, syntax errors, missing tables)."""
+    for cause in _causes(exc):
+        if isinstance(cause, sa_exc.TimeoutError):  # QueuePool: no connection within pool_timeout
+            return True
+        if isinstance(cause, sa_exc.DBAPIError) and cause.connection_invalidated:
+            return True
+        if isinstance(cause, psycopg.Error):
+            state = cause.sqlstate
+            if state is None:  # raised by the client: connection refused, closed, lost
+                return isinstance(cause, psycopg.OperationalError | psycopg.InterfaceError)
+            return state.startswith("08") or state in _OUTAGE_SQLSTATES
+        if isinstance(cause, sqlite3.OperationalError):
+            message = str(cause).lower()
+            return any(fragment in message for fragment in _SQLITE_OUTAGE_MESSAGES)
+    return False
+
+
+def translate_error(exc: Exception) -> PinexaError | None:
+    """The client-facing error for a database outage, or None for any other exception."""
+    if is_outage(exc):
+        return DependencyUnavailable(
+            "the database is unavailable; try again shortly", reason="DATABASE_UNAVAILABLE"
+        )
+    return None
 
 
 def read_engine(engine: AsyncEngine) -> AsyncEngine:

@@ -22,6 +22,7 @@ from google.protobuf.json_format import MessageToDict
 from pinexa.auth.v1 import auth_pb2, auth_pb2_grpc
 from services.kit.context import Principal
 from services.kit.errors import Unauthenticated, Unavailable
+from services.kit.outage import OutageLog
 
 log = logging.getLogger(__name__)
 
@@ -58,8 +59,15 @@ def _reject(reason: str, message: str) -> Unauthenticated:
     return Unauthenticated(message, reason=reason)
 
 
+DEFAULT_ACCESS_TOKEN_TTL_SECONDS = 900  # Settings.access_token_ttl_seconds' default
+
+
 class TokenVerifier:
-    """Verifies ES256/EdDSA access tokens: signature, kid, alg allow-list, iss, aud, exp, nbf."""
+    """Verifies ES256/EdDSA access tokens: signature, kid, alg allow-list, iss, aud, exp, nbf,
+    and a lifetime (exp - iat) no longer than `max_lifetime_seconds` plus the leeway: auth never
+    issues a longer one, so a correctly signed token that lives longer (a leaked signing key, a
+    bug) is refused even before it expires. Envoy's jwt_authn cannot check this; the services do.
+    """
 
     def __init__(
         self,
@@ -69,6 +77,7 @@ class TokenVerifier:
         audience: str,
         algorithms: Sequence[str] = ("ES256", "EdDSA"),
         leeway_seconds: int = 30,
+        max_lifetime_seconds: int = DEFAULT_ACCESS_TOKEN_TTL_SECONDS,
         min_refresh_interval: float = 5.0,
         max_key_age: float = 300.0,
         cache_size: int = 10_000,
@@ -78,6 +87,7 @@ class TokenVerifier:
         self._audience = audience
         self._algorithms = frozenset(algorithms)
         self._leeway = leeway_seconds
+        self._max_lifetime = max_lifetime_seconds + leeway_seconds
         self._min_refresh_interval = min_refresh_interval
         self._max_key_age = max_key_age
         self._cache_size = cache_size
@@ -85,6 +95,7 @@ class TokenVerifier:
         self._fetched_at = float("-inf")
         self._last_attempt = float("-inf")
         self._refresh_lock = asyncio.Lock()
+        self._jwks_outage = OutageLog(log, component="token verifier", dependency="auth's JWKS")
         # token digest -> (principal, kid); an entry is used only while its key is still published
         self._cache: OrderedDict[bytes, tuple[Principal, str]] = OrderedDict()
 
@@ -98,8 +109,9 @@ class TokenVerifier:
             try:
                 jwks = await self._source.fetch()
             except Exception as exc:  # any transport failure: keep serving with cached keys
-                log.warning("could not fetch signing keys; keeping %d cached", len(self._keys), exc_info=exc)
+                self._jwks_outage.down(f"{type(exc).__name__}; keeping {len(self._keys)} cached keys")
                 return
+            self._jwks_outage.up()
             keys: dict[str, jwt.PyJWK] = {}
             for jwk in jwks:
                 try:
@@ -185,6 +197,10 @@ class TokenVerifier:
             raise _reject("TOKEN_SIGNATURE_INVALID", "the access token's signature does not verify") from None
         except jwt.PyJWTError:
             raise _reject("TOKEN_INVALID", "the access token is invalid") from None
+        if not _lifetime_within(claims, self._max_lifetime):
+            raise _reject(
+                "TOKEN_LIFETIME_TOO_LONG", "the access token lives longer than access tokens are issued for"
+            )
         role = claims.get("role")
         if role not in ("user", "admin"):
             raise _reject("TOKEN_INVALID", "the access token carries no valid role")
@@ -192,6 +208,11 @@ class TokenVerifier:
             user_id=str(claims["sub"]), role=role, token_id=str(claims["jti"]), expires_at=int(claims["exp"])
         )
         return principal, kid
+
+
+def _lifetime_within(claims: dict[str, Any], limit: int) -> bool:
+    exp, iat = claims["exp"], claims["iat"]  # both required, and numbers: PyJWT checked them
+    return isinstance(exp, int | float) and isinstance(iat, int | float) and exp - iat <= limit
 
 
 def bearer_token(authorization: str | None) -> str:
@@ -221,4 +242,5 @@ def verifier_from_settings(settings: Any, source: KeySource) -> TokenVerifier:
         audience=settings.jwt_audience,
         algorithms=settings.jwt_algorithms,
         leeway_seconds=settings.jwt_leeway_seconds,
+        max_lifetime_seconds=settings.access_token_ttl_seconds,
     )

@@ -26,10 +26,15 @@ from datetime import datetime, timedelta
 import grpc
 
 from pinexa.data.v1 import data_internal_pb2, data_internal_pb2_grpc
+from services.kit import sql
+from services.kit.outage import OutageLog
 from services.users.domain import utc_now
 from services.users.store import PendingPurge, UserStore
 
 log = logging.getLogger(__name__)
+
+# PurgeUserData failures that mean "the data service is not there now" (logged once per outage).
+_UNREACHABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
 
 
 class PurgeOutbox:
@@ -57,6 +62,10 @@ class PurgeOutbox:
         self._clock = clock
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        # One line when the database or the data service goes away and one when it is back,
+        # rather than a line (or a traceback) per pass and per row.
+        self._database = OutageLog(log, component="users purge outbox", dependency="database")
+        self._data = OutageLog(log, component="users purge outbox", dependency="data service")
 
     def wake(self) -> None:
         """Deliver now rather than at the next poll (called after each delete)."""
@@ -84,10 +93,14 @@ class PurgeOutbox:
             try:
                 await self.deliver_due()
                 timeout = await self._seconds_until_next()
+                self._database.up()
             except asyncio.CancelledError:
                 raise
-            except Exception:  # the database may be briefly unreachable; try again later
-                log.warning("purge outbox pass failed; will retry", exc_info=True)
+            except Exception as exc:
+                if sql.is_outage(exc):  # the database is unreachable; try again later
+                    self._database.down(exc)
+                else:
+                    log.warning("purge outbox pass failed; will retry", exc_info=True)
                 timeout = self._poll_interval
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=timeout)
@@ -129,7 +142,11 @@ class PurgeOutbox:
             raise
         except grpc.aio.AioRpcError as error:
             delay = self.backoff(attempts)
-            log.warning(
+            unreachable = error.code() in _UNREACHABLE
+            if unreachable:
+                self._data.down(error.code().name)
+            log.log(
+                logging.DEBUG if unreachable else logging.WARNING,
                 "data purge failed; will retry",
                 extra={
                     "deleted_user": purge.user_id,
@@ -145,6 +162,7 @@ class PurgeOutbox:
                 f"{error.code().name}: {error.details() or ''}",
             )
             return False
+        self._data.up()
         await self._store.finish_purge(purge.user_id)
         log.info(
             "data purged for a deleted account",

@@ -37,7 +37,7 @@ async def reencrypt(settings: Settings) -> int:
     """Rewrite personal data under the newest PII key (after prepending one to rotate).
     Returns how many accounts were rewritten."""
     cipher = cipher_from_settings(settings)
-    engine = sql.create_engine(settings.sql_url("users"), pool_size=2)
+    engine = sql.engine_from_settings(settings, "users", pool_size=2)
     try:
         store = UserStore(engine, cipher)
         total = 0
@@ -81,7 +81,7 @@ async def create_service(
         owned_channels.append(data_channel)
     passwords = passwords or Passwords()
 
-    engine = sql.create_engine(settings.sql_url("users"), pool_size=settings.db_pool_size)
+    engine = sql.engine_from_settings(settings, "users")
     try:
         store = UserStore(engine, cipher)
         outbox = PurgeOutbox(
@@ -128,6 +128,7 @@ async def create_service(
         public_methods=frozenset({f"/{USER_SERVICE}/CreateUser"}),
         internal_services=frozenset({INTERNAL_SERVICE}),
         readiness=readiness,
+        translate_error=sql.translate_error,
         on_start=[outbox.start],
         on_stop=[close],
     )

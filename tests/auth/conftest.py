@@ -158,6 +158,7 @@ async def start_stack(sql_url: str, tmp_path: Path) -> AsyncIterator[StartStack]
             audience=settings.jwt_audience,
             algorithms=settings.jwt_algorithms,
             leeway_seconds=settings.jwt_leeway_seconds,
+            max_lifetime_seconds=settings.access_token_ttl_seconds,
             min_refresh_interval=0.0,
         )
         users_host = await create_users(

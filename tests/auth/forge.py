@@ -21,6 +21,10 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from services.auth.keys import SigningKey
 from tests.support import access_claims as claims
 
+# exp - iat of "lifetime longer than access tokens live": one second more than the default
+# ACCESS_TOKEN_TTL_SECONDS (900) plus JWT_LEEWAY_SECONDS (30) allow, counted from an iat a minute ago.
+MAX_LIFETIME = 900 + 30 + 1 - 60
+
 # The forgeries that issue 3 lists as "rejected at the edge": Envoy's jwt_authn must refuse each
 # before it reaches a service (the services refuse all of `forgeries`).
 EDGE_REFUSES = (
@@ -108,6 +112,10 @@ def forgeries(key: SigningKey, sub: str = "user-1") -> dict[str, tuple[str, str]
         "wrong aud": (signed(key, claims(sub, aud="someone-else")), "TOKEN_AUDIENCE_INVALID"),
         "expired": (signed(key, claims(sub, iat=now - 3600, nbf=now - 3600, exp=now - 120)), "TOKEN_EXPIRED"),
         "nbf in the future": (signed(key, claims(sub, nbf=now + 600, exp=now + 900)), "TOKEN_NOT_YET_VALID"),
+        "lifetime longer than access tokens live": (
+            signed(key, claims(sub, iat=now - 60, nbf=now - 60, exp=now + MAX_LIFETIME)),
+            "TOKEN_LIFETIME_TOO_LONG",
+        ),
         "iat in the future": (
             signed(key, claims(sub, iat=now + 600, nbf=None, exp=now + 900)),
             "TOKEN_NOT_YET_VALID",

@@ -8,6 +8,7 @@ MONGODB_URL server is not ours to stop).
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -69,8 +70,12 @@ async def assert_unavailable(call: Any) -> None:
 
 
 async def test_mongodb_down_then_back(
-    nx: NxServer, client: AsyncMongoClient[dict[str, Any]], test_keys: TestKeys
+    nx: NxServer,
+    client: AsyncMongoClient[dict[str, Any]],
+    test_keys: TestKeys,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level(logging.INFO)
     await nx.start_async()
     data = await start_data(client, test_keys)
     try:
@@ -104,6 +109,13 @@ async def test_mongodb_down_then_back(
         assert [i.title for i in (await data.list("u1")).items] == ["survivor"]
         updated = await data.update("u1", data_pb2.Item(id=item.id, title="still here"), mask=["title"])
         assert updated.title == "still here"
+        # One line when MongoDB went away and one when it came back (the same mechanism as the
+        # SQL services'), and no traceback for any of the refused requests.
+        events = [
+            getattr(r, "outage", None) for r in caplog.records if getattr(r, "dependency", None) == "MongoDB"
+        ]
+        assert events == ["down", "up"]
+        assert [r.getMessage() for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR] == []
     finally:
         await stop_data(data)
 

@@ -132,8 +132,8 @@ def test_errors_are_google_rpc_status_with_their_reasons() -> None:
 def test_every_error_reason_the_code_can_give_is_listed() -> None:
     """A reason added to a service or to Envoy's local replies must reach the document (the
     internal services' INTERNAL_ONLY is never seen at the edge)."""
-    sources = [*sorted((REPO / "services").rglob("*.py")), REPO / "envoy" / "envoy.yaml.tmpl"]
-    pattern = re.compile(r'(?:reason=|default_reason = |reason: |_reject\()"?([A-Z][A-Z_]+)"?')
+    sources = [*sorted((REPO / "services").rglob("*.py")), *sorted((REPO / "envoy").iterdir())]
+    pattern = re.compile(r'(?:reason=|default_reason = |reason: |"reason":|_reject\()\s*"?([A-Z][A-Z_]+)"?')
     raised = {reason for source in sources for reason in pattern.findall(source.read_text())}
     assert {"ETAG_MISMATCH", "TOKEN_EXPIRED", "ROUTE_NOT_FOUND", "INVALID_FILTER"} <= raised
     listed = set(re.findall(r"`([A-Z][A-Z_]+)`", json.dumps(document()["components"]["responses"])))
@@ -243,7 +243,9 @@ def test_the_generator_maps_every_proto3_json_form(tmp_path: Path) -> None:
     assert props["maybe_big"]["type"] == ["string", "null"]
     assert props["counts"]["type"] == "object"
     assert props["counts"]["additionalProperties"]["format"] == "int64"
-    assert props["tags"] == {"type": "array", "items": {"type": "string"}}
+    # Strings in requests refuse C0 controls and DEL, as the services do.
+    assert props["tags"] == {"type": "array", "items": {"type": "string", "pattern": generator._TEXT}}
+    assert props["counts"]["propertyNames"] == {"pattern": generator._TEXT}
     assert props["inner"] == {"$ref": "#/components/schemas/probe.v1.Inner"}
     assert thing["allOf"] == [{"not": {"required": ["text", "inner"]}}]
     assert doc["components"]["schemas"]["probe.v1.Kind"]["enum"] == ["SMALL"]

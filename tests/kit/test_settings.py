@@ -21,6 +21,9 @@ def test_defaults_describe_the_embedded_stack() -> None:
     assert settings.access_token_ttl_seconds == 900
     assert settings.login_device_token_ttl_seconds == 90 * 24 * 3600
     assert Settings.from_env({"LOGIN_DEVICE_TOKEN_TTL_SECONDS": "60"}).login_device_token_ttl_seconds == 60
+    assert (settings.db_statement_timeout_ms, settings.db_pool_timeout_seconds) == (5000, 5.0)
+    tuned = Settings.from_env({"DB_STATEMENT_TIMEOUT_MS": "250", "DB_POOL_TIMEOUT_SECONDS": "0.5"})
+    assert (tuned.db_statement_timeout_ms, tuned.db_pool_timeout_seconds) == (250, 0.5)
 
 
 def test_ports_move_the_default_addresses() -> None:
@@ -33,6 +36,9 @@ def test_ports_move_the_default_addresses() -> None:
     [
         ({"USERS_PORT": "abc"}, "USERS_PORT must be a whole number"),
         ({"DB_POOL_SIZE": "0"}, "DB_POOL_SIZE must be at least 1"),
+        ({"DB_STATEMENT_TIMEOUT_MS": "0"}, "DB_STATEMENT_TIMEOUT_MS must be at least 1"),
+        ({"DB_STATEMENT_TIMEOUT_MS": "5s"}, "DB_STATEMENT_TIMEOUT_MS must be a whole number"),
+        ({"DB_POOL_TIMEOUT_SECONDS": "0"}, "DB_POOL_TIMEOUT_SECONDS must be at least"),
         ({"LOGIN_DEVICE_TOKEN_TTL_SECONDS": "0"}, "LOGIN_DEVICE_TOKEN_TTL_SECONDS must be at least 1"),
         ({"PINEXA_ENV": "staging"}, "PINEXA_ENV"),
         ({"JWT_ALGORITHMS": "HS256"}, "JWT_ALGORITHMS"),

@@ -4,9 +4,15 @@ unreliable key source are covered in tests/auth/test_token_verification.py)."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Sequence
 
-from services.kit.tokens import Jwk, TokenVerifier
+import grpc
+import pytest
+
+from services.kit.errors import Unauthenticated
+from services.kit.settings import Settings
+from services.kit.tokens import Jwk, StaticKeySource, TokenVerifier, verifier_from_settings
 from tests.support import AUDIENCE, ISSUER, TestKeys
 
 
@@ -48,3 +54,40 @@ async def test_a_slow_key_refresh_holds_up_only_the_call_that_started_it(test_ke
 
     source.open.set()
     assert (await asyncio.wait_for(first, timeout=5)).user_id == "u1"
+
+
+async def test_a_token_that_lives_longer_than_access_tokens_do_is_refused(test_keys: TestKeys) -> None:
+    """Defence in depth: a correctly signed token whose exp - iat exceeds the configured access
+    token lifetime plus the leeway was not issued by auth's rules (a leaked key, a bug) and is
+    refused, even while it has not expired."""
+    verifier = TokenVerifier(
+        StaticKeySource([test_keys.jwk]),
+        issuer=ISSUER,
+        audience=AUDIENCE,
+        leeway_seconds=30,
+        max_lifetime_seconds=60,
+    )
+    now = int(time.time())
+    at_the_limit = test_keys.mint("u1", iat=now - 10, nbf=now - 10, ttl=80)  # exp - iat = 90
+    assert (await verifier.verify(at_the_limit)).user_id == "u1"
+    for token in (
+        test_keys.mint("u1", iat=now - 10, nbf=now - 10, ttl=81),  # one second too long
+        test_keys.mint("u1", iat=now - 86_400, nbf=now - 86_400, ttl=300),  # issued a day ago, not expired
+        test_keys.mint("u1", ttl=30 * 24 * 3600),  # a month-long token, fresh
+    ):
+        with pytest.raises(Unauthenticated) as caught:
+            await verifier.verify(token)
+        assert caught.value.reason == "TOKEN_LIFETIME_TOO_LONG"
+        assert caught.value.code == grpc.StatusCode.UNAUTHENTICATED
+
+
+async def test_the_services_verifier_takes_the_lifetime_from_the_settings(test_keys: TestKeys) -> None:
+    settings = Settings(
+        jwt_issuer=ISSUER, jwt_audience=AUDIENCE, access_token_ttl_seconds=120, jwt_leeway_seconds=5
+    )
+    verifier = verifier_from_settings(settings, StaticKeySource([test_keys.jwk]))
+    now = int(time.time())
+    assert await verifier.verify(test_keys.mint("u1", iat=now, nbf=now, ttl=125))
+    with pytest.raises(Unauthenticated) as caught:
+        await verifier.verify(test_keys.mint("u1", iat=now, nbf=now, ttl=126))
+    assert caught.value.reason == "TOKEN_LIFETIME_TOO_LONG"
