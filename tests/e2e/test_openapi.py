@@ -316,8 +316,8 @@ def _schemathesis(
     except, with their reasons:
 
     - negative_data_rejection: the proto3 JSON mapping accepts `null` for every field (and a null
-      body) as "not set", so many schema-violating requests are rightly accepted; and unknown
-      fields are still dropped silently until issue 8's strict edge (branch edge-strict) lands.
+      body) as "not set", so a request with a null where the document says string is rightly
+      accepted (with the strict edge in, that is all this check still finds).
     - unsupported_method: a wrong method on a known path is 404 until issue 8's 405 with Allow
       (branch edge-http) lands.
     """
