@@ -119,11 +119,16 @@ def _pattern(template: str) -> tuple[str, list[str]]:
     for match in _VARIABLE.finditer(template):
         out.append(_lua_escape(template[position : match.start()]))
         bound.append(match.group(1))
-        out.append(".+" if (match.group(2) or "*").find("**") >= 0 else "[^/]+")
+        segments = (match.group(2) or "*").split("/")  # {name=shelves/*/books/**}: a sub-template
+        out.append("/".join(_segment(segment) for segment in segments))
         position = match.end()
     out.append(_lua_escape(template[position:]))
     out.append("$")
     return "".join(out), bound
+
+
+def _segment(segment: str) -> str:
+    return {"*": "[^/]+", "**": ".+"}.get(segment) or _lua_escape(segment)
 
 
 def _lua_escape(text: str) -> str:

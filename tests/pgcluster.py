@@ -16,6 +16,10 @@ cluster made with `initdb` in a temporary directory, listening on a free port of
 
 Run as root, initdb and pg_ctl run as the `postgres` user (`runuser -u postgres --`); the
 cluster directory is then made under /tmp and handed to that user.
+
+A test process that is killed (a timeout, kill -9) cannot stop its cluster; each directory
+records the pid of the process that made it, and a new PgCluster stops and deletes the clusters
+whose maker is gone (`reap_orphans()`).
 """
 
 from __future__ import annotations
@@ -34,6 +38,8 @@ from tests.support import free_port
 
 DEFAULT_BIN_DIR = Path(os.environ.get("PG_BIN_DIR", "/usr/lib/postgresql/15/bin"))
 OS_USER = "postgres"
+PREFIX = "pinexa-pg-"
+OWNER_FILE = "owner.pid"
 
 # Small and fast: a test cluster needs no durability across a crash of the machine (fsync off:
 # the OS keeps what was written), but it must keep every acknowledged commit across an immediate
@@ -48,6 +54,40 @@ DEFAULT_SETTINGS: dict[str, str] = {
 }
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def reap_orphans(bin_dir: Path = DEFAULT_BIN_DIR) -> list[Path]:
+    """Stop and delete the scratch clusters whose making process has died; returns their dirs."""
+    reaped: list[Path] = []
+    for root in Path(tempfile.gettempdir()).glob(f"{PREFIX}*"):
+        try:
+            owner = int((root / OWNER_FILE).read_text().strip())
+        except (OSError, ValueError):
+            continue  # not ours, or still being made
+        if _alive(owner):
+            continue
+        data_dir = root / "data"
+        if (data_dir / "postmaster.pid").exists():
+            prefix = ["runuser", "-u", OS_USER, "--"] if os.geteuid() == 0 else []
+            subprocess.run(
+                [*prefix, str(bin_dir / "pg_ctl"), "-D", str(data_dir), "-m", "immediate", "-w", "stop"],
+                capture_output=True,
+                timeout=60,
+                check=False,
+            )
+        shutil.rmtree(root, ignore_errors=True)
+        reaped.append(root)
+    return reaped
+
+
 class PgCluster:
     """One scratch PostgreSQL server: `init`, `start`, `stop`, `start` again, `destroy`."""
 
@@ -58,10 +98,12 @@ class PgCluster:
         bin_dir: Path = DEFAULT_BIN_DIR,
         settings: Mapping[str, str] | None = None,
     ) -> None:
+        reap_orphans(bin_dir)
         self.port = port or free_port()
         self.bin_dir = bin_dir
         self.settings = {**DEFAULT_SETTINGS, **(settings or {})}
-        self.root = Path(tempfile.mkdtemp(prefix="pinexa-pg-"))
+        self.root = Path(tempfile.mkdtemp(prefix=PREFIX))
+        (self.root / OWNER_FILE).write_text(str(os.getpid()))
         self.data_dir = self.root / "data"
         self.log_file = self.root / "server.log"
         self._as_postgres = os.geteuid() == 0

@@ -102,8 +102,14 @@ async def create_service(
     published keys, with the same verifier every other service uses.
     """
     ring = keys or key_ring(settings, clock=clock)
-    if settings.auto_migrate:
-        await migrate(settings)
+
+    async def startup() -> None:
+        if settings.auto_migrate:
+            await migrate(settings)
+
+    # With the database down now, start anyway (NOT_SERVING) and migrate once it is back.
+    startup_work = sql.StartupWork(startup, service="auth")
+    await startup_work.run_or_defer()
     owned_channel = users_channel is None
     channel = users_channel or internal_channel(
         settings.users_address, internal_token=settings.internal_token
@@ -126,9 +132,11 @@ async def create_service(
         auth_pb2_grpc.add_AuthServiceServicer_to_server(servicer, server)
 
     async def readiness() -> None:
+        await startup_work.ensure()
         await sql.ping(engine)
 
     async def close() -> None:
+        await startup_work.close()
         await purger.stop()
         if owned_channel:
             await channel.close()
@@ -140,7 +148,7 @@ async def create_service(
         service_names=[AUTH_SERVICE],
         public_methods=PUBLIC_METHODS,
         readiness=readiness,
-        translate_error=sql.translate_error,
+        translate_error=startup_work.translate_error,
         on_start=[purger.start],
         on_stop=[close],
     )

@@ -527,16 +527,17 @@ class Stack:
             child.kill()
         return child
 
-    def restart_service(self, name: str) -> None:
+    def restart_service(self, name: str, *, wait_envoy: bool = True) -> None:
         """(Re)start one service, or nx-27017, and wait until it is ready (a service: also in
-        Envoy's view). nx-27017 comes back on the same port with the same data file."""
+        Envoy's view, unless `wait_envoy` is false: the chaos suite measures that part itself).
+        nx-27017 comes back on the same port with the same data file."""
         child = self.children.get(name)
         if child is not None and child.running():
             self.stop_service(name)
         self._launch(name)
         deadline = time.monotonic() + self._start_timeout
         self._wait_ready(name, deadline)
-        if name != MONGO:
+        if name != MONGO and wait_envoy:
             self._wait_envoy(deadline)
 
     def __enter__(self) -> Stack:

@@ -4,7 +4,8 @@ Create one channel per target per process at start-up and reuse it: a channel mu
 over HTTP/2 and reconnects by itself. It balances round-robin over every address the target
 resolves to (a Kubernetes headless Service lists every pod), and servers close connections after
 a few minutes (see server.py) so clients re-resolve and find new pods. Calls are retried on
-UNAVAILABLE (a peer restarting) and carry the request id and, when configured, the internal token.
+UNAVAILABLE (a peer restarting), channels reconnect at most a second apart, and calls carry the
+request id and, when configured, the internal token.
 Callers set their own deadline; the service config's timeout only bounds calls that forget to.
 """
 
@@ -71,6 +72,12 @@ def internal_channel(address: str, *, internal_token: str = "") -> grpc.aio.Chan
             ("grpc.enable_retries", 1),
             ("grpc.keepalive_time_ms", 30_000),
             ("grpc.keepalive_timeout_ms", 10_000),
+            # gRPC's default reconnect back-off grows to 120 s, so a peer back after an outage
+            # of a few seconds would be found only seconds later; retry at most every second
+            # (loopback or in-cluster connects are cheap).
+            ("grpc.initial_reconnect_backoff_ms", 100),
+            ("grpc.min_reconnect_backoff_ms", 100),
+            ("grpc.max_reconnect_backoff_ms", 1_000),
         ],
         interceptors=[_MetadataInterceptor(internal_token)],
     )

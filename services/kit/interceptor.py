@@ -22,12 +22,17 @@ from services.kit import metrics
 from services.kit.context import auth_error_var, principal_var, request_id_var
 from services.kit.errors import (
     DependencyUnavailable,
-    InvalidArgument,
     PinexaError,
     Unauthenticated,
     internal_error_status,
 )
-from services.kit.request_checks import UNPARSABLE, TextChecker, tolerant_deserializer
+from services.kit.request_checks import (
+    UNPARSABLE,
+    TextChecker,
+    guard_handler,
+    tolerant_deserializer,
+    unparsable_error,
+)
 from services.kit.tokens import TokenVerifier, bearer_token
 
 log = logging.getLogger("pinexa.rpc")
@@ -81,11 +86,15 @@ class PinexaInterceptor(grpc.aio.ServerInterceptor):
     ) -> grpc.RpcMethodHandler:
         handler = await continuation(details)
         method: str = details.method
-        if handler is None or handler.unary_unary is None or method.startswith(_ALWAYS_PUBLIC_PREFIXES):
+        if handler is None:
             return handler
         cached = self._handlers.get(method)
         if cached is not None and cached[0] is handler:
             return cached[1]
+        if handler.unary_unary is None or method.startswith(_ALWAYS_PUBLIC_PREFIXES):
+            guarded = guard_handler(handler, self._domain)  # health, reflection: parse failures only
+            self._handlers[method] = (handler, guarded)
+            return guarded
         service_name = method[1:].split("/", 1)[0]
         if service_name in self._internal:
             mode = "internal"
@@ -115,7 +124,7 @@ class PinexaInterceptor(grpc.aio.ServerInterceptor):
             user = "-"
             try:
                 if request is UNPARSABLE:
-                    raise InvalidArgument("the request message could not be parsed", reason="INVALID_REQUEST")
+                    raise unparsable_error()
                 await self._authenticate(mode, metadata)
                 principal = principal_var.get()
                 user = principal.user_id if principal else "-"

@@ -5,6 +5,8 @@
   `tolerant_deserializer` wraps a method's deserializer so a message that fails to parse
   (random bytes, a truncated field, invalid UTF-8 in a string) becomes `UNPARSABLE`, which the
   interceptor answers with INVALID_ARGUMENT and an ErrorInfo. It costs one Python call per request.
+  `guard_handler` does the same for the methods the interceptor does not otherwise wrap (health,
+  reflection, any streaming method).
 - **No control characters in text.** C0 controls (U+0000 to U+001F) and DEL are refused in every
   string field, map key and Struct key of every request; free text (item content, Struct string
   values such as item attributes, and any field a service names in `free_text_fields`) may also
@@ -15,14 +17,16 @@
 
 from __future__ import annotations
 
+import inspect
 import re
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+import grpc
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 
-from services.kit.errors import Violations
+from services.kit.errors import InvalidArgument, Violations
 
 CONTROL_PROBLEM = "must not contain control characters (U+0000 to U+001F, U+007F)"
 FREE_TEXT_CONTROL_PROBLEM = f"{CONTROL_PROBLEM} other than tab, newline and carriage return"
@@ -35,6 +39,7 @@ _ALWAYS_FREE_TEXT = frozenset({"google.protobuf.Value.string_value"})
 _STRUCT = "google.protobuf.Struct"
 _VALUE = "google.protobuf.Value"
 _LIST_VALUE = "google.protobuf.ListValue"
+_FREE_FORM = frozenset({_STRUCT, _VALUE, _LIST_VALUE})
 
 
 class _Unparsable:
@@ -59,6 +64,61 @@ def tolerant_deserializer(deserialize: Callable[[bytes], Any] | None) -> Callabl
             return UNPARSABLE
 
     return parse
+
+
+def unparsable_error() -> InvalidArgument:
+    return InvalidArgument("the request message could not be parsed", reason="INVALID_REQUEST")
+
+
+def guard_handler(handler: grpc.RpcMethodHandler, domain: str) -> grpc.RpcMethodHandler:
+    """`handler` (streaming, or one the interceptor does not wrap, such as health and reflection)
+    with a tolerant deserializer: a request that does not parse is INVALID_ARGUMENT."""
+    deserialize = tolerant_deserializer(handler.request_deserializer)
+    serialize = handler.response_serializer
+
+    async def refuse(context: grpc.aio.ServicerContext) -> None:
+        await context.abort_with_status(unparsable_error().to_status(domain))
+
+    def checked(requests: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+        async def iterate() -> AsyncIterator[Any]:
+            async for request in requests:
+                if request is UNPARSABLE:
+                    await refuse(context)
+                yield request
+
+        return iterate()
+
+    def wrap(behavior: Callable[..., Any], streaming_request: bool) -> Callable[..., Any]:
+        # Keep the behavior's own style: an async generator yields responses, a coroutine
+        # returns one (or writes them with context.write).
+        if inspect.isasyncgenfunction(behavior):
+
+            async def generator(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+                if streaming_request:
+                    request = checked(request, context)
+                elif request is UNPARSABLE:
+                    await refuse(context)
+                async for response in behavior(request, context):
+                    yield response
+
+            return generator
+
+        async def coroutine(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            if streaming_request:
+                request = checked(request, context)
+            elif request is UNPARSABLE:
+                await refuse(context)
+            return await behavior(request, context)
+
+        return coroutine
+
+    if handler.unary_unary is not None:
+        return grpc.unary_unary_rpc_method_handler(wrap(handler.unary_unary, False), deserialize, serialize)
+    if handler.unary_stream is not None:
+        return grpc.unary_stream_rpc_method_handler(wrap(handler.unary_stream, False), deserialize, serialize)
+    if handler.stream_unary is not None:
+        return grpc.stream_unary_rpc_method_handler(wrap(handler.stream_unary, True), deserialize, serialize)
+    return grpc.stream_stream_rpc_method_handler(wrap(handler.stream_stream, True), deserialize, serialize)
 
 
 # What to do with each set field, by field number: (proto name, kind, is_free_text).
@@ -109,6 +169,12 @@ class TextChecker:
 
     def _walk(self, message: Message, prefix: str, found: Violations) -> None:
         name = message.DESCRIPTOR.full_name
+        if name in _FREE_FORM and "\\" not in str(message):
+            # Fast path for free-form values: protobuf's text format (str(), in C) escapes every
+            # control character with a backslash, so a text form without one has none. It is
+            # about 3x cheaper than walking a Struct's values one by one (the tests with control
+            # characters in attributes would catch a protobuf that stopped escaping them).
+            return
         if name == _STRUCT:
             self._walk_struct(message, prefix, found)
             return

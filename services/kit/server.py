@@ -67,6 +67,9 @@ class ServiceSpec:
     """Raises when the service's own database is unreachable; drives the health status."""
     dependency: str = "database"
     """What `readiness` checks, for the one log line when it goes down and the one when it is back."""
+    outage: OutageLog | None = None
+    """The record of `dependency`'s state, when other parts of the service (a background
+    worker) report to it too; by default the host makes its own."""
     translate_error: Callable[[Exception], PinexaError | None] | None = None
     """Maps an exception a handler let through (e.g. `sql.translate_error`: a database outage)
     to the error the client gets; None leaves it a 500. A `DependencyUnavailable`, raised or
@@ -94,7 +97,7 @@ class ServiceHost:
             on_dependency_unavailable=self.recheck_soon,
             free_text_fields=spec.free_text_fields,
         )
-        self.outage = OutageLog(log, component=spec.name, dependency=spec.dependency)
+        self.outage = spec.outage or OutageLog(log, component=spec.name, dependency=spec.dependency)
         self._check_lock = asyncio.Lock()
         self._recheck: asyncio.Task[None] | None = None
         self.server = grpc.aio.server(

@@ -14,9 +14,12 @@ DB_POOL_TIMEOUT_SECONDS, so an overloaded or locked database also ends in a 503,
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import sqlite3
+import threading
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +32,8 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from services.kit.errors import DependencyUnavailable, PinexaError
+
+log = logging.getLogger(__name__)
 
 
 def async_url(url: str) -> URL:
@@ -195,14 +200,20 @@ def alembic_config(*, url: str, script_location: Path, version_table: str) -> Co
     return config
 
 
+# Alembic keeps the running migration in module globals (alembic.context), so two migrations in
+# one process (users and auth in a test, both catching up after an outage) must take turns.
+_ALEMBIC_LOCK = threading.Lock()
+
+
 def upgrade_sync(*, url: str, script_location: Path, version_table: str) -> None:
     if is_sqlite(url):
         database = make_url(url).database or ""
         if database and database != ":memory:":
             Path(database).parent.mkdir(parents=True, exist_ok=True)
-    command.upgrade(
-        alembic_config(url=url, script_location=script_location, version_table=version_table), "head"
-    )
+    with _ALEMBIC_LOCK:
+        command.upgrade(
+            alembic_config(url=url, script_location=script_location, version_table=version_table), "head"
+        )
 
 
 async def upgrade(*, url: str, script_location: Path, version_table: str) -> None:
@@ -241,3 +252,64 @@ def run_alembic_env(target_metadata: Any) -> None:
                 context.run_migrations()
     finally:
         engine.dispose()
+
+
+class StartupWork:
+    """A service's start-up database work (migrations, bootstrap) that survives the database
+    being down at start-up, so a pod (re)started during an outage serves once it is back
+    instead of crash-looping.
+
+    `run_or_defer()` at start-up runs the work; if the database is down it returns instead of
+    raising (other errors still raise: a broken migration must stop the start). `ensure()`, in
+    the readiness check, then retries the work in the background and raises until it is done;
+    meanwhile `translate_error` makes every request a 503 (the tables may not exist yet).
+    """
+
+    def __init__(self, work: Callable[[], Coroutine[Any, Any, None]], *, service: str) -> None:
+        self._work = work
+        self._service = service
+        self._task: asyncio.Task[None] | None = None
+        self.done = False
+
+    async def run_or_defer(self) -> None:
+        try:
+            await self._work()
+        except Exception as exc:
+            if not is_outage(exc):
+                raise
+            log.warning(
+                "%s: the database is unavailable at start-up; starting NOT_SERVING, "
+                "migrations run when it is back",
+                self._service,
+            )
+            return
+        self.done = True
+
+    async def ensure(self) -> None:
+        if self.done:
+            return
+        if self._task is None:
+            self._task = asyncio.create_task(self._work(), name=f"{self._service}-startup-work")
+        if not self._task.done():
+            raise DependencyUnavailable("start-up migrations are running", reason="DATABASE_UNAVAILABLE")
+        task, self._task = self._task, None
+        error = task.exception()
+        if error is not None:
+            raise error  # the health monitor logs it once; the next check tries again
+        self.done = True
+        log.info("%s: start-up migrations done", self._service)
+
+    async def close(self) -> None:
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+
+    def translate_error(self, exc: Exception) -> PinexaError | None:
+        """`translate_error` for the service: an outage, or anything before the work is done."""
+        translated = translate_error(exc)
+        if translated is None and not self.done:
+            return DependencyUnavailable(
+                "the database is not ready yet; try again shortly", reason="DATABASE_UNAVAILABLE"
+            )
+        return translated

@@ -51,6 +51,7 @@ class PurgeOutbox:
         call_timeout: float = 10.0,
         batch_size: int = 50,
         clock: Callable[[], datetime] = utc_now,
+        database_outage: OutageLog | None = None,
     ) -> None:
         self._store = store
         self._stub = data_internal_pb2_grpc.DataInternalServiceStub(channel)
@@ -64,7 +65,9 @@ class PurgeOutbox:
         self._task: asyncio.Task[None] | None = None
         # One line when the database or the data service goes away and one when it is back,
         # rather than a line (or a traceback) per pass and per row.
-        self._database = OutageLog(log, component="users purge outbox", dependency="database")
+        self._database = database_outage or OutageLog(
+            log, component="users purge outbox", dependency="database"
+        )
         self._data = OutageLog(log, component="users purge outbox", dependency="data service")
 
     def wake(self) -> None:

@@ -10,6 +10,7 @@ import grpc
 from pinexa.users.v1 import users_internal_pb2_grpc, users_pb2_grpc
 from services.kit import sql
 from services.kit.channels import internal_channel, verifier_from_auth
+from services.kit.outage import OutageLog
 from services.kit.server import ServiceHost, ServiceSpec
 from services.kit.settings import Settings
 from services.kit.tokens import TokenVerifier
@@ -70,8 +71,6 @@ async def create_service(
     # keep it quiet even when LOG_LEVEL=DEBUG. (SQLAlchemy's own logger defaults to WARNING.)
     logging.getLogger("aiosqlite").setLevel(logging.INFO)
     cipher = cipher_from_settings(settings)  # first: production refuses to start without a key
-    if settings.auto_migrate:
-        await migrate(settings)  # before anything below that would need closing
     owned_channels: list[grpc.aio.Channel] = []
     if verifier is None:
         verifier, auth_channel = verifier_from_auth(settings)
@@ -84,19 +83,35 @@ async def create_service(
     engine = sql.engine_from_settings(settings, "users")
     try:
         store = UserStore(engine, cipher)
+        # The health monitor and the outbox share one record of the database's state, so an
+        # outage is one "down" line and one "up" line, whichever notices first.
+        database = OutageLog(
+            logging.getLogger("services.kit.server"), component="users", dependency="database"
+        )
         outbox = PurgeOutbox(
             store=store,
             channel=data_channel,
             poll_interval=outbox_poll_interval,
             backoff_base=outbox_backoff[0],
             backoff_max=outbox_backoff[1],
+            database_outage=database,
         )
         domain = UsersDomain(store=store, passwords=passwords, on_delete=outbox.wake)
         await passwords.warm_up()
-        if settings.admin_username:
-            await domain.ensure_admin(
-                username=settings.admin_username, email=settings.admin_email, password=settings.admin_password
-            )
+
+        async def startup() -> None:
+            if settings.auto_migrate:
+                await migrate(settings)
+            if settings.admin_username:
+                await domain.ensure_admin(
+                    username=settings.admin_username,
+                    email=settings.admin_email,
+                    password=settings.admin_password,
+                )
+
+        # With the database down now, start anyway (NOT_SERVING) and do this once it is back.
+        startup_work = sql.StartupWork(startup, service="users")
+        await startup_work.run_or_defer()
     except Exception:
         await engine.dispose()
         for channel in owned_channels:
@@ -112,9 +127,12 @@ async def create_service(
         users_internal_pb2_grpc.add_UsersInternalServiceServicer_to_server(internal_servicer, server)
 
     async def readiness() -> None:
+        await startup_work.ensure()
+        await outbox.start()  # once the tables exist; idempotent
         await sql.ping(engine)
 
     async def close() -> None:
+        await startup_work.close()
         await outbox.stop()
         for channel in owned_channels:
             await channel.close()
@@ -128,8 +146,8 @@ async def create_service(
         public_methods=frozenset({f"/{USER_SERVICE}/CreateUser"}),
         internal_services=frozenset({INTERNAL_SERVICE}),
         readiness=readiness,
-        translate_error=sql.translate_error,
-        on_start=[outbox.start],
+        translate_error=startup_work.translate_error,
+        outage=database,
         on_stop=[close],
     )
     return ServiceHost(spec, settings=settings, verifier=verifier)

@@ -197,3 +197,83 @@ def test_the_committed_edge_schema_matches_the_descriptor_set() -> None:
         sys.path.pop(0)
     committed = (envoy.ROOT / "generated" / "edge_schema.lua").read_text()
     assert edge_schema.render(envoy.DESCRIPTOR_SET) == committed, "run make generate"
+
+
+SYNTHETIC_PROTO = """
+syntax = "proto3";
+package t.v1;
+import "google/api/annotations.proto";
+import "google/protobuf/struct.proto";
+import "google/protobuf/timestamp.proto";
+service TService {
+  rpc Put(PutRequest) returns (Thing) {
+    option (google.api.http) = {
+      patch: "/v1/things/{thing.id}/x.y" body: "thing"
+      additional_bindings { post: "/v1/{name=things/**}:put" body: "*" }
+    };
+  }
+  rpc Get(GetRequest) returns (Thing) { option (google.api.http) = { get: "/v1/things/{id}" }; }
+}
+message Inner { string some_name = 1; repeated Inner children = 2; }
+message Thing {
+  string id = 1;
+  Inner inner = 2;
+  repeated Inner inners = 3;
+  map<string, Inner> by_key = 4;
+  map<string, string> labels = 5;
+  google.protobuf.Struct free = 6;
+  google.protobuf.Timestamp when = 7;
+  repeated string tags = 8;
+}
+message PutRequest { Thing thing = 1; string name = 2; bool validate_only = 3; Inner filter = 4; }
+message GetRequest { string id = 1; Inner view = 2; repeated Inner many = 3; }
+"""
+
+
+def test_the_edge_schema_covers_what_the_http_annotations_can_say(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Shapes the Pinexa protos do not use yet: sub-template variables, verbs, maps of messages,
+    self-referencing and repeated messages, nested query parameters."""
+    import google.api.annotations_pb2 as annotations
+    import grpc_tools
+    from grpc_tools import protoc
+
+    sys.path.insert(0, str(envoy.ROOT / "scripts"))
+    try:
+        import edge_schema
+    finally:
+        sys.path.pop(0)
+    (tmp_path / "t").mkdir()
+    (tmp_path / "t" / "t.proto").write_text(SYNTHETIC_PROTO)
+    includes = [Path(annotations.__file__).resolve().parents[2], Path(grpc_tools.__file__).parent / "_proto"]
+    out = tmp_path / "t.pb"
+    argv = ["protoc", f"-I{tmp_path}", *(f"-I{p}" for p in includes), "--include_imports"]
+    assert protoc.main([*argv, f"--descriptor_set_out={out}", "t/t.proto"]) == 0
+    monkeypatch.setattr(edge_schema, "PUBLIC_SERVICES", ("t.v1.TService",))
+    lua = edge_schema.render(out)
+
+    thing = re.search(r'\["t\.v1\.Thing"\] = \{([^}]*)\}', lua)
+    assert thing is not None
+    assert '["byKey"] = "map:t.v1.Inner"' in thing[1] and '["labels"] = 0' in thing[1]
+    assert (
+        '["free"] = 0' in thing[1] and '["when"] = 1' in thing[1] and '["inners"] = "t.v1.Inner"' in thing[1]
+    )
+    assert '["children"] = "t.v1.Inner"' in lua
+    assert 'pattern = "^/v1/things/[^/]+/x%.y$"' in lua and 'pattern = "^/v1/things/.+:put$"' in lua
+    patch = re.search(r'method = "PATCH".*?query = \{([^}]*)\}', lua, re.S)
+    assert patch is not None
+    assert set(re.findall(r'\["([^"]+)"\]', patch[1])) == {
+        "name",
+        "validate_only",
+        "validateOnly",
+        "filter.some_name",
+        "filter.someName",
+    }
+    post = re.search(r'method = "POST".*?body = "t\.v1\.PutRequest", prefix = "", query = \{ *\}', lua, re.S)
+    assert post is not None, "body * takes no query parameter"
+    get = re.search(r'method = "GET".*?body = nil.*?query = \{([^}]*)\}', lua, re.S)
+    assert get is not None and set(re.findall(r'\["([^"]+)"\]', get[1])) == {
+        "view.some_name",
+        "view.someName",
+    }

@@ -165,3 +165,50 @@ async def test_free_text_allows_tab_and_newlines_but_no_other_control(
         "item.attributes",  # the key "k\x01": a bad key is named by the object holding it
     }
     assert stack.data.calls == 1
+
+
+async def test_health_and_reflection_refuse_bad_bytes_too(stack: Stack) -> None:
+    """Methods the interceptor does not wrap (health, reflection; unary, server- and
+    bidi-streaming) get the same parse check."""
+    bad = b"\xff\xff\xff"
+    error = await rpc_error(stack.raw("/grpc.health.v1.Health/Check")(bad), grpc.StatusCode.INVALID_ARGUMENT)
+    _no_python_text(error)
+
+    watch = stack.channel.unary_stream(
+        "/grpc.health.v1.Health/Watch", request_serializer=lambda b: b, response_deserializer=lambda b: b
+    )
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        _ = [response async for response in watch(bad, timeout=5)]
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    _no_python_text(caught.value)
+
+    reflect = stack.channel.stream_stream(
+        "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+        request_serializer=lambda b: b,
+        response_deserializer=lambda b: b,
+    )
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        _ = [response async for response in reflect(iter([bad]), timeout=5)]
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    _no_python_text(caught.value)
+    info = error_info(caught.value)
+    assert info is not None and info.reason == "INVALID_REQUEST"
+
+
+async def test_health_and_reflection_still_answer(stack: Stack) -> None:
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+    from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+    check = await health_pb2_grpc.HealthStub(stack.channel).Check(health_pb2.HealthCheckRequest())
+    assert check.status == health_pb2.HealthCheckResponse.SERVING
+    watch = health_pb2_grpc.HealthStub(stack.channel).Watch(health_pb2.HealthCheckRequest(service=USERS))
+    async for response in watch:
+        assert response.status == health_pb2.HealthCheckResponse.SERVING
+        break
+    watch.cancel()
+    reflection = reflection_pb2_grpc.ServerReflectionStub(stack.channel)
+    responses = reflection.ServerReflectionInfo(
+        iter([reflection_pb2.ServerReflectionRequest(list_services="")])
+    )
+    names = [s.name async for r in responses for s in r.list_services_response.service]
+    assert USERS in names

@@ -42,6 +42,24 @@ async def test_reads_of_one_statement_open_no_transaction(sql_url: str) -> None:
 # ---- telling an outage from a bug ---------------------------------------------------------------
 
 
+async def test_a_database_that_refuses_our_login_is_an_outage(postgres_server_url: str) -> None:
+    # A role or database that does not exist (a misconfigured DATABASE_URL, or one dropped at
+    # run time) leaves the service unable to reach its store: 503 and NOT_SERVING, not a 500.
+    server = psycopg.conninfo.conninfo_to_dict(postgres_server_url)
+    base = f"postgresql://{{user}}@{server['host']}:{server.get('port', 5432)}/{{db}}"
+    for url in (
+        base.format(user="pinexa_no_such_role", db="postgres"),
+        base.format(user=server["user"], db="pinexa_no_such_db"),
+    ):
+        engine = sql.create_engine(url, pool_size=1)
+        try:
+            with pytest.raises(Exception) as refused:
+                await sql.ping(engine)
+        finally:
+            await engine.dispose()
+        assert sql.is_outage(refused.value), url
+
+
 def _wrapped(orig: Exception) -> sa_exc.DBAPIError:
     """How SQLAlchemy hands a driver error to its caller."""
     return sa_exc.DBAPIError.instance("SELECT 1", {}, orig, psycopg.Error)
