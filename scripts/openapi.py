@@ -83,6 +83,8 @@ _NOT_BLANK = r"[^\s\u001c-\u001f\u0085]"
 _TEXT = r"^[^\u0000-\u001f\u007f]*$"
 _FREE_TEXT = r"^[^\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f]*$"
 FREE_TEXT_FIELDS = frozenset({"pinexa.data.v1.Item.content"})
+# The services want a real top-level domain (letters, or an xn-- label) after the last dot.
+_EMAIL_TOP_LEVEL = r"@[^@]+\.([A-Za-z]{2,63}|xn--[A-Za-z0-9-]{1,59})$"
 _NO_CONTROL_CHARACTERS = r"^[^\u0000-\u001f\u007f-\u009f]*$"
 
 # Item.attributes: JSON whose object keys are non-empty, never start with "$" and contain no "."
@@ -133,7 +135,9 @@ CONSTRAINTS: dict[str, dict[str, Any]] = {
     "pinexa.users.v1.User.id": {"pattern": _UUID},
     # An update without update_mask leaves an empty field unchanged, so "" is valid there.
     "pinexa.users.v1.User.username": {"anyOf": [{"const": ""}, {"pattern": r"^[A-Za-z0-9_.-]{3,32}$"}]},
-    "pinexa.users.v1.User.email": {"anyOf": [{"const": ""}, {"format": "email", "maxLength": 254}]},
+    "pinexa.users.v1.User.email": {
+        "anyOf": [{"const": ""}, {"format": "email", "maxLength": 254, "pattern": _EMAIL_TOP_LEVEL}]
+    },
     "pinexa.users.v1.User.display_name": {"maxLength": 100, "pattern": _NO_CONTROL_CHARACTERS},
     "pinexa.users.v1.User.password": {"anyOf": [{"const": ""}, {"minLength": 10, "maxLength": 256}]},
     "pinexa.users.v1.GetUserRequest.id": {"pattern": _UUID},

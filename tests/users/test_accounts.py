@@ -280,7 +280,7 @@ async def test_a_non_ascii_etag_is_a_mismatch_not_an_internal_error(users: Users
     error = await rpc_error(
         users.stub.UpdateUser(
             users_pb2.UpdateUserRequest(
-                user=users_pb2.User(id=user.id, display_name="v2", etag="\u00ec\u008d\u0005\u00e0"),
+                user=users_pb2.User(id=user.id, display_name="v2", etag="\u00ec\u00e0-\u00f1"),
                 update_mask=_mask("display_name"),
             ),
             metadata=users.auth(user),
