@@ -12,6 +12,7 @@ import hashlib
 import logging
 import secrets
 import time
+import unicodedata
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
@@ -65,6 +66,9 @@ class UnknownUser(Exception):
 
 class UsersClient(Protocol):
     """What auth asks the users service; see `services.auth.users_client`."""
+
+    async def resolve_login(self, login: str) -> str:
+        """The id of the account a login name reaches, or "" when none does."""
 
     async def verify_credentials(self, username: str, password: str) -> Identity: ...
 
@@ -129,9 +133,31 @@ def throttle_key(kind: str, value: str) -> str:
 
 
 def normalize_username(username: str) -> str:
-    """The account a login names, for counting failures: usernames and e-mail addresses are
-    unique regardless of case."""
+    """The login name a device token is bound to: usernames and e-mail addresses are unique
+    regardless of case."""
     return username.strip().casefold()
+
+
+def unknown_login_key(login: str) -> str:
+    """The strangers' counter of a name no account has: its compatibility-normalised, case-folded
+    form, so the variants of one name share one budget, as an account's names do."""
+    return throttle_key("login", unicodedata.normalize("NFKC", login).strip().casefold())
+
+
+def account_key(user_id: str) -> str:
+    """The strangers' counter of an account, whichever of its names was typed."""
+    return throttle_key("user", user_id)
+
+
+def _throttled_if(retry_after: float) -> None:
+    """429 LOGIN_THROTTLED when an attempt must wait `retry_after` more seconds."""
+    if retry_after > 0:
+        log.info("login throttled", extra={"retry_after": round(retry_after, 3)})
+        raise ResourceExhausted(
+            "too many failed login attempts; try again later",
+            retry_after=retry_after,
+            reason="LOGIN_THROTTLED",
+        )
 
 
 class Auth:
@@ -189,7 +215,9 @@ class Auth:
         A login that presents a device token this login name was given before (`device_token`)
         is charged to that token alone (`_login_as_device`). Any other login is a stranger's: it
         is charged to the account's counter and the client IP's, before the password is checked,
-        so neither many addresses nor many parallel guesses get past the back-off.
+        so neither many addresses nor many parallel guesses get past the back-off. The account's
+        counter is found by asking users which account the name reaches (`_strangers_key`), so
+        its username, its e-mail and every case of them share one budget.
         """
         violations = Violations()
         violations.check(bool(username.strip()), "username", "is required")
@@ -200,32 +228,30 @@ class Auth:
         violations.raise_if_any()
 
         now = self._clock()
-        account_key = throttle_key("account", normalize_username(username))
+        login_key = throttle_key("account", normalize_username(username))
         if device_token:
             device = await self._store.claim_device(
                 hash_token(device_token),
-                login_key=account_key,
+                login_key=login_key,
                 now=now,
                 max_failures=self._policy.max_failures,
             )
             if device is not None:
-                return await self._login_as_device(username, password, device, device_token, account_key, now)
+                return await self._login_as_device(username, password, device, device_token, login_key, now)
 
-        keys = [ThrottleKey(account_key, self._policy.max_failures)]
+        keys = []
         if client_ip:
-            keys.append(
-                ThrottleKey(throttle_key("ip", client_ip), self._policy.max_failures * IP_FAILURE_FACTOR)
-            )
+            ip = ThrottleKey(throttle_key("ip", client_ip), self._policy.max_failures * IP_FAILURE_FACTOR)
+            # An address in back-off is answered before users is asked anything: a flood from
+            # it costs users nothing, and auth's own database is the first thing a login needs.
+            _throttled_if(await self._store.blocked_until([ip]) - now)
+            keys.append(ip)
+        resolved, strangers_key = await self._strangers_key(username)
+        keys.append(ThrottleKey(strangers_key, self._policy.max_failures))
         claim = await self._store.claim_attempt(
             keys, now=now, forget_before=now - FAILURE_MEMORY_SECONDS, backoff=self._policy.backoff
         )
-        if claim.retry_after:
-            log.info("login throttled", extra={"retry_after": round(claim.retry_after, 3)})
-            raise ResourceExhausted(
-                "too many failed login attempts; try again later",
-                retry_after=claim.retry_after,
-                reason="LOGIN_THROTTLED",
-            )
+        _throttled_if(claim.retry_after)
         try:
             identity = await self._users.verify_credentials(username, password)
         except InvalidCredentials:
@@ -234,9 +260,17 @@ class Auth:
         except Exception:
             await self._refund(claim)  # not a wrong guess (users unreachable): don't count it
             raise
-        await self._store.settle(claim, reset=[account_key])
+        # A success resets the account's counter; if the name reached another account by the
+        # time the password was checked (an e-mail moved meanwhile), it is only refunded.
+        await self._store.settle(claim, reset=[strangers_key] if identity.user_id == resolved else [])
         pair = await self._new_session(identity, now)
-        return replace(pair, device_token=await self._new_device(identity, account_key, now))
+        return replace(pair, device_token=await self._new_device(identity, login_key, now))
+
+    async def _strangers_key(self, username: str) -> tuple[str, str]:
+        """(the account id the name reaches or "", the strangers' counter to charge). Known and
+        unknown names cost the same: one call to users, one indexed read there, one hash here."""
+        user_id = await self._users.resolve_login(username)
+        return user_id, account_key(user_id) if user_id else unknown_login_key(username)
 
     async def _login_as_device(
         self,
@@ -244,7 +278,7 @@ class Auth:
         password: str,
         device: DeviceClaim,
         device_token: str,
-        account_key: str,
+        login_key: str,
         now: float,
     ) -> TokenPair:
         """A login from a client that logged in to this account before: charged to its device
@@ -278,14 +312,14 @@ class Auth:
             device.token_hash, now=now, expires_at=now + self._policy.device_token_ttl
         ):
             return replace(pair, device_token=device_token)
-        return replace(pair, device_token=await self._new_device(identity, account_key, now))
+        return replace(pair, device_token=await self._new_device(identity, login_key, now))
 
-    async def _new_device(self, identity: Identity, account_key: str, now: float) -> str:
+    async def _new_device(self, identity: Identity, login_key: str, now: float) -> str:
         device_token = secrets.token_urlsafe(32)
         await self._store.create_device(
             token_hash=hash_token(device_token),
             user_id=identity.user_id,
-            login_key=account_key,
+            login_key=login_key,
             now=now,
             expires_at=now + self._policy.device_token_ttl,
         )

@@ -8,20 +8,21 @@ Times are UNIX seconds (floats) from the domain's clock, so tests can move time.
 - A *refresh token* is stored only as the SHA-256 of its text. The tokens are 256 random bits, so a
   fast hash is enough (nothing to brute-force) and the lookup by hash is an index probe; the
   plaintext never touches the database, logs or errors.
-- A *throttle* row counts failed logins for one key: an account (normalized username) or a
-  client IP. The key is stored as its SHA-256, so the table shows neither usernames people
-  mistyped (sometimes a password typed into the wrong field) nor client addresses in plain
-  text. The hash is unkeyed: it keeps them out of sight, not out of reach of someone with the
-  table and a guess (an IPv4 address is one of 2^32).
+- A *throttle* row counts failed logins for one key: an account (its user id), a login name no
+  account has (normalized), or a client IP. The key is stored as its SHA-256, so the table shows
+  neither usernames people mistyped (sometimes a password typed into the wrong field) nor client
+  addresses in plain text. The hash is unkeyed: it keeps them out of sight, not out of reach of
+  someone with the table and a guess (an IPv4 address is one of 2^32).
 - A *device token* proves that a client logged in to an account before (OWASP's device cookie).
   Like a refresh token it is 256 random bits stored only as its SHA-256 and looked up by that
   hash, so no comparison ever touches the plaintext. Its row is bound to the account (user id)
-  and to the login name it was issued for (the same hashed key as the account's counter), and
+  and to the login name it was issued for (hashed like a throttle key), and
   carries its own failure count: logins presenting it are throttled on that row, apart from the
   strangers' per-account counter. At `max_failures` consecutive failures it is locked for good.
 
 Races are settled by the database with conditional updates (a refresh token's spend, upserts
-with a `WHERE` on the conflict branch) and their row counts, never by read-then-write in Python.
+with a `WHERE` on the conflict branch) and their row counts, never by read-then-write in Python
+(a login claim reads first only to skip writing when it is refused anyway; see `claim_attempt`).
 Each write transaction starts with its write, so SQLite takes its write lock at once (waiting up to
 busy_timeout) instead of failing to upgrade a read snapshot.
 """
@@ -295,8 +296,18 @@ class AuthStore:
         back-off they set. A success or an error refunds the charge (`settle`). Keys are claimed in
         sorted order so two transactions never wait on each other's rows in opposite orders.
         `backoff(failures, threshold)` gives the back-off in seconds after `failures` charges.
+
+        During a back-off nothing needs to change, so the claim first *reads* the keys' back-off
+        and writes only when none is in force: a flood of throttled attempts then takes no write
+        lock (on SQLite one for the whole database), and the logins that must write (a device
+        token's, the owner's) don't queue behind it. The read only saves work; the conditional
+        upsert below still decides, so an attempt that read "not blocked" just before another
+        set a back-off is refused by it, as before.
         """
         ordered = sorted(keys, key=lambda k: k.key)
+        blocked_until = await self.blocked_until(ordered)
+        if blocked_until > now:
+            return Claim(retry_after=blocked_until - now)
         try:
             async with self._engine.begin() as conn:
                 charges: list[Charge] = []
@@ -334,13 +345,17 @@ class AuthStore:
                 return Claim(charges=tuple(charges))
         except _Blocked:
             pass
+        return Claim(retry_after=max(await self.blocked_until(ordered) - now, 0.001))
+
+    async def blocked_until(self, keys: Sequence[ThrottleKey]) -> float:
+        """The latest back-off among `keys` (0 when none has a counter): one read, no lock."""
         async with self._reads.connect() as conn:
             until = await conn.scalar(
                 sa.select(sa.func.max(login_throttle.c.blocked_until)).where(
-                    login_throttle.c.key.in_([k.key for k in ordered])
+                    login_throttle.c.key.in_([k.key for k in keys])
                 )
             )
-        return Claim(retry_after=max(float(until or now) - now, 0.001))
+        return float(until or 0.0)
 
     async def settle(self, claim: Claim, *, reset: Sequence[str] = ()) -> None:
         """Undo a claim's charges (the attempt was not a failed guess). Keys in `reset` are

@@ -79,6 +79,16 @@ class GrpcUsersClient:
         self._outage.up()
         return Identity(user_id=response.user_id, role=_role(response.role))
 
+    async def resolve_login(self, login: str) -> str:
+        try:
+            response = await self._stub.ResolveLogin(
+                users_internal_pb2.ResolveLoginRequest(login=login), timeout=_TIMEOUT_SECONDS
+            )
+        except grpc.aio.AioRpcError as error:
+            raise self._unavailable(error, "ResolveLogin") from None
+        self._outage.up()
+        return str(response.user_id)
+
     async def get_identity(self, user_id: str) -> Identity:
         try:
             response = await self._stub.GetIdentity(

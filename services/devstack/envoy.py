@@ -14,11 +14,22 @@ Two parameter sets come from the same template, so the two configs cannot drift 
 
 from __future__ import annotations
 
+import base64
+import importlib
+import json
+import os
+import re
 import string
 import sys
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
+
+from google.api import annotations_pb2
+from google.protobuf import any_pb2, duration_pb2
+from google.rpc import error_details_pb2, status_pb2
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "envoy" / "envoy.yaml.tmpl"
@@ -35,7 +46,11 @@ DOCS_FILES = ["index.html", "swagger-ui-bundle.js.gz", "swagger-ui.css.gz", "SWA
 STRICT_LUA_SOURCES = (ROOT / "generated" / "edge_schema.lua", ROOT / "envoy" / "strict.lua")
 STRICT_LUA_INDENT = " " * 26  # under `inline_string: |` in the template
 # Placeholders render() fills itself, and EnvoyParams fields that switch template sections.
-COMPUTED_PLACEHOLDERS = frozenset({"strict_lua"})
+COMPUTED_PLACEHOLDERS = frozenset(
+    {"strict_lua", "cors_allow_origin_matchers", "method_not_allowed_mappers", "grpc_local_reply_mappers"}
+)
+# Parameters the template sees only through a computed placeholder.
+RENDERED_INDIRECTLY = frozenset({"cors_allowed_origins"})
 SECTION_SWITCHES = frozenset({"strict_edge"})
 
 GENERATED_HEADER = (
@@ -43,6 +58,13 @@ GENERATED_HEADER = (
 )
 
 ClusterType = Literal["STATIC", "STRICT_DNS"]
+
+# The generated modules of the public services: their http annotations give the REST paths.
+PUBLIC_MODULES = ("pinexa.auth.v1.auth_pb2", "pinexa.users.v1.users_pb2", "pinexa.data.v1.data_pb2")
+
+# Origins a browser app may call the API from under `make run` (Vite's dev server) when
+# CORS_ALLOWED_ORIGINS is not set. The Kubernetes rendering allows none.
+DEV_CORS_ORIGINS = ("http://localhost:5173", "http://127.0.0.1:5173")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -77,6 +99,14 @@ class EnvoyParams:
     # The largest request body (REST JSON or a gRPC message): a data item's 1 MiB of content,
     # its attributes and the JSON escaping around them fit.
     max_request_bytes: int = 2 * 1024 * 1024
+    # All request headers together, the path and query included (431 past it; HTTP/1.1 and 2).
+    max_request_headers_kb: int = 32
+    # The path with its query string (414 past it): a long `filter` fits many times over.
+    max_path_bytes: int = 8192
+    # The whole request must have arrived by then (408), so a stalled client frees its stream.
+    request_timeout: str = "10s"
+    # Browser origins allowed by CORS (exact scheme://host[:port]); none by default.
+    cors_allowed_origins: tuple[str, ...] = ()
     max_response_bytes: int = 8 * 1024 * 1024
     max_downstream_connections: int = 10_000
     # Per-cluster circuit breakers, sized for ~1000 concurrent clients on one Envoy.
@@ -102,10 +132,12 @@ def local_params(
     users_port: int = 50052,
     data_port: int = 50053,
     descriptor_path: Path = DESCRIPTOR_SET,
+    cors_allowed_origins: Iterable[str] = DEV_CORS_ORIGINS,
     **overrides: object,
 ) -> EnvoyParams:
     """The rendering `make run` and the e2e tests use."""
     params = EnvoyParams(
+        cors_allowed_origins=tuple(cors_allowed_origins),
         listen_port=listen_port,
         admin_port=admin_port,
         auth_port=auth_port,
@@ -116,9 +148,11 @@ def local_params(
     return replace(params, **overrides)  # type: ignore[arg-type]
 
 
-def kubernetes_params() -> EnvoyParams:
-    """The rendering shipped in the Kubernetes ConfigMap (k8s/base/envoy/envoy.yaml)."""
+def kubernetes_params(*, cors_allowed_origins: Iterable[str] = ()) -> EnvoyParams:
+    """The rendering shipped in the Kubernetes ConfigMap (k8s/base/envoy/envoy.yaml): no CORS
+    origin unless given (`CORS_ALLOWED_ORIGINS=... python -m services.devstack.envoy kubernetes`)."""
     return EnvoyParams(
+        cors_allowed_origins=tuple(cors_allowed_origins),
         listen_address="0.0.0.0",
         cluster_type="STRICT_DNS",
         auth_host="auth",
@@ -131,6 +165,179 @@ def kubernetes_params() -> EnvoyParams:
     )
 
 
+def parse_origins(value: str) -> tuple[str, ...]:
+    """CORS_ALLOWED_ORIGINS: comma-separated origins, each scheme://host[:port] (no path)."""
+    origins = []
+    for item in (part.strip() for part in value.split(",")):
+        if not item:
+            continue
+        parts = urlsplit(item)
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.path or parts.query:
+            raise ValueError(f"CORS_ALLOWED_ORIGINS: {item!r} is not an origin like https://app.example.com")
+        origins.append(item.rstrip("/"))
+    return tuple(origins)
+
+
+def origins_from_env(default: Iterable[str]) -> tuple[str, ...]:
+    value = os.environ.get("CORS_ALLOWED_ORIGINS")
+    return tuple(default) if value is None else parse_origins(value)
+
+
+# ---- values derived from the parameters and the descriptors (rendered into the template)
+
+# Envoy's own errors, for native gRPC callers: reason -> (gRPC code, message). The same reasons and
+# domain as the JSON bodies REST callers get; the code is the same too, except ROUTE_NOT_FOUND,
+# which is UNIMPLEMENTED over gRPC (what gRPC clients and tools expect for an unknown method).
+# The message is fixed (grpc-message must equal the Status's message).
+GRPC_ERRORS: dict[str, tuple[int, str]] = {
+    "TOKEN_MISSING": (16, "a bearer access token is required"),
+    "TOKEN_INVALID": (16, "the access token was refused"),
+    "INVALID_REQUEST": (3, "the request is not valid"),
+    "ROUTE_NOT_FOUND": (12, "no such service or method at this address"),
+    "METHOD_NOT_ALLOWED": (12, "no such service or method at this address"),
+    "REQUEST_TIMEOUT": (4, "the request did not arrive in time"),
+    "REQUEST_TOO_LARGE": (3, "the request message is too large"),
+    "URI_TOO_LONG": (3, "the request path is too long"),
+    "HEADERS_TOO_LARGE": (3, "the request metadata is too large"),
+    "RATE_LIMITED": (8, "too many requests; slow down"),
+    "UPSTREAM_TIMEOUT": (4, "the service did not answer in time"),
+    "UPSTREAM_UNAVAILABLE": (14, "the service is unavailable; try again shortly"),
+    "GATEWAY_ERROR": (2, "the gateway could not handle the request"),
+}
+
+# Which local replies each reason is (first match wins), as a filter in flow style.
+_GRPC_ERROR_FILTERS: tuple[tuple[str, str], ...] = (
+    ("TOKEN_MISSING", "response.code_details == 'jwt_authn_access_denied{Jwt_is_missing}'"),
+    ("TOKEN_INVALID", "response.code_details.startsWith('jwt_authn_access_denied')"),
+    ("INVALID_REQUEST", "EQ 400"),
+    ("ROUTE_NOT_FOUND", "EQ 404"),
+    ("METHOD_NOT_ALLOWED", "EQ 405"),
+    ("REQUEST_TIMEOUT", "EQ 408"),
+    ("REQUEST_TOO_LARGE", "EQ 413"),
+    ("URI_TOO_LONG", "EQ 414"),
+    ("HEADERS_TOO_LARGE", "EQ 431"),
+    ("RATE_LIMITED", "EQ 429"),
+    ("UPSTREAM_TIMEOUT", "EQ 504"),
+    ("UPSTREAM_UNAVAILABLE", "GE 502"),
+    ("GATEWAY_ERROR", "GE 400"),
+)
+
+
+def grpc_status_details(reason: str) -> str:
+    """grpc-status-details-bin for `reason`: a google.rpc.Status, base64 (gRPC's binary header)."""
+    code, message = GRPC_ERRORS[reason]
+    info = any_pb2.Any()
+    info.Pack(error_details_pb2.ErrorInfo(reason=reason, domain="envoy"))
+    details = [info]
+    if reason == "RATE_LIMITED":
+        retry = any_pb2.Any()
+        retry.Pack(error_details_pb2.RetryInfo(retry_delay=duration_pb2.Duration(seconds=1)))
+        details.append(retry)
+    status = status_pb2.Status(code=code, message=message, details=details)
+    return base64.b64encode(status.SerializeToString()).decode()
+
+
+def _grpc_local_reply_mappers() -> str:
+    indent = " " * 20
+    out = []
+    for reason, match in _GRPC_ERROR_FILTERS:
+        code, message = GRPC_ERRORS[reason]
+        if match.startswith(("EQ ", "GE ")):
+            op, value = match.split()
+            kind = (
+                f"{{ status_code_filter: {{ comparison: {{ op: {op}, value: "
+                f"{{ default_value: {value}, runtime_key: local_reply.grpc.{op.lower()}{value} }} }} }} }}"
+            )
+        else:
+            kind = (
+                "{ extension_filter: { name: envoy.access_loggers.extension_filters.cel, typed_config: "
+                '{ "@type": type.googleapis.com/envoy.extensions.access_loggers.filters.cel.v3.'
+                f"ExpressionFilter, expression: {json.dumps(match)} }} }} }}"
+            )
+        out += [
+            f"- filter:  # {reason}",
+            "    and_filter:",
+            "      filters:",
+            "        - { header_filter: { header: "
+            "{ name: content-type, string_match: { prefix: application/grpc } } } }",
+            "        - { header_filter: { header: "
+            "{ name: x-envoy-original-path, present_match: true, invert_match: true } } }",
+            f"        - {kind}",
+            "  headers_to_add:",
+            f'    - {{ header: {{ key: grpc-status, value: "{code}" }}, '
+            "append_action: OVERWRITE_IF_EXISTS_OR_ADD }",
+            f'    - {{ header: {{ key: grpc-status-details-bin, value: "{grpc_status_details(reason)}" }}, '
+            "append_action: OVERWRITE_IF_EXISTS_OR_ADD }",
+            "  body_format_override:",
+            f"    text_format_source: {{ inline_string: {json.dumps(message)} }}",
+        ]
+    return "\n".join(indent + line for line in out)
+
+
+def rest_paths() -> dict[str, list[str]]:
+    """Every REST path of the public services (variables written `{}`) -> its HTTP methods, in
+    annotation order."""
+    paths: dict[str, list[str]] = {}
+    for name in PUBLIC_MODULES:
+        for service in importlib.import_module(name).DESCRIPTOR.services_by_name.values():
+            for method in service.methods:
+                rule = method.GetOptions().Extensions[annotations_pb2.http]
+                for binding in (rule, *rule.additional_bindings):
+                    verb = binding.WhichOneof("pattern")
+                    if verb and verb != "custom":
+                        # /users/{id} and /users/{user.id} are one path: key by the shape.
+                        shape = re.sub(r"\{[^}]*\}", "{}", getattr(binding, verb))
+                        methods = paths.setdefault(shape, [])
+                        if verb.upper() not in methods:
+                            methods.append(verb.upper())
+    return paths
+
+
+def _method_not_allowed_mappers() -> str:
+    """One local-reply mapper per REST path: the transcoder's 404 for a path that exists with
+    other methods becomes 405 with Allow (and the JSON error METHOD_NOT_ALLOWED)."""
+    indent = " " * 20
+    out = []
+    for template, methods in rest_paths().items():
+        parts = re.split(r"(\{[^}]*\})", template)
+        regex = "".join("[^/?]+" if part.startswith("{") else re.escape(part) for part in parts) + r"(\?.*)?"
+        out += [
+            f"- filter:  # {template}",
+            "    and_filter:",
+            "      filters:",
+            "        - { status_code_filter: { comparison: "
+            "{ op: EQ, value: { default_value: 404, runtime_key: local_reply.405 } } } }",
+            '        - { header_filter: { header: { name: ":path", string_match: '
+            f"{{ safe_regex: {{ regex: {json.dumps(regex)} }} }} }} }} }}",
+            "  status_code: 405",
+            f'  headers_to_add: [{{ header: {{ key: allow, value: "{", ".join(methods)}" }} }}]',
+            "  body_format_override:",
+            "    content_type: application/json",
+            "    json_format:",
+            "      code: 12",
+            '      message: "%REQ(:METHOD)% is not allowed on this path; see the Allow header"',
+            "      details:",
+            '        - { "@type": type.googleapis.com/google.rpc.ErrorInfo, '
+            "reason: METHOD_NOT_ALLOWED, domain: envoy }",
+        ]
+    return "\n".join(indent + line for line in out)
+
+
+def _cors_matchers(origins: Iterable[str]) -> str:
+    return "[" + ", ".join(f"{{ exact: {json.dumps(origin)} }}" for origin in origins) + "]"
+
+
+def template_values(params: EnvoyParams) -> dict[str, str]:
+    """Every placeholder's text: the parameters, and what is derived from them and the protos."""
+    values = {key: str(value) for key, value in asdict(params).items() if key not in SECTION_SWITCHES}
+    del values["cors_allowed_origins"]
+    values["strict_lua"] = strict_lua()
+    values["cors_allow_origin_matchers"] = _cors_matchers(params.cors_allowed_origins)
+    values["method_not_allowed_mappers"] = _method_not_allowed_mappers()
+    values["grpc_local_reply_mappers"] = _grpc_local_reply_mappers()
+    return values
+
+
 def render(params: EnvoyParams) -> str:
     """The config text for `params`; fails on any placeholder the parameters do not fill."""
     lines, dropping = [], False
@@ -139,9 +346,7 @@ def render(params: EnvoyParams) -> str:
             dropping = not params.strict_edge and line.startswith("## strict-edge:begin")
         elif not line.startswith("##") and not dropping:
             lines.append(line)
-    values = {key: str(value) for key, value in asdict(params).items() if key not in SECTION_SWITCHES}
-    values["strict_lua"] = strict_lua()
-    body = string.Template("".join(lines)).substitute(values)
+    body = string.Template("".join(lines)).substitute(template_values(params))
     return GENERATED_HEADER + body
 
 
@@ -179,7 +384,11 @@ def main(argv: list[str]) -> None:
     which = argv[0] if argv else "local"
     if which not in ("local", "kubernetes"):
         sys.exit("usage: python -m services.devstack.envoy [local|kubernetes]")
-    sys.stdout.write(render(local_params() if which == "local" else kubernetes_params()))
+    if which == "local":
+        params = local_params(cors_allowed_origins=origins_from_env(DEV_CORS_ORIGINS))
+    else:
+        params = kubernetes_params(cors_allowed_origins=origins_from_env(()))
+    sys.stdout.write(render(params))
 
 
 if __name__ == "__main__":

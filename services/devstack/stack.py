@@ -552,7 +552,7 @@ def describe(stack: Stack, *, stream: IO[str]) -> None:
     """The banner `make run` prints: what runs where, and how to reach it."""
     rel = _relative(stack.base_dir)
     rows = [
-        ("REST + gRPC", stack.rest_url, f"curl {stack.rest_url}/healthz"),
+        ("REST + gRPC", stack.rest_url, f"curl {stack.rest_url}/readyz"),
         ("API docs", f"{stack.rest_url}/docs", f"Swagger UI on {stack.rest_url}/openapi.json"),
     ]
     for name in SERVICES:
@@ -580,7 +580,7 @@ def describe(stack: Stack, *, stream: IO[str]) -> None:
         "  Try:",
         f"    curl -X POST {stack.rest_url}/api/v1/users \\",
         '      -d \'{"username":"ada","email":"ada@example.com","password":"correct horse battery"}\'',
-        f"    grpcurl -plaintext -protoset generated/pinexa.pb {stack.envoy_address} list",
+        f"    grpcurl -plaintext {stack.envoy_address} list",
         "",
         f"  Logs: {rel}/logs/ ({', '.join(sorted(stack.children))})  e.g. tail -f {rel}/logs/*.log",
         "  Press Ctrl-C to stop everything.\n",

@@ -24,9 +24,11 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from services.kit.edge_reflection import add_edge_reflection
 from services.kit.errors import PinexaError
 from services.kit.interceptor import PinexaInterceptor
 from services.kit.outage import OutageLog
+from services.kit.request_stream import CompleteRequestInterceptor
 from services.kit.settings import Settings
 from services.kit.tokens import TokenVerifier
 
@@ -42,8 +44,17 @@ LIVENESS_SERVICE = "liveness"
 
 MAX_CONNECTION_AGE_MS = 5 * 60 * 1000
 
-# 4 MiB is gRPC's default; data items may carry 1 MiB of content plus attributes.
+# 4 MiB is gRPC's default; data items may carry 1 MiB of content plus attributes. Envoy refuses
+# bodies over 2 MiB (EnvoyParams.max_request_bytes) first, so nothing it forwards is refused here.
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+
+# Request metadata (headers) a service accepts. gRPC's defaults (a soft limit of 8 KiB, above which
+# calls are refused at random with RESOURCE_EXHAUSTED, and a hard one of 16 KiB) are below what
+# Envoy accepts and forwards: headers up to EnvoyParams.max_request_headers_kb (32 KiB) plus what
+# Envoy adds (x-envoy-original-path repeats a path of up to 8 KiB, x-request-id, x-forwarded-for,
+# ...). Soft and hard limits are equal, so the answer never depends on chance.
+# tests/e2e/test_envoy_config.py checks this stays above what Envoy forwards.
+MAX_METADATA_BYTES = 64 * 1024
 
 
 @dataclass(kw_only=True)
@@ -101,8 +112,12 @@ class ServiceHost:
         self._check_lock = asyncio.Lock()
         self._recheck: asyncio.Task[None] | None = None
         self.server = grpc.aio.server(
-            interceptors=[self._interceptor],
+            # Outermost first: CompleteRequestInterceptor answers a unary call whose request message
+            # never arrives whole (instead of leaving it hanging), then the kit's interceptor runs.
+            interceptors=[CompleteRequestInterceptor(domain=f"pinexa.{spec.name}"), self._interceptor],
             options=[
+                ("grpc.max_metadata_size", MAX_METADATA_BYTES),
+                ("grpc.absolute_max_metadata_size", MAX_METADATA_BYTES),
                 ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
                 ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
                 ("grpc.so_reuseport", 0),
@@ -110,6 +125,15 @@ class ServiceHost:
                 # so clients re-resolve DNS and spread over pods added since they connected.
                 ("grpc.max_connection_age_ms", MAX_CONNECTION_AGE_MS),
                 ("grpc.max_connection_age_grace_ms", 30_000),
+                # A peer that vanished without closing (no FIN) is found within 80 s: ping an idle
+                # connection every 60 s, drop it after 20 s without an answer.
+                ("grpc.keepalive_time_ms", 60_000),
+                ("grpc.keepalive_timeout_ms", 20_000),
+                # Envoy pings its idle upstream connections every 30 s (connection_keepalive in the
+                # clusters); gRPC's default would count those as abuse (under 5 min apart without
+                # data) and close the connection with GOAWAY too_many_pings.
+                ("grpc.keepalive_permit_without_calls", 1),
+                ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
             ],
         )
         spec.register(self.server)
@@ -117,6 +141,7 @@ class ServiceHost:
         reflection.enable_server_reflection(
             [*spec.service_names, health.SERVICE_NAME, reflection.SERVICE_NAME], self.server
         )
+        add_edge_reflection(self.server)  # what Envoy serves as reflection: the public API only
         self._monitor: asyncio.Task[None] | None = None
         self._stopping = False
         self.port = 0

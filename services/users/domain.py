@@ -279,13 +279,9 @@ class UsersDomain:
 
         An unknown account and a wrong password give the same error, and both cost one argon2
         verify, so neither the answer nor its timing tells them apart."""
-        login = login.strip()
         credentials: Credentials | None = None
-        if login and 0 < len(password) <= validation.PASSWORD_MAX:
-            if "@" in login:
-                credentials = await self._store.credentials_by_email(login)
-            else:
-                credentials = await self._store.credentials_by_username(validation.normalize_username(login))
+        if 0 < len(password) <= validation.PASSWORD_MAX:
+            credentials = await self._credentials_for(login)
         if credentials is None:
             if password and len(password) <= validation.PASSWORD_MAX:
                 await self._passwords.dummy_verify(password)
@@ -296,6 +292,21 @@ class UsersDomain:
             new_hash = await self._passwords.hash(password)
             await self._store.replace_password_hash(credentials.id, credentials.password_hash, new_hash)
         return Identity(user_id=credentials.id, username=credentials.username, role=credentials.role)
+
+    async def resolve_login(self, login: str) -> str | None:
+        """The id of the account `login` reaches (what `verify_credentials` would check the
+        password against), or None. One indexed read, the same for a known and an unknown name."""
+        credentials = await self._credentials_for(login)
+        return None if credentials is None else credentials.id
+
+    async def _credentials_for(self, login: str) -> Credentials | None:
+        """A login name (a username or an e-mail address, any case) to its account."""
+        login = login.strip()
+        if not login:
+            return None
+        if "@" in login:
+            return await self._store.credentials_by_email(login)
+        return await self._store.credentials_by_username(validation.normalize_username(login))
 
     async def identity(self, user_id: str) -> Identity:
         _require_id(user_id, "user_id")

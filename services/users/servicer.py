@@ -138,6 +138,12 @@ class UsersInternalServicer(users_internal_pb2_grpc.UsersInternalServiceServicer
             user_id=identity.user_id, role=_identity_role(identity), username=identity.username
         )
 
+    async def ResolveLogin(
+        self, request: users_internal_pb2.ResolveLoginRequest, context: Any
+    ) -> users_internal_pb2.ResolveLoginResponse:
+        user_id = await self._domain.resolve_login(request.login)
+        return users_internal_pb2.ResolveLoginResponse(user_id=user_id or "")
+
     async def GetIdentity(
         self, request: users_internal_pb2.GetIdentityRequest, context: Any
     ) -> users_internal_pb2.GetIdentityResponse:

@@ -15,6 +15,7 @@ import asyncio
 import collections
 import logging
 import secrets
+import statistics
 import time
 
 import grpc
@@ -28,12 +29,15 @@ from services.kit import sql
 from tests.auth.conftest import PASSWORD, Stack, StartStack
 from tests.support import bearer, field_violations, rpc_error
 
+log = logging.getLogger(__name__)
+
 
 def from_ip(address: str) -> list[tuple[str, str]]:
     return [("x-envoy-external-address", address)]
 
 
 OWNER = from_ip("198.51.100.77")
+OWNER_LOGINS = 30
 THROTTLED = grpc.StatusCode.RESOURCE_EXHAUSTED
 WRONG = grpc.StatusCode.UNAUTHENTICATED
 
@@ -79,15 +83,31 @@ async def test_the_owner_with_a_device_token_gets_in_at_once_during_a_flood(stac
         # Without the device token the owner is a stranger too: the flood locks them out ...
         await rpc_error(stack.login(user.username, metadata=OWNER), THROTTLED, "LOGIN_THROTTLED")
         # ... with it, they get in at once, every time, while the flood goes on.
-        for _ in range(5):
+        latencies = []
+        for _ in range(OWNER_LOGINS):
             started = time.monotonic()
             pair = await stack.login(user.username, metadata=OWNER, device_token=device)
-            assert time.monotonic() - started < 5
+            latencies.append(time.monotonic() - started)
             assert (await stack.me(pair.access_token)).id == user.id
             assert pair.device_token == device  # the same token, its expiry renewed
+        flood_size = sum(codes.values())
     finally:
         stop.set()
         await asyncio.gather(*flood)
+    p50, worst = statistics.median(latencies), max(latencies)
+    log.info(
+        "owner's login during a flood: p50 %.1f ms, p90 %.1f ms, max %.1f ms, %d logins, %d flood attempts",
+        p50 * 1000,
+        sorted(latencies)[len(latencies) * 9 // 10] * 1000,
+        worst * 1000,
+        len(latencies),
+        flood_size,
+    )
+    # Throttled attempts only read, so the owner's writes don't queue behind them. While each
+    # throttled attempt still opened a write transaction, the owner's worst login here took
+    # 1.5 to 2.6 s on SQLite (5 runs); since, 0.13 to 0.31 s on both backends. The median is the
+    # flood's CPU (it shares the servers' event loop), so its bound is loose for a shared machine.
+    assert p50 < 0.5 and worst < 1.0, sorted(latencies)
     assert codes[THROTTLED] > codes[WRONG]
     # The flood lasted seconds, not a minute: within the strangers' limit of 15 a minute.
     assert codes[WRONG] <= 15
@@ -118,6 +138,79 @@ async def test_strangers_get_at_most_15_password_checks_a_minute_whatever_their_
     assert sum(codes.values()) == 600
     assert set(codes) == {THROTTLED, WRONG}
     assert codes[WRONG] <= 15, codes
+
+
+def names_of(user: users_pb2.User) -> list[str]:
+    """Every name that reaches the account: its username and e-mail, in other cases, with spaces
+    around, and with a KELVIN SIGN (U+212A), which lower-cases to an ASCII k (the username
+    starts with k)."""
+    return [
+        user.username,
+        user.email,
+        user.username.upper(),
+        f"  {user.email.upper()} ",
+        "\u212a" + user.username[1:],
+        "\u212a" + user.email[1:],
+    ]
+
+
+async def test_strangers_budget_is_per_account_whatever_name_they_type(stack: Stack) -> None:
+    """The same fake-clock minute, but the guesses alternate between every name that reaches the
+    account (`names_of`). Users resolves them all to one account, so they share one budget: at
+    most 15 guesses reach the password check, not 15 per name."""
+    user = await stack.sign_up(f"k{secrets.token_hex(6)}")
+    names = names_of(user)
+    codes: collections.Counter[grpc.StatusCode] = collections.Counter()
+
+    async def guess(step: int, k: int) -> None:
+        name = names[(step * 5 + k) % len(names)]
+        try:
+            await stack.login(name, f"guess {step}.{k}", metadata=from_ip(f"10.{step}.{k}.1"))
+        except grpc.aio.AioRpcError as error:
+            codes[error.code()] += 1
+
+    for step in range(120):
+        await asyncio.gather(*(guess(step, k) for k in range(5)))
+        stack.clock.advance(0.5)
+    assert sum(codes.values()) == 600
+    assert set(codes) == {THROTTLED, WRONG}
+    assert codes[WRONG] <= 15, codes
+
+
+async def test_failures_through_any_of_its_names_throttle_every_name_of_the_account(stack: Stack) -> None:
+    user = await stack.sign_up(f"k{secrets.token_hex(6)}")
+    names = names_of(user)
+    for i in range(stack.settings.login_max_failures):
+        await rpc_error(stack.login(names[i], "a wrong guess", metadata=from_ip(f"203.0.113.{i}")), WRONG)
+    # Each name, the owner's right password included, is in the one back-off.
+    for name in names:
+        await rpc_error(stack.login(name, metadata=OWNER), THROTTLED, "LOGIN_THROTTLED")
+    # After it, the right password through any name works and resets the account's counter.
+    stack.clock.advance(stack.settings.login_backoff_base_seconds + 0.1)
+    await stack.login(names[3], metadata=OWNER)
+    for i in range(stack.settings.login_max_failures - 1):
+        await rpc_error(stack.login(names[i], "a wrong guess", metadata=from_ip(f"203.0.113.{i}")), WRONG)
+
+
+async def test_an_address_in_back_off_is_answered_without_asking_users(stack: Stack) -> None:
+    """A flood from one address, once that address is in back-off, costs users nothing: the
+    429 comes before the account is looked up (here users is down, and the answer is still 429)."""
+    attacker = from_ip("203.0.113.9")
+    for i in range(stack.settings.login_max_failures * 4):  # the per-IP threshold, many accounts
+        await rpc_error(stack.login(f"someone{i}", "a wrong guess", metadata=attacker), WRONG)
+    await stack.users_host.server.stop(0)
+    await rpc_error(stack.login("someone-else", metadata=attacker), THROTTLED, "LOGIN_THROTTLED")
+    await rpc_error(stack.login("someone-else", metadata=OWNER), grpc.StatusCode.UNAVAILABLE)
+
+
+async def test_unknown_names_are_throttled_like_an_account(stack: Stack) -> None:
+    """A name no account has gets a budget of its own (its normalised form), exactly as an
+    account does, so the throttle's answers don't tell the two apart."""
+    for name in ("nobody-here", "nobody@example.com"):
+        for i in range(stack.settings.login_max_failures):
+            variant = name.upper() if i % 2 else f" {name} "
+            await rpc_error(stack.login(variant, "a wrong guess", metadata=from_ip(f"203.0.113.{i}")), WRONG)
+        await rpc_error(stack.login(name, metadata=from_ip("203.0.113.200")), THROTTLED, "LOGIN_THROTTLED")
 
 
 async def test_a_stolen_device_token_allows_n_guesses_then_is_dead(stack: Stack) -> None:

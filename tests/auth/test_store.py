@@ -13,7 +13,7 @@ import sqlalchemy as sa
 
 from services.auth.domain import AuthPolicy
 from services.auth.server import MIGRATIONS, VERSION_TABLE
-from services.auth.store import AuthStore, ThrottleKey
+from services.auth.store import AuthStore, ThrottleKey, login_throttle
 from services.kit import sql
 
 
@@ -177,6 +177,48 @@ async def test_a_blocked_key_charges_nothing(store: AuthStore) -> None:
     )
     assert claim.retry_after == pytest.approx(1.0) and not claim.charges
     assert await store.throttle_state("b" * 64) is None  # the whole claim was rolled back
+
+
+async def test_a_throttled_attempt_takes_no_write_lock(store: AuthStore) -> None:
+    """During a back-off a claim only reads: while another transaction holds the write lock
+    (SQLite: the database's; PostgreSQL: the counter row's), a throttled attempt is answered at
+    once instead of queuing behind it (issue 9: the owner's device login queued behind a flood)."""
+    now = time.time()
+    account, ip = ThrottleKey("a" * 64, 1), ThrottleKey("b" * 64, 100)
+    await store.claim_attempt([account], now=now, forget_before=now - 3600, backoff=POLICY.backoff)
+    async with store._engine.begin() as holder:  # a writer in the middle of its transaction
+        await holder.execute(
+            sa.update(login_throttle)
+            .where(login_throttle.c.key == account.key)
+            .values(last_failure_at=login_throttle.c.last_failure_at)
+        )
+        started = time.monotonic()
+        claim = await asyncio.wait_for(
+            store.claim_attempt([account, ip], now=now, forget_before=now - 3600, backoff=POLICY.backoff),
+            timeout=3,
+        )
+        elapsed = time.monotonic() - started
+    assert claim.retry_after == pytest.approx(1.0) and not claim.charges
+    assert elapsed < 0.5
+    assert await store.throttle_state(ip.key) is None
+
+
+async def test_a_claim_racing_a_back_off_still_charges_nothing(store: AuthStore) -> None:
+    """The read is only a shortcut: an attempt that read 'not blocked' and then finds the key
+    blocked by a concurrent attempt is still refused by the conditional upsert. 30 attempts at a
+    key one failure from its threshold, all started together: exactly one is charged."""
+    now = time.time()
+    key = [ThrottleKey("c" * 64, 5)]
+    for _ in range(4):
+        await store.claim_attempt(key, now=now, forget_before=now - 3600, backoff=POLICY.backoff)
+    claims = await asyncio.gather(
+        *(
+            store.claim_attempt(key, now=now, forget_before=now - 3600, backoff=POLICY.backoff)
+            for _ in range(30)
+        )
+    )
+    assert len([c for c in claims if c.charges]) == 1
+    assert await store.throttle_state("c" * 64) == (5, pytest.approx(now + 1.0))
 
 
 async def test_old_failures_are_forgotten(store: AuthStore) -> None:

@@ -3,6 +3,7 @@ Envoy binary (`envoy --mode validate`), and the committed Kubernetes rendering u
 
 from __future__ import annotations
 
+import base64
 import re
 import subprocess
 import sys
@@ -10,9 +11,11 @@ from pathlib import Path
 
 import pytest
 import yaml
+from google.rpc import error_details_pb2, status_pb2
 
 from services.devstack import envoy
 from services.devstack.stack import venv_tool
+from services.kit.server import MAX_MESSAGE_BYTES, MAX_METADATA_BYTES
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -118,7 +121,17 @@ def test_the_two_renderings_differ_only_where_the_environments_do() -> None:
             "port_value": port,
         }
         assert k8s_address["endpoint"]["address"]["socket_address"] == {"address": name, "port_value": port}
-    # The routes, filters and local replies are the same text in both.
+    # The routes, filters and local replies are the same text in both, but for the CORS origins
+    # (the dev default locally, none in Kubernetes).
+    origins = {}
+    for name, config in (("local", local), ("kubernetes", kubernetes)):
+        vhost = listener(config)["filter_chains"][0]["filters"][0]["typed_config"]["route_config"][
+            "virtual_hosts"
+        ][0]  # type: ignore[index]
+        origins[name] = vhost["typed_per_filter_config"]["envoy.filters.http.cors"].pop(
+            "allow_origin_string_match"
+        )
+    assert origins == {"local": [{"exact": o} for o in envoy.DEV_CORS_ORIGINS], "kubernetes": []}
     assert (
         listener(local)["filter_chains"][0]["filters"][0]["typed_config"]["route_config"]
         == (  # type: ignore[index]
@@ -134,21 +147,35 @@ def test_internal_services_have_no_route_and_no_transcoding() -> None:
     ), "an internal service is named in the config"
     config = yaml.safe_load(text)
     hcm = config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
-    prefixes = {
-        r["match"].get("prefix") or r["match"].get("path")
-        for r in hcm["route_config"]["virtual_hosts"][0]["routes"]
+    routes = hcm["route_config"]["virtual_hosts"][0]["routes"]
+    upstream = {
+        r["match"].get("prefix") or r["match"].get("path"): r["route"]
+        for r in routes
+        if r.get("route", {}).get("cluster") not in (None, "unrouted")
     }
-    assert prefixes == {
-        "/healthz",
-        "/openapi.json",
-        "/docs",
-        "/docs/swagger-ui-bundle.js",
-        "/docs/swagger-ui.css",
+    assert set(upstream) == {
+        "/grpc.reflection.v1alpha.ServerReflection/",
         "/pinexa.auth.v1.AuthService/Login",
         "/pinexa.auth.v1.AuthService/",
         "/pinexa.users.v1.UserService/",
         "/pinexa.data.v1.DataService/",
     }
+    # Reflection reaches only the edge reflection (public services), never a service's own.
+    assert upstream["/grpc.reflection.v1alpha.ServerReflection/"]["prefix_rewrite"] == (
+        "/pinexa.edge.v1alpha.ServerReflection/"
+    )
+    direct = {r["match"].get("prefix") or r["match"].get("path") for r in routes if "direct_response" in r}
+    assert direct == {
+        "/healthz",
+        "/readyz",
+        "/openapi.json",
+        "/docs",
+        "/docs/swagger-ui-bundle.js",
+        "/docs/swagger-ui.css",
+        "/",
+    }
+    unrouted = next(c for c in config["static_resources"]["clusters"] if c["name"] == "unrouted")
+    assert unrouted["load_assignment"] == {"cluster_name": "unrouted"}  # no endpoints
     transcoder = next(
         f for f in hcm["http_filters"] if f["name"] == "envoy.filters.http.grpc_json_transcoder"
     )
@@ -170,7 +197,7 @@ def test_rendering_refuses_an_unfilled_placeholder(monkeypatch: pytest.MonkeyPat
 def test_every_parameter_is_used_by_the_template() -> None:
     used = set(re.findall(r"\$\{(\w+)\}", envoy.TEMPLATE.read_text()))
     declared = set(envoy.EnvoyParams.__dataclass_fields__)
-    assert declared - used == envoy.SECTION_SWITCHES, "parameters the template never uses"
+    assert declared - used == envoy.SECTION_SWITCHES | envoy.RENDERED_INDIRECTLY, "parameters never used"
     assert used - declared == envoy.COMPUTED_PLACEHOLDERS, "placeholders no parameter fills"
 
 
@@ -197,6 +224,46 @@ def test_the_committed_edge_schema_matches_the_descriptor_set() -> None:
         sys.path.pop(0)
     committed = (envoy.ROOT / "generated" / "edge_schema.lua").read_text()
     assert edge_schema.render(envoy.DESCRIPTOR_SET) == committed, "run make generate"
+
+
+def test_the_services_accept_every_request_envoy_forwards() -> None:
+    """Envoy's limits are below the services': what Envoy accepts is never refused upstream
+    for its size. Upstream metadata is the client's headers (path and query included) plus a
+    copy of the path in x-envoy-original-path plus what Envoy adds (a few hundred bytes)."""
+    for params in (envoy.local_params(), envoy.kubernetes_params()):
+        forwarded = params.max_request_headers_kb * 1024 + params.max_path_bytes + 4096
+        assert forwarded <= MAX_METADATA_BYTES
+        assert params.max_path_bytes < params.max_request_headers_kb * 1024
+        assert params.max_request_bytes + 5 <= MAX_MESSAGE_BYTES
+
+
+def test_envoys_grpc_errors_are_statuses_with_the_rest_reason() -> None:
+    for reason, (code, message) in envoy.GRPC_ERRORS.items():
+        raw = base64.b64decode(envoy.grpc_status_details(reason))
+        status = status_pb2.Status.FromString(raw)
+        assert (status.code, status.message) == (code, message)
+        info = error_details_pb2.ErrorInfo()
+        assert status.details[0].Unpack(info)
+        assert (info.reason, info.domain) == (reason, "envoy")
+    # Every reason a gRPC caller can get is one REST callers get too (in a JSON mapper).
+    rendered = envoy.render(envoy.local_params())
+    for reason in envoy.GRPC_ERRORS:
+        assert f"reason: {reason}, domain: envoy" in rendered, reason
+
+
+def test_cors_origins_come_from_the_environment_or_none(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert envoy.kubernetes_params().cors_allowed_origins == ()
+    assert envoy.local_params().cors_allowed_origins == envoy.DEV_CORS_ORIGINS
+    monkeypatch.setenv("CORS_ALLOWED_ORIGINS", "https://app.example.com, http://localhost:3000")
+    assert envoy.origins_from_env(()) == ("https://app.example.com", "http://localhost:3000")
+    monkeypatch.setenv("CORS_ALLOWED_ORIGINS", "")
+    assert envoy.origins_from_env(envoy.DEV_CORS_ORIGINS) == ()
+    for bad in ("app.example.com", "https://app.example.com/path", "ftp://x"):
+        with pytest.raises(ValueError, match="CORS_ALLOWED_ORIGINS"):
+            envoy.parse_origins(bad)
+    assert '{ exact: "https://a.example" }' in envoy.render(
+        envoy.kubernetes_params(cors_allowed_origins=["https://a.example"])
+    )
 
 
 SYNTHETIC_PROTO = """

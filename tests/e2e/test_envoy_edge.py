@@ -21,6 +21,8 @@ import pytest
 from google.api import annotations_pb2
 from google.protobuf import descriptor_pool
 from google.protobuf.descriptor import MethodDescriptor
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
 
 from pinexa.auth.v1 import auth_pb2
 from pinexa.data.v1 import data_pb2  # noqa: F401 (registers the descriptors)
@@ -35,6 +37,7 @@ from tests.support import TestKeys
 pytestmark = pytest.mark.e2e
 
 LOGIN_BURST = 3
+TOKEN_MISSING = envoy.GRPC_ERRORS["TOKEN_MISSING"][1]  # Envoy's grpc-message for a missing token
 
 
 @dataclass
@@ -170,10 +173,12 @@ def test_grpc_callers_get_grpc_statuses_not_json(edge: Edge, grpcurl: Callable[.
     token = ["-H", f"authorization: {edge.bearer['authorization']}"]
     no_token = grpcurl(*target, "pinexa.users.v1.UsersInternalService/VerifyCredentials", data={})
     assert "Code: Unauthenticated" in no_token.stderr  # deny by default comes first
-    assert "Jwt is missing" in no_token.stderr
+    assert '"reason":"TOKEN_MISSING"' in no_token.stderr  # the Status details, as over REST
     internal = grpcurl(*token, *target, "pinexa.data.v1.DataInternalService/PurgeUserData", data={})
     assert "Code: Unimplemented" in internal.stderr
-    assert "{" not in internal.stderr.split("Message:", 1)[-1]  # no JSON body squeezed into it
+    assert '"reason":"ROUTE_NOT_FOUND"' in internal.stderr
+    message = internal.stderr.split("Message:", 1)[-1].splitlines()[0]
+    assert "{" not in message  # no JSON body squeezed into grpc-message
     ok = grpcurl(*token, *target, "pinexa.users.v1.UserService/GetUser", data={"id": "abc"})
     assert ok.returncode == 0, ok.stderr
 
@@ -199,6 +204,7 @@ def test_login_rate_limit_applies_to_native_grpc_too(edge: Edge) -> None:
     # which a process start per call would not promise on a loaded machine.
     login = auth_pb2.LoginRequest(username="u1", password="pw").SerializeToString()
     codes = []
+    limited: Any = None
     with grpc.insecure_channel(edge.address) as channel:
         call = channel.unary_unary("/pinexa.auth.v1.AuthService/Login")
         for _ in range(LOGIN_BURST + 3):
@@ -207,9 +213,16 @@ def test_login_rate_limit_applies_to_native_grpc_too(edge: Edge) -> None:
                 codes.append(grpc.StatusCode.OK)
             except grpc.RpcError as error:
                 codes.append(error.code())
+                limited = error
     # A bucket of LOGIN_BURST, plus at most one refill while these few milliseconds pass.
     assert codes.count(grpc.StatusCode.RESOURCE_EXHAUSTED) >= 2, codes
     assert set(codes) <= {grpc.StatusCode.OK, grpc.StatusCode.RESOURCE_EXHAUSTED}, codes
+    # The same google.rpc.Status a REST caller gets: ErrorInfo RATE_LIMITED and a RetryInfo.
+    status = rpc_status.from_call(limited)
+    assert status is not None, "no grpc-status-details-bin"
+    info, retry = error_details_pb2.ErrorInfo(), error_details_pb2.RetryInfo()
+    assert status.details[0].Unpack(info) and status.details[1].Unpack(retry)
+    assert (info.reason, info.domain, retry.retry_delay.seconds) == ("RATE_LIMITED", "envoy", 1)
 
 
 # ---- jwt_authn covers every method, REST and native gRPC alike ---------------------------------
@@ -279,7 +292,7 @@ def test_every_method_needs_a_token_at_the_edge_unless_public_over_native_grpc(e
                     assert answered_upstream(headers), (path, bool(metadata), code, details)
                 else:
                     assert code == grpc.StatusCode.UNAUTHENTICATED, (path, code, details)
-                    assert details == "Jwt is missing" and not answered_upstream(headers), (path, details)
+                    assert details == TOKEN_MISSING and not answered_upstream(headers), (path, details)
 
 
 def test_the_edge_takes_the_token_only_from_the_authorization_header(edge: Edge) -> None:
@@ -289,7 +302,7 @@ def test_the_edge_takes_the_token_only_from_the_authorization_header(edge: Edge)
         code, details, headers = grpc_call(
             channel, f"/pinexa.users.v1.UserService/GetMe?access_token={token}", ()
         )
-    assert code == grpc.StatusCode.UNAUTHENTICATED and details == "Jwt is missing", (code, details)
+    assert code == grpc.StatusCode.UNAUTHENTICATED and details == TOKEN_MISSING, (code, details)
     assert not answered_upstream(headers)
 
 

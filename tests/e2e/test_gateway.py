@@ -157,10 +157,11 @@ def test_unknown_path_is_404_json(client: httpx.Client) -> None:
     }
 
 
-def test_unknown_method_on_a_known_path_is_404_json(client: httpx.Client) -> None:
+def test_unknown_method_on_a_known_path_is_405_json(client: httpx.Client) -> None:
     response = client.delete("/api/v1/users")
-    assert response.status_code == 404
-    assert error_reason(status_of(response)) == "ROUTE_NOT_FOUND"
+    assert response.status_code == 405
+    assert response.headers["allow"] == "POST, GET"
+    assert error_reason(status_of(response)) == "METHOD_NOT_ALLOWED"
 
 
 def test_unknown_query_parameter_is_400_json(stack: Stack, client: httpx.Client, admin: Account) -> None:
@@ -375,9 +376,10 @@ def test_forged_token_is_refused_at_the_edge_over_native_grpc(
     method = "pinexa.users.v1.UserService/GetMe"
     refused = grpcurl("-H", f"authorization: Bearer {token}", *target, method, data={})
     assert "Code: Unauthenticated" in refused.stderr, refused.stderr
-    assert "Jwt verification fails" in refused.stderr  # Envoy's words, not the service's
+    # Envoy's answer, not the service's: its ErrorInfo, as REST callers get it.
+    assert '"domain":"envoy","reason":"TOKEN_INVALID"' in refused.stderr, refused.stderr
     missing = grpcurl(*target, method, data={})
-    assert "Code: Unauthenticated" in missing.stderr and "Jwt is missing" in missing.stderr
+    assert "Code: Unauthenticated" in missing.stderr and '"reason":"TOKEN_MISSING"' in missing.stderr
 
 
 def test_public_routes_need_no_token_and_protected_ones_do(stack: Stack, client: httpx.Client) -> None:

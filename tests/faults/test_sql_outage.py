@@ -23,6 +23,7 @@ import pytest
 from grpc_health.v1 import health_pb2
 
 from pinexa.users.v1 import users_pb2
+from services.auth.users_client import GrpcUsersClient
 from tests.faults.conftest import Stack, StartStack
 from tests.pgcluster import PgCluster
 from tests.support import bearer, error_info, health_status, rpc_error, wait_until
@@ -291,7 +292,7 @@ async def test_services_started_while_postgresql_is_down_serve_once_it_is_back(
 
 
 async def test_a_login_refund_during_an_outage_logs_no_traceback(
-    start_stack: StartStack, pg: PgCluster, caplog: pytest.LogCaptureFixture
+    start_stack: StartStack, pg: PgCluster, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The database goes down while users checks the password: auth has counted the attempt and
     must refund it, which fails too. The answer is 503 USERS_UNAVAILABLE (users could not answer),
@@ -301,8 +302,18 @@ async def test_a_login_refund_during_an_outage_logs_no_traceback(
     database = stack.settings.sql_url("users").rsplit("/", 1)[1]
     caplog.set_level(logging.INFO)
     locker = psycopg.connect(pg.database_url(database))
+    # Auth first asks users which account the name reaches (ResolveLogin, which reads the same
+    # table), then counts the attempt, then has the password checked. The table is locked once
+    # the name is resolved, so that VerifyCredentials, not ResolveLogin, is the call that waits.
+    resolve_login = GrpcUsersClient.resolve_login
+
+    async def resolve_then_lock(client: GrpcUsersClient, login: str) -> str:
+        user_id = await resolve_login(client, login)
+        locker.execute("LOCK TABLE users IN ACCESS EXCLUSIVE MODE")  # nobody holds it: instant
+        return user_id
+
+    monkeypatch.setattr(GrpcUsersClient, "resolve_login", resolve_then_lock)
     try:
-        locker.execute("LOCK TABLE users IN ACCESS EXCLUSIVE MODE")  # VerifyCredentials waits here
         login = asyncio.ensure_future(stack.login(user.username))
         await _backend_waiting(pg, database, "relation")
         pg.stop("immediate")

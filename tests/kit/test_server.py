@@ -229,3 +229,62 @@ async def test_sigterm_style_stop_lets_in_flight_calls_finish(harness: Harness, 
     harness.fake.release.set()
     assert (await call).id == "slow"
     await stopping
+
+
+async def test_health_watch_still_streams_through_the_request_reader(harness: Harness) -> None:
+    # Server-streaming methods are served as bidirectional ones that read the request first
+    # (services/kit/request_stream.py); Watch must still stream every change as it happens.
+    from grpc_health.v1 import health_pb2_grpc
+
+    stub = health_pb2_grpc.HealthStub(harness.channel)
+    watch = stub.Watch(health_pb2.HealthCheckRequest(service=SERVICE))
+    first = await asyncio.wait_for(watch.read(), 5)
+    assert first.status == health_pb2.HealthCheckResponse.SERVING
+    harness.healthy[0] = False
+    second = await asyncio.wait_for(watch.read(), 5)
+    assert second.status == health_pb2.HealthCheckResponse.NOT_SERVING
+    watch.cancel()
+    harness.healthy[0] = True
+
+
+async def test_a_request_that_never_completes_is_answered_not_left_hanging(harness: Harness) -> None:
+    # grpcio's client cannot send a cut-off message; an empty stream-unary call is the same on
+    # the wire as a unary call whose body is empty. tests/e2e/test_edge_http.py sends raw frames.
+    empty = harness.channel.stream_unary(
+        f"/{SERVICE}/GetUser", response_deserializer=users_pb2.User.FromString
+    )
+
+    async def nothing() -> AsyncIterator[bytes]:
+        return
+        yield b""  # an async generator that sends no message
+
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await asyncio.wait_for(empty(nothing(), timeout=10), 3)
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    info = error_info(raised.value)
+    assert info is not None and (info.reason, info.domain) == ("INCOMPLETE_REQUEST", "pinexa.users")
+
+
+async def test_edge_reflection_knows_the_public_api_only(harness: Harness) -> None:
+    from services.kit.edge_reflection import EDGE_REFLECTION_SERVICE, public_pool
+
+    pool = public_pool()
+    for name in ("pinexa.auth.v1.AuthService", "pinexa.users.v1.UserService", "pinexa.data.v1.DataService"):
+        assert pool.FindServiceByName(name).full_name == name
+    for internal in ("pinexa.users.v1.UsersInternalService", "pinexa.data.v1.DataInternalService"):
+        with pytest.raises(KeyError):
+            pool.FindServiceByName(internal)
+    call = harness.channel.stream_stream(
+        f"/{EDGE_REFLECTION_SERVICE}/ServerReflectionInfo",
+        request_serializer=reflection_pb2.ServerReflectionRequest.SerializeToString,
+        response_deserializer=reflection_pb2.ServerReflectionResponse.FromString,
+    )()
+    await call.write(reflection_pb2.ServerReflectionRequest(list_services=""))
+    listed = await asyncio.wait_for(call.read(), 5)
+    await call.done_writing()
+    assert sorted(s.name for s in listed.list_services_response.service) == [
+        "grpc.reflection.v1alpha.ServerReflection",
+        "pinexa.auth.v1.AuthService",
+        "pinexa.data.v1.DataService",
+        "pinexa.users.v1.UserService",
+    ]

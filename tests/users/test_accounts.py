@@ -378,6 +378,25 @@ async def test_verify_credentials_by_username_or_email_in_any_case(users: Users)
         assert identity.role == users_pb2.User.USER
 
 
+async def test_resolve_login_names_the_account_whatever_form_of_its_name(users: Users) -> None:
+    """Auth charges a login's guess to the account before the password is checked, so every
+    name that VerifyCredentials would accept for an account resolves to that account's id."""
+    user = await users.sign_up("kepler", email="Johannes.Kepler@example.com")
+    logins = (
+        "kepler",
+        " KEPLER ",
+        "\u212aepler",  # KELVIN SIGN, which lower-cases to an ASCII k
+        "johannes.kepler@example.com",
+        "  JOHANNES.KEPLER@EXAMPLE.COM",
+    )
+    for login in logins:
+        resolved = await users.internal.ResolveLogin(users_internal_pb2.ResolveLoginRequest(login=login))
+        assert resolved.user_id == user.id, login
+    for login in ("nobody-here", "nobody@example.com", "", "   "):
+        resolved = await users.internal.ResolveLogin(users_internal_pb2.ResolveLoginRequest(login=login))
+        assert resolved.user_id == "", login  # no account: not an error, an empty id
+
+
 async def test_unknown_account_and_wrong_password_look_the_same(users: Users) -> None:
     user = await users.sign_up()
     cases = [
@@ -429,6 +448,9 @@ async def test_internal_service_requires_the_internal_token_when_configured(star
     identity = users_internal_pb2.GetIdentityRequest(user_id=user.id)
     for metadata in ((), wrong, users.auth(user, "admin")):
         error = await rpc_error(users.internal.GetIdentity(identity, metadata=metadata))
+        assert error.code() == Code.UNAUTHENTICATED
+        resolve = users_internal_pb2.ResolveLoginRequest(login=user.username)
+        error = await rpc_error(users.internal.ResolveLogin(resolve, metadata=metadata))
         assert error.code() == Code.UNAUTHENTICATED
     ok = await users.internal.VerifyCredentials(request, metadata=(("x-pinexa-internal-token", secret),))
     assert ok.user_id == user.id

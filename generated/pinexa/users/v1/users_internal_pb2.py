@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from pinexa.users.v1 import users_pb2 as pinexa_dot_users_dot_v1_dot_users__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$pinexa/users/v1/users_internal.proto\x12\x0fpinexa.users.v1\x1a\x1bpinexa/users/v1/users.proto\">\n\x18VerifyCredentialsRequest\x12\x10\n\x08username\x18\x01 \x01(\t\x12\x10\n\x08password\x18\x02 \x01(\t\"h\n\x19VerifyCredentialsResponse\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12(\n\x04role\x18\x02 \x01(\x0e\x32\x1a.pinexa.users.v1.User.Role\x12\x10\n\x08username\x18\x03 \x01(\t\"%\n\x12GetIdentityRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\"b\n\x13GetIdentityResponse\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12(\n\x04role\x18\x02 \x01(\x0e\x32\x1a.pinexa.users.v1.User.Role\x12\x10\n\x08username\x18\x03 \x01(\t2\xe0\x01\n\x14UsersInternalService\x12l\n\x11VerifyCredentials\x12).pinexa.users.v1.VerifyCredentialsRequest\x1a*.pinexa.users.v1.VerifyCredentialsResponse\"\x00\x12Z\n\x0bGetIdentity\x12#.pinexa.users.v1.GetIdentityRequest\x1a$.pinexa.users.v1.GetIdentityResponse\"\x00\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$pinexa/users/v1/users_internal.proto\x12\x0fpinexa.users.v1\x1a\x1bpinexa/users/v1/users.proto\">\n\x18VerifyCredentialsRequest\x12\x10\n\x08username\x18\x01 \x01(\t\x12\x10\n\x08password\x18\x02 \x01(\t\"h\n\x19VerifyCredentialsResponse\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12(\n\x04role\x18\x02 \x01(\x0e\x32\x1a.pinexa.users.v1.User.Role\x12\x10\n\x08username\x18\x03 \x01(\t\"%\n\x12GetIdentityRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\"b\n\x13GetIdentityResponse\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12(\n\x04role\x18\x02 \x01(\x0e\x32\x1a.pinexa.users.v1.User.Role\x12\x10\n\x08username\x18\x03 \x01(\t\"$\n\x13ResolveLoginRequest\x12\r\n\x05login\x18\x01 \x01(\t\"\'\n\x14ResolveLoginResponse\x12\x0f\n\x07user_id\x18\x01 \x01(\t2\xbf\x02\n\x14UsersInternalService\x12l\n\x11VerifyCredentials\x12).pinexa.users.v1.VerifyCredentialsRequest\x1a*.pinexa.users.v1.VerifyCredentialsResponse\"\x00\x12Z\n\x0bGetIdentity\x12#.pinexa.users.v1.GetIdentityRequest\x1a$.pinexa.users.v1.GetIdentityResponse\"\x00\x12]\n\x0cResolveLogin\x12$.pinexa.users.v1.ResolveLoginRequest\x1a%.pinexa.users.v1.ResolveLoginResponse\"\x00\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -40,6 +40,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETIDENTITYREQUEST']._serialized_end=293
   _globals['_GETIDENTITYRESPONSE']._serialized_start=295
   _globals['_GETIDENTITYRESPONSE']._serialized_end=393
-  _globals['_USERSINTERNALSERVICE']._serialized_start=396
-  _globals['_USERSINTERNALSERVICE']._serialized_end=620
+  _globals['_RESOLVELOGINREQUEST']._serialized_start=395
+  _globals['_RESOLVELOGINREQUEST']._serialized_end=431
+  _globals['_RESOLVELOGINRESPONSE']._serialized_start=433
+  _globals['_RESOLVELOGINRESPONSE']._serialized_end=472
+  _globals['_USERSINTERNALSERVICE']._serialized_start=475
+  _globals['_USERSINTERNALSERVICE']._serialized_end=794
 # @@protoc_insertion_point(module_scope)

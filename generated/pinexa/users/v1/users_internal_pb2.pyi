@@ -38,3 +38,15 @@ class GetIdentityResponse(_message.Message):
     role: _users_pb2.User.Role
     username: str
     def __init__(self, user_id: _Optional[str] = ..., role: _Optional[_Union[_users_pb2.User.Role, str]] = ..., username: _Optional[str] = ...) -> None: ...
+
+class ResolveLoginRequest(_message.Message):
+    __slots__ = ("login",)
+    LOGIN_FIELD_NUMBER: _ClassVar[int]
+    login: str
+    def __init__(self, login: _Optional[str] = ...) -> None: ...
+
+class ResolveLoginResponse(_message.Message):
+    __slots__ = ("user_id",)
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    user_id: str
+    def __init__(self, user_id: _Optional[str] = ...) -> None: ...

@@ -45,6 +45,11 @@ class UsersInternalServiceStub:
                 request_serializer=pinexa_dot_users_dot_v1_dot_users__internal__pb2.GetIdentityRequest.SerializeToString,
                 response_deserializer=pinexa_dot_users_dot_v1_dot_users__internal__pb2.GetIdentityResponse.FromString,
                 _registered_method=True)
+        self.ResolveLogin = channel.unary_unary(
+                '/pinexa.users.v1.UsersInternalService/ResolveLogin',
+                request_serializer=pinexa_dot_users_dot_v1_dot_users__internal__pb2.ResolveLoginRequest.SerializeToString,
+                response_deserializer=pinexa_dot_users_dot_v1_dot_users__internal__pb2.ResolveLoginResponse.FromString,
+                _registered_method=True)
 
 
 class UsersInternalServiceServicer:
@@ -67,6 +72,16 @@ class UsersInternalServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ResolveLogin(self, request, context):
+        """ResolveLogin names the account a username-or-email reaches, in any of the forms
+        VerifyCredentials accepts, without checking a password. Called by auth on login before the
+        password check, so a stranger's guess is charged to the account whatever name was typed.
+        An unknown name is not an error: the answer's user_id is empty.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_UsersInternalServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -79,6 +94,11 @@ def add_UsersInternalServiceServicer_to_server(servicer, server):
                     servicer.GetIdentity,
                     request_deserializer=pinexa_dot_users_dot_v1_dot_users__internal__pb2.GetIdentityRequest.FromString,
                     response_serializer=pinexa_dot_users_dot_v1_dot_users__internal__pb2.GetIdentityResponse.SerializeToString,
+            ),
+            'ResolveLogin': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResolveLogin,
+                    request_deserializer=pinexa_dot_users_dot_v1_dot_users__internal__pb2.ResolveLoginRequest.FromString,
+                    response_serializer=pinexa_dot_users_dot_v1_dot_users__internal__pb2.ResolveLoginResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -136,6 +156,33 @@ class UsersInternalService:
             '/pinexa.users.v1.UsersInternalService/GetIdentity',
             pinexa_dot_users_dot_v1_dot_users__internal__pb2.GetIdentityRequest.SerializeToString,
             pinexa_dot_users_dot_v1_dot_users__internal__pb2.GetIdentityResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResolveLogin(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pinexa.users.v1.UsersInternalService/ResolveLogin',
+            pinexa_dot_users_dot_v1_dot_users__internal__pb2.ResolveLoginRequest.SerializeToString,
+            pinexa_dot_users_dot_v1_dot_users__internal__pb2.ResolveLoginResponse.FromString,
             options,
             channel_credentials,
             insecure,
