@@ -181,12 +181,16 @@ ERROR_DETAILS = ["google.rpc.ErrorInfo", "google.rpc.BadRequest", "google.rpc.Re
 # (envoy/envoy.yaml.tmpl, domain "envoy") answer. Kept in step with the README's Errors section.
 ERROR_RESPONSES: dict[str, tuple[str, list[str]]] = {
     "400": (
-        "Invalid input (gRPC INVALID_ARGUMENT); a BadRequest names every bad field.",
+        "Invalid input (gRPC INVALID_ARGUMENT); a BadRequest names every bad field. Envoy's own "
+        "`INVALID_REQUEST` covers malformed JSON, an unknown field or query parameter (named in the "
+        "BadRequest) and bytes that are not UTF-8; `INCOMPLETE_REQUEST` is a native gRPC request "
+        "whose message never arrives whole.",
         [
             "INVALID_INPUT",
             "INVALID_FILTER",
             "FILTER_FIELD_ADMIN_ONLY",
             "INVALID_REQUEST",
+            "INCOMPLETE_REQUEST",
         ],
     ),
     "401": (
@@ -220,16 +224,22 @@ ERROR_RESPONSES: dict[str, tuple[str, list[str]]] = {
         "No such resource, or not the caller's (gRPC NOT_FOUND); also an unknown path.",
         ["USER_NOT_FOUND", "ITEM_NOT_FOUND", "ACCOUNT_NOT_FOUND", "NOT_FOUND", "ROUTE_NOT_FOUND"],
     ),
+    "408": (
+        "The request did not arrive whole within {request_timeout} (gRPC DEADLINE_EXCEEDED).",
+        ["REQUEST_TIMEOUT"],
+    ),
     "409": (
         "A conflict: a duplicate (ALREADY_EXISTS) or a stale etag (ABORTED).",
         ["ALREADY_EXISTS", "ETAG_MISMATCH", "CONCURRENT_UPDATE"],
     ),
-    "413": ("The request body is too large.", ["REQUEST_TOO_LARGE"]),
+    "413": ("The request body is larger than {max_request_bytes}.", ["REQUEST_TOO_LARGE"]),
+    "414": ("The path and query are longer than {max_path_bytes}.", ["URI_TOO_LONG"]),
     "429": (
         "Too many requests (gRPC RESOURCE_EXHAUSTED); a RetryInfo and the Retry-After header say when "
         "to try again.",
         ["LOGIN_THROTTLED", "RATE_LIMITED"],
     ),
+    "431": ("The request headers are larger than {max_request_headers} in all.", ["HEADERS_TOO_LARGE"]),
     "500": ("An unexpected failure; nothing internal is in the message.", ["INTERNAL"]),
     "503": (
         "A service or its database is unavailable (gRPC UNAVAILABLE); try again shortly.",
@@ -245,6 +255,13 @@ ERROR_RESPONSES: dict[str, tuple[str, list[str]]] = {
     ),
     "504": ("A service did not answer in time.", ["UPSTREAM_TIMEOUT"]),
 }
+
+# Listed in the `default` response: an operation's own method never gets it, but any other method
+# on its path does (schemathesis's unsupported_method check holds the edge to it).
+METHOD_NOT_ALLOWED = (
+    "A path that exists answers any other method with 405 `METHOD_NOT_ALLOWED` and an `Allow` "
+    "header listing its methods."
+)
 
 DESCRIPTION = """\
 Pinexa's REST API: Envoy transcodes every call to the gRPC services auth, users and data.
@@ -604,12 +621,42 @@ def _status_schema() -> dict[str, Any]:
     }
 
 
-def _error_responses() -> dict[str, Any]:
+def _size(n: int) -> str:
+    for unit, scale in (("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n % scale == 0:
+            return f"{n // scale} {unit}"
+    return f"{n} bytes"
+
+
+def _edge_limits(envoy_config: dict[str, Any]) -> dict[str, str]:
+    """The limits Envoy enforces (README "Limits at the edge"), read from its config so that the
+    error descriptions state what Envoy really does."""
+    listener = envoy_config["static_resources"]["listeners"][0]
+    manager = listener["filter_chains"][0]["filters"][0]["typed_config"]
+    limits = {
+        "request_timeout": str(manager["request_timeout"]).replace("s", " s"),
+        "max_request_headers": _size(int(manager["max_request_headers_kb"]) * 1024),
+    }
+    for http_filter in manager["http_filters"]:
+        if http_filter["name"] == "envoy.filters.http.buffer":
+            limits["max_request_bytes"] = _size(int(http_filter["typed_config"]["max_request_bytes"]))
+        elif http_filter["name"] == "pinexa.edge_limits":
+            code = http_filter["typed_config"]["default_source_code"]["inline_string"]
+            found = re.search(r"#path > (\d+)", code)
+            if found is None:
+                raise ValueError("the edge-limits Lua code has no path limit")
+            limits["max_path_bytes"] = _size(int(found.group(1)))
+    if len(limits) != 4:
+        raise ValueError(f"the Envoy config lacks a size limit: has only {sorted(limits)}")
+    return limits
+
+
+def _error_responses(limits: dict[str, str]) -> dict[str, Any]:
     responses: dict[str, Any] = {}
     for code, (text, reasons) in ERROR_RESPONSES.items():
         listed = ", ".join(f"`{reason}`" for reason in reasons)
         response: dict[str, Any] = {
-            "description": f"{text} ErrorInfo reasons: {listed}.",
+            "description": f"{text.format(**limits)} ErrorInfo reasons: {listed}.",
             "content": {"application/json": {"schema": {"$ref": "#/components/schemas/google.rpc.Status"}}},
         }
         if code == "429":
@@ -618,7 +665,10 @@ def _error_responses() -> dict[str, Any]:
             }
         responses[f"Error{code}"] = response
     responses["Error"] = {
-        "description": "Any other error, in the same google.rpc.Status shape (from Envoy: `GATEWAY_ERROR`).",
+        "description": (
+            "Any other error, in the same google.rpc.Status shape (from Envoy: `GATEWAY_ERROR`). "
+            + METHOD_NOT_ALLOWED
+        ),
         "content": {"application/json": {"schema": {"$ref": "#/components/schemas/google.rpc.Status"}}},
     }
     return responses
@@ -739,7 +789,7 @@ def build(desc: Descriptors, envoy_config: dict[str, Any], *, version: str) -> d
         "paths": dict(sorted(paths.items())),
         "components": {
             "schemas": schemas,
-            "responses": _error_responses(),
+            "responses": _error_responses(_edge_limits(envoy_config)),
             "securitySchemes": {
                 "bearerAuth": {
                     "type": "http",

@@ -124,8 +124,15 @@ def test_errors_are_google_rpc_status_with_their_reasons() -> None:
     assert "`ETAG_MISMATCH`" in responses["Error409"]["description"]
     assert "`TOKEN_MISSING`" in responses["Error401"]["description"]
     assert "Retry-After" in responses["Error429"]["headers"]
+    # Envoy's limits, with the values it enforces (read from its config, not restated).
+    assert "larger than 2 MiB" in responses["Error413"]["description"]
+    assert "longer than 8 KiB" in responses["Error414"]["description"]
+    assert "larger than 32 KiB" in responses["Error431"]["description"]
+    assert "within 10 s" in responses["Error408"]["description"]
+    assert "`METHOD_NOT_ALLOWED`" in responses["Error"]["description"]
     for op in operations(doc).values():
-        assert op["responses"]["400"] == {"$ref": "#/components/responses/Error400"}
+        for code in ("400", "408", "413", "414", "431"):
+            assert op["responses"][code] == {"$ref": f"#/components/responses/Error{code}"}
         assert "default" in op["responses"]
 
 
