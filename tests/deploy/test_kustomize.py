@@ -473,7 +473,7 @@ def test_every_variable_set_for_a_service_is_one_the_code_reads(docs: list[dict[
 
 def test_dev_containers_get_settings_the_services_accept() -> None:
     """Every dev container's environment passes the services' own start-up validation in
-    production mode, so no pod of a fresh `kubectl apply -k k8s/overlays/dev` exits on it."""
+    production mode, so no pod of a fresh `kubectl apply --server-side -k k8s/overlays/dev` exits on it."""
     from services.kit.settings import Settings
     from services.users.crypto import parse_keys
 
