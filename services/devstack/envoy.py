@@ -293,20 +293,48 @@ def rest_paths() -> dict[str, list[str]]:
     return paths
 
 
+# The paths Envoy answers itself (direct routes in envoy/envoy.yaml.tmpl) and their methods; any
+# other method on them is routed to a 405.
+EDGE_PATHS: dict[str, list[str]] = {
+    path: ["GET", "HEAD"]
+    for path in (
+        "/healthz",
+        "/readyz",
+        "/openapi.json",
+        "/docs",
+        "/docs/swagger-ui-bundle.js",
+        "/docs/swagger-ui.css",
+    )
+}
+
+# What a wrong method on a known path can get before the mapper: the transcoder's 404, the edge
+# paths' 405 route, or (method QUERY without a content-type) the HTTP codec's own 400, which Envoy
+# gives before any route is chosen.
+_WRONG_METHOD = (
+    "{ or_filter: { filters: ["
+    "{ status_code_filter: { comparison: { op: EQ, "
+    "value: { default_value: 404, runtime_key: local_reply.405 } } } }, "
+    "{ status_code_filter: { comparison: { op: EQ, "
+    "value: { default_value: 405, runtime_key: local_reply.405 } } } }, "
+    "{ extension_filter: { name: envoy.access_loggers.extension_filters.cel, typed_config: "
+    '{ "@type": type.googleapis.com/envoy.extensions.access_loggers.filters.cel.v3.ExpressionFilter, '
+    "expression: \"response.code_details == 'query_missing_content_type'\" } } } ] } }"
+)
+
+
 def _method_not_allowed_mappers() -> str:
-    """One local-reply mapper per REST path: the transcoder's 404 for a path that exists with
-    other methods becomes 405 with Allow (and the JSON error METHOD_NOT_ALLOWED)."""
+    """One local-reply mapper per REST path and per path Envoy answers itself: a wrong method on
+    a path that exists becomes 405 with Allow (and the JSON error METHOD_NOT_ALLOWED)."""
     indent = " " * 20
     out = []
-    for template, methods in rest_paths().items():
+    for template, methods in {**EDGE_PATHS, **rest_paths()}.items():
         parts = re.split(r"(\{[^}]*\})", template)
         regex = "".join("[^/?]+" if part.startswith("{") else re.escape(part) for part in parts) + r"(\?.*)?"
         out += [
             f"- filter:  # {template}",
             "    and_filter:",
             "      filters:",
-            "        - { status_code_filter: { comparison: "
-            "{ op: EQ, value: { default_value: 404, runtime_key: local_reply.405 } } } }",
+            f"        - {_WRONG_METHOD}",
             '        - { header_filter: { header: { name: ":path", string_match: '
             f"{{ safe_regex: {{ regex: {json.dumps(regex)} }} }} }} }} }}",
             "  status_code: 405",

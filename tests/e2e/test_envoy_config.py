@@ -164,16 +164,19 @@ def test_internal_services_have_no_route_and_no_transcoding() -> None:
     assert upstream["/grpc.reflection.v1alpha.ServerReflection/"]["prefix_rewrite"] == (
         "/pinexa.edge.v1alpha.ServerReflection/"
     )
-    direct = {r["match"].get("prefix") or r["match"].get("path") for r in routes if "direct_response" in r}
-    assert direct == {
-        "/healthz",
-        "/readyz",
-        "/openapi.json",
-        "/docs",
-        "/docs/swagger-ui-bundle.js",
-        "/docs/swagger-ui.css",
-        "/",
-    }
+    direct = [r["match"] for r in routes if "direct_response" in r]
+    paths = [m["path"] for m in direct if "path" in m]
+    assert paths == list(envoy.EDGE_PATHS)
+    # Each answers GET and HEAD; one regex route after them answers every other method (405).
+    for match in direct:
+        if "path" in match:
+            assert match["headers"] == [
+                {"name": ":method", "string_match": {"safe_regex": {"regex": "GET|HEAD"}}}
+            ]
+    others = re.compile(next(m["safe_regex"]["regex"] for m in direct if "safe_regex" in m))
+    assert all(others.fullmatch(path) for path in envoy.EDGE_PATHS)
+    assert not others.fullmatch("/docsx") and not others.fullmatch("/api/v1/users")
+    assert [m.get("prefix") for m in direct if "prefix" in m] == ["/"]
     unrouted = next(c for c in config["static_resources"]["clusters"] if c["name"] == "unrouted")
     assert unrouted["load_assignment"] == {"cluster_name": "unrouted"}  # no endpoints
     transcoder = next(
