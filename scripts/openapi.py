@@ -674,6 +674,85 @@ def _error_responses(limits: dict[str, str]) -> dict[str, Any]:
     return responses
 
 
+# Envoy's own health endpoints (direct routes in envoy/envoy.yaml.tmpl, README "Health"): public,
+# GET and HEAD only. Hand-written: they are no RPC, so no annotation describes them.
+_SERVING = {"type": "string", "enum": ["SERVING", "NOT_SERVING"]}
+HEALTH_SCHEMAS: dict[str, dict[str, Any]] = {
+    "pinexa.edge.Liveness": {
+        "type": "object",
+        "description": "Envoy is up; it asks no service.",
+        "properties": {"status": {"const": "SERVING"}},
+        "required": ["status"],
+        "additionalProperties": False,
+    },
+    "pinexa.edge.Readiness": {
+        "type": "object",
+        "description": "What each service's gRPC health answered just now (UNAVAILABLE: no answer).",
+        "properties": {
+            "status": {**_SERVING, "description": "SERVING only when every upstream is."},
+            "upstreams": {
+                "type": "object",
+                "properties": {
+                    name: {"type": "string", "enum": ["SERVING", "NOT_SERVING", "UNAVAILABLE"]}
+                    for name in ("auth", "users", "data")
+                },
+                "required": ["auth", "users", "data"],
+                "additionalProperties": False,
+            },
+        },
+        "required": ["status", "upstreams"],
+        "additionalProperties": False,
+    },
+}
+# Envoy's own limits still apply to these paths.
+_EDGE_ERRORS = ["408", "414", "431"]
+
+
+def _health_paths() -> dict[str, dict[str, Any]]:
+    def ref(name: str) -> dict[str, Any]:
+        return {"application/json": {"schema": {"$ref": f"#/components/schemas/{name}"}}}
+
+    def operation(op_id: str, summary: str, responses: dict[str, Any]) -> dict[str, Any]:
+        for code in _EDGE_ERRORS:
+            responses[code] = {"$ref": f"#/components/responses/Error{code}"}
+        responses["default"] = {"$ref": "#/components/responses/Error"}
+        return {
+            "tags": ["Health"],
+            "operationId": op_id,
+            "summary": summary,
+            "security": [],
+            "responses": responses,
+        }
+
+    live = "Liveness: Envoy is up."
+    ready = "Readiness of the API: every service's gRPC health, asked now."
+    not_ready = {"description": "A service is not serving.", "content": ref("pinexa.edge.Readiness")}
+    return {
+        "/healthz": {
+            verb: operation(
+                f"Edge_Liveness{suffix}",
+                live,
+                {"200": {"description": live, "content": ref("pinexa.edge.Liveness")}},
+            )
+            for verb, suffix in (("get", ""), ("head", "_Head"))
+        },
+        "/readyz": {
+            verb: operation(
+                f"Edge_Readiness{suffix}",
+                ready,
+                {
+                    "200": {
+                        "description": "Every service is serving.",
+                        "content": ref("pinexa.edge.Readiness"),
+                    },
+                    "503": dict(not_ready),
+                },
+            )
+            for verb, suffix in (("get", ""), ("head", "_Head"))
+        },
+    }
+
+
 def build(desc: Descriptors, envoy_config: dict[str, Any], *, version: str) -> dict[str, Any]:
     builder = SchemaBuilder(desc)
     rules = _jwt_rules(envoy_config)
@@ -770,11 +849,14 @@ def build(desc: Descriptors, envoy_config: dict[str, Any], *, version: str) -> d
                 responses["default"] = {"$ref": "#/components/responses/Error"}
                 op["responses"] = responses
                 paths.setdefault(path, {})[verb] = op
+    paths.update(_health_paths())
+    tags.append({"name": "Health", "description": 'Envoy\'s own liveness and readiness (README "Health").'})
     for name in ERROR_DETAILS:
         builder.ref(name)
     schemas = dict(sorted(builder.schemas.items()))
     schemas["google.rpc.Status"] = _status_schema()
     schemas.update(ATTRIBUTE_SCHEMAS)
+    schemas.update(HEALTH_SCHEMAS)
     return {
         "openapi": "3.1.0",
         "jsonSchemaDialect": "https://spec.openapis.org/oas/3.1/dialect/base",

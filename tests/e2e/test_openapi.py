@@ -33,9 +33,35 @@ def document() -> dict[str, Any]:
 
 
 def operations(doc: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
+    """The API's operations (each an RPC); Envoy's own health endpoints are not among them."""
     return {
-        (verb, path): op for path, item in doc["paths"].items() for verb, op in item.items() if verb in VERBS
+        (verb, path): op
+        for path, item in doc["paths"].items()
+        for verb, op in item.items()
+        if verb in VERBS and "x-grpc-method" in op
     }
+
+
+def test_envoys_health_endpoints_are_listed_public_with_get_and_head() -> None:
+    doc = document()
+    edge = {
+        (verb, path): op
+        for path, item in doc["paths"].items()
+        for verb, op in item.items()
+        if "x-grpc-method" not in op
+    }
+    assert set(edge) == {(verb, path) for path in ("/healthz", "/readyz") for verb in ("get", "head")}
+    assert set(edge) == {
+        (verb.lower(), path)
+        for path, verbs in envoy.EDGE_PATHS.items()
+        for verb in verbs
+        if path in ("/healthz", "/readyz")
+    }
+    for op in edge.values():
+        assert op["security"] == []
+    readiness = doc["components"]["schemas"]["pinexa.edge.Readiness"]
+    assert set(readiness["properties"]["upstreams"]["properties"]) == {"auth", "users", "data"}
+    assert set(edge[("get", "/readyz")]["responses"]) >= {"200", "503"}
 
 
 def http_bindings() -> set[tuple[str, str, str]]:
