@@ -25,6 +25,7 @@ import importlib.util
 import json
 import os
 import secrets
+import shlex
 import shutil
 import signal
 import socket
@@ -399,7 +400,10 @@ class Stack:
             return Child(
                 MONGO,
                 [
-                    venv_tool("nx-27017"),
+                    # Its own command line, through a wrapper that keeps only warnings in its log.
+                    sys.executable,
+                    "-m",
+                    "services.devstack.nx27017",
                     "--host",
                     "127.0.0.1",
                     "--port",
@@ -551,6 +555,11 @@ class Stack:
 def describe(stack: Stack, *, stream: IO[str]) -> None:
     """The banner `make run` prints: what runs where, and how to reach it."""
     rel = _relative(stack.base_dir)
+    # As a command that runs when pasted: grpcurl is in .venv/bin, which is not on PATH.
+    try:
+        grpcurl = shlex.quote(_relative(Path(venv_tool("grpcurl"))))
+    except StackError:
+        grpcurl = "grpcurl"
     rows = [
         ("REST + gRPC", stack.rest_url, f"curl {stack.rest_url}/readyz"),
         ("API docs", f"{stack.rest_url}/docs", f"Swagger UI on {stack.rest_url}/openapi.json"),
@@ -561,7 +570,7 @@ def describe(stack: Stack, *, stream: IO[str]) -> None:
                 (
                     f"{name} (gRPC)",
                     stack.grpc_address(name),
-                    f"grpcurl -plaintext {stack.grpc_address(name)} list",
+                    f"{grpcurl} -plaintext {stack.grpc_address(name)} list",
                 )
             )
         else:
@@ -580,7 +589,7 @@ def describe(stack: Stack, *, stream: IO[str]) -> None:
         "  Try:",
         f"    curl -X POST {stack.rest_url}/api/v1/users \\",
         '      -d \'{"username":"ada","email":"ada@example.com","password":"correct horse battery"}\'',
-        f"    grpcurl -plaintext {stack.envoy_address} list",
+        f"    {grpcurl} -plaintext {stack.envoy_address} list",
         "",
         f"  Logs: {rel}/logs/ ({', '.join(sorted(stack.children))})  e.g. tail -f {rel}/logs/*.log",
         "  Press Ctrl-C to stop everything.\n",

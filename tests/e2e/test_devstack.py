@@ -18,6 +18,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+from pymongo import MongoClient
+
+from tests.support import free_port
 
 pytestmark = pytest.mark.e2e
 
@@ -198,5 +201,69 @@ def test_the_embedded_mongodb_stopping_is_an_outage_not_a_crash(devstack: Devsta
     finally:
         os.killpg(restarted.pid, signal.SIGTERM)
         restarted.wait(10)
+    devstack.process.send_signal(signal.SIGINT)
+    assert devstack.finish() == 0, devstack.text
+
+
+@pytest.mark.parametrize("quiet", [True, False], ids=["as make run starts it", "nx-27017 alone"])
+def test_nx_27017_under_make_run_does_not_log_every_command(tmp_path: Path, quiet: bool) -> None:
+    """Health pings (every 2 s under `make run`) leave no line in nx-27017's log; nx-27017 started
+    directly logs two per command, which shows the check can see them."""
+    port = free_port()
+    command = (
+        [sys.executable, "-m", "services.devstack.nx27017"]
+        if quiet
+        else [str(Path(sys.executable).with_name("nx-27017"))]
+    )
+    log = tmp_path / "nx-27017.log"
+    with log.open("wb") as out:
+        server = subprocess.Popen(
+            [
+                *command,
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--db",
+                str(tmp_path / "nx.db"),
+                "--pid-file",
+                str(tmp_path / "nx.pid"),
+                "--log-file",
+                os.devnull,
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        client: MongoClient[dict[str, object]] = MongoClient(
+            f"mongodb://127.0.0.1:{port}/", serverSelectionTimeoutMS=20_000
+        )
+        for _ in range(5):
+            assert client.admin.command("ping")["ok"] == 1
+        client["pinexa"]["items"].insert_one({"title": "kept"})
+        client.close()
+    finally:
+        server.terminate()
+        server.wait(10)
+    text = log.read_text()
+    if quiet:
+        assert "Calling db.command" not in text and " - INFO - " not in text, text
+    else:
+        assert text.count("Calling db.command") >= 5, text
+
+
+def test_the_banner_commands_work_as_printed(devstack: Devstack) -> None:
+    """Every grpcurl and curl command `make run` prints runs as pasted, from where make run runs
+    (grpcurl is not on PATH, so the banner names .venv/bin/grpcurl)."""
+    devstack.wait_for("Press Ctrl-C")
+    commands = re.findall(
+        r"((?:\S*/)?grpcurl -plaintext \S+ list|curl http://\S+)$", devstack.text, re.MULTILINE
+    )
+    assert len(commands) >= 4, devstack.text  # Envoy's, and each service's
+    for command in commands:
+        assert not command.startswith("grpcurl "), command
+        ran = subprocess.run(shlex.split(command), capture_output=True, text=True, timeout=30)
+        assert ran.returncode == 0, (command, ran.stdout, ran.stderr)
+        assert ran.stdout.strip(), command
     devstack.process.send_signal(signal.SIGINT)
     assert devstack.finish() == 0, devstack.text
