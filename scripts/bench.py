@@ -49,7 +49,6 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -65,6 +64,7 @@ SERVER_CORE = "0"
 LOAD_CORE = "1"
 TWO_CORES = (os.cpu_count() or 1) >= 2
 ADMIN_USER = "benchadmin"
+BENCH_PASSWORD = "bench-password-1"  # noqa: S105 (the seeded users' throwaway password)
 
 # (key, what, target as (op, value), how the issue measured it today)
 TARGETS = [
@@ -225,10 +225,12 @@ def metric_counts(url: str, method: str) -> tuple[int, int]:
 
 def envoy_errors(stack: Stack) -> int:
     """4xx + 5xx Envoy has answered downstream so far (its own replies and the services')."""
-    with urllib.request.urlopen(
-        f"{stack.admin_url}/stats?filter=^http\\.pinexa\\.downstream_rq_[45]xx$"
-    ) as r:  # noqa: S310
-        return sum(int(line.rsplit(":", 1)[1]) for line in r.read().decode().splitlines() if ":" in line)
+    url = f"{stack.admin_url}/stats?filter=^http\\.pinexa\\.downstream_rq_[45]xx$"
+    with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310 (local URL)
+        lines = [line for line in response.read().decode().splitlines() if ":" in line]
+    if len(lines) != 2:  # the check must not pass because the stats were renamed
+        die(f"Envoy's stats have no http.pinexa.downstream_rq_4xx/5xx: {lines}")
+    return sum(int(line.rsplit(":", 1)[1]) for line in lines)
 
 
 def start_peers(env: Env, args: argparse.Namespace) -> None:
@@ -320,9 +322,7 @@ async def _create_users(
             for n in counter:
                 name = f"{prefix}{n}"
                 request = users_pb2.CreateUserRequest(
-                    user=users_pb2.User(
-                        username=name, email=f"{name}@example.com", password="bench-password-1"
-                    )
+                    user=users_pb2.User(username=name, email=f"{name}@example.com", password=BENCH_PASSWORD)
                 )
                 started = time.perf_counter()
                 try:
@@ -546,53 +546,108 @@ def make_sides(env: Env) -> list[Side]:
 
     def peer(name: str) -> Callable[[], tuple[int, int]]:
         def read() -> tuple[int, int]:
-            status, body = http("GET", f"http://127.0.0.1:{env.peer_ports[name]}/_bench/counters")
+            _, body = http("GET", f"http://127.0.0.1:{env.peer_ports[name]}/_bench/counters")
             return int(body["ok"]), int(body["errors"])
 
         return read
 
     def peer_side(key: str, label: str, name: str) -> Side:
         return Side(
-            key, label, env, False, f"http://127.0.0.1:{env.peer_ports[name]}",
-            lambda i: f"/api/v1/users/{i}", None, rest_headers, peer(name), pids(name),
-        )  # fmt: skip
+            key=key,
+            label=label,
+            env=env,
+            grpc=False,
+            base=f"http://127.0.0.1:{env.peer_ports[name]}",
+            path=lambda i: f"/api/v1/users/{i}",
+            payload=None,
+            headers=rest_headers,
+            counters=peer(name),
+            cpu=pids(name),
+        )
 
     echo_port = env.peer_ports["grpc-echo"]
+    getuser_path = "/pinexa.users.v1.UserService/GetUser"
+    item_body = json.dumps(item).encode()
+    data_pids = pids("data", "envoy", "nx-27017", pg=False)
     return [
         Side(
-            "rest", "Pinexa REST GetUser, through Envoy", env, False, stack.rest_url,
-            lambda i: f"/api/v1/users/{i}", None, rest_headers, users, pids("users", "envoy"),
+            key="rest",
+            label="Pinexa REST GetUser, through Envoy",
+            env=env,
+            grpc=False,
+            base=stack.rest_url,
+            path=lambda i: f"/api/v1/users/{i}",
+            payload=None,
+            headers=rest_headers,
+            counters=users,
+            cpu=pids("users", "envoy"),
         ),
         Side(
-            "grpc", "Pinexa GetUser, direct gRPC", env, True, f"http://{stack.grpc_address('users')}",
-            lambda i: "/pinexa.users.v1.UserService/GetUser", getuser_payload, grpc_headers, users,
-            pids("users"),
+            key="grpc",
+            label="Pinexa GetUser, direct gRPC",
+            env=env,
+            grpc=True,
+            base=f"http://{stack.grpc_address('users')}",
+            path=lambda i: getuser_path,
+            payload=getuser_payload,
+            headers=grpc_headers,
+            counters=users,
+            cpu=pids("users"),
         ),
         Side(
-            "rest-own", "Pinexa REST, Envoy on the other core", env, False, stack.rest_url,
-            lambda i: f"/api/v1/users/{i}", None, rest_headers, users, pids("users", "envoy"),
+            key="rest-own",
+            label="Pinexa REST, Envoy on the other core",
+            env=env,
+            grpc=False,
+            base=stack.rest_url,
+            path=lambda i: f"/api/v1/users/{i}",
+            payload=None,
+            headers=rest_headers,
+            counters=users,
+            cpu=pids("users", "envoy"),
             envoy_own_core=True,
         ),
         peer_side("orm", "FastAPI + PyJWT + SQLAlchemy ORM", "fastapi-orm"),
         peer_side("psycopg", "FastAPI + PyJWT + raw psycopg pool", "fastapi-psycopg"),
         Side(
-            "echo", "bare grpc.aio echo", env, True, f"http://127.0.0.1:{echo_port}", lambda i: "/bench.Echo/Echo",
-            getuser_payload, ["content-type: application/grpc", "te: trailers"],
-            lambda: (echo_count(echo_port) or 0, 0), pids("grpc-echo", pg=False),
+            key="echo",
+            label="bare grpc.aio echo",
+            env=env,
+            grpc=True,
+            base=f"http://127.0.0.1:{echo_port}",
+            path=lambda i: "/bench.Echo/Echo",
+            payload=getuser_payload,  # the same bytes GetUser gets, echoed back unparsed
+            headers=["content-type: application/grpc", "te: trailers"],
+            counters=lambda: (echo_count(echo_port) or 0, 0),
+            cpu=pids("grpc-echo", pg=False),
         ),
         Side(
-            "list", "Pinexa REST ListItems (page of 20)", env, False, stack.rest_url,
-            lambda i: "/api/v1/data?page_size=20", None, rest_headers,
-            lambda: metric_counts(env.data_metrics, "ListItems"), pids("data", "envoy", "nx-27017", pg=False),
+            key="list",
+            label="Pinexa REST ListItems (page of 20)",
+            env=env,
+            grpc=False,
+            base=stack.rest_url,
+            path=lambda i: "/api/v1/data?page_size=20",
+            payload=None,
+            headers=rest_headers,
+            counters=lambda: metric_counts(env.data_metrics, "ListItems"),
+            cpu=data_pids,
             spread=False,
         ),
         Side(
-            "create", "Pinexa REST CreateItem (1 KiB)", env, False, stack.rest_url, lambda i: "/api/v1/data",
-            lambda i: json.dumps(item).encode(), [*rest_headers, "content-type: application/json"],
-            lambda: metric_counts(env.data_metrics, "CreateItem"), pids("data", "envoy", "nx-27017", pg=False),
+            key="create",
+            label="Pinexa REST CreateItem (1 KiB)",
+            env=env,
+            grpc=False,
+            base=stack.rest_url,
+            path=lambda i: "/api/v1/data",
+            payload=lambda i: item_body,
+            headers=[*rest_headers, "content-type: application/json"],
+            counters=lambda: metric_counts(env.data_metrics, "CreateItem"),
+            cpu=data_pids,
             spread=False,
         ),
-    ]  # fmt: skip
+    ]
 
 
 def run_p5(env: Env, clients: int, duration: int, args: argparse.Namespace) -> Sample:
@@ -757,7 +812,8 @@ def prepared(label: str, pg_dsn: str, workdir: Path, args: argparse.Namespace, p
 def ratio_line(key: str, what: str, target: tuple[str, float], today: str, value: float) -> str:
     op, bound = target
     met = value >= bound if op == ">=" else value < bound
-    return f"  {key}  {what:<62} {value:>6.2f}   target {op} {bound:<4}  (issue: {today})  {'MET' if met else 'not met'}"
+    verdict = "MET" if met else "not met"
+    return f"  {key}  {what:<62} {value:>6.2f}   target {op} {bound:<4}  (issue: {today})  {verdict}"
 
 
 def table(rows: list[tuple[str, Sample]]) -> list[str]:
@@ -846,8 +902,9 @@ def main() -> int:
             sides = make_sides(env)
             samples: dict[str, list[Sample]] = {s.key: [] for s in sides}
             say(
-                f"Measuring {len(sides)} sides x {args.rounds} rounds, {args.duration} s each (+{args.warm_up} s "
-                f"warm-up), {args.clients} connections, {len(env.user_ids)} users; pinned: "
+                f"Measuring {len(sides)} sides x {args.rounds} rounds, {args.duration} s each "
+                f"(+{args.warm_up} s warm-up), {args.clients} connections, {len(env.user_ids)} users; "
+                f"pinned: "
                 f"{'server side on core 0, load on core 1' if TWO_CORES else 'no (one core)'}"
             )
             for r in range(args.rounds):
@@ -855,7 +912,8 @@ def main() -> int:
                     sample = run_side(side, args, r)
                     samples[side.key].append(sample)
                     say(
-                        f"  round {r + 1}: {side.label:<40} {sample.rps:>7.0f} req/s  p99 {sample.p99_ms:.1f} ms"
+                        f"  round {r + 1}: {side.label:<40} {sample.rps:>7.0f} req/s"
+                        f"  p99 {sample.p99_ms:.1f} ms"
                     )
             med = {k: median_sample(v) for k, v in samples.items()}
             for side in sides:
@@ -908,7 +966,8 @@ def main() -> int:
     for name in ("auth", "users", "data"):
         peak = max(rss_start.get(name, 0.0), rss_end.get(name, 0.0))
         lines.append(
-            f"  P6  idle RSS {name:<6} {rss_start.get(name, 0):>5.0f} MB at start, {rss_end.get(name, 0):>5.0f} MB"
+            f"  P6  idle RSS {name:<6} {rss_start.get(name, 0):>5.0f} MB at start, "
+            f"{rss_end.get(name, 0):>5.0f} MB"
             f" after the load   target < 120 MB  {'MET' if peak < 120 else 'not met'}"
         )
     say("")
