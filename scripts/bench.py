@@ -121,6 +121,26 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+CpuSnapshot = dict[str, dict[int, float]]
+
+
+def cpu_snapshot(groups: dict[str, list[int]]) -> CpuSnapshot:
+    """CPU seconds so far of every process of every component (component -> pid -> seconds)."""
+    return {name: {pid: cpu_seconds(pid) for pid in pids} for name, pids in groups.items()}
+
+
+def cpu_us_per_request(before: CpuSnapshot, after: CpuSnapshot, answered: int) -> dict[str, float]:
+    """CPU µs per answered request of each component, per process: a process born meanwhile (a
+    PostgreSQL backend of a pool's new connection) counts in full; one that exited meanwhile is
+    lost (its time can no longer be read), so a figure can only be an underestimate."""
+    return {
+        name: sum(max(0.0, now - before.get(name, {}).get(pid, 0.0)) for pid, now in pids.items())
+        * 1e6
+        / max(1, answered)
+        for name, pids in after.items()
+    }
+
+
 def rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -473,8 +493,7 @@ def run_side(side: Side, args: argparse.Namespace, round_no: int) -> Sample:
     if side.envoy_own_core and envoy:
         pin(envoy, LOAD_CORE)
     try:
-        pids = side.cpu()
-        cpu_before = {k: sum(cpu_seconds(p) for p in v) for k, v in pids.items()}
+        cpu_before = cpu_snapshot(side.cpu())
         before = side.counters()
         envoy_before = envoy_errors(side.env.stack)
         procs = [
@@ -483,7 +502,7 @@ def run_side(side: Side, args: argparse.Namespace, round_no: int) -> Sample:
         outs = [p.communicate()[0] for p in procs]
         after = side.counters()
         envoy_after = envoy_errors(side.env.stack)
-        cpu_after = {k: sum(cpu_seconds(p) for p in v) for k, v in pids.items()}
+        cpu_after = cpu_snapshot(side.cpu())
     finally:
         if side.envoy_own_core and envoy:
             pin(envoy, SERVER_CORE)
@@ -512,7 +531,7 @@ def run_side(side: Side, args: argparse.Namespace, round_no: int) -> Sample:
         server_ok=server_ok,
         server_errors=server_errors,
         # warm-up included on both sides of the division (server-side answers over the whole run)
-        cpu_us={k: (cpu_after[k] - cpu_before[k]) * 1e6 / max(1, server_ok) for k in pids},
+        cpu_us=cpu_us_per_request(cpu_before, cpu_after, server_ok),
     )
 
 
@@ -667,17 +686,21 @@ def run_p5(env: Env, clients: int, duration: int, args: argparse.Namespace) -> S
         "--input-file", str(urls),
     ]  # fmt: skip
     env.pin_server_side()
-    side_pids = {
-        "users": [env.stack.children["users"].pid or 0],
-        "envoy": [env.stack.children["envoy"].pid or 0],
-    }
-    if env.pg_dsn:
-        side_pids["postgres"] = env.pg_backends()
-    cpu_before = {k: sum(cpu_seconds(p) for p in v) for k, v in side_pids.items()}
+
+    def side_pids() -> dict[str, list[int]]:
+        found = {
+            "users": [env.stack.children["users"].pid or 0],
+            "envoy": [env.stack.children["envoy"].pid or 0],
+        }
+        if env.pg_dsn:
+            found["postgres"] = env.pg_backends()
+        return found
+
+    cpu_before = cpu_snapshot(side_pids())
     before, envoy_before = metric_counts(env.users_metrics, "GetUser"), envoy_errors(env.stack)
     completed = subprocess.run(argv, capture_output=True, text=True, check=False)
     after, envoy_after = metric_counts(env.users_metrics, "GetUser"), envoy_errors(env.stack)
-    cpu_after = {k: sum(cpu_seconds(p) for p in v) for k, v in side_pids.items()}
+    cpu_after = cpu_snapshot(side_pids())
     if completed.returncode != 0:
         die(f"h2load failed for P5:\n{completed.stdout}\n{completed.stderr}")
     rps, _, ok, failed = parse_h2load(completed.stdout, "P5")
@@ -696,7 +719,7 @@ def run_p5(env: Env, clients: int, duration: int, args: argparse.Namespace) -> S
         failed=failed,
         server_ok=server_ok,
         server_errors=after[1] - before[1] + envoy_after - envoy_before,
-        cpu_us={k: (cpu_after[k] - cpu_before[k]) * 1e6 / max(1, server_ok) for k in side_pids},
+        cpu_us=cpu_us_per_request(cpu_before, cpu_after, server_ok),
     )
 
 
@@ -714,7 +737,7 @@ def scratch_database(admin_url: str) -> Iterator[str]:
     params = psycopg.conninfo.conninfo_to_dict(admin_url)
     params["dbname"] = name
     try:
-        yield psycopg.conninfo.make_conninfo(**params)
+        yield psycopg.conninfo.make_conninfo("", **params)
     finally:
         with psycopg.connect(admin_url, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
@@ -754,6 +777,7 @@ def prepared(label: str, pg_dsn: str, workdir: Path, args: argparse.Namespace, p
             "data": {"METRICS_PORT": str(data_metrics)},
         },
         envoy_concurrency=1,
+        envoy_overrides={"strict_edge": not args.no_strict_edge},
     )
     if not {"users", "auth", "data"} <= set(stack.services):
         die(f"the benchmark needs the auth, users and data services; found only {stack.services}")
@@ -818,12 +842,13 @@ def ratio_line(key: str, what: str, target: tuple[str, float], today: str, value
 
 def table(rows: list[tuple[str, Sample]]) -> list[str]:
     out = [
-        f"  {'side':<40} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'ok':>8} {'errors':>6}  CPU µs per request"
+        f"  {'side':<46} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'answered':>8} {'errors':>6}"
+        "  CPU µs per request"
     ]
     for label, s in rows:
         cpu = ", ".join(f"{k} {v:.0f}" for k, v in s.cpu_us.items())
         out.append(
-            f"  {label:<40} {s.rps:>8.0f} {s.p50_ms:>8.1f} {s.p99_ms:>8.1f} {s.server_ok:>8} "
+            f"  {label:<46} {s.rps:>8.0f} {s.p50_ms:>8.1f} {s.p99_ms:>8.1f} {s.server_ok:>8} "
             f"{s.server_errors + s.failed:>6}  {cpu}"
         )
     return out
@@ -866,6 +891,11 @@ def main() -> int:
         "--pg-url",
         default=os.environ.get("BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres"),
         help="a PostgreSQL server where a scratch database may be created (BENCH_PG_URL)",
+    )
+    parser.add_argument(
+        "--no-strict-edge",
+        action="store_true",
+        help="render Envoy without the strict-edge Lua filter (envoy/strict.lua), to measure its cost",
     )
     parser.add_argument("--seed", type=int, default=11, help="the seed of the random orders")
     parser.add_argument("--json", type=Path, help="also write the results to this file as JSON")
