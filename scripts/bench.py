@@ -914,6 +914,7 @@ def main() -> int:
         )
         return 2
     venv_tool("envoy")
+    os.chdir(ROOT)  # the stack's children run `python -m benchmarks...` / `services...` from here
     if TWO_CORES:
         os.sched_setaffinity(0, {int(LOAD_CORE)})  # this script and every h2load it starts
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
@@ -967,20 +968,26 @@ def main() -> int:
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
-    rps = {key: statistics.median([s.rps for s in v]) for key, v in samples.items()}
+    load_after = os.getloadavg()
+
+    def ratio(a: str, b: str) -> float:
+        """The median over the rounds of a/b within each round: two sides measured minutes apart
+        on a shared machine differ by the load as much as by themselves."""
+        return float(statistics.median(x.rps / y.rps for x, y in zip(samples[a], samples[b], strict=True)))
+
     lines.append(
-        f"make bench, {started}, {os.cpu_count()} CPUs, load average before {load[0]:.1f}; "
-        f"{args.rounds} rounds x {args.duration} s, {args.clients} connections, {len(env.user_ids)} users, "
-        f"PostgreSQL; medians"
+        f"make bench, {started}, {os.cpu_count()} CPUs, load average {load[0]:.1f} before, "
+        f"{load_after[0]:.1f} after; {args.rounds} rounds x {args.duration} s, {args.clients} connections, "
+        f"{len(env.user_ids)} users, PostgreSQL; medians of the rounds"
     )
     lines += table(rows)
     lines.append("")
-    lines.append("  Targets (issue 11), ratios of req/s measured above:")
+    lines.append("  Targets (issue 11): req/s ratios, each the median of the rounds' own ratios")
     values = [
-        rps["rest"] / rps["orm"],
-        rps["rest"] / rps["psycopg"],
-        rps["grpc"] / rps["echo"],
-        rps["rest-own"] / rps["grpc"],
+        ratio("rest", "orm"),
+        ratio("rest", "psycopg"),
+        ratio("grpc", "echo"),
+        ratio("rest-own", "grpc"),
     ]
     for (key, what, target, today), value in zip(TARGETS, values, strict=True):
         lines.append(ratio_line(key, what, target, today, value))
