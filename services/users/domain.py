@@ -29,8 +29,8 @@ from services.kit.errors import (
 )
 from services.kit.pagination import decode_page_token, encode_page_token, malformed_page_token, page_size
 from services.users import validation
+from services.users.model import Conflict, Credentials, UserRecord, UserStore
 from services.users.passwords import Passwords
-from services.users.store import Conflict, Credentials, UserRecord, UserStore
 
 log = logging.getLogger(__name__)
 
