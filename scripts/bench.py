@@ -584,14 +584,10 @@ def make_sides(env: Env) -> list[Side]:
             cpu=pids(name),
         )
 
-    echo_port = env.peer_ports["grpc-echo"]
-    getuser_path = "/pinexa.users.v1.UserService/GetUser"
-    item_body = json.dumps(item).encode()
-    data_pids = pids("data", "envoy", "nx-27017", pg=False)
-    return [
-        Side(
-            key="rest",
-            label="Pinexa REST GetUser, through Envoy",
+    def rest_getuser(key: str, label: str, *, own_core: bool) -> Side:
+        return Side(
+            key=key,
+            label=label,
             env=env,
             grpc=False,
             base=stack.rest_url,
@@ -600,7 +596,15 @@ def make_sides(env: Env) -> list[Side]:
             headers=rest_headers,
             counters=users,
             cpu=pids("users", "envoy"),
-        ),
+            envoy_own_core=own_core,
+        )
+
+    echo_port = env.peer_ports["grpc-echo"]
+    getuser_path = "/pinexa.users.v1.UserService/GetUser"
+    item_body = json.dumps(item).encode()
+    data_pids = pids("data", "envoy", "nx-27017", pg=False)
+    return [
+        rest_getuser("rest", "Pinexa REST GetUser, through Envoy", own_core=False),
         Side(
             key="grpc",
             label="Pinexa GetUser, direct gRPC",
@@ -613,19 +617,7 @@ def make_sides(env: Env) -> list[Side]:
             counters=users,
             cpu=pids("users"),
         ),
-        Side(
-            key="rest-own",
-            label="Pinexa REST, Envoy on the other core",
-            env=env,
-            grpc=False,
-            base=stack.rest_url,
-            path=lambda i: f"/api/v1/users/{i}",
-            payload=None,
-            headers=rest_headers,
-            counters=users,
-            cpu=pids("users", "envoy"),
-            envoy_own_core=True,
-        ),
+        rest_getuser("rest-own", "Pinexa REST, Envoy on the other core", own_core=True),
         peer_side("orm", "FastAPI + PyJWT + SQLAlchemy ORM", "fastapi-orm"),
         peer_side("psycopg", "FastAPI + PyJWT + raw psycopg pool", "fastapi-psycopg"),
         Side(
