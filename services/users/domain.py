@@ -238,7 +238,9 @@ class UsersDomain:
             raise NotFound("no such account", reason="USER_NOT_FOUND")
         if patch.username and validation.normalize_username(patch.username) != current.username:
             raise InvalidArgument("a username cannot be changed", [("user.username", "cannot be changed")])
-        if etag and not hmac.compare_digest(etag, etag_for(current.id, current.version)):
+        # As bytes: compare_digest refuses str with non-ASCII characters (a client's etag may have them).
+        expected = etag_for(current.id, current.version)
+        if etag and not hmac.compare_digest(etag.encode(), expected.encode()):
             raise EtagMismatch("the account has changed since it was read; read it again and retry")
         if not values and patch.password is None:
             return current
