@@ -40,7 +40,9 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from services.devstack.stack import Ports, Stack
+# The dev stack lives at the repository root, outside the installed package (it is not shipped).
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from devstack.stack import Ports, Stack
 
 
 @dataclass

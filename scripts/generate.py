@@ -63,8 +63,10 @@ def main() -> None:
 
     (OUT / "edge_schema.lua").write_text(render_edge_schema(DESCRIPTOR_SET))
     # Envoy for Kubernetes: envoy/envoy.yaml.tmpl rendered with the Kubernetes parameters, plus the
-    # descriptor set, in k8s/base/envoy/ where kustomize builds the ConfigMap from them.
-    from services.devstack.envoy import write_kubernetes_files
+    # descriptor set, in k8s/base/envoy/ where kustomize builds the ConfigMap from them. The renderer
+    # (envoy/render.py) sits beside its template at the repository root, outside the package.
+    sys.path.insert(0, str(ROOT))
+    from envoy.render import write_kubernetes_files
 
     write_kubernetes_files(DESCRIPTOR_SET)
 

@@ -309,7 +309,7 @@ def test_envoy_deployment_command_line_passes_envoy_validate(tmp_path: Path) -> 
 
 
 async def test_compose_envoy_healthcheck_gets_200_from_a_real_envoy(tmp_path: Path) -> None:
-    from services.devstack.envoy import local_params, render
+    from envoy.render import local_params, render
 
     port, admin = free_port(), free_port()
     (tmp_path / "envoy.yaml").write_text(render(local_params(listen_port=port, admin_port=admin)))
