@@ -93,7 +93,7 @@ class EnvoyParams:
     # The path with its query string (414 past it): a long `filter` fits many times over.
     max_path_bytes: int = 8192
     # The whole request must have arrived by then (408), so a stalled client frees its stream.
-    request_timeout: str = "10s"
+    request_timeout: str = "5s"
     # Browser origins allowed by CORS (exact scheme://host[:port]); none by default.
     cors_allowed_origins: tuple[str, ...] = ()
     max_response_bytes: int = 8 * 1024 * 1024

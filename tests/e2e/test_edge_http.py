@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
+import socket
 import time
 from collections.abc import Callable
 from typing import Any
@@ -177,9 +178,21 @@ def test_a_stalled_client_is_cut_off_by_envoy(stack: Stack) -> None:
         b"\x00\x00\x00\x00\x10ab",
         end_stream=False,
     )
-    assert response.finished and response.seconds < 12, response  # request_timeout: 10 s
+    assert response.finished and response.seconds < 6.5, response  # request_timeout: 5 s
     assert response.grpc_status == "4", response
     assert _reason(_status(response)) == ("REQUEST_TIMEOUT", "envoy")
+
+
+def test_a_client_that_never_finishes_its_headers_is_cut_off_by_envoy(stack: Stack) -> None:
+    host, port = stack.envoy_address.rsplit(":", 1)
+    started = time.monotonic()
+    with socket.create_connection((host, int(port)), timeout=15) as conn:
+        conn.sendall(b"GET /healthz HTTP/1.1\r\nHost: pinexa\r\n")  # and never the blank line
+        reply = b""
+        while chunk := conn.recv(4096):
+            reply += chunk
+    assert time.monotonic() - started < 6.5  # request_headers_timeout: 5 s
+    assert reply.startswith(b"HTTP/1.1 408") and b"REQUEST_TIMEOUT" in reply, reply
 
 
 # ---- grpcurl through Envoy, and Envoy's own errors over gRPC --------------------------------------
