@@ -1,23 +1,21 @@
-"""`python -m services.data`: serve the data service on LISTEN_HOST:DATA_PORT until SIGTERM."""
+"""The data service's command line (see `python -m services.data --help`).
+
+python -m services.data            serve on LISTEN_HOST:DATA_PORT until SIGTERM/SIGINT
+"""
 
 from __future__ import annotations
 
-import asyncio
 import sys
 
 from services.data.server import create_service
-from services.kit.cli import run_command, serve
-from services.kit.settings import Settings
+from services.kit import cli
+
+COMMANDS = [cli.serve_command(create_service, lambda settings: settings.data_port, "DATA_PORT")]
 
 
-def _serve(settings: Settings) -> int:
-    asyncio.run(serve(settings, create_service, settings.data_port))
-    return 0
-
-
-def run() -> int:
-    return run_command("data", _serve)
+def main(argv: list[str] | None = None) -> int:
+    return cli.main("data", "Pinexa's data service: items that users own (MongoDB).", COMMANDS, argv)
 
 
 if __name__ == "__main__":
-    sys.exit(run())
+    sys.exit(main())
