@@ -34,6 +34,7 @@ from services.kit.request_checks import (
     unparsable_error,
 )
 from services.kit.tokens import TokenVerifier, bearer_token
+from services.kit.wrapping import WrappingInterceptor
 
 log = logging.getLogger("pinexa.rpc")
 
@@ -43,7 +44,7 @@ _ALWAYS_PUBLIC_PREFIXES = ("/grpc.health.v1.", "/grpc.reflection.")
 Behavior = Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]
 
 
-class PinexaInterceptor(grpc.aio.ServerInterceptor):
+class PinexaInterceptor(WrappingInterceptor):
     """Request id, authentication, error mapping, logging and metrics for unary RPCs.
 
     `public_methods` need no token; a valid one is still used, and why an invalid one was refused
@@ -64,6 +65,7 @@ class PinexaInterceptor(grpc.aio.ServerInterceptor):
         on_dependency_unavailable: Callable[[], None] | None = None,
         free_text_fields: frozenset[str] = frozenset(),
     ) -> None:
+        super().__init__()
         self._service = service
         # translate_error: the service's mapping of its store's own exceptions (a database
         # outage) to a PinexaError, so servicers need not wrap every call; on_dependency_unavailable:
@@ -76,25 +78,10 @@ class PinexaInterceptor(grpc.aio.ServerInterceptor):
         self._internal = internal_services
         self._internal_token = internal_token.encode()
         self._text = TextChecker(free_text_fields)
-        # method -> (the servicer's handler, our wrapped one): built once per method, not per call.
-        self._handlers: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
 
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
-        details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
-        handler = await continuation(details)
-        method: str = details.method
-        if handler is None:
-            return handler
-        cached = self._handlers.get(method)
-        if cached is not None and cached[0] is handler:
-            return cached[1]
+    def wrap_handler(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
         if handler.unary_unary is None or method.startswith(_ALWAYS_PUBLIC_PREFIXES):
-            guarded = guard_handler(handler, self._domain)  # health, reflection: parse failures only
-            self._handlers[method] = (handler, guarded)
-            return guarded
+            return guard_handler(handler, self._domain)  # health, reflection: parse failures only
         service_name = method[1:].split("/", 1)[0]
         if service_name in self._internal:
             mode = "internal"
@@ -102,13 +89,11 @@ class PinexaInterceptor(grpc.aio.ServerInterceptor):
             mode = "public"
         else:
             mode = "protected"
-        wrapped = grpc.unary_unary_rpc_method_handler(
+        return grpc.unary_unary_rpc_method_handler(
             self._wrap(handler.unary_unary, method, mode),
             request_deserializer=tolerant_deserializer(handler.request_deserializer),
             response_serializer=handler.response_serializer,
         )
-        self._handlers[method] = (handler, wrapped)
-        return wrapped
 
     def _wrap(self, behavior: Behavior, method: str, mode: str) -> Behavior:
         short_method = method.rsplit("/", 1)[-1]

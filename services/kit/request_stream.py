@@ -26,6 +26,7 @@ from typing import Any
 import grpc
 
 from services.kit.errors import InvalidArgument, PinexaError
+from services.kit.wrapping import WrappingInterceptor
 
 # Envoy buffers a whole request before forwarding it, so through Envoy a message arrives at once;
 # a direct caller (another service) gets this long to finish sending one.
@@ -40,41 +41,30 @@ class DeadlineExceeded(PinexaError):
 UnaryBehavior = Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]
 
 
-class CompleteRequestInterceptor(grpc.aio.ServerInterceptor):
+class CompleteRequestInterceptor(WrappingInterceptor):
     """Serves unary methods as stream-unary ones that insist on one complete request message."""
 
     def __init__(self, *, domain: str, timeout: float = REQUEST_MESSAGE_TIMEOUT_SECONDS) -> None:
+        super().__init__()
         self._domain = domain
         self._timeout = timeout
-        # method -> (the handler below us, ours): built once per method, not per call.
-        self._handlers: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
 
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
-        details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
-        handler = await continuation(details)
-        if handler is None or (handler.unary_unary is None and handler.unary_stream is None):
-            return handler
-        method: str = details.method
-        cached = self._handlers.get(method)
-        if cached is not None and cached[0] is handler:
-            return cached[1]
+    def wrap_handler(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
         if handler.unary_unary is not None:
-            ours = grpc.stream_unary_rpc_method_handler(
+            return grpc.stream_unary_rpc_method_handler(
                 self._read_one(handler.unary_unary),
                 request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )
-        else:  # server streaming (health's Watch): the same, then the responses as they come
-            ours = grpc.stream_stream_rpc_method_handler(
+        if (
+            handler.unary_stream is not None
+        ):  # server streaming (health's Watch): the same, then the responses
+            return grpc.stream_stream_rpc_method_handler(
                 self._read_one(_streamed(handler.unary_stream)),
                 request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )
-        self._handlers[method] = (handler, ours)
-        return ours
+        return handler  # already streaming requests
 
     def _read_one(
         self, behavior: UnaryBehavior
