@@ -562,6 +562,7 @@ def describe(stack: Stack, *, stream: IO[str]) -> None:
         grpcurl = "grpcurl"
     rows = [
         ("REST + gRPC", stack.rest_url, f"curl {stack.rest_url}/readyz"),
+        ("API docs", f"{stack.rest_url}/docs", f"Swagger UI on {stack.rest_url}/openapi.json"),
     ]
     for name in SERVICES:
         if name in stack.services:

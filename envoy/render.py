@@ -36,6 +36,12 @@ TEMPLATE = ROOT / "envoy" / "envoy.yaml.tmpl"
 DESCRIPTOR_SET = ROOT / "generated" / "pinexa.pb"
 KUBERNETES_CONFIG = ROOT / "k8s" / "base" / "envoy" / "envoy.yaml"
 KUBERNETES_DESCRIPTOR_SET = ROOT / "k8s" / "base" / "envoy" / "pinexa.pb"
+OPENAPI = ROOT / "generated" / "openapi.json"
+DOCS_DIR = ROOT / "generated" / "docs"
+KUBERNETES_OPENAPI = ROOT / "k8s" / "base" / "envoy" / "openapi.json"
+KUBERNETES_DOCS_DIR = ROOT / "k8s" / "base" / "envoy" / "docs"
+# The files of the /docs page (written by `make generate`, see scripts/generate.py).
+DOCS_FILES = ["index.html", "swagger-ui-bundle.js.gz", "swagger-ui.css.gz", "SWAGGER-UI-LICENSE"]
 # The strict-edge Lua filter: the generated table of fields per route, then the code using it.
 STRICT_LUA_SOURCES = (ROOT / "generated" / "edge_schema.lua", ROOT / "envoy" / "strict.lua")
 STRICT_LUA_INDENT = " " * 26  # under `inline_string: |` in the template
@@ -75,6 +81,9 @@ class EnvoyParams:
     data_host: str = "127.0.0.1"
     data_port: int = 50053
     descriptor_path: str = str(DESCRIPTOR_SET)
+    # GET /openapi.json and GET /docs are direct responses from these files.
+    openapi_path: str = str(OPENAPI)
+    docs_dir: str = str(DOCS_DIR)
     jwt_issuer: str = "pinexa-auth"
     jwt_audience: str = "pinexa"
     jwks_cache_duration: str = "30s"
@@ -148,6 +157,8 @@ def kubernetes_params(*, cors_allowed_origins: Iterable[str] = ()) -> EnvoyParam
         users_host="users",
         data_host="data",
         descriptor_path="/etc/envoy/pinexa.pb",
+        openapi_path="/etc/envoy/openapi.json",
+        docs_dir="/etc/envoy-docs",
         health_interval="2s",
     )
 
@@ -280,20 +291,48 @@ def rest_paths() -> dict[str, list[str]]:
     return paths
 
 
+# The paths Envoy answers itself (direct routes in envoy/envoy.yaml.tmpl) and their methods; any
+# other method on them is routed to a 405.
+EDGE_PATHS: dict[str, list[str]] = {
+    path: ["GET", "HEAD"]
+    for path in (
+        "/healthz",
+        "/readyz",
+        "/openapi.json",
+        "/docs",
+        "/docs/swagger-ui-bundle.js",
+        "/docs/swagger-ui.css",
+    )
+}
+
+# What a wrong method on a known path can get before the mapper: the transcoder's 404, the edge
+# paths' 405 route, or (method QUERY without a content-type) the HTTP codec's own 400, which Envoy
+# gives before any route is chosen.
+_WRONG_METHOD = (
+    "{ or_filter: { filters: ["
+    "{ status_code_filter: { comparison: { op: EQ, "
+    "value: { default_value: 404, runtime_key: local_reply.405 } } } }, "
+    "{ status_code_filter: { comparison: { op: EQ, "
+    "value: { default_value: 405, runtime_key: local_reply.405 } } } }, "
+    "{ extension_filter: { name: envoy.access_loggers.extension_filters.cel, typed_config: "
+    '{ "@type": type.googleapis.com/envoy.extensions.access_loggers.filters.cel.v3.ExpressionFilter, '
+    "expression: \"response.code_details == 'query_missing_content_type'\" } } } ] } }"
+)
+
+
 def _method_not_allowed_mappers() -> str:
-    """One local-reply mapper per REST path: the transcoder's 404 for a path that exists with
-    other methods becomes 405 with Allow (and the JSON error METHOD_NOT_ALLOWED)."""
+    """One local-reply mapper per REST path and per path Envoy answers itself: a wrong method on
+    a path that exists becomes 405 with Allow (and the JSON error METHOD_NOT_ALLOWED)."""
     indent = " " * 20
     out = []
-    for template, methods in rest_paths().items():
+    for template, methods in {**EDGE_PATHS, **rest_paths()}.items():
         parts = re.split(r"(\{[^}]*\})", template)
         regex = "".join("[^/?]+" if part.startswith("{") else re.escape(part) for part in parts) + r"(\?.*)?"
         out += [
             f"- filter:  # {template}",
             "    and_filter:",
             "      filters:",
-            "        - { status_code_filter: { comparison: "
-            "{ op: EQ, value: { default_value: 404, runtime_key: local_reply.405 } } } }",
+            f"        - {_WRONG_METHOD}",
             '        - { header_filter: { header: { name: ":path", string_match: '
             f"{{ safe_regex: {{ regex: {json.dumps(regex)} }} }} }} }} }}",
             "  status_code: 405",
@@ -349,12 +388,22 @@ def write(params: EnvoyParams, path: Path) -> Path:
     return path
 
 
-def write_kubernetes_files(descriptor_set: Path = DESCRIPTOR_SET) -> list[Path]:
-    """What `make generate` writes for kustomize's Envoy ConfigMap: the KUBERNETES rendering and
-    a copy of the descriptor set, side by side in k8s/base/envoy/ (CI checks them for drift)."""
+def write_kubernetes_files(
+    descriptor_set: Path = DESCRIPTOR_SET, openapi: Path = OPENAPI, docs_dir: Path = DOCS_DIR
+) -> list[Path]:
+    """What `make generate` writes for kustomize's Envoy ConfigMaps: the KUBERNETES rendering and
+    copies of the descriptor set and the OpenAPI document, side by side in k8s/base/envoy/, and
+    the /docs page in k8s/base/envoy/docs/ (CI checks them for drift)."""
     config = write(kubernetes_params(), KUBERNETES_CONFIG)
     KUBERNETES_DESCRIPTOR_SET.write_bytes(descriptor_set.read_bytes())
-    return [config, KUBERNETES_DESCRIPTOR_SET]
+    KUBERNETES_OPENAPI.write_bytes(openapi.read_bytes())
+    KUBERNETES_DOCS_DIR.mkdir(parents=True, exist_ok=True)
+    docs = []
+    for name in DOCS_FILES:
+        target = KUBERNETES_DOCS_DIR / name
+        target.write_bytes((docs_dir / name).read_bytes())
+        docs.append(target)
+    return [config, KUBERNETES_DESCRIPTOR_SET, KUBERNETES_OPENAPI, *docs]
 
 
 def main(argv: list[str]) -> None:

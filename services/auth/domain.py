@@ -16,11 +16,21 @@ import unicodedata
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
-from typing import NoReturn, Protocol
+from typing import NoReturn
 
 from services.auth.keys import KeyRing
-from services.auth.store import AuthStore, Claim, DeviceClaim, ThrottleKey, TokenRecord
-from services.kit.context import Principal, Role
+from services.auth.model import (
+    AuthStore,
+    Claim,
+    DeviceClaim,
+    Identity,
+    InvalidCredentials,
+    ThrottleKey,
+    TokenRecord,
+    UnknownUser,
+    UsersClient,
+)
+from services.kit.context import Principal
 from services.kit.errors import (
     InvalidArgument,
     PermissionDenied,
@@ -46,33 +56,6 @@ MAX_USERNAME_LENGTH = 320
 MAX_PASSWORD_LENGTH = 1024
 MAX_REFRESH_TOKEN_LENGTH = 256
 MAX_DEVICE_TOKEN_LENGTH = 256
-
-
-@dataclass(frozen=True, slots=True)
-class Identity:
-    """Who an account is, as users reports it."""
-
-    user_id: str
-    role: Role
-
-
-class InvalidCredentials(Exception):
-    """Users said the username/password pair does not match an account."""
-
-
-class UnknownUser(Exception):
-    """Users said the account no longer exists."""
-
-
-class UsersClient(Protocol):
-    """What auth asks the users service; see `services.auth.users_client`."""
-
-    async def resolve_login(self, login: str) -> str:
-        """The id of the account a login name reaches, or "" when none does."""
-
-    async def verify_credentials(self, username: str, password: str) -> Identity: ...
-
-    async def get_identity(self, user_id: str) -> Identity: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,7 +143,7 @@ def _throttled_if(retry_after: float) -> None:
         )
 
 
-class Auth:
+class AuthDomain:
     def __init__(
         self,
         *,

@@ -12,10 +12,11 @@ from pathlib import Path
 import grpc
 
 from pinexa.auth.v1 import auth_pb2_grpc
-from services.auth.domain import FAILURE_MEMORY_SECONDS, Auth, AuthPolicy
+from services.auth.domain import FAILURE_MEMORY_SECONDS, AuthDomain, AuthPolicy
 from services.auth.keys import KeyRing, load_keys
+from services.auth.model import AuthStore
 from services.auth.servicer import AuthServicer
-from services.auth.store import AuthStore
+from services.auth.store import SqlAuthStore
 from services.auth.users_client import GrpcUsersClient
 from services.kit import sql
 from services.kit.channels import internal_channel
@@ -115,8 +116,8 @@ async def create_service(
         settings.users_address, internal_token=settings.internal_token
     )
     engine = sql.engine_from_settings(settings, "auth")
-    store = AuthStore(engine)
-    auth = Auth(
+    store = SqlAuthStore(engine)
+    auth = AuthDomain(
         store=store,
         users=GrpcUsersClient(channel),
         keys=ring,

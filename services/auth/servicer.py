@@ -10,7 +10,7 @@ from urllib.parse import unquote
 import grpc
 
 from pinexa.auth.v1 import auth_pb2, auth_pb2_grpc
-from services.auth.domain import Auth, TokenPair
+from services.auth.domain import AuthDomain, TokenPair
 from services.kit.context import current_principal, require_principal
 from services.kit.errors import ResourceExhausted
 
@@ -68,7 +68,7 @@ def _fields(pair: TokenPair) -> dict[str, Any]:
 
 
 class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
-    def __init__(self, auth: Auth) -> None:
+    def __init__(self, auth: AuthDomain) -> None:
         self._auth = auth
 
     async def Login(

@@ -30,130 +30,24 @@ busy_timeout) instead of failing to upgrade a read snapshot.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from services.auth.model import Charge, Claim, DeviceClaim, DeviceRecord, ThrottleKey, TokenRecord
+from services.auth.schema import device_tokens, login_throttle, refresh_tokens, sessions
 from services.kit import sql
-
-metadata = sa.MetaData()
-
-sessions = sa.Table(
-    "auth_sessions",
-    metadata,
-    sa.Column("id", sa.String(36), primary_key=True),
-    sa.Column("user_id", sa.String(64), nullable=False, index=True),
-    sa.Column("created_at", sa.Float, nullable=False),
-    sa.Column("revoked_at", sa.Float, nullable=True),
-    sa.Column("revoked_reason", sa.String(32), nullable=True),
-)
-
-refresh_tokens = sa.Table(
-    "auth_refresh_tokens",
-    metadata,
-    sa.Column("token_hash", sa.String(64), primary_key=True),
-    sa.Column(
-        "session_id",
-        sa.String(36),
-        sa.ForeignKey("auth_sessions.id", ondelete="CASCADE"),
-        nullable=False,
-        index=True,
-    ),
-    sa.Column("parent_hash", sa.String(64), nullable=True),
-    sa.Column("created_at", sa.Float, nullable=False),
-    sa.Column("expires_at", sa.Float, nullable=False, index=True),
-    sa.Column("spent_at", sa.Float, nullable=True),
-    sa.Column("grace_uses", sa.Integer, nullable=False, server_default="0"),
-)
-
-login_throttle = sa.Table(
-    "auth_login_throttle",
-    metadata,
-    sa.Column("key", sa.String(64), primary_key=True),
-    sa.Column("failures", sa.Integer, nullable=False),
-    sa.Column("last_failure_at", sa.Float, nullable=False, index=True),
-    sa.Column("blocked_until", sa.Float, nullable=False, server_default="0"),
-)
-
-device_tokens = sa.Table(
-    "auth_device_tokens",
-    metadata,
-    sa.Column("token_hash", sa.String(64), primary_key=True),
-    sa.Column("user_id", sa.String(64), nullable=False, index=True),
-    sa.Column("login_key", sa.String(64), nullable=False),
-    sa.Column("created_at", sa.Float, nullable=False),
-    sa.Column("last_used_at", sa.Float, nullable=False),
-    sa.Column("expires_at", sa.Float, nullable=False, index=True),
-    sa.Column("failures", sa.Integer, nullable=False, server_default="0"),
-    sa.Column("locked_at", sa.Float, nullable=True),
-)
-
-
-@dataclass(frozen=True, slots=True)
-class DeviceClaim:
-    """A device token charged with one attempt: whose it is and its failures counting this one."""
-
-    token_hash: str
-    user_id: str
-    failures: int
-
-
-@dataclass(frozen=True, slots=True)
-class DeviceRecord:
-    """A stored device token's state; for tests and operators."""
-
-    user_id: str
-    failures: int
-    expires_at: float
-    locked_at: float | None
-
-
-@dataclass(frozen=True, slots=True)
-class TokenRecord:
-    """A stored refresh token and the state of its session."""
-
-    token_hash: str
-    session_id: str
-    user_id: str
-    expires_at: float
-    spent_at: float | None
-    session_revoked_at: float | None
-
-
-@dataclass(frozen=True, slots=True)
-class ThrottleKey:
-    """One counter to charge on a login attempt, and the failures it allows before back-off."""
-
-    key: str
-    threshold: int
-
-
-@dataclass(frozen=True, slots=True)
-class Charge:
-    """What `claim_attempt` changed on one counter, so it can be undone exactly."""
-
-    key: str
-    failures: int
-    blocked_before: float
-    blocked_until: float
-
-
-@dataclass(frozen=True, slots=True)
-class Claim:
-    """The outcome of `claim_attempt`: either charges, or how long until an attempt is allowed."""
-
-    charges: tuple[Charge, ...] = ()
-    retry_after: float = 0.0
 
 
 class _Blocked(Exception):
     """Internal: rolls back a claim transaction when one counter is in back-off."""
 
 
-class AuthStore:
+class SqlAuthStore:
+    """Reads and writes auth's tables (schema.py): the `model.AuthStore` on SQL."""
+
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
         self._reads = sql.read_engine(engine)  # single-statement reads, no transaction around them

@@ -10,7 +10,7 @@ from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
 from pinexa.users.v1 import users_internal_pb2, users_internal_pb2_grpc, users_pb2
-from services.auth.domain import Identity, InvalidCredentials, UnknownUser
+from services.auth.model import Identity, InvalidCredentials, UnknownUser
 from services.kit.context import Role
 from services.kit.errors import Unavailable
 from services.kit.outage import OutageLog

@@ -22,12 +22,12 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from enum import Enum
-from typing import Any, Protocol
+from typing import Any
 
 from bson import ObjectId
 
-from services.data.filters import STATUSES, Node, canonical, parse_filter
+from services.data.filters import STATUSES, canonical, parse_filter
+from services.data.model import Cursor, Item, ItemStore, ListQuery, Order
 from services.kit.context import Principal
 from services.kit.errors import EtagMismatch, InvalidArgument, NotFound, Unauthenticated, Violations
 from services.kit.pagination import decode_page_token, encode_page_token, malformed_page_token, page_size
@@ -51,25 +51,6 @@ _MS = timedelta(milliseconds=1)
 
 
 @dataclass(frozen=True, slots=True)
-class Item:
-    """A stored item."""
-
-    id: str
-    user_id: str
-    title: str
-    content: str
-    status: str
-    attributes: dict[str, Any]
-    created_at: datetime
-    updated_at: datetime
-    version: int
-
-    @property
-    def etag(self) -> str:
-        return f"v{self.version}"
-
-
-@dataclass(frozen=True, slots=True)
 class ItemInput:
     """What a client sends: `status` is "" when unspecified."""
 
@@ -77,22 +58,6 @@ class ItemInput:
     content: str = ""
     status: str = ""
     attributes: dict[str, Any] = field(default_factory=dict)
-
-
-class Order(Enum):
-    """The orders ListItems accepts: (stored field, direction). Ties are broken by id."""
-
-    CREATED_DESC = ("created_at", -1)
-    UPDATED_DESC = ("updated_at", -1)
-    TITLE_ASC = ("title", 1)
-
-    @property
-    def field(self) -> str:
-        return self.value[0]
-
-    @property
-    def direction(self) -> int:
-        return self.value[1]
 
 
 _ORDERS = {
@@ -105,50 +70,9 @@ _ORDERS = {
 
 
 @dataclass(frozen=True, slots=True)
-class Cursor:
-    """The keyset position after which the next page starts."""
-
-    key: str | datetime
-    id: str
-
-
-@dataclass(frozen=True, slots=True)
-class ListQuery:
-    owner: str | None
-    """Only this user's items; None for an admin (everyone's)."""
-    filter: Node | None
-    text: str
-    order: Order
-    after: Cursor | None
-    limit: int
-
-
-@dataclass(frozen=True, slots=True)
 class Page:
     items: list[Item]
     next_page_token: str
-
-
-class ItemStore(Protocol):
-    """What the domain needs from storage; services.data.store.MongoItemStore implements it."""
-
-    async def insert(self, item: Item) -> None: ...
-
-    async def get(self, item_id: str, *, owner: str | None) -> Item | None: ...
-
-    async def replace(self, item: Item, *, expected_version: int) -> bool:
-        """Store `item` if the stored one is still at `expected_version`, atomically."""
-        ...
-
-    async def delete(self, item_id: str, *, owner: str | None, expected_version: int | None) -> bool: ...
-
-    async def list(self, query: ListQuery) -> list[Item]: ...
-
-    async def purge(self, user_id: str, *, at: datetime) -> int:
-        """Mark the user purged, then delete their items."""
-        ...
-
-    async def is_purged(self, user_id: str) -> bool: ...
 
 
 def utc_now_ms() -> datetime:
@@ -324,7 +248,7 @@ def _approximate_bytes(item: Item) -> int:
 # ---- the service --------------------------------------------------------------------------
 
 
-class ItemService:
+class DataDomain:
     """Every data-item use case, for one verified caller at a time."""
 
     def __init__(

@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 from pymongo import AsyncMongoClient
 
 from pinexa.data.v1 import data_internal_pb2_grpc, data_pb2_grpc
-from services.data.domain import ItemService
+from services.data.domain import DataDomain
 from services.data.servicer import DataInternalServicer, DataServicer
 from services.data.store import Document, MongoItemStore, connect
 from services.kit.channels import verifier_from_auth
@@ -55,7 +55,7 @@ async def create_service(
     except Unavailable:
         # Start anyway, NOT_SERVING: the health check creates the indexes once MongoDB answers.
         log.warning("MongoDB is unreachable at start-up; indexes will be created when it is back")
-    items = ItemService(store)
+    items = DataDomain(store)
 
     def register(server: object) -> None:
         data_pb2_grpc.add_DataServiceServicer_to_server(DataServicer(items), server)

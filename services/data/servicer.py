@@ -7,7 +7,8 @@ from typing import Any
 from google.protobuf import empty_pb2, struct_pb2
 
 from pinexa.data.v1 import data_internal_pb2, data_internal_pb2_grpc, data_pb2, data_pb2_grpc
-from services.data.domain import Item, ItemInput, ItemService
+from services.data.domain import DataDomain, ItemInput
+from services.data.model import Item
 from services.kit.context import require_principal
 
 _STATUS_NAMES = {
@@ -63,7 +64,7 @@ def to_proto(item: Item) -> data_pb2.Item:
 
 
 class DataServicer(data_pb2_grpc.DataServiceServicer):
-    def __init__(self, items: ItemService) -> None:
+    def __init__(self, items: DataDomain) -> None:
         self._items = items
 
     async def CreateItem(self, request: data_pb2.CreateItemRequest, context: Any) -> data_pb2.Item:
@@ -101,7 +102,7 @@ class DataServicer(data_pb2_grpc.DataServiceServicer):
 
 
 class DataInternalServicer(data_internal_pb2_grpc.DataInternalServiceServicer):
-    def __init__(self, items: ItemService) -> None:
+    def __init__(self, items: DataDomain) -> None:
         self._items = items
 
     async def PurgeUserData(

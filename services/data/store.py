@@ -26,8 +26,8 @@ from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, IndexModel
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import ConnectionFailure, OperationFailure, PyMongoError
 
-from services.data.domain import Item, ListQuery
 from services.data.filters import And, Comparison, Node, Not, Or
+from services.data.model import Item, ListQuery
 from services.kit.errors import DependencyUnavailable, Unavailable
 
 log = logging.getLogger(__name__)
@@ -263,7 +263,7 @@ class MongoItemStore:
     async def purge(self, user_id: str, *, at: datetime) -> int:
         """Mark `user_id` purged, then delete their items; idempotent. The mark comes first, so an
         insert that `is_purged` does not see as purged happened before the delete (see
-        ItemService.create)."""
+        DataDomain.create)."""
         # The replacement names _id as well: MongoDB would take it from the filter, but nx-27017
         # 0.8.1 gives such an upsert a new ObjectId (a known difference; see
         # tests/data/test_service.py::test_a_deleted_users_token_creates_nothing_after_the_purge).

@@ -29,8 +29,8 @@ from services.kit.errors import (
 )
 from services.kit.pagination import decode_page_token, encode_page_token, malformed_page_token, page_size
 from services.users import validation
+from services.users.model import Conflict, Credentials, UserRecord, UserStore
 from services.users.passwords import Passwords
-from services.users.store import Conflict, Credentials, UserRecord, UserStore
 
 log = logging.getLogger(__name__)
 
@@ -238,7 +238,9 @@ class UsersDomain:
             raise NotFound("no such account", reason="USER_NOT_FOUND")
         if patch.username and validation.normalize_username(patch.username) != current.username:
             raise InvalidArgument("a username cannot be changed", [("user.username", "cannot be changed")])
-        if etag and not hmac.compare_digest(etag, etag_for(current.id, current.version)):
+        # As bytes: compare_digest refuses str with non-ASCII characters (a client's etag may have them).
+        expected = etag_for(current.id, current.version)
+        if etag and not hmac.compare_digest(etag.encode(), expected.encode()):
             raise EtagMismatch("the account has changed since it was read; read it again and retry")
         if not values and patch.password is None:
             return current

@@ -29,7 +29,7 @@ from pinexa.data.v1 import data_internal_pb2, data_internal_pb2_grpc
 from services.kit import sql
 from services.kit.outage import OutageLog
 from services.users.domain import utc_now
-from services.users.store import PendingPurge, UserStore
+from services.users.model import PendingPurge, UserStore
 
 log = logging.getLogger(__name__)
 

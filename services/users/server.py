@@ -19,7 +19,7 @@ from services.users.domain import UsersDomain
 from services.users.outbox import PurgeOutbox
 from services.users.passwords import Passwords
 from services.users.servicer import UserServicer, UsersInternalServicer
-from services.users.store import UserStore
+from services.users.store import SqlUserStore
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +40,7 @@ async def reencrypt(settings: Settings) -> int:
     cipher = cipher_from_settings(settings)
     engine = sql.engine_from_settings(settings, "users", pool_size=2)
     try:
-        store = UserStore(engine, cipher)
+        store = SqlUserStore(engine, cipher)
         total = 0
         for _ in range(5):
             rewritten, skipped = await store.reencrypt()
@@ -82,7 +82,7 @@ async def create_service(
 
     engine = sql.engine_from_settings(settings, "users")
     try:
-        store = UserStore(engine, cipher)
+        store = SqlUserStore(engine, cipher)
         # The health monitor and the outbox share one record of the database's state, so an
         # outage is one "down" line and one "up" line, whichever notices first.
         database = OutageLog(

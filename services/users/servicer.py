@@ -15,7 +15,7 @@ from pinexa.users.v1 import users_internal_pb2, users_internal_pb2_grpc, users_p
 from services.kit.context import Role, require_principal
 from services.kit.errors import InvalidArgument
 from services.users.domain import UPDATABLE_FIELDS, Identity, NewUser, UserPatch, UsersDomain, etag_for
-from services.users.store import UserRecord
+from services.users.model import UserRecord
 
 _ROLE_TO_PROTO: dict[str, users_pb2.User.Role] = {
     "user": users_pb2.User.USER,

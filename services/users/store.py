@@ -11,7 +11,6 @@ plaintext, the tables hold only ciphertext and the e-mail blind index.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
@@ -22,50 +21,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from services.kit import sql
 from services.kit.context import Role
 from services.users.crypto import PiiCipher
+from services.users.model import Conflict, Credentials, PendingPurge, UserRecord
 from services.users.schema import purge_outbox, users
 from services.users.validation import email_key
-
-
-@dataclass(frozen=True, slots=True)
-class UserRecord:
-    """An account as the rest of the service sees it: no password material."""
-
-    id: str
-    username: str
-    email: str
-    display_name: str
-    role: Role
-    version: int
-    created_at: datetime
-    updated_at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class Credentials:
-    """What a login check needs. Never leaves the service."""
-
-    id: str
-    username: str
-    role: Role
-    password_hash: str
-
-
-@dataclass(frozen=True, slots=True)
-class PendingPurge:
-    """An outbox row: a deleted user whose data the data service has not purged yet."""
-
-    user_id: str
-    attempts: int
-    next_attempt_at: datetime
-
-
-class Conflict(Exception):
-    """A UNIQUE constraint refused a write; `column` names which (username or email)."""
-
-    def __init__(self, column: str) -> None:
-        super().__init__(column)
-        self.column = column
-
 
 _RECORD_COLUMNS = (
     users.c.id,
@@ -112,8 +70,8 @@ def _conflicting_column(error: IntegrityError) -> str:
     return "id"
 
 
-class UserStore:
-    """Reads and writes the users and purge_outbox tables."""
+class SqlUserStore:
+    """Reads and writes the users and purge_outbox tables: the `model.UserStore` on SQL."""
 
     def __init__(self, engine: AsyncEngine, cipher: PiiCipher) -> None:
         self._engine = engine

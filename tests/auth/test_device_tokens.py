@@ -24,7 +24,7 @@ import pytest
 from pinexa.auth.v1 import auth_pb2
 from pinexa.users.v1 import users_pb2
 from services.auth.domain import hash_token
-from services.auth.store import AuthStore
+from services.auth.store import SqlAuthStore
 from services.kit import sql
 from tests.auth.conftest import PASSWORD, Stack, StartStack
 from tests.support import bearer, field_violations, rpc_error
@@ -368,7 +368,7 @@ async def stack_device_failures(stack: Stack, device_token: str) -> int:
     """The failure count of a device token, read from auth's database."""
     engine = sql.create_engine(stack.settings.sql_url("auth"), pool_size=1)
     try:
-        state = await AuthStore(engine).device_state(hash_token(device_token))
+        state = await SqlAuthStore(engine).device_state(hash_token(device_token))
     finally:
         await engine.dispose()
     assert state is not None

@@ -12,8 +12,10 @@ import pytest
 import sqlalchemy as sa
 
 from services.auth.domain import AuthPolicy
+from services.auth.model import AuthStore, ThrottleKey
+from services.auth.schema import login_throttle
 from services.auth.server import MIGRATIONS, VERSION_TABLE
-from services.auth.store import AuthStore, ThrottleKey, login_throttle
+from services.auth.store import SqlAuthStore
 from services.kit import sql
 
 
@@ -21,7 +23,7 @@ from services.kit import sql
 async def store(sql_url: str) -> AsyncIterator[AuthStore]:
     await sql.upgrade(url=sql_url, script_location=MIGRATIONS, version_table=VERSION_TABLE)
     engine = sql.create_engine(sql_url, pool_size=10)
-    yield AuthStore(engine)
+    yield SqlAuthStore(engine)
     await engine.dispose()
 
 

@@ -13,7 +13,7 @@ import pytest
 from pymongo import AsyncMongoClient
 
 from pinexa.data.v1 import data_pb2
-from services.data.domain import Item as StoredItem
+from services.data.model import Item as StoredItem
 from services.data.server import COLLECTION
 from services.data.store import MongoItemStore
 from tests.data.harness import DataClient

@@ -27,6 +27,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from envoy.render import DOCS_FILES
 from services.kit.server import ServiceHost, ServiceSpec
 from services.kit.settings import Settings
 from tests.deploy.conftest import K8S, ROOT, named, pod_spec, rendered, tool
@@ -85,6 +86,8 @@ def test_envoy_dockerfile() -> None:
     assert copies == [
         ["k8s/base/envoy/envoy.yaml", "/etc/envoy/envoy.yaml"],
         ["k8s/base/envoy/pinexa.pb", "/etc/envoy/pinexa.pb"],
+        ["k8s/base/envoy/openapi.json", "/etc/envoy/openapi.json"],
+        *([f"k8s/base/envoy/docs/{name}", f"/etc/envoy-docs/{name}"] for name in DOCS_FILES),
     ]
     (user,) = [line for line in stage if line.startswith("USER ")]
     assert not user.split()[1].startswith("0")
@@ -316,8 +319,13 @@ def test_envoy_deployment_command_line_passes_envoy_validate(tmp_path: Path) -> 
     source, mount = K8S / "base" / "envoy", "/etc/envoy"
     config = (source / "envoy.yaml").read_text()
     assert config.count(f"{mount}/pinexa.pb") == 1
+    assert config.count(f"{mount}/openapi.json") == 1
     shutil.copy(source / "pinexa.pb", tmp_path / "pinexa.pb")
-    (tmp_path / "envoy.yaml").write_text(config.replace(f"{mount}/pinexa.pb", str(tmp_path / "pinexa.pb")))
+    shutil.copy(source / "openapi.json", tmp_path / "openapi.json")
+    config = config.replace("/etc/envoy-docs/", f"{source / 'docs'}/")
+    for name in ("pinexa.pb", "openapi.json"):
+        config = config.replace(f"{mount}/{name}", str(tmp_path / name))
+    (tmp_path / "envoy.yaml").write_text(config)
     result = subprocess.run(
         [tool("envoy"), "--mode", "validate", *(a.replace(mount, str(tmp_path)) for a in args)],
         capture_output=True,

@@ -203,6 +203,33 @@ def test_envoy_configmap_is_the_generated_config_and_descriptor_set(docs: list[d
     )
 
 
+def test_envoy_serves_the_openapi_document_and_docs_page_from_its_configmaps(
+    docs: list[dict[str, Any]],
+) -> None:
+    """/openapi.json and /docs are direct responses from files: the OpenAPI document in
+    envoy-config, the Swagger UI page in envoy-docs, each where the config reads it, byte for byte,
+    and envoy-docs within the 1 MiB a ConfigMap may hold."""
+    source = K8S / "base" / "envoy"
+    config = generated(docs, "ConfigMap", "envoy-config")
+    assert config["data"]["openapi.json"] == (source / "openapi.json").read_text()
+    pages = generated(docs, "ConfigMap", "envoy-docs")
+    files = {**pages.get("data", {}), **pages.get("binaryData", {})}
+    assert set(files) == {"index.html", "swagger-ui-bundle.js.gz", "swagger-ui.css.gz", "SWAGGER-UI-LICENSE"}
+    for name in ("swagger-ui-bundle.js.gz", "swagger-ui.css.gz"):
+        assert base64.b64decode(pages["binaryData"][name]) == (source / "docs" / name).read_bytes()
+    assert len(json.dumps(pages, separators=(",", ":"))) < 1024 * 1024
+    deployment = named(docs, "Deployment", "envoy")
+    spec = pod_spec(deployment)
+    (container,) = spec["containers"]
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    volume = next(v for v in spec["volumes"] if v["name"] == "docs")
+    assert volume["configMap"]["name"] == pages["metadata"]["name"]
+    envoy_yaml = config["data"]["envoy.yaml"]
+    for name in ("index.html", "swagger-ui-bundle.js.gz", "swagger-ui.css.gz"):
+        assert f"filename: {mounts['docs']}/{name}" in envoy_yaml
+    assert f"filename: {mounts['config']}/openapi.json" in envoy_yaml
+
+
 def test_envoy_config_matches_the_services(docs: list[dict[str, Any]]) -> None:
     """Envoy's STRICT_DNS clusters name the headless Services and their ports; its descriptor set is
     where the ConfigMap is mounted; it listens where the Service and probes point."""
@@ -446,7 +473,7 @@ def test_every_variable_set_for_a_service_is_one_the_code_reads(docs: list[dict[
 
 def test_dev_containers_get_settings_the_services_accept() -> None:
     """Every dev container's environment passes the services' own start-up validation in
-    production mode, so no pod of a fresh `kubectl apply -k k8s/overlays/dev` exits on it."""
+    production mode, so no pod of a fresh `kubectl apply --server-side -k k8s/overlays/dev` exits on it."""
     from services.kit.settings import Settings
     from services.users.crypto import parse_keys
 

@@ -58,8 +58,18 @@ def test_kubernetes_rendering_is_valid(tmp_path: Path) -> None:
     committed = envoy.KUBERNETES_CONFIG.read_text()
     assert "/etc/envoy/pinexa.pb" in committed
     config = tmp_path / "envoy.yaml"
-    config.write_text(committed.replace("/etc/envoy/pinexa.pb", str(envoy.DESCRIPTOR_SET)))
+    config.write_text(to_checkout(committed))
     assert_valid(config)
+
+
+def to_checkout(kubernetes_config: str) -> str:
+    """The Kubernetes rendering with the ConfigMap mounts (descriptor set, OpenAPI document, /docs
+    files) pointed at their copies in this checkout, which Envoy reads at start."""
+    return (
+        kubernetes_config.replace("/etc/envoy-docs/", f"{envoy.KUBERNETES_DOCS_DIR}/")
+        .replace("/etc/envoy/pinexa.pb", str(envoy.DESCRIPTOR_SET))
+        .replace("/etc/envoy/openapi.json", str(envoy.KUBERNETES_OPENAPI))
+    )
 
 
 def test_committed_kubernetes_files_match_the_template() -> None:
@@ -69,11 +79,27 @@ def test_committed_kubernetes_files_match_the_template() -> None:
     assert envoy.KUBERNETES_DESCRIPTOR_SET.read_bytes() == envoy.DESCRIPTOR_SET.read_bytes(), (
         "k8s/base/envoy/pinexa.pb is stale: run `make generate`"
     )
+    assert envoy.KUBERNETES_OPENAPI.read_bytes() == envoy.OPENAPI.read_bytes(), (
+        "k8s/base/envoy/openapi.json is stale: run `make generate`"
+    )
+    for name in envoy.DOCS_FILES:
+        assert (envoy.KUBERNETES_DOCS_DIR / name).read_bytes() == (envoy.DOCS_DIR / name).read_bytes(), (
+            f"k8s/base/envoy/docs/{name} is stale: run `make generate`"
+        )
 
 
 def test_the_two_renderings_differ_only_where_the_environments_do() -> None:
-    local = yaml.safe_load(envoy.render(envoy.local_params()))
-    kubernetes = yaml.safe_load(envoy.render(envoy.kubernetes_params()))
+    local = yaml.safe_load(
+        envoy.render(envoy.local_params())
+        .replace(str(envoy.OPENAPI), "OPENAPI")
+        .replace(str(envoy.DOCS_DIR), "DOCS")
+    )
+    # Where the OpenAPI document and the /docs files are differs too (checkout or ConfigMap mount).
+    kubernetes = yaml.safe_load(
+        envoy.render(envoy.kubernetes_params())
+        .replace("/etc/envoy/openapi.json", "OPENAPI")
+        .replace("/etc/envoy-docs", "DOCS")
+    )
 
     def listener(config: dict[str, object]) -> dict[str, object]:
         return config["static_resources"]["listeners"][0]  # type: ignore[index, no-any-return]
@@ -138,8 +164,19 @@ def test_internal_services_have_no_route_and_no_transcoding() -> None:
     assert upstream["/grpc.reflection.v1alpha.ServerReflection/"]["prefix_rewrite"] == (
         "/pinexa.edge.v1alpha.ServerReflection/"
     )
-    direct = {r["match"].get("prefix") or r["match"].get("path") for r in routes if "direct_response" in r}
-    assert direct == {"/healthz", "/readyz", "/"}
+    direct = [r["match"] for r in routes if "direct_response" in r]
+    paths = [m["path"] for m in direct if "path" in m]
+    assert paths == list(envoy.EDGE_PATHS)
+    # Each answers GET and HEAD; one regex route after them answers every other method (405).
+    for match in direct:
+        if "path" in match:
+            assert match["headers"] == [
+                {"name": ":method", "string_match": {"safe_regex": {"regex": "GET|HEAD"}}}
+            ]
+    others = re.compile(next(m["safe_regex"]["regex"] for m in direct if "safe_regex" in m))
+    assert all(others.fullmatch(path) for path in envoy.EDGE_PATHS)
+    assert not others.fullmatch("/docsx") and not others.fullmatch("/api/v1/users")
+    assert [m.get("prefix") for m in direct if "prefix" in m] == ["/"]
     unrouted = next(c for c in config["static_resources"]["clusters"] if c["name"] == "unrouted")
     assert unrouted["load_assignment"] == {"cluster_name": "unrouted"}  # no endpoints
     transcoder = next(

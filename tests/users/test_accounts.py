@@ -273,6 +273,25 @@ async def test_stale_etag_is_aborted_and_changes_nothing(users: Users) -> None:
     assert current == first
 
 
+async def test_a_non_ascii_etag_is_a_mismatch_not_an_internal_error(users: Users) -> None:
+    """Found by schemathesis (issue 8): an etag with non-ASCII characters made
+    hmac.compare_digest raise TypeError, a 500 INTERNAL."""
+    user = await users.sign_up(display_name="v1")
+    error = await rpc_error(
+        users.stub.UpdateUser(
+            users_pb2.UpdateUserRequest(
+                user=users_pb2.User(id=user.id, display_name="v2", etag="\u00ec\u00e0-\u00f1"),
+                update_mask=_mask("display_name"),
+            ),
+            metadata=users.auth(user),
+        )
+    )
+    assert error.code() == Code.ABORTED
+    assert error_info(error).reason == "ETAG_MISMATCH"  # type: ignore[union-attr]
+    current = await users.stub.GetUser(users_pb2.GetUserRequest(id=user.id), metadata=users.auth(user))
+    assert current.display_name == "v1"
+
+
 async def test_concurrent_updates_with_one_etag_let_exactly_one_win(users: Users) -> None:
     user = await users.sign_up()
     attempts = [

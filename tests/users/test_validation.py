@@ -9,8 +9,8 @@ from pinexa.users.v1 import users_pb2
 from services.kit.errors import InvalidArgument, Violations
 from services.users import validation
 from services.users.domain import etag_for
+from services.users.model import UserRecord
 from services.users.servicer import patch_from_request, user_message
-from services.users.store import UserRecord
 
 
 @pytest.mark.parametrize("raw", ["ada", "ADA", "  Ada  ", "a.b-c_d", "abc", "x" * 32, "0_0", "..."])

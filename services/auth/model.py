@@ -1,0 +1,188 @@
+"""Auth's records and the Protocols of its collaborators: what domain, store, users client and
+servicer share.
+
+The domain declares what it needs here: `AuthStore` (implemented by `store.SqlAuthStore`) and
+`UsersClient` (implemented by `users_client.GrpcUsersClient`), so neither implementation imports
+the domain and the domain imports neither (the kratos `identity.Pool` shape).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from services.kit.context import Role
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """Who an account is, as users reports it."""
+
+    user_id: str
+    role: Role
+
+
+class InvalidCredentials(Exception):
+    """Users said the username/password pair does not match an account."""
+
+
+class UnknownUser(Exception):
+    """Users said the account no longer exists."""
+
+
+class UsersClient(Protocol):
+    """What auth asks the users service; see `services.auth.users_client`."""
+
+    async def resolve_login(self, login: str) -> str:
+        """The id of the account a login name reaches, or "" when none does."""
+
+    async def verify_credentials(self, username: str, password: str) -> Identity: ...
+
+    async def get_identity(self, user_id: str) -> Identity: ...
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceClaim:
+    """A device token charged with one attempt: whose it is and its failures counting this one."""
+
+    token_hash: str
+    user_id: str
+    failures: int
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceRecord:
+    """A stored device token's state; for tests and operators."""
+
+    user_id: str
+    failures: int
+    expires_at: float
+    locked_at: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class TokenRecord:
+    """A stored refresh token and the state of its session."""
+
+    token_hash: str
+    session_id: str
+    user_id: str
+    expires_at: float
+    spent_at: float | None
+    session_revoked_at: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class ThrottleKey:
+    """One counter to charge on a login attempt, and the failures it allows before back-off."""
+
+    key: str
+    threshold: int
+
+
+@dataclass(frozen=True, slots=True)
+class Charge:
+    """What `claim_attempt` changed on one counter, so it can be undone exactly."""
+
+    key: str
+    failures: int
+    blocked_before: float
+    blocked_until: float
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """The outcome of `claim_attempt`: either charges, or how long until an attempt is allowed."""
+
+    charges: tuple[Charge, ...] = ()
+    retry_after: float = 0.0
+
+
+class AuthStore(Protocol):
+    """What the domain (and the housekeeping purger) need from storage; `store.SqlAuthStore`
+    implements it. Times are UNIX seconds from the domain's clock; tokens and keys arrive
+    already hashed."""
+
+    async def close(self) -> None: ...
+
+    # ---- sessions and refresh tokens ---------------------------------------------------------
+
+    async def create_session(
+        self, *, session_id: str, user_id: str, token_hash: str, now: float, expires_at: float
+    ) -> None:
+        """A new login: its session and the first refresh token of the family."""
+        ...
+
+    async def find_token(self, token_hash: str) -> TokenRecord | None: ...
+
+    async def rotate(
+        self,
+        *,
+        token_hash: str,
+        session_id: str,
+        new_hash: str,
+        now: float,
+        grace_since: float,
+        expires_at: float,
+    ) -> int | None:
+        """Spend a refresh token and store its successor, atomically. How many times it had been
+        spent before (0 for the first spend), or None when it may not be spent."""
+        ...
+
+    async def revoke_session(self, session_id: str, *, now: float, reason: str) -> int: ...
+
+    async def revoke_user_sessions(self, user_id: str, *, now: float, reason: str) -> int: ...
+
+    async def session_revoked_reason(self, session_id: str) -> str | None: ...
+
+    # ---- failed-login counters ---------------------------------------------------------------
+
+    async def claim_attempt(
+        self,
+        keys: Sequence[ThrottleKey],
+        *,
+        now: float,
+        forget_before: float,
+        backoff: Callable[[int, int], float],
+    ) -> Claim:
+        """Charge one failure to every key before the password is checked, unless a key is in
+        back-off (then nothing is charged and `retry_after` says how long to wait)."""
+        ...
+
+    async def blocked_until(self, keys: Sequence[ThrottleKey]) -> float: ...
+
+    async def settle(self, claim: Claim, *, reset: Sequence[str] = ()) -> None:
+        """Undo a claim's charges; keys in `reset` are cleared entirely."""
+        ...
+
+    async def throttle_state(self, key: str) -> tuple[int, float] | None: ...
+
+    # ---- device tokens -----------------------------------------------------------------------
+
+    async def create_device(
+        self, *, token_hash: str, user_id: str, login_key: str, now: float, expires_at: float
+    ) -> None: ...
+
+    async def claim_device(
+        self, token_hash: str, *, login_key: str, now: float, max_failures: int
+    ) -> DeviceClaim | None: ...
+
+    async def renew_device(self, token_hash: str, *, now: float, expires_at: float) -> bool: ...
+
+    async def refund_device(self, token_hash: str) -> None: ...
+
+    async def lock_device(self, token_hash: str, *, now: float) -> None: ...
+
+    async def delete_device(self, token_hash: str) -> None: ...
+
+    async def delete_user_devices(self, user_id: str) -> int: ...
+
+    async def device_state(self, token_hash: str) -> DeviceRecord | None: ...
+
+    # ---- housekeeping ------------------------------------------------------------------------
+
+    async def purge(self, *, now: float, tokens_expired_before: float, failures_before: float) -> int:
+        """Delete long-expired tokens, empty sessions, forgotten counters and expired device
+        tokens; the number of rows removed."""
+        ...

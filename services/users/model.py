@@ -1,0 +1,111 @@
+"""The users service's records and the store Protocol: what domain, store and servicer share.
+
+The domain declares what it needs from persistence here, and `store.SqlUserStore` implements
+it, so domain and store never import each other (the kratos `identity.Pool` shape).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+from services.kit.context import Role
+
+
+@dataclass(frozen=True, slots=True)
+class UserRecord:
+    """An account as the rest of the service sees it: no password material."""
+
+    id: str
+    username: str
+    email: str
+    display_name: str
+    role: Role
+    version: int
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    """What a login check needs. Never leaves the service."""
+
+    id: str
+    username: str
+    role: Role
+    password_hash: str
+
+
+@dataclass(frozen=True, slots=True)
+class PendingPurge:
+    """An outbox row: a deleted user whose data the data service has not purged yet."""
+
+    user_id: str
+    attempts: int
+    next_attempt_at: datetime
+
+
+class Conflict(Exception):
+    """A UNIQUE constraint refused a write; `column` names which (username or email)."""
+
+    def __init__(self, column: str) -> None:
+        super().__init__(column)
+        self.column = column
+
+
+class UserStore(Protocol):
+    """What the domain and the purge outbox need from storage; `store.SqlUserStore` implements
+    it. Callers pass and get plaintext: encrypting personal data is the store's business."""
+
+    # -- accounts ------------------------------------------------------------------------------
+
+    async def insert(self, values: Mapping[str, Any]) -> None:
+        """Insert one account; Conflict when the username or e-mail is taken."""
+        ...
+
+    async def get(self, user_id: str) -> UserRecord | None: ...
+
+    async def credentials_by_username(self, username: str) -> Credentials | None: ...
+
+    async def credentials_by_email(self, email: str) -> Credentials | None: ...
+
+    async def list_page(self, *, after: tuple[datetime, str] | None, limit: int) -> list[UserRecord]:
+        """Up to `limit` accounts in (created_at, id) order, strictly after `after`."""
+        ...
+
+    async def update(
+        self,
+        user_id: str,
+        values: Mapping[str, Any],
+        *,
+        expected_version: int | None,
+        now: datetime,
+    ) -> UserRecord | None:
+        """Apply `values` and bump the version; with `expected_version`, only if the row still
+        has it. None when no row matched; Conflict on a taken username or e-mail."""
+        ...
+
+    async def replace_password_hash(self, user_id: str, old_hash: str, new_hash: str) -> None:
+        """Swap in a rehashed password, unless the password changed meanwhile."""
+        ...
+
+    async def delete_with_purge(self, user_id: str, now: datetime) -> bool:
+        """Delete the account and record, atomically, that its data must be purged. False when
+        there was no such account."""
+        ...
+
+    # -- purge outbox --------------------------------------------------------------------------
+
+    async def due_purges(self, now: datetime, limit: int) -> list[PendingPurge]: ...
+
+    async def claim_purge(self, purge: PendingPurge, lease_until: datetime) -> bool:
+        """Take a row for one delivery attempt; False if another replica claimed it first."""
+        ...
+
+    async def finish_purge(self, user_id: str) -> None: ...
+
+    async def reschedule_purge(self, user_id: str, attempts: int, at: datetime, error: str) -> None: ...
+
+    async def next_purge_due(self) -> datetime | None: ...
