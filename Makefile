@@ -13,7 +13,7 @@ DEV_STAMP := $(VENV)/.installed-dev
 comma := ,
 VENV_BROKEN := $(shell $(PY) -c 'import pip' >/dev/null 2>&1 || echo yes)
 
-.PHONY: help venv venv-run run test lint format generate migrate bench clean clean-data FORCE
+.PHONY: help venv venv-run run test lint format generate migrate bench bench-smoke clean clean-data FORCE
 
 help:
 	@echo "make run         start the whole stack (Envoy on 127.0.0.1:8080) on its embedded defaults;"
@@ -23,7 +23,9 @@ help:
 	@echo "make format      ruff --fix and ruff format"
 	@echo "make generate    regenerate generated/ and k8s/base/envoy/ from protos/"
 	@echo "make migrate     apply the database migrations of users and auth"
-	@echo "make bench       measure GetUser over gRPC and over REST through Envoy"
+	@echo "make bench       Pinexa against its peers side by side, with issue 11's targets (~6 min);"
+	@echo "                 BENCH_ARGS=--p5 adds 1000 clients x 60 s on PostgreSQL and SQLite"
+	@echo "make bench-smoke every side of \`make bench\` for about a second (what \`make test\` checks)"
 	@echo "make venv        create .venv with everything (what CI and the dev targets use)"
 	@echo "make venv-run    create .venv with only what \`make run\` needs"
 	@echo "make clean       delete .venv and the tool caches; keeps var/ (your data)"
@@ -79,8 +81,13 @@ migrate: $(RUN_STAMP)
 	$(PY) -m services.users migrate
 	$(PY) -m services.auth migrate
 
+# Needs h2load (Debian nghttp2-client) and a PostgreSQL server for a scratch database
+# (BENCH_PG_URL, default postgresql://postgres@127.0.0.1:5432/postgres).
 bench: $(DEV_STAMP)
 	$(PY) scripts/bench.py $(BENCH_ARGS)
+
+bench-smoke: $(DEV_STAMP)
+	$(PY) scripts/bench.py --smoke $(BENCH_ARGS)
 
 # Keeps var/: it holds the state of `make run` (SQLite databases, signing keys, the PII key).
 clean:
