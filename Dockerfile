@@ -8,7 +8,9 @@
 # Build:  docker build -t pinexa:0.1.0 .
 #
 # Stage 1 builds the project wheel (with the generated `pinexa` stubs and each service's Alembic
-# migrations as package data) and installs it with its dependencies into a virtualenv.
+# migrations as package data) and installs it with its dependencies into a virtualenv. It is built
+# from services/ and generated/ only: the dev tools (devstack/ behind `make run`, the Envoy renderer
+# in envoy/, scripts/) are neither copied nor in the wheel.
 # Stage 2 copies only that virtualenv (without pip) onto a clean slim Python: no compilers, no sources,
 # a non-root user, and nothing that needs a writable root filesystem (DATA_DIR is under /tmp).
 

@@ -63,7 +63,7 @@ generate: $(DEV_STAMP)
 	$(PY) scripts/generate.py
 
 run: $(RUN_STAMP)
-	exec $(PY) -m services.devstack
+	exec $(PY) -m devstack
 
 test: $(DEV_STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)

@@ -58,7 +58,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # `python scripts/bench.py` puts scripts/, not the root, on sys.path
     sys.path.insert(0, str(ROOT))
 
-from services.devstack.stack import Child, Ports, Stack, stop_children, venv_tool  # noqa: E402
+from devstack.stack import Child, Ports, Stack, stop_children, venv_tool  # noqa: E402
 
 SERVER_CORE = "0"
 LOAD_CORE = "1"

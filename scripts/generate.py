@@ -113,7 +113,10 @@ def main() -> None:
     # The OpenAPI 3.1 document, from the same protos and the jwt_authn rules of the Envoy template.
     import openapi  # scripts/openapi.py, beside this file
 
-    from services.devstack.envoy import kubernetes_params, render
+    # The Envoy renderer (envoy/render.py) sits beside its template at the repository root,
+    # outside the package.
+    sys.path.insert(0, str(ROOT))
+    from envoy.render import kubernetes_params, render, write_kubernetes_files
 
     openapi.write(
         OPENAPI,
@@ -129,8 +132,6 @@ def main() -> None:
     (OUT / "edge_schema.lua").write_text(render_edge_schema(DESCRIPTOR_SET))
     # Envoy for Kubernetes: envoy/envoy.yaml.tmpl rendered with the Kubernetes parameters, plus the
     # descriptor set, in k8s/base/envoy/ where kustomize builds the ConfigMap from them.
-    from services.devstack.envoy import write_kubernetes_files
-
     write_kubernetes_files(DESCRIPTOR_SET, OPENAPI, DOCS)
 
 

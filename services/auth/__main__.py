@@ -8,7 +8,6 @@ python -m services.auth keygen     create a new signing key (rotation), see --he
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import sys
 import time
@@ -17,26 +16,19 @@ from pathlib import Path
 from services.auth.config import AuthSettings
 from services.auth.keys import generate_private_key, private_key_pem, write_new_key
 from services.auth.server import create_service, migrate
-from services.kit.cli import run_command, serve
+from services.kit import cli
 
 log = logging.getLogger("services.auth")
 
+KEYGEN_DESCRIPTION = (
+    "Create a new private signing key. Written to JWT_KEYS_DIR (or --dir) as "
+    "<UTC time>-<alg>.pem with mode 0600; file-name order is creation order, and the newest "
+    "active key signs. With --stdout the PEM is printed instead, for a Secret or "
+    "JWT_PRIVATE_KEYS (append it after the keys already there)."
+)
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m services.auth", description="Pinexa's auth service.")
-    commands = parser.add_subparsers(dest="command")
-    commands.add_parser("serve", help="serve gRPC on LISTEN_HOST:AUTH_PORT (the default)")
-    commands.add_parser("migrate", help="apply the database migrations and exit")
-    keygen = commands.add_parser(
-        "keygen",
-        help="create a new signing key",
-        description=(
-            "Create a new private signing key. Written to JWT_KEYS_DIR (or --dir) as "
-            "<UTC time>-<alg>.pem with mode 0600; file-name order is creation order, and the newest "
-            "active key signs. With --stdout the PEM is printed instead, for a Secret or "
-            "JWT_PRIVATE_KEYS (append it after the keys already there)."
-        ),
-    )
+
+def _keygen_arguments(keygen: argparse.ArgumentParser) -> None:
     keygen.add_argument("--alg", choices=["ES256", "EdDSA"], default="ES256", help="default: ES256")
     keygen.add_argument("--dir", type=Path, help="folder to write to (default: JWT_KEYS_DIR)")
     keygen.add_argument(
@@ -50,7 +42,6 @@ def _parser() -> argparse.ArgumentParser:
         ),
     )
     keygen.add_argument("--stdout", action="store_true", help="print the PEM instead of writing a file")
-    return parser
 
 
 def keygen(args: argparse.Namespace, settings: AuthSettings) -> int:
@@ -65,20 +56,27 @@ def keygen(args: argparse.Namespace, settings: AuthSettings) -> int:
     return 0
 
 
-def _run(args: argparse.Namespace, settings: AuthSettings) -> int:
-    if args.command == "keygen":
-        return keygen(args, settings)
-    if args.command == "migrate":
-        asyncio.run(migrate(settings))
-        log.info("migrations applied")
-        return 0
-    asyncio.run(serve(settings, create_service, settings.auth_port))
-    return 0
+COMMANDS: list[cli.Command[AuthSettings]] = [
+    cli.serve_command(create_service, lambda settings: settings.auth_port, "AUTH_PORT"),
+    cli.migrate_command(migrate, log),
+    cli.Command(
+        name="keygen",
+        help="create a new signing key (rotation) and exit",
+        description=KEYGEN_DESCRIPTION,
+        arguments=_keygen_arguments,
+        run=keygen,
+    ),
+]
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(sys.argv[1:] if argv is None else argv)
-    return run_command("auth", lambda settings: _run(args, settings), settings=AuthSettings)
+    return cli.main(
+        "auth",
+        "Pinexa's auth service: login, refresh, logout, signing keys.",
+        COMMANDS,
+        argv,
+        settings=AuthSettings,
+    )
 
 
 if __name__ == "__main__":

@@ -1,23 +1,30 @@
-"""`python -m services.data`: serve the data service on LISTEN_HOST:DATA_PORT until SIGTERM."""
+"""The data service's command line (see `python -m services.data --help`).
+
+python -m services.data            serve on LISTEN_HOST:DATA_PORT until SIGTERM/SIGINT
+"""
 
 from __future__ import annotations
 
-import asyncio
 import sys
 
 from services.data.config import DataSettings
 from services.data.server import create_service
-from services.kit.cli import run_command, serve
+from services.kit import cli
+
+COMMANDS: list[cli.Command[DataSettings]] = [
+    cli.serve_command(create_service, lambda settings: settings.data_port, "DATA_PORT")
+]
 
 
-def _serve(settings: DataSettings) -> int:
-    asyncio.run(serve(settings, create_service, settings.data_port))
-    return 0
-
-
-def run() -> int:
-    return run_command("data", _serve, settings=DataSettings)
+def main(argv: list[str] | None = None) -> int:
+    return cli.main(
+        "data",
+        "Pinexa's data service: items that users own (MongoDB).",
+        COMMANDS,
+        argv,
+        settings=DataSettings,
+    )
 
 
 if __name__ == "__main__":
-    sys.exit(run())
+    sys.exit(main())

@@ -1,6 +1,6 @@
 """The project's own chaos suite (issue 9): faults under concurrent writers lose nothing.
 
-It starts the whole stack as `make run` does (services.devstack.stack.Stack) on free ports, with
+It starts the whole stack as `make run` does (devstack.stack.Stack) on free ports, with
 users and auth on a scratch PostgreSQL cluster of its own (tests/pgcluster.py: initdb on a free
 port, which this test stops and starts) and data on nx-27017. WRITERS concurrent writers drive
 sign-ups, logins, item creates, updates and deletes and profile reads through Envoy over REST
@@ -38,7 +38,7 @@ from urllib.parse import quote, urlencode
 import httpx
 import pytest
 
-from services.devstack.stack import MONGO, Ports, Stack
+from devstack.stack import MONGO, Ports, Stack
 from tests.chaos.conftest import report_lines
 from tests.chaos.workload import Ledger, Traffic, UserRecord, Writer, new_client, reason_of, version_of
 from tests.pgcluster import PgCluster

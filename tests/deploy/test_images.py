@@ -27,7 +27,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from services.devstack.envoy import DOCS_FILES
+from envoy.render import DOCS_FILES
 from services.kit.server import ServiceHost, ServiceSpec
 from services.kit.settings import Settings
 from tests.deploy.conftest import K8S, ROOT, named, pod_spec, rendered, tool
@@ -153,6 +153,27 @@ def test_wheel_carries_generated_stubs_and_migrations(wheel: Path) -> None:
         assert expected <= names, sorted(expected - names)
     # The image's own paths the Dockerfile checks after installing.
     assert {"services/users/migrations/env.py", "services/auth/migrations/env.py"} <= names
+
+
+def test_the_image_holds_the_product_only(wheel: Path) -> None:
+    """The image is this wheel installed: the services and their stubs, none of the dev tools
+    (the `make run` launcher devstack/, the Envoy renderer envoy/, scripts/, tests/)."""
+    names = zipfile.ZipFile(wheel).namelist()
+    top = {name.split("/")[0] for name in names if not name.split("/")[0].endswith(".dist-info")}
+    assert top == {"services", "pinexa"}, sorted(top)
+    assert not [name for name in names if "devstack" in name or name.startswith("envoy/")]
+    # What the build stage copies is all the wheel is built from: the launcher is not in it.
+    (build, _runtime) = _stages(ROOT / "Dockerfile")
+    copied = {source for line in build if line.startswith("COPY ") for source in line.split()[1:-1]}
+    assert copied == {"pyproject.toml", "README.md", "generated", "services"}, copied
+    assert not (ROOT / "services" / "devstack").exists()
+    # Nor does the build context (.dockerignore's allow-list) let the dev tools in.
+    allowed = [
+        line[1:].strip().rstrip("/")
+        for line in (ROOT / ".dockerignore").read_text().splitlines()
+        if line.startswith("!")
+    ]
+    assert not [a for a in allowed if a.split("/")[0] in ("devstack", "envoy", "scripts", "tests")], allowed
 
 
 def _entrypoint(
@@ -317,7 +338,7 @@ def test_envoy_deployment_command_line_passes_envoy_validate(tmp_path: Path) -> 
 
 
 async def test_compose_envoy_healthcheck_gets_200_from_a_real_envoy(tmp_path: Path) -> None:
-    from services.devstack.envoy import local_params, render
+    from envoy.render import local_params, render
 
     port, admin = free_port(), free_port()
     (tmp_path / "envoy.yaml").write_text(render(local_params(listen_port=port, admin_port=admin)))

@@ -1,6 +1,6 @@
 """End-to-end fixtures: the real stack (every service that exists + nx-27017 + Envoy), started
 once per test session on free ports in a temporary directory, exactly as `make run` starts it
-(services.devstack.stack.Stack).
+(devstack.stack.Stack).
 
 Fixtures (mark tests with `@pytest.mark.e2e`):
 
@@ -36,7 +36,7 @@ from typing import Any
 import httpx
 import pytest
 
-from services.devstack.stack import Ports, Stack, venv_tool
+from devstack.stack import Ports, Stack, venv_tool
 
 REPO = Path(__file__).resolve().parents[2]
 DESCRIPTOR_SET = REPO / "generated" / "pinexa.pb"

@@ -22,9 +22,9 @@ import httpx
 import jwt
 import pytest
 
+from devstack.stack import Ports, Stack
 from pinexa.users.v1 import users_pb2, users_pb2_grpc
 from services.auth.keys import SigningKey, generate_private_key, private_key_pem, write_new_key
-from services.devstack.stack import Ports, Stack
 from tests.auth.forge import EDGE_REFUSES, claims, forgeries, signed
 from tests.e2e.conftest import Account, error_reason, log_in, make_client, sign_up_and_log_in, status_of
 from tests.support import error_info

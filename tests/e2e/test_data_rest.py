@@ -11,7 +11,7 @@ from urllib.parse import quote, urlencode
 import httpx
 import pytest
 
-from services.devstack.stack import MONGO, Stack
+from devstack.stack import MONGO, Stack
 from tests.e2e.conftest import Account, error_reason, field_violations, status_of
 
 pytestmark = pytest.mark.e2e

@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from services.devstack.stack import Ports, Stack, grpc_serving
+from devstack.stack import Ports, Stack, grpc_serving
 from tests.e2e.conftest import error_info, make_client, sign_up_and_log_in, status_of, unique_name
 from tests.pgcluster import PgCluster
 

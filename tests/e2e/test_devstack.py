@@ -1,4 +1,4 @@
-"""`make run` (python -m services.devstack): it starts the stack, prints where it is, and never
+"""`make run` (python -m devstack): it starts the stack, prints where it is, and never
 leaves a process behind: not on Ctrl-C, not on SIGTERM, not when it is killed outright, and not
 when one of its children dies."""
 
@@ -26,11 +26,11 @@ pytestmark = pytest.mark.e2e
 
 
 class Devstack:
-    """`python -m services.devstack --free-ports` as a child of the test, output collected."""
+    """`python -m devstack --free-ports` as a child of the test, output collected."""
 
     def __init__(self, data_dir: Path) -> None:
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "services.devstack", "--free-ports", "--data-dir", str(data_dir)],
+            [sys.executable, "-m", "devstack", "--free-ports", "--data-dir", str(data_dir)],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
@@ -211,7 +211,7 @@ def test_nx_27017_under_make_run_does_not_log_every_command(tmp_path: Path, quie
     directly logs two per command, which shows the check can see them."""
     port = free_port()
     command = (
-        [sys.executable, "-m", "services.devstack.nx27017"]
+        [sys.executable, "-m", "devstack.nx27017"]
         if quiet
         else [str(Path(sys.executable).with_name("nx-27017"))]
     )

@@ -17,8 +17,8 @@ import pytest
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
+from devstack.stack import MONGO, Stack
 from pinexa.users.v1 import users_pb2, users_pb2_grpc
-from services.devstack.stack import MONGO, Stack
 from tests.e2e import h2raw
 from tests.e2e.conftest import Account, error_info, error_reason, status_of
 

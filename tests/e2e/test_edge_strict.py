@@ -23,7 +23,7 @@ import httpx
 import pytest
 from grpc_status import rpc_status
 
-from services.devstack.stack import Stack
+from devstack.stack import Stack
 from tests.e2e.conftest import Account, error_info, field_violations, status_of
 
 pytestmark = pytest.mark.e2e

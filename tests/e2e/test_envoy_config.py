@@ -13,8 +13,8 @@ import pytest
 import yaml
 from google.rpc import error_details_pb2, status_pb2
 
-from services.devstack import envoy
-from services.devstack.stack import venv_tool
+from devstack.stack import venv_tool
+from envoy import render as envoy
 from services.kit.server import MAX_MESSAGE_BYTES, MAX_METADATA_BYTES
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -24,12 +24,12 @@ from google.protobuf.descriptor import MethodDescriptor
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
+from devstack.stack import PUBLIC_SERVICE, Child, Ports, envoy_child, envoy_ready
+from envoy import render as envoy
 from pinexa.auth.v1 import auth_pb2
 from pinexa.data.v1 import data_pb2  # noqa: F401 (registers the descriptors)
 from pinexa.users.v1 import users_pb2  # noqa: F401
 from services.auth.server import PUBLIC_METHODS as AUTH_PUBLIC_METHODS
-from services.devstack import envoy
-from services.devstack.stack import PUBLIC_SERVICE, Child, Ports, envoy_child, envoy_ready
 from tests.e2e.conftest import DESCRIPTOR_SET, error_info, status_of
 from tests.e2e.fakes import Fakes, start_fakes
 from tests.support import TestKeys

@@ -17,8 +17,8 @@ from typing import Any
 import httpx
 import pytest
 
+from devstack.stack import Stack
 from services.auth.keys import SigningKey, load_key_files
-from services.devstack.stack import Stack
 from tests.auth.forge import EDGE_REFUSES, claims, forgeries
 from tests.e2e.conftest import (
     DESCRIPTOR_SET,
@@ -468,7 +468,7 @@ async def test_sigterm_to_users_lets_in_flight_requests_finish(stack: Stack, cli
         assert users.process is not None and users.process.returncode == 0
     finally:
         # From this (the main) thread: a child started from a worker thread would not be tied
-        # to this process's lifetime (see services.devstack.stack._die_with_parent).
+        # to this process's lifetime (see devstack.stack._die_with_parent).
         stack.restart_service("users")
     # The accounts really exist: the same sign-ups now conflict.
     again = await asyncio.to_thread(client.post, "/api/v1/users", json=bodies[0])

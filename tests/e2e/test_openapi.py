@@ -17,8 +17,8 @@ from google.api import annotations_pb2
 from google.protobuf import descriptor_pb2
 from openapi_spec_validator import OpenAPIV31SpecValidator, validate
 
-from services.devstack import envoy
-from services.devstack.stack import Stack, venv_tool
+from devstack.stack import Stack, venv_tool
+from envoy import render as envoy
 from tests.e2e.conftest import Account, error_reason, status_of
 
 REPO = Path(__file__).resolve().parents[2]

@@ -1,6 +1,6 @@
 """`make run`: the whole stack on this machine, until Ctrl-C or SIGTERM.
 
-    python -m services.devstack            # state in $DATA_DIR (default ./var)
+    python -m devstack            # state in $DATA_DIR (default ./var); from the repository root
 
 Starts every service that exists (auth 50051, users 50052, data 50053), nx-27017 on 27017 when
 the data service exists and MONGODB_URL is unset, and Envoy on 8080 (admin on 9901); waits for
@@ -23,7 +23,7 @@ import sys
 from pathlib import Path
 from types import FrameType
 
-from services.devstack.stack import MONGO, Ports, Stack, StackError, describe
+from devstack.stack import MONGO, Ports, Stack, StackError, describe
 
 
 class _Stop(Exception):
@@ -66,7 +66,7 @@ def _wait_for_exit(stack: Stack) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m services.devstack", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m devstack", description=__doc__.split("\n")[0])
     parser.add_argument(
         "--data-dir",
         type=Path,

@@ -40,7 +40,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import IO, Any
 
-from services.devstack import envoy as envoy_config
+from envoy import render as envoy_config
 from services.kit.settings import Settings, SettingsError
 
 SERVICES = ("auth", "users", "data")
@@ -413,7 +413,7 @@ class Stack:
                     # Its own command line, through a wrapper that keeps only warnings in its log.
                     sys.executable,
                     "-m",
-                    "services.devstack.nx27017",
+                    "devstack.nx27017",
                     "--host",
                     "127.0.0.1",
                     "--port",

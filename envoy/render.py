@@ -8,8 +8,8 @@ Two parameter sets come from the same template, so the two configs cannot drift 
   0.0.0.0:8080, STRICT_DNS clusters on the headless Services `auth`, `users` and `data`, and the
   descriptor set mounted from the ConfigMap at /etc/envoy/pinexa.pb.
 
-    python -m services.devstack.envoy local        # print the local rendering
-    python -m services.devstack.envoy kubernetes   # print the Kubernetes rendering
+    python -m envoy.render local        # print the local rendering (from the repository root)
+    python -m envoy.render kubernetes   # print the Kubernetes rendering
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from google.api import annotations_pb2
 from google.protobuf import any_pb2, duration_pb2
 from google.rpc import error_details_pb2, status_pb2
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE = ROOT / "envoy" / "envoy.yaml.tmpl"
 DESCRIPTOR_SET = ROOT / "generated" / "pinexa.pb"
 KUBERNETES_CONFIG = ROOT / "k8s" / "base" / "envoy" / "envoy.yaml"
@@ -53,9 +53,7 @@ COMPUTED_PLACEHOLDERS = frozenset(
 RENDERED_INDIRECTLY = frozenset({"cors_allowed_origins"})
 SECTION_SWITCHES = frozenset({"strict_edge"})
 
-GENERATED_HEADER = (
-    "# GENERATED from envoy/envoy.yaml.tmpl by services/devstack/envoy.py: do not edit by hand.\n"
-)
+GENERATED_HEADER = "# GENERATED from envoy/envoy.yaml.tmpl by envoy/render.py: do not edit by hand.\n"
 
 ClusterType = Literal["STATIC", "STRICT_DNS"]
 
@@ -150,7 +148,7 @@ def local_params(
 
 def kubernetes_params(*, cors_allowed_origins: Iterable[str] = ()) -> EnvoyParams:
     """The rendering shipped in the Kubernetes ConfigMap (k8s/base/envoy/envoy.yaml): no CORS
-    origin unless given (`CORS_ALLOWED_ORIGINS=... python -m services.devstack.envoy kubernetes`)."""
+    origin unless given (`CORS_ALLOWED_ORIGINS=... python -m envoy.render kubernetes`)."""
     return EnvoyParams(
         cors_allowed_origins=tuple(cors_allowed_origins),
         listen_address="0.0.0.0",
@@ -411,7 +409,7 @@ def write_kubernetes_files(
 def main(argv: list[str]) -> None:
     which = argv[0] if argv else "local"
     if which not in ("local", "kubernetes"):
-        sys.exit("usage: python -m services.devstack.envoy [local|kubernetes]")
+        sys.exit("usage: python -m envoy.render [local|kubernetes]")
     if which == "local":
         params = local_params(cors_allowed_origins=origins_from_env(DEV_CORS_ORIGINS))
     else:
