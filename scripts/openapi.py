@@ -35,6 +35,8 @@ from google.api import annotations_pb2, field_behavior_pb2, http_pb2
 from google.protobuf import descriptor_pb2
 from grpc_tools import protoc
 
+from services.data.domain import MAX_ATTRIBUTES_DEPTH
+
 FDP = descriptor_pb2.FieldDescriptorProto
 
 # The services Envoy transcodes (the internal ones have no route).
@@ -87,28 +89,57 @@ FREE_TEXT_FIELDS = frozenset({"pinexa.data.v1.Item.content"})
 _EMAIL_TOP_LEVEL = r"@[^@]+\.([A-Za-z]{2,63}|xn--[A-Za-z0-9-]{1,59})$"
 _NO_CONTROL_CHARACTERS = r"^[^\u0000-\u001f\u007f-\u009f]*$"
 
+
 # Item.attributes: JSON whose object keys are non-empty, never start with "$" and contain no "."
-# nor NUL (services/data/domain.py; at most 64 KiB and depth 8, which the description says).
-ATTRIBUTE_SCHEMAS: dict[str, dict[str, Any]] = {
-    "pinexa.data.v1.AttributeKey": {
-        "type": "string",
-        "pattern": "^[^$.\\u0000-\\u001f\\u007f][^.\\u0000-\\u001f\\u007f]*$",
-        "description": 'An attribute key: non-empty, not starting with "$", without "." or NUL.',
-    },
-    "pinexa.data.v1.AttributeValue": {
-        "description": "An attribute value: any JSON value (finite numbers); keys of objects as above.",
-        "anyOf": [
-            {"type": ["null", "boolean", "number"]},
-            {"type": "string", "pattern": _FREE_TEXT},
-            {"type": "array", "items": {"$ref": "#/components/schemas/pinexa.data.v1.AttributeValue"}},
-            {
-                "type": "object",
-                "propertyNames": {"$ref": "#/components/schemas/pinexa.data.v1.AttributeKey"},
-                "additionalProperties": {"$ref": "#/components/schemas/pinexa.data.v1.AttributeValue"},
-            },
-        ],
-    },
-}
+# nor NUL, nested at most MAX_ATTRIBUTES_DEPTH levels (the attributes object is level 1), and at
+# most 64 KiB (which the description says). JSON Schema has no depth limit, so the value schema is
+# unrolled: AttributeValue is a value of level 2, AttributeValue<n> one of level n, and the last
+# level holds no arrays or objects.
+def _attribute_schemas() -> dict[str, dict[str, Any]]:
+    def name(level: int) -> str:
+        return "pinexa.data.v1.AttributeValue" + ("" if level == 2 else str(level))
+
+    key = "pinexa.data.v1.AttributeKey"
+    schemas: dict[str, dict[str, Any]] = {
+        key: {
+            "type": "string",
+            "pattern": "^[^$.\\u0000-\\u001f\\u007f][^.\\u0000-\\u001f\\u007f]*$",
+            "description": 'An attribute key: non-empty, not starting with "$", without "." or NUL.',
+        }
+    }
+    scalars: list[dict[str, Any]] = [
+        {"type": ["null", "boolean", "number"]},
+        {"type": "string", "pattern": _FREE_TEXT},
+    ]
+    for level in range(2, MAX_ATTRIBUTES_DEPTH + 2):
+        if level > MAX_ATTRIBUTES_DEPTH:
+            schemas[name(level)] = {
+                "description": f"An attribute value at nesting level {level}: no array or object.",
+                "anyOf": scalars,
+            }
+            continue
+        child = {"$ref": f"#/components/schemas/{name(level + 1)}"}
+        schemas[name(level)] = {
+            "description": "An attribute value: any JSON value (finite numbers); keys of objects as above"
+            + (
+                f"; nested at most {MAX_ATTRIBUTES_DEPTH} levels in all."
+                if level == 2
+                else f" (level {level})."
+            ),
+            "anyOf": [
+                *scalars,
+                {"type": "array", "items": child},
+                {
+                    "type": "object",
+                    "propertyNames": {"$ref": f"#/components/schemas/{key}"},
+                    "additionalProperties": child,
+                },
+            ],
+        }
+    return schemas
+
+
+ATTRIBUTE_SCHEMAS = _attribute_schemas()
 
 
 def _mask(*fields: str) -> dict[str, Any]:

@@ -26,6 +26,7 @@ import base64
 import hashlib
 import json
 import logging
+import math
 import os
 import re
 import time
@@ -221,7 +222,12 @@ def private_key_pem(private_key: PrivateKey, *, activates_at: float | None = Non
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     ).decode()
     if activates_at:
-        stamp = datetime.fromtimestamp(activates_at, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+        # The header has whole seconds: round up, so the key never signs before the time asked for.
+        stamp = (
+            datetime.fromtimestamp(math.ceil(activates_at), UTC)
+            .isoformat(timespec="seconds")
+            .replace("+00:00", "Z")
+        )
         pem = f"Activates-At: {stamp}\n{pem}"
     return pem
 

@@ -78,6 +78,20 @@ def test_a_key_with_a_future_activation_is_published_but_does_not_sign(tmp_path:
     assert ring.signing_key().kid == upcoming.kid
 
 
+def test_a_key_never_signs_before_the_activation_time_asked_for(tmp_path: Path) -> None:
+    # The file holds whole seconds; a fraction asked for rounds up, never down.
+    asked = 1_700_000_000.4
+    now = [asked - 0.3]
+    _, current = write_new_key(tmp_path, now=asked - 10)
+    _, upcoming = write_new_key(tmp_path, activates_at=asked)
+    ring = load_keys(private_keys="", keys_dir=tmp_path, production=True, clock=lambda: now[0])
+    assert ring.signing_key().kid == current.kid  # 0.1 s past the whole second below
+    now[0] = asked
+    assert ring.signing_key().kid == current.kid
+    now[0] = 1_700_000_001.0
+    assert ring.signing_key().kid == upcoming.kid
+
+
 def test_key_files_are_created_private_and_named_in_creation_order(tmp_path: Path) -> None:
     first, _ = write_new_key(tmp_path, now=1_700_000_000)
     second, _ = write_new_key(tmp_path, now=1_700_000_000)  # same second: still a new name
