@@ -12,6 +12,7 @@ because it changes the signing key) sees Envoy pick up a new key quickly.
 from __future__ import annotations
 
 import concurrent.futures
+import math
 import threading
 import time
 from collections.abc import Iterator
@@ -276,7 +277,7 @@ def test_key_rotation_through_the_edge(auth_stack: AuthStack) -> None:
     client = auth_stack.client
     account = sign_up_and_log_in(client)
     old_kid = jwt.get_unverified_header(account.access_token)["kid"]
-    activation = time.time() + 4
+    activation = float(math.ceil(time.time()) + 4)  # whole seconds, as the key file holds them
     _, new_key = write_new_key(auth_stack.stack.base_dir / "keys", activates_at=activation)
     auth_stack.stack.restart_service("auth")
 
