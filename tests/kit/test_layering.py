@@ -1,5 +1,5 @@
-"""The layering of every service, read from the import graph (each module's `import` statements,
-parsed with `ast`, those inside functions and under TYPE_CHECKING included):
+"""The layering of every service, read from the import graph (every `import` statement, those inside
+functions and under TYPE_CHECKING included):
 
 - each service has the same modules in the same roles: model (records and the store Protocol),
   domain (the rules), store (the only database access), servicer (protobuf <-> domain) and server
@@ -11,19 +11,18 @@ parsed with `ast`, those inside functions and under TYPE_CHECKING included):
 
 Each check also runs on a small package planted with the fault, so none can pass vacuously.
 
-Hand-written over `ast` rather than a graph library: the rules need only each module's direct
-imports, which the standard library reads in a few lines.
+The graph is grimp's (import-linter's graph builder), the reader tests/deploy/test_import_graph.py
+uses too.
 """
 
 from __future__ import annotations
 
-import ast
 import graphlib
 from pathlib import Path
 
+import grimp
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
 SERVICES = ("users", "auth", "data")
 ROLES = ("model", "domain", "store", "servicer", "server")
 # Outbound adapters other than the store: like a store, each implements a Protocol of model.py
@@ -31,30 +30,15 @@ ROLES = ("model", "domain", "store", "servicer", "server")
 ADAPTERS = {"auth": ("users_client",)}
 
 
-def import_graph(root: Path, package: str) -> dict[str, set[str]]:
-    """module -> the modules of `package` it imports directly, for every module under
-    root/package. `from a.b import c` counts as importing a.b.c when that is a module, else a.b."""
-    files = {
-        ".".join(path.relative_to(root).with_suffix("").parts).removesuffix(".__init__"): path
-        for path in sorted((root / package).rglob("*.py"))
+def import_graph(package: str) -> dict[str, set[str]]:
+    """module -> the modules of `package` it imports directly, for every module of `package`
+    (which must be importable), as grimp reads them (tests/deploy/test_import_graph.py uses the
+    same reader for the dev-tools rule)."""
+    # No cache: grimp would otherwise write .grimp_cache/ into the working directory.
+    graph = grimp.build_graph(package, cache_dir=None)
+    return {
+        module: set(graph.find_modules_directly_imported_by(module)) - {module} for module in graph.modules
     }
-    graph: dict[str, set[str]] = {}
-    for module, path in files.items():
-        is_package = path.name == "__init__.py"
-        imported: set[str] = set()
-        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
-            if isinstance(node, ast.Import):
-                imported.update(alias.name for alias in node.names)
-            elif isinstance(node, ast.ImportFrom):
-                base = node.module or ""
-                if node.level:
-                    parts = module.split(".")[: len(module.split(".")) - node.level + is_package]
-                    base = ".".join([*parts, base] if base else parts)
-                for alias in node.names:
-                    candidate = f"{base}.{alias.name}"
-                    imported.add(candidate if candidate in files else base)
-        graph[module] = {name for name in imported if name in files and name != module}
-    return graph
 
 
 def layering_faults(
@@ -100,7 +84,7 @@ def import_cycle(graph: dict[str, set[str]]) -> list[str] | None:
 
 
 def test_every_service_has_the_same_layers_and_they_depend_one_way() -> None:
-    graph = import_graph(ROOT, "services")
+    graph = import_graph("services")
     assert len(graph) > 40  # the graph really holds the services
     # The reading sees real edges: the domain and the store of each service both use its model.
     for service in SERVICES:
@@ -111,11 +95,11 @@ def test_every_service_has_the_same_layers_and_they_depend_one_way() -> None:
 
 
 def test_no_circular_imports_among_the_services_modules() -> None:
-    assert import_cycle(import_graph(ROOT, "services")) is None
+    assert import_cycle(import_graph("services")) is None
 
 
 @pytest.fixture
-def planted(tmp_path: Path) -> Path:
+def planted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A package `planted.svc` whose domain imports the store lazily (and so forms a cycle with
     it: store -> domain), whose servicer imports the store relatively, whose client (an adapter)
     imports the domain, and which has no model."""
@@ -128,11 +112,12 @@ def planted(tmp_path: Path) -> Path:
     (service / "servicer.py").write_text("from .store import later\n")
     (service / "server.py").write_text("from . import servicer, store\n")
     (service / "client.py").write_text("import planted.svc.domain\n")
+    monkeypatch.syspath_prepend(str(tmp_path))  # grimp finds the package by importing its name
     return tmp_path
 
 
 def test_the_checks_catch_what_they_look_for(planted: Path) -> None:
-    graph = import_graph(planted, "planted")
+    graph = import_graph("planted")
     assert graph["planted.svc.server"] == {"planted.svc.servicer", "planted.svc.store"}
     assert layering_faults(graph, "planted", ("svc",), {"svc": ("client",)}) == [
         "planted.svc has no model module",
