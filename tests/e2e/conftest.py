@@ -27,6 +27,7 @@ from __future__ import annotations
 import json
 import secrets
 import subprocess
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -107,6 +108,24 @@ def sign_up_and_log_in(client: httpx.Client, *, password: str | None = None) -> 
     created = client.post("/api/v1/users", json={"username": username, "email": email, "password": password})
     assert created.status_code == 200, created.text
     return log_in(client, username, password, user_id=created.json()["id"], email=email)
+
+
+def wait_until_auth_reaches_users(client: httpx.Client, timeout: float = 10.0) -> None:
+    """After users restarts, auth finds it again within about a second (internal channels retry
+    connecting at most 1 s apart); until then logins are 503 USERS_UNAVAILABLE. Tests that restart
+    users call this, so the tests after them start on a settled stack."""
+    username, password = unique_name("u"), secrets.token_urlsafe(16)
+    created = client.post(
+        "/api/v1/users", json={"username": username, "email": f"{username}@example.com", "password": password}
+    )
+    assert created.status_code == 200, created.text
+    deadline = time.monotonic() + timeout
+    while True:
+        response = client.post("/api/v1/auth/login", json={"username": username, "password": password})
+        if response.status_code == 200 or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)  # polling interval
+    assert response.status_code == 200, response.text
 
 
 def log_in(

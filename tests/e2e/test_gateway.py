@@ -28,6 +28,7 @@ from tests.e2e.conftest import (
     field_violations,
     status_of,
     unique_name,
+    wait_until_auth_reaches_users,
 )
 
 pytestmark = pytest.mark.e2e
@@ -218,6 +219,7 @@ def test_upstream_down_is_503_json(stack: Stack, client: httpx.Client, account: 
     finally:
         stack.restart_service("users")
     assert client.get(f"/api/v1/users/{account.user_id}", headers=account.headers).status_code == 200
+    wait_until_auth_reaches_users(client)
 
 
 # ---- gRPC: reflection on the service port, native gRPC through Envoy --------------------------
@@ -470,6 +472,7 @@ async def test_sigterm_to_users_lets_in_flight_requests_finish(stack: Stack, cli
         # From this (the main) thread: a child started from a worker thread would not be tied
         # to this process's lifetime (see devstack.stack._die_with_parent).
         stack.restart_service("users")
+        await asyncio.to_thread(wait_until_auth_reaches_users, client)
     # The accounts really exist: the same sign-ups now conflict.
     again = await asyncio.to_thread(client.post, "/api/v1/users", json=bodies[0])
     assert again.status_code == 409
