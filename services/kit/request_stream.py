@@ -26,6 +26,7 @@ from typing import Any
 import grpc
 
 from services.kit.errors import InvalidArgument, PinexaError
+from services.kit.request_checks import unparsable_error
 from services.kit.wrapping import WrappingInterceptor
 
 # Envoy buffers a whole request before forwarding it, so through Envoy a message arrives at once;
@@ -71,7 +72,9 @@ class CompleteRequestInterceptor(WrappingInterceptor):
     ) -> Callable[[AsyncIterator[Any], grpc.aio.ServicerContext], Any]:
         async def read_then_call(requests: AsyncIterator[Any], context: grpc.aio.ServicerContext) -> Any:
             try:
-                request = await asyncio.wait_for(anext(requests), self._timeout)
+                # asyncio.timeout, not wait_for: no extra task per call.
+                async with asyncio.timeout(self._timeout):
+                    request = await anext(requests)
             except StopAsyncIteration:
                 await self._abort(
                     context,
@@ -90,10 +93,7 @@ class CompleteRequestInterceptor(WrappingInterceptor):
                     ),
                 )
             except Exception:  # the deserializer refused the bytes: they are not this message
-                await self._abort(
-                    context,
-                    InvalidArgument("the request message could not be parsed", reason="INVALID_REQUEST"),
-                )
+                await self._abort(context, unparsable_error())
             return await behavior(request, context)
 
         return read_then_call
