@@ -34,7 +34,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncEngine
+from services.kit.db import Database
 
 from services.auth.model import Charge, Claim, DeviceClaim, DeviceRecord, ThrottleKey, TokenRecord
 from services.auth.schema import device_tokens, login_throttle, refresh_tokens, sessions
@@ -48,7 +48,7 @@ class _Blocked(Exception):
 class SqlAuthStore:
     """Reads and writes auth's tables (schema.py): the `model.AuthStore` on SQL."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: Database) -> None:
         self._engine = engine
         self._reads = sql.read_engine(engine)  # single-statement reads, no transaction around them
         self._dialect = engine.dialect.name

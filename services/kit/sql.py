@@ -1,4 +1,4 @@
-"""SQL access shared by users and auth: one pooled async engine per process, and Alembic.
+"""SQL access shared by users and auth: one pooled executor per process (db.py), and Alembic.
 
 PostgreSQL goes through psycopg 3 (`postgresql://...` is accepted and mapped to the psycopg
 dialect); the embedded default is a SQLite file through aiosqlite. Migrations run with the
@@ -26,11 +26,11 @@ from typing import Any
 import psycopg
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import event, text
 from sqlalchemy import exc as sa_exc
+from sqlalchemy import text
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from services.kit.db import Database
 from services.kit.errors import DependencyUnavailable, PinexaError
 from services.kit.settings import SqlSettings
 
@@ -59,46 +59,20 @@ def is_sqlite(url: str | URL) -> bool:
     return make_url(str(url) if isinstance(url, URL) else url).get_backend_name() == "sqlite"
 
 
-def _sqlite_pragmas(busy_timeout_ms: int) -> Any:
-    def on_connect(dbapi_connection: Any, _record: Any) -> None:
-        cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA foreign_keys=ON")
-        # SQLite's statement timeout is how long it waits for another writer's lock.
-        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
-        cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.close()
-
-    return on_connect
-
-
 def create_engine(
     url: str, *, pool_size: int = 10, statement_timeout_ms: int = 5000, pool_timeout: float = 5.0
-) -> AsyncEngine:
-    """A pooled engine; create one per process at start-up and share it. Statements are
-    cancelled after `statement_timeout_ms` (SQLite: waits for a lock that long) and a request
-    waits at most `pool_timeout` seconds for a pooled connection."""
-    target = async_url(url)
-    if is_sqlite(target):
-        database = target.database or ""
-        if database and database != ":memory:":
-            Path(database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_async_engine(target, pool_size=pool_size, max_overflow=0, pool_timeout=pool_timeout)
-        event.listen(engine.sync_engine, "connect", _sqlite_pragmas(statement_timeout_ms))
-        return engine
-    return create_async_engine(
-        target,
-        pool_size=pool_size,
-        max_overflow=pool_size,
-        pool_timeout=pool_timeout,
-        pool_pre_ping=True,
-        pool_recycle=1800,
-        connect_args={"connect_timeout": 5, "options": f"-c statement_timeout={int(statement_timeout_ms)}"},
+) -> Database:
+    """The pooled executor of one database (services/kit/db.py); create one per process at
+    start-up and share it. Statements are cancelled after `statement_timeout_ms` (SQLite: waits
+    for a lock that long) and a request waits at most `pool_timeout` seconds for a pooled
+    connection."""
+    return Database(
+        async_url(url), pool_size=pool_size, statement_timeout_ms=statement_timeout_ms, pool_timeout=pool_timeout
     )
 
 
-def engine_from_settings(settings: SqlSettings, name: str, *, pool_size: int | None = None) -> AsyncEngine:
-    """The engine of service `name` (users, auth) with the pool and timeouts of its SqlSettings."""
+def engine_from_settings(settings: SqlSettings, name: str, *, pool_size: int | None = None) -> Database:
+    """The executor of service `name` (users, auth) with the pool and timeouts of its SqlSettings."""
     return create_engine(
         settings.sql_url(name),
         pool_size=settings.db_pool_size if pool_size is None else pool_size,
@@ -151,7 +125,7 @@ def is_outage(exc: BaseException) -> bool:
     statement timeout, no pooled connection in time, SQLite busy or unopenable) rather than a
     bug or bad data (constraint violations, syntax errors, missing tables)."""
     for cause in _causes(exc):
-        if isinstance(cause, sa_exc.TimeoutError):  # QueuePool: no connection within pool_timeout
+        if isinstance(cause, sa_exc.TimeoutError):  # no pooled connection within pool_timeout
             return True
         if isinstance(cause, sa_exc.DBAPIError) and cause.connection_invalidated:
             return True
@@ -175,20 +149,20 @@ def translate_error(exc: Exception) -> PinexaError | None:
     return None
 
 
-def read_engine(engine: AsyncEngine) -> AsyncEngine:
-    """The same pool, for reads of one statement. On PostgreSQL its connections run in
-    autocommit, which saves the BEGIN and the ROLLBACK a transaction would wrap around each read
-    (two of a primary-key read's four round trips, with the pre-ping). A SQLite read starts no
-    transaction anyway, and switching its isolation level would cost more than it saves."""
-    if engine.dialect.name == "postgresql":
-        return engine.execution_options(isolation_level="AUTOCOMMIT")
+def read_engine(engine: Database) -> Database:
+    """The executor for reads of one statement: the same one, whose `connect()` runs statements
+    in autocommit (on PostgreSQL no BEGIN and ROLLBACK around a read). Kept so stores can name
+    their reads apart from their writes."""
     return engine
 
 
-async def ping(engine: AsyncEngine) -> None:
+_PING = text("SELECT 1")
+
+
+async def ping(engine: Database) -> None:
     """Raises when the database is unreachable; used by the health check."""
     async with engine.connect() as connection:
-        await connection.execute(text("SELECT 1"))
+        await connection.execute(_PING)
 
 
 def alembic_config(*, url: str, script_location: Path, version_table: str) -> Config:

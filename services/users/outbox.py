@@ -129,9 +129,18 @@ class PurgeOutbox:
 
     async def _deliver(self, purge: PendingPurge) -> bool:
         lease_until = self._clock() + timedelta(seconds=self._call_timeout + 5)
-        if not await self._store.claim_purge(purge, lease_until):
-            return False  # another replica has it
         attempts = purge.attempts + 1
+        # The claim runs to its end even if we are cancelled meanwhile (stop): a claim that
+        # committed under a cancel would otherwise hold the row until lease_until with nobody
+        # delivering it. Once it is done, a claimed row is handed back at once.
+        claim = asyncio.ensure_future(self._store.claim_purge(purge, lease_until))
+        try:
+            claimed = await asyncio.shield(claim)
+        except asyncio.CancelledError:
+            await self._hand_back_after(claim, purge.user_id, attempts, "stopped mid-claim")
+            raise
+        if not claimed:
+            return False  # another replica has it
         try:
             response = await self._stub.PurgeUserData(
                 data_internal_pb2.PurgeUserDataRequest(user_id=purge.user_id), timeout=self._call_timeout
@@ -139,9 +148,7 @@ class PurgeOutbox:
         except asyncio.CancelledError:
             # Shutting down mid-call: hand the row back now rather than leaving it leased until
             # lease_until, so a restarted or other replica delivers it at once.
-            await asyncio.shield(
-                self._store.reschedule_purge(purge.user_id, attempts, self._clock(), "stopped mid-call")
-            )
+            await self._hand_back(purge.user_id, attempts, "stopped mid-call")
             raise
         except grpc.aio.AioRpcError as error:
             delay = self.backoff(attempts)
@@ -158,15 +165,18 @@ class PurgeOutbox:
                     "retry_in_s": round(delay, 2),
                 },
             )
-            await self._store.reschedule_purge(
-                purge.user_id,
-                attempts,
-                self._clock() + timedelta(seconds=delay),
-                f"{error.code().name}: {error.details() or ''}",
+            # Shielded, as the claim: a stop now still leaves the row due at its back-off.
+            await asyncio.shield(
+                self._store.reschedule_purge(
+                    purge.user_id,
+                    attempts,
+                    self._clock() + timedelta(seconds=delay),
+                    f"{error.code().name}: {error.details() or ''}",
+                )
             )
             return False
         self._data.up()
-        await self._store.finish_purge(purge.user_id)
+        await asyncio.shield(self._store.finish_purge(purge.user_id))
         log.info(
             "data purged for a deleted account",
             extra={
@@ -176,3 +186,18 @@ class PurgeOutbox:
             },
         )
         return True
+
+    async def _hand_back(self, user_id: str, attempts: int, reason: str) -> None:
+        """Make a claimed row due now (we are stopping), so a restarted or other replica
+        delivers it at once instead of after its lease."""
+        await asyncio.shield(self._store.reschedule_purge(user_id, attempts, self._clock(), reason))
+
+    async def _hand_back_after(
+        self, claim: asyncio.Future[bool], user_id: str, attempts: int, reason: str
+    ) -> None:
+        """Cancelled while claiming: wait for the claim to end, and hand the row back if it won."""
+        with contextlib.suppress(Exception):
+            await asyncio.wait([claim])
+        if claim.done() and not claim.cancelled() and claim.exception() is None and claim.result():
+            with contextlib.suppress(Exception):
+                await self._hand_back(user_id, attempts, reason)

@@ -16,7 +16,7 @@ from typing import Any, cast
 
 from sqlalchemy import bindparam, delete, func, insert, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine
+from services.kit.db import Database
 
 from services.kit import sql
 from services.kit.context import Role
@@ -73,7 +73,7 @@ def _conflicting_column(error: IntegrityError) -> str:
 class SqlUserStore:
     """Reads and writes the users and purge_outbox tables: the `model.UserStore` on SQL."""
 
-    def __init__(self, engine: AsyncEngine, cipher: PiiCipher) -> None:
+    def __init__(self, engine: Database, cipher: PiiCipher) -> None:
         self._engine = engine
         self._reads = sql.read_engine(engine)
         self._cipher = cipher
