@@ -38,10 +38,14 @@ async def new_session(store: AuthStore, now: float, ttl: float = 3600) -> tuple[
 async def test_migrations_are_idempotent_and_use_their_own_version_table(sql_url: str) -> None:
     for _ in range(2):
         await sql.upgrade(url=sql_url, script_location=MIGRATIONS, version_table=VERSION_TABLE)
+    inspected = sa.create_engine(sql.sync_url(sql_url))  # schema inspection: SQLAlchemy's own engine
+    try:
+        tables = set(sa.inspect(inspected).get_table_names())
+    finally:
+        inspected.dispose()
     engine = sql.create_engine(sql_url)
     try:
         async with engine.connect() as conn:
-            tables = await conn.run_sync(lambda c: set(sa.inspect(c).get_table_names()))
             version = await conn.scalar(
                 sa.select(sa.column("version_num")).select_from(sa.table(VERSION_TABLE))
             )

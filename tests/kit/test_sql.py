@@ -4,37 +4,37 @@ from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
 from sqlalchemy import exc as sa_exc
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.kit import sql
 from services.kit.errors import DependencyUnavailable
 from tests.support import free_port
 
 
-async def _transaction_status_after_a_read(engine: AsyncEngine) -> str:
-    async with engine.connect() as connection:
-        assert (await connection.execute(text("SELECT 1"))).scalar() == 1
-        driver = (await connection.get_raw_connection()).driver_connection
-        return str(driver.info.transaction_status.name)  # type: ignore[union-attr]
+async def _transaction_status(connection: Any) -> str:
+    return str(connection.driver_connection.info.transaction_status.name)
 
 
-async def test_reads_of_one_statement_open_no_transaction(sql_url: str) -> None:
+async def test_reads_open_no_transaction_and_begin_does(sql_url: str) -> None:
     engine = sql.create_engine(sql_url, pool_size=1)
     try:
-        reads = sql.read_engine(engine)
-        if sql.is_sqlite(sql_url):
-            # A SQLite read starts no transaction; switching its isolation level costs more than it saves.
-            assert reads is engine
-            return
-        # On PostgreSQL no BEGIN went out before the read, and no ROLLBACK will follow it...
-        assert await _transaction_status_after_a_read(reads) == "IDLE"
-        # ...while the pool's connections stay as they were for everything else (writes).
-        assert await _transaction_status_after_a_read(engine) == "INTRANS"
+        async with engine.connect() as connection:
+            assert (await connection.execute(text("SELECT 1"))).scalar() == 1
+            if not sql.is_sqlite(sql_url):  # no BEGIN went out before the read, no ROLLBACK follows
+                assert await _transaction_status(connection) == "IDLE"
+            else:
+                assert not connection.driver_connection.in_transaction
+        async with engine.begin() as connection:
+            assert (await connection.execute(text("SELECT 1"))).scalar() == 1
+            if not sql.is_sqlite(sql_url):
+                assert await _transaction_status(connection) == "INTRANS"
+            else:
+                assert connection.driver_connection.in_transaction
     finally:
         await engine.dispose()
 
@@ -92,7 +92,7 @@ async def test_an_exhausted_pool_is_an_outage(tmp_path: Path) -> None:
     engine = sql.create_engine(f"sqlite:///{tmp_path / 'pool.db'}", pool_size=1, pool_timeout=0.1)
     try:
         async with engine.connect():
-            with pytest.raises(sa_exc.TimeoutError) as caught:
+            with pytest.raises(sa_exc.TimeoutError) as caught:  # the kit's PoolTimeout is one
                 async with engine.connect():
                     pass
     finally:
