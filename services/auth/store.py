@@ -34,11 +34,11 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
-from services.kit.db import Database
 
 from services.auth.model import Charge, Claim, DeviceClaim, DeviceRecord, ThrottleKey, TokenRecord
 from services.auth.schema import device_tokens, login_throttle, refresh_tokens, sessions
 from services.kit import sql
+from services.kit.db import Database
 
 
 class _Blocked(Exception):
@@ -167,7 +167,10 @@ class SqlAuthStore:
 
     async def session_revoked_reason(self, session_id: str) -> str | None:
         async with self._reads.connect() as conn:
-            return await conn.scalar(sa.select(sessions.c.revoked_reason).where(sessions.c.id == session_id))
+            reason = await conn.scalar(
+                sa.select(sessions.c.revoked_reason).where(sessions.c.id == session_id)
+            )
+        return None if reason is None else str(reason)
 
     # ---- failed-login counters ---------------------------------------------------------------
 

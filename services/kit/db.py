@@ -87,8 +87,10 @@ class Result:
 
     def one(self) -> Any:
         if len(self._rows) != 1:
-            raise sa_exc.NoResultFound("expected one row") if not self._rows else sa_exc.MultipleResultsFound(
-                "expected one row"
+            raise (
+                sa_exc.NoResultFound("expected one row")
+                if not self._rows
+                else sa_exc.MultipleResultsFound("expected one row")
             )
         return self._rows[0]
 
@@ -106,13 +108,15 @@ class Result:
 class _Plan:
     """One statement compiled for one dialect, with what running it needs."""
 
-    __slots__ = ("compiled", "sql", "positiontup", "processors", "expanding", "escaped", "_rows")
+    __slots__ = ("_rows", "compiled", "escaped", "expanding", "positiontup", "processors", "sql")
 
     def __init__(self, compiled: SQLCompiler) -> None:
         self.compiled = compiled
         self.sql = compiled.string
-        self.positiontup = tuple(compiled.positiontup) if compiled.positional and compiled.positiontup else None
-        self.processors = dict(compiled._bind_processors)
+        self.positiontup = (
+            tuple(compiled.positiontup) if compiled.positional and compiled.positiontup else None
+        )
+        self.processors: dict[str, Any] = dict(compiled._bind_processors)
         self.expanding = bool(compiled.literal_execute_params or compiled.post_compile_params)
         self.escaped = dict(compiled.escaped_bind_names) if compiled.escaped_bind_names else None
         self._rows: tuple[type, tuple[Any, ...] | None] | None = None
@@ -120,7 +124,7 @@ class _Plan:
     def arguments(self, params: Params, extracted: Sequence[Any] | None) -> tuple[str, Any]:
         """The SQL string and the driver's parameters (a tuple or a dict) for one execution."""
         compiled = self.compiled
-        values = compiled.construct_params(params, extracted_parameters=extracted, escape_names=False)
+        values: Any = compiled.construct_params(params, extracted_parameters=extracted, escape_names=False)
         sql, positiontup, processors = self.sql, self.positiontup, self.processors
         if self.expanding:
             expanded = compiled._process_parameters_for_postcompile(values)
@@ -151,11 +155,14 @@ class _Plan:
 
     def _row_type(self, description: Any, dialect: Dialect) -> tuple[type, tuple[Any, ...] | None]:
         columns = self.compiled._result_columns
-        type_codes = [getattr(d, "type_code", None) if not isinstance(d, tuple) else d[1] for d in description]
+        type_codes = [
+            getattr(d, "type_code", None) if not isinstance(d, tuple) else d[1] for d in description
+        ]
         if columns and len(columns) == len(description):
             names = [c[0] for c in columns]
             found = [
-                c[3]._cached_result_processor(dialect, code) for c, code in zip(columns, type_codes, strict=True)
+                c[3]._cached_result_processor(dialect, code)
+                for c, code in zip(columns, type_codes, strict=True)
             ]
             processors = tuple(found) if any(p is not None for p in found) else None
         else:  # textual SQL: the driver's names, no processing
@@ -214,7 +221,9 @@ class _Compiler:
 # ---- errors -------------------------------------------------------------------------------------
 
 
-def _wrap(error: Exception, sql: str | None, base: type[Exception], *, invalidated: bool = False) -> Exception:
+def _wrap(
+    error: Exception, sql: str | None, base: type[Exception], *, invalidated: bool = False
+) -> Exception:
     """A driver error as SQLAlchemy's DBAPIError subclass (IntegrityError, OperationalError, ...),
     with the driver's error as `.orig`; never with the parameters in its text."""
     if isinstance(error, base):
@@ -256,7 +265,7 @@ class _Postgres:
     def __init__(self, url: URL, *, pool_size: int, statement_timeout_ms: int, pool_timeout: float) -> None:
         from sqlalchemy.dialects.postgresql.psycopg import PGDialect_psycopg
 
-        self.compiler = _Compiler(PGDialect_psycopg())
+        self.compiler = _Compiler(PGDialect_psycopg())  # type: ignore[no-untyped-call]
         self._conninfo = psycopg.conninfo.make_conninfo(
             "",
             host=url.host,
@@ -372,7 +381,9 @@ class _Postgres:
         try:
             cursor = await conn.execute(sql, args)
             description = cursor.description
-            rows = plan.rows(await cursor.fetchall(), description, self.compiler.dialect) if description else []
+            rows = (
+                plan.rows(await cursor.fetchall(), description, self.compiler.dialect) if description else []
+            )
         except psycopg.Error as error:
             raise _wrap(error, sql, psycopg.Error, invalidated=conn.broken) from error
         return Result(rows, cursor.rowcount)
@@ -426,7 +437,7 @@ class _Sqlite:
     async def _open(self) -> aiosqlite.Connection:
         conn = await aiosqlite.connect(self._database, isolation_level=None)
         try:
-            await conn._execute(_configure, conn._conn, self._busy_timeout_ms)
+            await _call(conn, _configure, conn._conn, self._busy_timeout_ms)
         except BaseException:
             await conn.close()
             raise
@@ -469,20 +480,20 @@ class _Sqlite:
                 if self._writer is None:
                     self._writer = await self._open()
                 conn = self._writer
-                await conn._execute(conn._conn.execute, "BEGIN IMMEDIATE")
+                await _call(conn, conn._conn.execute, "BEGIN IMMEDIATE")
             except sqlite3.Error as error:
                 raise _wrap(error, "BEGIN IMMEDIATE", sqlite3.Error) from error
             try:
                 yield conn
             except BaseException:
                 with contextlib.suppress(Exception):
-                    await asyncio.shield(conn._execute(_rollback, conn._conn))
+                    await asyncio.shield(_call(conn, _rollback, conn._conn))
                 raise
             try:
-                await conn._execute(conn._conn.execute, "COMMIT")
+                await _call(conn, conn._conn.execute, "COMMIT")
             except sqlite3.Error as error:
                 with contextlib.suppress(Exception):
-                    await asyncio.shield(conn._execute(_rollback, conn._conn))
+                    await asyncio.shield(_call(conn, _rollback, conn._conn))
                 raise _wrap(error, "COMMIT", sqlite3.Error) from error
         finally:
             self._writer_lock.release()
@@ -491,7 +502,7 @@ class _Sqlite:
         plan, extracted = self.compiler.plan(statement, params)
         sql, args = plan.arguments(params, extracted)
         try:
-            raw, description, rowcount = await conn._execute(_run_sqlite, conn._conn, sql, args)
+            raw, description, rowcount = await _call(conn, _run_sqlite, conn._conn, sql, args)
         except sqlite3.Error as error:
             raise _wrap(error, sql, sqlite3.Error) from error
         rows = plan.rows(raw, description, self.compiler.dialect) if description else []
@@ -504,6 +515,11 @@ class _Sqlite:
         for conn in conns:
             with contextlib.suppress(Exception):
                 await conn.close()
+
+
+async def _call(conn: aiosqlite.Connection, fn: Any, *args: Any) -> Any:
+    """Run `fn(*args)` in the connection's thread: one hop (aiosqlite's own primitive)."""
+    return await conn._execute(fn, *args)  # type: ignore[no-untyped-call]
 
 
 def _configure(conn: sqlite3.Connection, busy_timeout_ms: int) -> None:
@@ -538,18 +554,21 @@ class Database:
     """The pool and compiled statements of one database; create one per process and share it."""
 
     def __init__(
-        self, url: str | URL, *, pool_size: int = 10, statement_timeout_ms: int = 5000, pool_timeout: float = 5.0
+        self,
+        url: str | URL,
+        *,
+        pool_size: int = 10,
+        statement_timeout_ms: int = 5000,
+        pool_timeout: float = 5.0,
     ) -> None:
         parsed = make_url(str(url) if isinstance(url, URL) else url)
         backend = parsed.get_backend_name()
-        options = {"pool_size": pool_size, "statement_timeout_ms": statement_timeout_ms, "pool_timeout": pool_timeout}
         self._backend: _Postgres | _Sqlite
-        if backend == "sqlite":
-            self._backend = _Sqlite(parsed, **options)
-        elif backend == "postgresql":
-            self._backend = _Postgres(parsed, **options)
-        else:
+        if backend not in ("sqlite", "postgresql"):
             raise ValueError(f"unsupported database {backend!r}: use postgresql:// or sqlite://")
+        self._backend = (_Sqlite if backend == "sqlite" else _Postgres)(
+            parsed, pool_size=pool_size, statement_timeout_ms=statement_timeout_ms, pool_timeout=pool_timeout
+        )
         self.dialect = _DialectInfo(self._backend.name)
 
     @contextlib.asynccontextmanager

@@ -67,7 +67,10 @@ def create_engine(
     for a lock that long) and a request waits at most `pool_timeout` seconds for a pooled
     connection."""
     return Database(
-        async_url(url), pool_size=pool_size, statement_timeout_ms=statement_timeout_ms, pool_timeout=pool_timeout
+        async_url(url),
+        pool_size=pool_size,
+        statement_timeout_ms=statement_timeout_ms,
+        pool_timeout=pool_timeout,
     )
 
 

@@ -16,10 +16,10 @@ from typing import Any, cast
 
 from sqlalchemy import bindparam, delete, func, insert, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
-from services.kit.db import Database
 
 from services.kit import sql
 from services.kit.context import Role
+from services.kit.db import Database
 from services.users.crypto import PiiCipher
 from services.users.model import Conflict, Credentials, PendingPurge, UserRecord
 from services.users.schema import purge_outbox, users
