@@ -266,6 +266,9 @@ class _Postgres:
         from sqlalchemy.dialects.postgresql.psycopg import PGDialect_psycopg
 
         self.compiler = _Compiler(PGDialect_psycopg())  # type: ignore[no-untyped-call]
+        # The pool logs a warning per connection that fails during an outage; the service logs
+        # one line when the database goes and one when it is back (kit/outage.py).
+        logging.getLogger("psycopg.pool").setLevel(logging.ERROR)
         self._conninfo = psycopg.conninfo.make_conninfo(
             "",
             host=url.host,
