@@ -40,6 +40,39 @@ from services.auth.schema import device_tokens, login_throttle, refresh_tokens, 
 from services.kit import sql
 from services.kit.db import Database
 
+# The statements of every login and refresh, built once (with bind parameters) so each call only
+# looks up its compiled form; the rest are built per call and found by SQLAlchemy's cache key.
+_INSERT_SESSION = sa.insert(sessions)
+_INSERT_TOKEN = sa.insert(refresh_tokens)
+_FIND_TOKEN = (
+    sa.select(
+        refresh_tokens.c.token_hash,
+        refresh_tokens.c.session_id,
+        sessions.c.user_id,
+        refresh_tokens.c.expires_at,
+        refresh_tokens.c.spent_at,
+        sessions.c.revoked_at,
+    )
+    .join(sessions, sessions.c.id == refresh_tokens.c.session_id)
+    .where(refresh_tokens.c.token_hash == sa.bindparam("token_hash"))
+)
+_FIRST_SPEND = refresh_tokens.c.spent_at.is_(None)
+_SPEND_TOKEN = (
+    sa.update(refresh_tokens)
+    .where(
+        refresh_tokens.c.token_hash == sa.bindparam("b_token_hash"),
+        refresh_tokens.c.expires_at > sa.bindparam("b_now"),
+        sa.or_(_FIRST_SPEND, refresh_tokens.c.spent_at >= sa.bindparam("b_grace_since")),
+        sa.exists().where(sessions.c.id == sa.bindparam("b_session_id"), sessions.c.revoked_at.is_(None)),
+    )
+    # SET expressions read the row as it was before this update.
+    .values(
+        spent_at=sa.func.coalesce(refresh_tokens.c.spent_at, sa.bindparam("b_now")),
+        grace_uses=refresh_tokens.c.grace_uses + sa.case((_FIRST_SPEND, 0), else_=1),
+    )
+    .returning(refresh_tokens.c.grace_uses)
+)
+
 
 class _Blocked(Exception):
     """Internal: rolls back a claim transaction when one counter is in back-off."""
@@ -63,28 +96,20 @@ class SqlAuthStore:
     ) -> None:
         """A new login: its session and the first refresh token of the family."""
         async with self._engine.begin() as conn:
-            await conn.execute(sa.insert(sessions).values(id=session_id, user_id=user_id, created_at=now))
+            await conn.execute(_INSERT_SESSION, {"id": session_id, "user_id": user_id, "created_at": now})
             await conn.execute(
-                sa.insert(refresh_tokens).values(
-                    token_hash=token_hash, session_id=session_id, created_at=now, expires_at=expires_at
-                )
+                _INSERT_TOKEN,
+                {
+                    "token_hash": token_hash,
+                    "session_id": session_id,
+                    "created_at": now,
+                    "expires_at": expires_at,
+                },
             )
 
     async def find_token(self, token_hash: str) -> TokenRecord | None:
-        query = (
-            sa.select(
-                refresh_tokens.c.token_hash,
-                refresh_tokens.c.session_id,
-                sessions.c.user_id,
-                refresh_tokens.c.expires_at,
-                refresh_tokens.c.spent_at,
-                sessions.c.revoked_at,
-            )
-            .join(sessions, sessions.c.id == refresh_tokens.c.session_id)
-            .where(refresh_tokens.c.token_hash == token_hash)
-        )
         async with self._reads.connect() as conn:
-            row = (await conn.execute(query)).first()
+            row = (await conn.execute(_FIND_TOKEN, {"token_hash": token_hash})).first()
         if row is None:
             return None
         return TokenRecord(
@@ -115,35 +140,25 @@ class SqlAuthStore:
         row, see it spent. Returns how many times the token had been spent before (0 for the
         first spend), or None when it may not be spent.
         """
-        first_spend = refresh_tokens.c.spent_at.is_(None)
         async with self._engine.begin() as conn:
-            row = (
-                await conn.execute(
-                    sa.update(refresh_tokens)
-                    .where(
-                        refresh_tokens.c.token_hash == token_hash,
-                        refresh_tokens.c.expires_at > now,
-                        sa.or_(first_spend, refresh_tokens.c.spent_at >= grace_since),
-                        sa.exists().where(sessions.c.id == session_id, sessions.c.revoked_at.is_(None)),
-                    )
-                    # SET expressions read the row as it was before this update.
-                    .values(
-                        spent_at=sa.func.coalesce(refresh_tokens.c.spent_at, now),
-                        grace_uses=refresh_tokens.c.grace_uses + sa.case((first_spend, 0), else_=1),
-                    )
-                    .returning(refresh_tokens.c.grace_uses)
-                )
-            ).first()
+            spend = {
+                "b_token_hash": token_hash,
+                "b_now": now,
+                "b_grace_since": grace_since,
+                "b_session_id": session_id,
+            }
+            row = (await conn.execute(_SPEND_TOKEN, spend)).first()
             if row is None:
                 return None
             await conn.execute(
-                sa.insert(refresh_tokens).values(
-                    token_hash=new_hash,
-                    session_id=session_id,
-                    parent_hash=token_hash,
-                    created_at=now,
-                    expires_at=expires_at,
-                )
+                _INSERT_TOKEN,
+                {
+                    "token_hash": new_hash,
+                    "session_id": session_id,
+                    "parent_hash": token_hash,
+                    "created_at": now,
+                    "expires_at": expires_at,
+                },
             )
         return int(row.grace_uses)
 
