@@ -65,10 +65,17 @@ def postgres_database_factory(postgres_server_url: str) -> Iterator[object]:
         list(pool.map(drop, created))
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def sql_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """A fresh, empty database URL: a SQLite file, then a throwaway PostgreSQL database."""
-    if request.param == "sqlite":
+def database_url(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh, empty database URL of `kind`: a SQLite file, or ("postgres") a throwaway
+    PostgreSQL database. For fixtures parametrized over more than the two (the store
+    conformance suites add an in-memory store)."""
+    if kind == "sqlite":
         return f"sqlite+aiosqlite:///{tmp_path / 'test.db'}"
     factory = request.getfixturevalue("postgres_database_factory")
     return factory()  # type: ignore[operator, no-any-return]
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def sql_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh, empty database URL: a SQLite file, then a throwaway PostgreSQL database."""
+    return database_url(request.param, request, tmp_path)

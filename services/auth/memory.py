@@ -275,7 +275,9 @@ class MemoryAuthStore:
         for session_id in sessions:
             del self.sessions[session_id]
         counters = [
-            k for k, c in self.counters.items() if c.last_failure_at < failures_before and c.blocked_until < now
+            k
+            for k, c in self.counters.items()
+            if c.last_failure_at < failures_before and c.blocked_until < now
         ]
         for key in counters:
             del self.counters[key]
@@ -310,7 +312,9 @@ class MemoryUsersClient:
 
     def _check_up(self) -> None:
         if self.unavailable:
-            raise Unavailable("the account directory is unavailable; try again shortly", reason="USERS_UNAVAILABLE")
+            raise Unavailable(
+                "the account directory is unavailable; try again shortly", reason="USERS_UNAVAILABLE"
+            )
 
     def _find(self, login: str) -> str:
         name = login.strip().lower()

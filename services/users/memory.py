@@ -20,9 +20,6 @@ from services.kit.context import Role
 from services.users.model import Conflict, Credentials, PendingPurge, UserRecord, UserStore
 from services.users.validation import email_key
 
-# What a column left out of an insert holds (the tables' server defaults).
-_DEFAULTS: dict[str, Any] = {"display_name": "", "role": "user", "version": 1}
-
 
 @dataclass(slots=True)
 class _Purge:
@@ -58,13 +55,16 @@ class MemoryUserStore:
     @staticmethod
     def _credentials(row: Mapping[str, Any]) -> Credentials:
         return Credentials(
-            id=row["id"], username=row["username"], role=cast(Role, row["role"]), password_hash=row["password_hash"]
+            id=row["id"],
+            username=row["username"],
+            role=cast(Role, row["role"]),
+            password_hash=row["password_hash"],
         )
 
     # -- accounts ------------------------------------------------------------------------------
 
     async def insert(self, values: Mapping[str, Any]) -> None:
-        row = {**_DEFAULTS, **values}
+        row = dict(values)  # every UserRecord field and the password_hash, as the domain passes them
         if row["id"] in self.rows:
             raise Conflict("id")
         self._check_unique(row)
@@ -122,7 +122,9 @@ class MemoryUserStore:
     # -- purge outbox --------------------------------------------------------------------------
 
     async def due_purges(self, now: datetime, limit: int) -> list[PendingPurge]:
-        due = sorted((p for p in self.purges.values() if p.next_attempt_at <= now), key=lambda p: p.next_attempt_at)
+        due = sorted(
+            (p for p in self.purges.values() if p.next_attempt_at <= now), key=lambda p: p.next_attempt_at
+        )
         return [PendingPurge(p.user_id, p.attempts, p.next_attempt_at) for p in due[:limit]]
 
     async def claim_purge(self, purge: PendingPurge, lease_until: datetime) -> bool:

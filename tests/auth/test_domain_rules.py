@@ -75,7 +75,7 @@ def world() -> World:
 
 
 async def outcome(call: Awaitable[object]) -> str:
-    """"OK", or the reason of the error the call raised."""
+    """ "OK", or the reason of the error the call raised."""
     try:
         await call
     except PinexaError as error:
@@ -123,7 +123,9 @@ async def test_refresh(world: World, steps: list[tuple[float, int, str]]) -> Non
             tokens.append(pair.refresh_token)
 
 
-async def test_reuse_revokes_with_its_reason_and_logs_no_token(world: World, caplog: pytest.LogCaptureFixture) -> None:
+async def test_reuse_revokes_with_its_reason_and_logs_no_token(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
     first = (await world.login()).refresh_token
     await world.auth.refresh(first)
     world.clock.advance(11)
@@ -162,7 +164,10 @@ async def test_refresh_of_a_deleted_account_revokes_its_session_and_devices(worl
     del world.users.accounts[world.ada]
     assert await outcome(world.auth.refresh(pair.refresh_token)) == "ACCOUNT_NOT_FOUND"
     record = await world.store.find_token(hash_token(pair.refresh_token))
-    assert record is not None and await world.store.session_revoked_reason(record.session_id) == "account_deleted"
+    assert (
+        record is not None
+        and await world.store.session_revoked_reason(record.session_id) == "account_deleted"
+    )
     assert await world.store.device_state(hash_token(pair.device_token)) is None
 
 
@@ -242,7 +247,9 @@ async def test_throttle(world: World, steps: list[tuple[float, bool, str, float 
         except PinexaError as error:
             assert error.reason == expected
             if retry_after is not None:
-                assert isinstance(error, ResourceExhausted) and error.retry_after == pytest.approx(retry_after)
+                assert isinstance(error, ResourceExhausted) and error.retry_after == pytest.approx(
+                    retry_after
+                )
         else:
             assert expected == "OK"
 
@@ -413,12 +420,18 @@ def principal(user_id: str) -> Principal:
 async def test_logout(world: World, all_sessions: bool, who: str | None, expected: str) -> None:
     first, second = await world.login(), await world.login()
     caller = None if who is None else principal(world.ada if who == "ada" else who)
-    assert await outcome(world.auth.logout(first.refresh_token, all_sessions=all_sessions, principal=caller)) == expected
+    assert (
+        await outcome(world.auth.logout(first.refresh_token, all_sessions=all_sessions, principal=caller))
+        == expected
+    )
     ended = {
         pair.refresh_token: await outcome(world.auth.refresh(pair.refresh_token)) == "REFRESH_TOKEN_REVOKED"
         for pair in (first, second)
     }
-    assert ended == {first.refresh_token: expected == "OK", second.refresh_token: expected == "OK" and all_sessions}
+    assert ended == {
+        first.refresh_token: expected == "OK",
+        second.refresh_token: expected == "OK" and all_sessions,
+    }
     # Logging out everywhere forgets the devices too; a plain logout keeps them.
     devices = [await world.store.device_state(hash_token(p.device_token)) for p in (first, second)]
     assert all(d is None for d in devices) == (expected == "OK" and all_sessions)

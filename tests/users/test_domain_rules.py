@@ -52,7 +52,10 @@ def world_with(hasher: PasswordHasher = FAST_HASHER) -> World:
     store = MemoryUserStore()
     world = World(domain=None, store=store, clock=clock)  # type: ignore[arg-type]
     world.domain = UsersDomain(
-        store=store, passwords=Passwords(hasher), on_delete=lambda: world.deletes.append(None), clock=clock.utc
+        store=store,
+        passwords=Passwords(hasher),
+        on_delete=lambda: world.deletes.append(None),
+        clock=clock.utc,
     )
     return world
 
@@ -70,7 +73,7 @@ ADMIN = caller("an-admin-without-an-account", "admin")
 
 
 async def outcome(call: Awaitable[object]) -> str:
-    """"OK", or the error's reason with the field it names (AlreadyExists) or its violations."""
+    """ "OK", or the error's reason with the field it names (AlreadyExists) or its violations."""
     try:
         await call
     except PinexaError as error:
@@ -121,7 +124,9 @@ def actor(who: str, ada: UserRecord) -> Principal:
 
 @pytest.mark.parametrize(("who", "expected"), ACTORS)
 @pytest.mark.parametrize("operation", ["get", "update", "delete"])
-async def test_only_the_account_itself_or_an_admin(world: World, operation: str, who: str, expected: str) -> None:
+async def test_only_the_account_itself_or_an_admin(
+    world: World, operation: str, who: str, expected: str
+) -> None:
     ada = await world.sign_up("ada")
     principal = actor(who, ada)
     calls = {
@@ -138,7 +143,9 @@ async def test_a_refusal_does_not_tell_whether_the_account_exists(world: World, 
     principal = caller("someone-else") if who == "other" else caller(ada.id)
     exists = await outcome(world.domain.get(principal, ada.id))
     missing = await outcome(world.domain.get(principal, "no-such-id"))
-    assert (exists, missing) == (("PERMISSION_DENIED",) * 2 if who == "other" else ("OK", "PERMISSION_DENIED"))
+    assert (exists, missing) == (
+        ("PERMISSION_DENIED",) * 2 if who == "other" else ("OK", "PERMISSION_DENIED")
+    )
 
 
 @pytest.mark.parametrize(("role", "expected"), [("user", "ADMIN_ONLY"), ("admin", "OK")])
@@ -150,7 +157,12 @@ async def test_listing_is_for_admins(world: World, role: Role, expected: str) ->
 
 # (who, the patch, the expected outcome, the fields expected afterwards)
 UPDATE_CASES: dict[str, tuple[str, UserPatch, str, dict[str, Any]]] = {
-    "display name": ("self", UserPatch(display_name="Ada L."), "OK", {"display_name": "Ada L.", "version": 2}),
+    "display name": (
+        "self",
+        UserPatch(display_name="Ada L."),
+        "OK",
+        {"display_name": "Ada L.", "version": 2},
+    ),
     "e-mail, trimmed": ("self", UserPatch(email=" Ada2@example.com "), "OK", {"email": "Ada2@example.com"}),
     "a taken e-mail": ("self", UserPatch(email="GRACE@example.com"), "ALREADY_EXISTS user.email", {}),
     "an invalid e-mail and password": (
@@ -173,10 +185,10 @@ UPDATE_CASES: dict[str, tuple[str, UserPatch, str, dict[str, Any]]] = {
 }
 
 
-@pytest.mark.parametrize(("who", "patch", "expected", "after"), UPDATE_CASES.values(), ids=UPDATE_CASES.keys())
-async def test_update(
-    world: World, who: str, patch: UserPatch, expected: str, after: dict[str, Any]
-) -> None:
+@pytest.mark.parametrize(
+    ("who", "patch", "expected", "after"), UPDATE_CASES.values(), ids=UPDATE_CASES.keys()
+)
+async def test_update(world: World, who: str, patch: UserPatch, expected: str, after: dict[str, Any]) -> None:
     ada = await world.sign_up("ada")
     await world.sign_up("grace")
     world.clock.advance(5)
@@ -197,7 +209,9 @@ async def test_update(
 )
 async def test_etag_guards_an_update(world: World, etag: str, expected: str) -> None:
     ada = await world.sign_up("ada")
-    tag = {"current": etag_for(ada.id, ada.version), "stale": etag_for(ada.id, ada.version - 1)}.get(etag, etag)
+    tag = {"current": etag_for(ada.id, ada.version), "stale": etag_for(ada.id, ada.version - 1)}.get(
+        etag, etag
+    )
     patch = UserPatch(display_name="new")
     assert await outcome(world.domain.update(caller(ada.id), ada.id, patch, tag)) == expected
     current = await world.store.get(ada.id)
@@ -209,7 +223,10 @@ async def test_of_two_updates_with_one_etag_exactly_one_wins(world: World) -> No
     ada = await world.sign_up("ada")
     tag = etag_for(ada.id, ada.version)
     results = await asyncio.gather(
-        *(outcome(world.domain.update(caller(ada.id), ada.id, UserPatch(display_name=str(i)), tag)) for i in range(5))
+        *(
+            outcome(world.domain.update(caller(ada.id), ada.id, UserPatch(display_name=str(i)), tag))
+            for i in range(5)
+        )
     )
     assert sorted(results) == ["ETAG_MISMATCH"] * 4 + ["OK"]
 
@@ -273,7 +290,9 @@ async def test_verify_credentials(world: World, login: str, password: str, expec
         assert (error.reason, str(error)) == (expected, "the username or password is incorrect")
     else:
         assert expected == "OK" and (identity.user_id, identity.role) == (ada.id, "user")
-    assert await world.domain.resolve_login(login) == (ada.id if login.strip().lower().startswith("ada") else None)
+    assert await world.domain.resolve_login(login) == (
+        ada.id if login.strip().lower().startswith("ada") else None
+    )
 
 
 async def test_a_hash_with_old_parameters_is_upgraded_on_login(world: World) -> None:
@@ -337,9 +356,19 @@ async def test_delete_queues_a_purge_and_wakes_the_outbox(world: World) -> None:
 PURGE_CASES: dict[str, list[tuple[float, str, object]]] = {
     "a claimed row is leased": [(0, "claim", True), (0, "due", 0), (14.9, "due", 0), (0.1, "due", 1)],
     "a lease that runs out is delivered again": [(0, "claim", True), (15, "claim", True), (0, "due", 0)],
-    "a failure is retried at its time": [(0, "claim", True), (0, "fail", None), (1.9, "due", 0), (0.1, "due", 1)],
+    "a failure is retried at its time": [
+        (0, "claim", True),
+        (0, "fail", None),
+        (1.9, "due", 0),
+        (0.1, "due", 1),
+    ],
     "a stale claim loses": [(0, "claim", True), (0, "stale claim", False)],
-    "a stale reschedule changes nothing": [(0, "claim", True), (15, "claim", True), (0, "stale fail", None), (0, "due", 0)],
+    "a stale reschedule changes nothing": [
+        (0, "claim", True),
+        (15, "claim", True),
+        (0, "stale fail", None),
+        (0, "due", 0),
+    ],
     "a finished purge is gone": [(0, "claim", True), (0, "finish", None), (100, "due", 0)],
 }
 
@@ -361,7 +390,9 @@ async def test_purge_schedule(world: World, steps: list[tuple[float, str, object
             result = await store.claim_purge(first, now + timedelta(seconds=15))
         elif action == "fail":
             assert row is not None
-            await store.reschedule_purge(ada.id, row.attempts, now + timedelta(seconds=2), "UNAVAILABLE: down")
+            await store.reschedule_purge(
+                ada.id, row.attempts, now + timedelta(seconds=2), "UNAVAILABLE: down"
+            )
         elif action == "stale fail":
             await store.reschedule_purge(ada.id, 1, now, "a replica that lost its lease")
         elif action == "finish":
