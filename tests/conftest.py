@@ -10,14 +10,17 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import psycopg
 import pytest
 from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine
 
+from services.kit import sql
 from tests.support import TestKeys
 
 DEFAULT_TEST_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -73,6 +76,21 @@ def database_url(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> s
         return f"sqlite+aiosqlite:///{tmp_path / 'test.db'}"
     factory = request.getfixturevalue("postgres_database_factory")
     return factory()  # type: ignore[operator, no-any-return]
+
+
+@asynccontextmanager
+async def migrated_engine(
+    kind: str, request: pytest.FixtureRequest, tmp_path: Path, *, migrations: Path, version_table: str
+) -> AsyncIterator[AsyncEngine]:
+    """An engine on a fresh database of `kind` (see `database_url`), migrated with a service's
+    migrations; disposed of on the way out."""
+    url = database_url(kind, request, tmp_path)
+    await sql.upgrade(url=url, script_location=migrations, version_table=version_table)
+    engine = sql.create_engine(url, pool_size=10)
+    try:
+        yield engine
+    finally:
+        await engine.dispose()
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

@@ -23,8 +23,7 @@ from services.auth.memory import MemoryAuthStore
 from services.auth.model import AuthStore, ThrottleKey
 from services.auth.server import MIGRATIONS, VERSION_TABLE
 from services.auth.store import SqlAuthStore
-from services.kit import sql
-from tests.conftest import database_url
+from tests.conftest import migrated_engine
 
 
 @pytest.fixture(params=["memory", "sqlite", "postgres"])
@@ -32,11 +31,10 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
     if request.param == "memory":
         yield MemoryAuthStore()
         return
-    url = database_url(request.param, request, tmp_path)
-    await sql.upgrade(url=url, script_location=MIGRATIONS, version_table=VERSION_TABLE)
-    engine = sql.create_engine(url, pool_size=10)
-    yield SqlAuthStore(engine)
-    await engine.dispose()
+    async with migrated_engine(
+        request.param, request, tmp_path, migrations=MIGRATIONS, version_table=VERSION_TABLE
+    ) as engine:
+        yield SqlAuthStore(engine)
 
 
 async def new_session(store: AuthStore, now: float, ttl: float = 3600) -> tuple[str, str]:

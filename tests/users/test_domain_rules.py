@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -40,24 +40,19 @@ class World:
     domain: UsersDomain
     store: MemoryUserStore
     clock: FakeClock
-    deletes: list[None] = field(default_factory=list)  # one entry per on_delete wake-up
+    deletes: list[None]  # one entry per on_delete wake-up
 
     async def sign_up(self, username: str, **fields: Any) -> UserRecord:
         values = {"email": f"{username}@example.com", "password": PASSWORD, **fields}
         return await self.domain.sign_up(NewUser(username=username, **values))
 
 
-def world_with(hasher: PasswordHasher = FAST_HASHER) -> World:
-    clock = FakeClock(start=T0)
-    store = MemoryUserStore()
-    world = World(domain=None, store=store, clock=clock)  # type: ignore[arg-type]
-    world.domain = UsersDomain(
-        store=store,
-        passwords=Passwords(hasher),
-        on_delete=lambda: world.deletes.append(None),
-        clock=clock.utc,
+def world_with(hasher: PasswordHasher = FAST_HASHER, store: MemoryUserStore | None = None) -> World:
+    clock, store, deletes = FakeClock(start=T0), store or MemoryUserStore(), []
+    domain = UsersDomain(
+        store=store, passwords=Passwords(hasher), on_delete=lambda: deletes.append(None), clock=clock.utc
     )
-    return world
+    return World(domain, store, clock, deletes)
 
 
 @pytest.fixture
@@ -296,9 +291,8 @@ async def test_verify_credentials(world: World, login: str, password: str, expec
 
 
 async def test_a_hash_with_old_parameters_is_upgraded_on_login(world: World) -> None:
-    old = world_with(PasswordHasher(time_cost=1, memory_cost=32, parallelism=1))
-    old.store = world.store
-    old.domain._store = world.store  # the same accounts, hashed with weaker parameters
+    # The same accounts, signed up under weaker parameters.
+    old = world_with(PasswordHasher(time_cost=1, memory_cost=32, parallelism=1), store=world.store)
     ada = await old.sign_up("ada")
     before = world.store.rows[ada.id]["password_hash"]
     await world.domain.verify_credentials("ada", PASSWORD)

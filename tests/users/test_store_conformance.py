@@ -19,13 +19,12 @@ from typing import Any
 
 import pytest
 
-from services.kit import sql
 from services.users.crypto import PiiCipher
 from services.users.memory import MemoryUserStore
 from services.users.model import Conflict, PendingPurge, UserRecord, UserStore
 from services.users.server import MIGRATIONS, VERSION_TABLE
 from services.users.store import SqlUserStore
-from tests.conftest import database_url
+from tests.conftest import migrated_engine
 
 T0 = datetime(2026, 1, 2, 3, 4, 5, 123456, tzinfo=UTC)
 CIPHER = PiiCipher([bytes(range(32))])
@@ -36,11 +35,10 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
     if request.param == "memory":
         yield MemoryUserStore()
         return
-    url = database_url(request.param, request, tmp_path)
-    await sql.upgrade(url=url, script_location=MIGRATIONS, version_table=VERSION_TABLE)
-    engine = sql.create_engine(url, pool_size=10)
-    yield SqlUserStore(engine, CIPHER)
-    await engine.dispose()
+    async with migrated_engine(
+        request.param, request, tmp_path, migrations=MIGRATIONS, version_table=VERSION_TABLE
+    ) as engine:
+        yield SqlUserStore(engine, CIPHER)
 
 
 def account(username: str, /, *, at: datetime = T0, **overrides: Any) -> dict[str, Any]:
