@@ -172,7 +172,7 @@ class MemoryAuthStore:
             if counter is None:
                 counter = _Counter(failures=1, last_failure_at=now)
             elif counter.blocked_until > now:
-                return Claim(retry_after=max(await self.blocked_until(ordered) - now, 0.001))
+                return Claim(retry_after=max(self._latest(ordered) - now, 0.001))
             else:
                 failures = 1 if counter.last_failure_at < forget_before else counter.failures + 1
                 counter = replace(counter, failures=failures, last_failure_at=now)
@@ -186,6 +186,9 @@ class MemoryAuthStore:
         return Claim(charges=tuple(charges))
 
     async def blocked_until(self, keys: Sequence[ThrottleKey]) -> float:
+        return self._latest(keys)
+
+    def _latest(self, keys: Sequence[ThrottleKey]) -> float:
         return max((self.counters[k.key].blocked_until for k in keys if k.key in self.counters), default=0.0)
 
     async def settle(self, claim: Claim, *, reset: Sequence[str] = ()) -> None:
@@ -317,9 +320,11 @@ class MemoryUsersClient:
             )
 
     def _find(self, login: str) -> str:
+        """The id of the account a login name reaches, or "": as users decides, a name with an
+        "@" is an e-mail address, anything else a username, both in any case."""
         name = login.strip().lower()
         for user_id, account in self.accounts.items():
-            if name and name in (account.username.lower(), account.email.lower()):
+            if name and name == (account.email if "@" in name else account.username).lower():
                 return user_id
         return ""
 
@@ -329,12 +334,13 @@ class MemoryUsersClient:
 
     async def verify_credentials(self, username: str, password: str) -> Identity:
         self._check_up()
-        account = self.accounts.get(self._find(username))
+        user_id = self._find(username)
+        account = self.accounts.get(user_id)
         # Compared as bytes, in constant time, whether or not the account exists.
         expected = (account.password if account else "").encode()
         if not hmac.compare_digest(expected, password.encode()) or account is None:
             raise InvalidCredentials
-        return Identity(user_id=self._find(username), role=account.role)
+        return Identity(user_id=user_id, role=account.role)
 
     async def get_identity(self, user_id: str) -> Identity:
         self._check_up()
