@@ -21,6 +21,7 @@ import grpc
 import pytest
 from argon2 import PasswordHasher
 
+from pinexa.data.v1 import data_internal_pb2
 from services.kit.context import Principal, Role
 from services.kit.errors import PinexaError
 from services.users.domain import NewUser, UserPatch, UsersDomain, etag_for
@@ -396,15 +397,64 @@ async def test_purge_schedule(world: World, steps: list[tuple[float, str, object
         assert result == expected, action
 
 
-@pytest.mark.parametrize(
-    ("attempts", "low", "high"),
-    [(1, 0.4, 0.5), (2, 0.8, 1.0), (3, 1.6, 2.0), (5, 6.4, 8.0), (20, 48.0, 60.0)],
-)
-async def test_purge_retry_back_off_doubles_up_to_its_cap(attempts: int, low: float, high: float) -> None:
-    # A channel object is needed to build the worker; nothing is ever sent over it.
-    channel = grpc.aio.insecure_channel("127.0.0.1:9")
-    try:
-        outbox = PurgeOutbox(store=MemoryUserStore(), channel=channel, backoff_base=0.5, backoff_max=60.0)
-        assert all(low <= outbox.backoff(attempts) <= high for _ in range(20))
-    finally:
-        await channel.close()
+class ScriptedData:
+    """Stands in for the channel to the data service (these tests use no network; the real
+    delivery over gRPC is test_outbox.py's): PurgeUserData answers from a script, None for
+    success or a status code for a failure, and records the calls."""
+
+    def __init__(self, answers: list[grpc.StatusCode | None]) -> None:
+        self.answers, self.calls = list(answers), 0
+
+    def unary_unary(self, method: str, **_: Any) -> Any:
+        async def call(request: data_internal_pb2.PurgeUserDataRequest, timeout: float) -> Any:
+            self.calls += 1
+            code = self.answers.pop(0)
+            if code is not None:
+                raise grpc.aio.AioRpcError(code, grpc.aio.Metadata(), grpc.aio.Metadata(), "scripted")
+            return data_internal_pb2.PurgeUserDataResponse(deleted_count=2)
+
+        return call
+
+
+# The outbox worker's passes on the fake clock. Steps: (seconds to advance, what the data service
+# answers to the calls of this pass, how many purges the pass delivers). Back-off: 1 s, then 2 s,
+# with up to 20 % jitter below; a call's lease is its 10 s timeout plus 5 s.
+OUTBOX_CASES: dict[str, list[tuple[float, list[grpc.StatusCode | None], int]]] = {
+    "delivered at once": [(0, [None], 1), (100, [], 0)],
+    "an outage is retried after the back-off": [
+        (0, [grpc.StatusCode.UNAVAILABLE], 0),
+        (0.7, [], 0),  # not due before 0.8 s
+        (0.3, [None], 1),
+    ],
+    "the back-off doubles": [
+        (0, [grpc.StatusCode.UNAVAILABLE], 0),
+        (1, [grpc.StatusCode.DEADLINE_EXCEEDED], 0),
+        (1.5, [], 0),  # not due before 1.6 s
+        (0.5, [None], 1),
+    ],
+    "any error is retried, not dropped": [(0, [grpc.StatusCode.INTERNAL], 0), (1, [None], 1)],
+}
+
+
+@pytest.mark.parametrize("steps", OUTBOX_CASES.values(), ids=OUTBOX_CASES.keys())
+async def test_outbox_delivery(
+    world: World, steps: list[tuple[float, list[grpc.StatusCode | None], int]]
+) -> None:
+    ada = await world.sign_up("ada")
+    await world.domain.delete(ADMIN, ada.id)
+    data = ScriptedData([answer for _, answers, _ in steps for answer in answers])
+    outbox = PurgeOutbox(
+        store=world.store,
+        channel=data,
+        backoff_base=1.0,
+        backoff_max=60.0,
+        call_timeout=10.0,
+        clock=world.clock.utc,
+    )
+    calls = 0
+    for advance, answers, delivered in steps:
+        world.clock.advance(advance)
+        assert await outbox.deliver_due() == delivered
+        calls += len(answers)
+        assert data.calls == calls
+    assert ada.id not in world.store.purges  # every case ends delivered
