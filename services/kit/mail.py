@@ -41,8 +41,8 @@ from urllib.parse import unquote, urlencode, urlsplit
 import aiosmtplib
 import jinja2
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from services.kit.db import Connection, Database
 from services.kit.outage import OutageLog
 from services.kit.outbox import OutboxWorker
 from services.kit.settings import Settings, SettingsError, setting
@@ -220,7 +220,7 @@ outbox = outbox_table_in(sa.MetaData())  # the kit's handle for its statements
 
 
 async def enqueue(
-    connection: AsyncConnection,
+    connection: Connection,
     *,
     to: str,
     template: str,
@@ -250,7 +250,7 @@ async def enqueue(
 
 
 async def enqueue_all(
-    connection: AsyncConnection, mails: Sequence[OutgoingMail], *, sealer: Sealer | None = None
+    connection: Connection, mails: Sequence[OutgoingMail], *, sealer: Sealer | None = None
 ) -> list[str]:
     """`enqueue` each of `mails`, in order, in the caller's transaction."""
     return [
@@ -404,7 +404,7 @@ class MailWorker(OutboxWorker[_Due, float]):
     def __init__(
         self,
         *,
-        engine: AsyncEngine,
+        engine: Database,
         renderer: Renderer,
         sender: Sender,
         sealer: Sealer | None = None,
@@ -435,7 +435,7 @@ class MailWorker(OutboxWorker[_Due, float]):
         self._smtp = OutageLog(log, component=component, dependency="mail server")
 
     @classmethod
-    def from_settings(cls, settings: MailSettings, *, engine: AsyncEngine, **kwargs: Any) -> MailWorker:
+    def from_settings(cls, settings: MailSettings, *, engine: Database, **kwargs: Any) -> MailWorker:
         config = smtp_config(settings)
         return cls(
             engine=engine,

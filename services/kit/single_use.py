@@ -25,8 +25,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncConnection
 
+from services.kit.db import Connection
 from services.kit.errors import InvalidArgument
 
 TABLE = "single_use_tokens"
@@ -127,7 +127,7 @@ def prepare(*, purpose: str, subject: str, ttl_seconds: float, now: float, data:
     return Issued(new_token(), purpose, subject, now + ttl_seconds, data)
 
 
-async def issue(connection: AsyncConnection, issued: Issued, *, now: float) -> None:
+async def issue(connection: Connection, issued: Issued, *, now: float) -> None:
     """Store `issued` in the caller's transaction; every older live token of the same purpose
     and subject is superseded. Long-dead tokens of the subject are removed on the way."""
     live = sa.and_(
@@ -157,7 +157,7 @@ async def issue(connection: AsyncConnection, issued: Issued, *, now: float) -> N
     )
 
 
-async def consume(connection: AsyncConnection, *, purpose: str, token: str, now: float) -> Redeemed:
+async def consume(connection: Connection, *, purpose: str, token: str, now: float) -> Redeemed:
     """Spend `token` in the caller's transaction, or raise TokenRefused saying why. One
     conditional UPDATE decides: of concurrent consumers of one token, exactly one gets a row."""
     if not token or len(token) > MAX_TOKEN_LENGTH:
@@ -195,7 +195,7 @@ async def consume(connection: AsyncConnection, *, purpose: str, token: str, now:
     raise TokenRefused("TOKEN_EXPIRED")
 
 
-async def revoke(connection: AsyncConnection, *, purpose: str, subject: str, now: float) -> int:
+async def revoke(connection: Connection, *, purpose: str, subject: str, now: float) -> int:
     """Kill every live token of `purpose` for `subject` (e.g. reset links once the password
     changed). Returns how many there were."""
     result = await connection.execute(

@@ -24,10 +24,10 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from devstack.mailserver import Mailbox, start_smtp
 from services.kit import mail, sql
+from services.kit.db import Database
 from services.kit.mail import MailSettings, MailWorker, Renderer, SmtpSender, parse_smtp_url
 from services.kit.settings import SettingsError
 from tests.support import free_port, wait_until
@@ -36,12 +36,15 @@ BASE = "https://app.example.test"
 
 
 @pytest.fixture
-async def engine(sql_url: str) -> AsyncIterator[AsyncEngine]:
+async def engine(sql_url: str) -> AsyncIterator[Database]:
     engine = sql.create_engine(sql_url)
     metadata = sa.MetaData()
     mail.outbox_table_in(metadata)
-    async with engine.begin() as connection:
-        await connection.run_sync(metadata.create_all)
+    tables = sa.create_engine(sql.sync_url(sql_url))  # DDL through SQLAlchemy's own sync engine
+    try:
+        metadata.create_all(tables)
+    finally:
+        tables.dispose()
     yield engine
     await engine.dispose()
 
@@ -50,7 +53,7 @@ def _renderer() -> Renderer:
     return Renderer(product_name="Acme Notes", public_base_url=BASE + "/", mail_from="Acme <hello@acme.test>")
 
 
-def _worker(engine: AsyncEngine, port: int, **kwargs: object) -> MailWorker:
+def _worker(engine: Database, port: int, **kwargs: object) -> MailWorker:
     options: dict[str, object] = {"poll_interval": 60.0, "backoff_base": 0.1, "backoff_max": 0.3, **kwargs}
     return MailWorker(
         engine=engine,
@@ -60,12 +63,12 @@ def _worker(engine: AsyncEngine, port: int, **kwargs: object) -> MailWorker:
     )
 
 
-async def _enqueue(engine: AsyncEngine, *mails: mail.OutgoingMail) -> list[str]:
+async def _enqueue(engine: Database, *mails: mail.OutgoingMail) -> list[str]:
     async with engine.begin() as connection:
         return await mail.enqueue_all(connection, list(mails))
 
 
-async def _rows(engine: AsyncEngine) -> list[sa.Row[tuple[int, float]]]:
+async def _rows(engine: Database) -> list[sa.Row[tuple[int, float]]]:
     async with engine.connect() as connection:
         return list(
             (await connection.execute(sa.select(mail.outbox.c.attempts, mail.outbox.c.next_attempt_at))).all()
@@ -83,7 +86,7 @@ def _verify(to: str = "ann@example.com", token: str = "tok-123") -> mail.Outgoin
     return mail.verify_email_mail(to=to, username="ann", token=token, ttl_seconds=86400)
 
 
-async def test_a_mail_goes_out_with_text_and_html_parts_and_the_link(engine: AsyncEngine) -> None:
+async def test_a_mail_goes_out_with_text_and_html_parts_and_the_link(engine: Database) -> None:
     box = Mailbox()
     server = await start_smtp(box, port=(port := free_port()))
     worker = _worker(engine, port)
@@ -109,11 +112,11 @@ async def test_a_mail_goes_out_with_text_and_html_parts_and_the_link(engine: Asy
     await wait_until(lambda: _empty(engine), timeout=5, what="the outbox to drain")
 
 
-async def _empty(engine: AsyncEngine) -> bool:
+async def _empty(engine: Database) -> bool:
     return not await _rows(engine)
 
 
-async def test_html_part_escapes_what_the_context_carries(engine: AsyncEngine) -> None:
+async def test_html_part_escapes_what_the_context_carries(engine: Database) -> None:
     message = _renderer().render(
         to="x@example.com",
         template="email_change_notice",
@@ -124,7 +127,7 @@ async def test_html_part_escapes_what_the_context_carries(engine: AsyncEngine) -
     assert "<b>eve</b>" in text and "&lt;b&gt;eve&lt;/b&gt;" in html and "a&amp;b@example.com" in html
 
 
-async def test_a_rolled_back_change_sends_nothing(engine: AsyncEngine) -> None:
+async def test_a_rolled_back_change_sends_nothing(engine: Database) -> None:
     with pytest.raises(RuntimeError):
         async with engine.begin() as connection:
             await mail.enqueue(connection, to="a@example.com", template="verify_email", context={})
@@ -132,13 +135,13 @@ async def test_a_rolled_back_change_sends_nothing(engine: AsyncEngine) -> None:
     assert await _rows(engine) == []
 
 
-async def test_an_unknown_template_is_refused_at_enqueue(engine: AsyncEngine) -> None:
+async def test_an_unknown_template_is_refused_at_enqueue(engine: Database) -> None:
     async with engine.begin() as connection:
         with pytest.raises(ValueError, match="unknown mail template"):
             await mail.enqueue(connection, to="a@example.com", template="nope")
 
 
-async def test_a_mail_server_outage_loses_nothing(engine: AsyncEngine) -> None:
+async def test_a_mail_server_outage_loses_nothing(engine: Database) -> None:
     port = free_port()  # nothing listens there yet: the mail server is down
     worker = _worker(engine, port, poll_interval=0.2)
     await worker.start()
@@ -195,7 +198,7 @@ class _KillerMailbox(Mailbox):
 
 
 async def test_a_worker_killed_after_sending_before_the_ack_causes_at_most_a_repeat(
-    engine: AsyncEngine, sql_url: str
+    engine: Database, sql_url: str
 ) -> None:
     box = _KillerMailbox()
     server = await start_smtp(box, port=(port := free_port()))
@@ -234,7 +237,7 @@ class _StallingMailbox(Mailbox):
         return "250 late"
 
 
-async def test_stopping_mid_send_hands_the_mail_back_at_once(engine: AsyncEngine) -> None:
+async def test_stopping_mid_send_hands_the_mail_back_at_once(engine: Database) -> None:
     box = _StallingMailbox()
     server = await start_smtp(box, port=(port := free_port()))
     worker = _worker(engine, port, lease_seconds=600)
@@ -258,7 +261,7 @@ class _RefusingMailbox(Mailbox):
         return "250 OK"
 
 
-async def test_a_permanent_refusal_is_dropped_and_the_rest_go_out(engine: AsyncEngine) -> None:
+async def test_a_permanent_refusal_is_dropped_and_the_rest_go_out(engine: Database) -> None:
     box = _RefusingMailbox()
     server = await start_smtp(box, port=(port := free_port()))
     worker = _worker(engine, port)

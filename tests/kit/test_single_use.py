@@ -8,38 +8,39 @@ from collections.abc import AsyncIterator
 
 import pytest
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.kit import single_use, sql
+from services.kit.db import Database
 from services.kit.single_use import TokenRefused
 
 
 @pytest.fixture
-async def engine(sql_url: str) -> AsyncIterator[AsyncEngine]:
+async def engine(sql_url: str) -> AsyncIterator[Database]:
     engine = sql.create_engine(sql_url)
     metadata = sa.MetaData()
     single_use.table_in(metadata)
-    async with engine.begin() as connection:
-        await connection.run_sync(metadata.create_all)
+    tables = sa.create_engine(sql.sync_url(sql_url))  # DDL through SQLAlchemy's own sync engine
+    try:
+        metadata.create_all(tables)
+    finally:
+        tables.dispose()
     yield engine
     await engine.dispose()
 
 
-async def _issue(
-    engine: AsyncEngine, subject: str = "user-1", *, now: float = 1000.0, ttl: float = 60
-) -> str:
+async def _issue(engine: Database, subject: str = "user-1", *, now: float = 1000.0, ttl: float = 60) -> str:
     issued = single_use.prepare(purpose="verify_email", subject=subject, ttl_seconds=ttl, now=now, data="d")
     async with engine.begin() as connection:
         await single_use.issue(connection, issued, now=now)
     return issued.token
 
 
-async def _consume(engine: AsyncEngine, token: str, *, now: float = 1001.0) -> single_use.Redeemed:
+async def _consume(engine: Database, token: str, *, now: float = 1001.0) -> single_use.Redeemed:
     async with engine.begin() as connection:
         return await single_use.consume(connection, purpose="verify_email", token=token, now=now)
 
 
-async def _refusal(engine: AsyncEngine, token: str, *, now: float = 1001.0) -> str:
+async def _refusal(engine: Database, token: str, *, now: float = 1001.0) -> str:
     with pytest.raises(TokenRefused) as refused:
         await _consume(engine, token, now=now)
     assert refused.value.violations[0][0] == "token"
@@ -54,7 +55,7 @@ def test_tokens_have_256_bits_and_only_their_hash_is_kept() -> None:
     assert not single_use.matches(token + "x", single_use.token_hash(token))
 
 
-async def test_a_token_works_once(engine: AsyncEngine) -> None:
+async def test_a_token_works_once(engine: Database) -> None:
     token = await _issue(engine)
     redeemed = await _consume(engine, token)
     assert (redeemed.subject, redeemed.data) == ("user-1", "d")
@@ -64,7 +65,7 @@ async def test_a_token_works_once(engine: AsyncEngine) -> None:
     assert token not in repr(stored) and stored[0].token_hash == single_use.token_hash(token)
 
 
-async def test_expired_superseded_and_unknown_tokens_are_refused(engine: AsyncEngine) -> None:
+async def test_expired_superseded_and_unknown_tokens_are_refused(engine: Database) -> None:
     old = await _issue(engine, now=1000)
     new = await _issue(engine, now=1010)
     assert await _refusal(engine, old, now=1011) == "TOKEN_SUPERSEDED"
@@ -80,14 +81,14 @@ async def test_expired_superseded_and_unknown_tokens_are_refused(engine: AsyncEn
     assert await _refusal(engine, wrong_purpose.token) == "TOKEN_INVALID"
 
 
-async def test_revoke_kills_every_live_token_of_the_subject(engine: AsyncEngine) -> None:
+async def test_revoke_kills_every_live_token_of_the_subject(engine: Database) -> None:
     token = await _issue(engine)
     async with engine.begin() as connection:
         assert await single_use.revoke(connection, purpose="verify_email", subject="user-1", now=1001) == 1
     assert await _refusal(engine, token) == "TOKEN_SUPERSEDED"
 
 
-async def test_of_concurrent_consumers_exactly_one_wins(engine: AsyncEngine) -> None:
+async def test_of_concurrent_consumers_exactly_one_wins(engine: Database) -> None:
     token = await _issue(engine)
     results = await asyncio.gather(*(_consume(engine, token) for _ in range(8)), return_exceptions=True)
     winners = [r for r in results if isinstance(r, single_use.Redeemed)]
