@@ -26,7 +26,7 @@ from datetime import datetime, timedelta
 import grpc
 
 from pinexa.data.v1 import data_internal_pb2, data_internal_pb2_grpc
-from services.kit import sql
+from services.kit import metrics, sql
 from services.kit.outage import OutageLog
 from services.users.domain import utc_now
 from services.users.model import PendingPurge, UserStore
@@ -95,6 +95,7 @@ class PurgeOutbox:
             self._wake.clear()
             try:
                 await self.deliver_due()
+                await self.report_backlog()
                 timeout = await self._seconds_until_next()
                 self._database.up()
             except asyncio.CancelledError:
@@ -107,6 +108,12 @@ class PurgeOutbox:
                 timeout = self._poll_interval
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=timeout)
+
+    async def report_backlog(self) -> None:
+        """Update pinexa_outbox_depth and pinexa_outbox_oldest_age_seconds{outbox="purge"}."""
+        depth, oldest = await self._store.purge_backlog()
+        age = 0.0 if oldest is None else (self._clock() - oldest).total_seconds()
+        metrics.outbox("users", "purge", depth=depth, oldest_age_seconds=age)
 
     async def _seconds_until_next(self) -> float:
         due = await self._store.next_purge_due()
