@@ -2,10 +2,12 @@
 (PodMonitor, PrometheusRule) into k8s/components/monitoring/schemas/, so tests/deploy validates them
 offline.
 
+    .venv/bin/pip install cloudcoil-models-prometheus-operator==0.80.1.0
     .venv/bin/python scripts/monitoring_schemas.py
 
-The schemas come from the `cloudcoil-models-prometheus-operator` models (generated from the
-operator's CRDs; the version pinned in pyproject's dev extra is the operator's, 0.80.1). Objects are
+The schemas come from the `cloudcoil-models-prometheus-operator` models on PyPI (generated from the
+operator's CRDs; its version is the operator's, 0.80.1). It is not a dev dependency: the schemas
+are committed, and the package installs a pytest plugin that needs more packages still. Objects are
 made strict (`additionalProperties: false` wherever the CRD lists the properties), as an API
 server with field validation `Strict` would treat them, so a misspelled field fails. Generated
 here rather than downloaded: the tests never fetch anything at run time.

@@ -133,6 +133,7 @@ def run_command(service: str, command: Callable[[S], int], *, settings: type[S])
             return command(loaded)
         finally:
             tracing.shutdown()
+            errortracking.shutdown()
     except SettingsError as error:  # also raised at start-up, e.g. for missing keys in production
         sys.stderr.write(f"{service}: configuration error: {error}\n")
         return 2

@@ -4,8 +4,8 @@ What is reported: every log record at ERROR or above — an RPC's unhandled exce
 interceptor's `log.exception`, which clients see as 500 INTERNAL), a background worker's failure —
 through the SDK's logging integration. Each event is tagged with the service, the request id and
 the trace id of the request it happened in, so it is found from the `x-request-id` a client saw.
-No request bodies, headers or user data are sent (`send_default_pii` stays off; log extras never
-hold secrets). `SENTRY_ENVIRONMENT` and `SENTRY_RELEASE` are read by the SDK itself.
+No request bodies, headers or user data are sent (the SDK's default; gRPC has no integration that
+would collect them, and log extras never hold secrets). `SENTRY_ENVIRONMENT` and `SENTRY_RELEASE` are read by the SDK itself.
 """
 
 from __future__ import annotations
@@ -42,10 +42,20 @@ def configure(service: str, settings: Settings) -> bool:
         dsn=settings.sentry_dsn,
         environment=settings.environment,
         server_name=service,
-        send_default_pii=False,
         traces_sample_rate=None,  # errors only; traces go to OpenTelemetry
         before_send=tag,  # type: ignore[arg-type]
         integrations=[LoggingIntegration(level=None, event_level=logging.ERROR)],
     )
     _active = True
     return True
+
+
+def shutdown() -> None:
+    """Send what is still queued and stop the client (at process exit)."""
+    global _active
+    if not _active:
+        return
+    import sentry_sdk
+
+    sentry_sdk.get_client().close(timeout=2)
+    _active = False
