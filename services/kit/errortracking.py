@@ -5,7 +5,8 @@ interceptor's `log.exception`, which clients see as 500 INTERNAL), a background 
 through the SDK's logging integration. Each event is tagged with the service, the request id and
 the trace id of the request it happened in, so it is found from the `x-request-id` a client saw.
 No request bodies, headers or user data are sent (the SDK's default; gRPC has no integration that
-would collect them, and log extras never hold secrets). `SENTRY_ENVIRONMENT` and `SENTRY_RELEASE` are read by the SDK itself.
+would collect them, and log extras never hold secrets). `SENTRY_ENVIRONMENT` and `SENTRY_RELEASE`
+are read by the SDK itself.
 """
 
 from __future__ import annotations

@@ -92,6 +92,7 @@ async def test_an_unexpected_error_reaches_sentry_with_the_request_id(sentry: Fa
     host = await _host()
     try:
         assert await _call_boom(host, "req-sentry-1") == grpc.StatusCode.INTERNAL
+
         async def received() -> bool:
             return bool(sentry.events)
 
