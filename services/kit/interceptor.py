@@ -141,6 +141,7 @@ class PinexaInterceptor(WrappingInterceptor):
             finally:
                 elapsed = time.perf_counter() - started
                 meter.handled(code, elapsed)
+                tracing.record_code(code)
                 log.info(
                     "rpc",
                     extra={"method": method, "code": code, "ms": round(elapsed * 1000, 2), "user": user},

@@ -153,6 +153,28 @@ def untraced() -> Iterator[None]:
         yield
 
 
+# Codes that make a server span an error (OpenTelemetry's RPC conventions); client errors do not.
+_SERVER_ERRORS = frozenset(
+    {"UNKNOWN", "DEADLINE_EXCEEDED", "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS"}
+)
+
+
+def record_code(code: str) -> None:
+    """Put the RPC's status code on the current server span (the kit answers errors with
+    abort_with_status, which the gRPC instrumentation does not see), and mark server errors."""
+    if not _active or code == "OK":
+        return
+    import grpc
+    from opentelemetry.trace import Status, StatusCode
+
+    span = trace.get_current_span()
+    status = getattr(grpc.StatusCode, code, None)
+    if status is not None:
+        span.set_attribute("rpc.grpc.status_code", status.value[0])
+    if code in _SERVER_ERRORS:
+        span.set_status(Status(StatusCode.ERROR, code))
+
+
 def current_ids() -> tuple[str, str]:
     """(trace id, span id) of the current span in W3C hex, or ("-", "-") outside any span."""
     context = trace.get_current_span().get_span_context()
