@@ -195,7 +195,11 @@ def test_log_lines_carry_the_trace_and_span_ids(observed: Stack, http: httpx.Cli
         assert entry["trace_id"] == trace_id
         assert len(entry["span_id"]) == 16 and entry["span_id"] != "-"
     # The refusal is on the server span as its code; a client error is not a server error.
-    spans = _spans(observed, trace_id, lambda found: any(x["service"] == "pinexa-auth" for x in found))
+    spans = _spans(
+        observed,
+        trace_id,
+        lambda found: any(x["service"] == "pinexa-auth" and x["kind"] == "server" for x in found),
+    )
     login = _server(spans, "pinexa-auth", "AuthService/Login")
     assert login["attributes"]["rpc.grpc.status_code"] == grpc.StatusCode.UNAUTHENTICATED.value[0]
     assert login["status"] != "error"
