@@ -29,7 +29,7 @@ import copy
 import re
 import unicodedata
 from collections.abc import Callable, Iterator
-from dataclasses import replace
+from dataclasses import fields, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -39,6 +39,7 @@ from services.data.filters import And, Comparison, Node, Not, Or, Scalar
 from services.data.model import Cursor, DuplicateItem, Item, ItemStore, ListQuery, Order
 
 _NUMBER = (int, float)
+_FIELDS = tuple(field.name for field in fields(Item))
 _WORD = re.compile(r"[^\W_]+")
 _PHRASE = re.compile(r'"([^"]*)"')
 
@@ -140,18 +141,8 @@ def _matches(node: Node, document: dict[str, Any]) -> bool:
 
 
 def _document(item: Item) -> dict[str, Any]:
-    """The item as the stored document the filter paths name."""
-    return {
-        "_id": item.id,
-        "user_id": item.user_id,
-        "title": item.title,
-        "content": item.content,
-        "status": item.status,
-        "attributes": item.attributes,
-        "created_at": item.created_at,
-        "updated_at": item.updated_at,
-        "version": item.version,
-    }
+    """The item as the stored document the filter paths name (`id` is `_id` there)."""
+    return {"_id": item.id, **{name: getattr(item, name) for name in _FIELDS}}
 
 
 # ---- MongoDB's $text on title and content ------------------------------------------------------

@@ -29,6 +29,7 @@ from services.data.memory import MemoryItemStore
 from services.data.model import Cursor, DuplicateItem, Item, ItemStore, ListQuery, Order
 from services.data.server import COLLECTION
 from services.data.store import MongoItemStore, connect
+from tests.data.harness import ATTRIBUTES
 
 BACKENDS = ("memory", "nx-27017", "mongodb")
 BASE = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -153,18 +154,6 @@ async def titles(store: ItemStore, **fields: Any) -> set[str]:
 
 
 # ---- insert and get -----------------------------------------------------------------------------
-
-
-ATTRIBUTES = {
-    "color": "red",
-    "n": 3,
-    "ratio": 0.25,
-    "ok": True,
-    "none": None,
-    "tags": ["a", "b"],
-    "nested": {"deep": {"list": [1, {"x": "y"}]}},
-    "unicode": "grüße ✓",
-}
 
 
 async def test_insert_then_get_returns_what_was_stored(store: ItemStore) -> None:
