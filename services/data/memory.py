@@ -184,7 +184,7 @@ def _text_matcher(search: str) -> Callable[[Item], bool]:
 
 
 def _key(item: Item, order: Order) -> Any:
-    return item.title if order is Order.TITLE_ASC else getattr(item, order.field)
+    return getattr(item, order.field)
 
 
 def _beyond(item: Item, cursor: Cursor, order: Order) -> bool:
