@@ -1,6 +1,7 @@
-"""The data domain's rules, table-driven, on `MemoryItemStore` with a hand-moved clock: no network,
-no server, no sleeping. (The same rules over gRPC against nx-27017 are test_items.py, test_list.py
-and test_service.py; the store's side of the contract is test_store_conformance.py.)"""
+"""The data domain's rules, table-driven, on `MemoryItemStore` with a `FakeClock` (tests/support.py,
+moved by hand): no network, no server, no sleeping. (The same rules over gRPC against nx-27017 are
+test_items.py, test_list.py and test_service.py; the store's side of the contract is
+test_store_conformance.py.)"""
 
 from __future__ import annotations
 
@@ -23,23 +24,12 @@ from services.kit.errors import (
     PinexaError,
     Unauthenticated,
 )
+from tests.support import FakeClock
 
 START = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+MS = 0.001  # FakeClock advances in seconds
 ALICE = "alice"
 BOB = "bob"
-
-
-class Clock:
-    """The domain's clock, moved by hand: UTC to the millisecond, as `domain.utc_now_ms` gives."""
-
-    def __init__(self, now: datetime = START) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, milliseconds: int) -> None:
-        self.now += timedelta(milliseconds=milliseconds)
 
 
 def principal(user_id: str, role: Role = "user") -> Principal:
@@ -50,7 +40,7 @@ def principal(user_id: str, role: Role = "user") -> Principal:
 class World:
     domain: DataDomain
     store: MemoryItemStore
-    clock: Clock
+    clock: FakeClock
 
     async def create(self, user: str = ALICE, title: str = "t", **fields: Any) -> Item:
         return await self.domain.create(principal(user), ItemInput(title=title, **fields))
@@ -82,8 +72,8 @@ def counter_ids() -> Callable[[], str]:
 
 @pytest.fixture
 def world() -> World:
-    store, clock = MemoryItemStore(), Clock()
-    return World(DataDomain(store, clock=clock, new_id=counter_ids()), store, clock)
+    store, clock = MemoryItemStore(), FakeClock(start=START.timestamp())
+    return World(DataDomain(store, clock=clock.utc_ms, new_id=counter_ids()), store, clock)
 
 
 ADMIN = principal("root", "admin")
@@ -218,12 +208,12 @@ async def test_a_user_cannot_filter_by_user_id(world: World, filter_text: str) -
 )
 async def test_update_with_a_matching_or_stale_etag(world: World, etag: str, applied: bool) -> None:
     item = await world.create(ALICE, "one")
-    world.clock.advance(5)
+    world.clock.advance(5 * MS)
     second = await world.domain.update(
         principal(ALICE), item.id, ItemInput(title="two"), mask=["title"], etag=""
     )
     assert second.etag == "v2"
-    world.clock.advance(5)
+    world.clock.advance(5 * MS)
     request = world.domain.update(
         principal(ALICE), item.id, ItemInput(title="three"), mask=["title"], etag=etag
     )
@@ -271,11 +261,11 @@ async def test_updated_at_follows_the_clock_but_never_goes_back(
     world: World, step_ms: int, moves: bool
 ) -> None:
     item = await world.create(ALICE)
-    world.clock.advance(step_ms)
+    world.clock.advance(step_ms * MS)
     updated = await world.domain.update(
         principal(ALICE), item.id, ItemInput(title="x"), mask=["title"], etag=""
     )
-    assert updated.updated_at == (world.clock.now if moves else item.updated_at)
+    assert updated.updated_at == (world.clock.utc_ms() if moves else item.updated_at)
     assert updated.created_at == item.created_at
 
 
@@ -308,7 +298,7 @@ class RacingStore(MemoryItemStore):
 )
 async def test_concurrent_writes_are_retried_or_refused(races: int, etag: str, outcome: str) -> None:
     store = RacingStore(0)
-    domain = DataDomain(store, clock=Clock(), new_id=counter_ids())
+    domain = DataDomain(store, clock=FakeClock(start=START.timestamp()).utc_ms, new_id=counter_ids())
     item = await domain.create(principal(ALICE), ItemInput(title="t"))
     store.races = races
     request = domain.update(principal(ALICE), item.id, ItemInput(title="mine"), mask=["title"], etag=etag)
@@ -366,10 +356,10 @@ async def tied_world(world: World) -> list[Item]:
     items = []
     for n, title in enumerate(["b", "a", "B", "b", "c", "a", "a", "é", "b", "A", "a", "c"]):
         if n % 4 == 0:
-            world.clock.advance(1)
+            world.clock.advance(1 * MS)
         items.append(await world.create(ALICE, title))
     await world.create(BOB, "a")  # never in Alice's pages
-    world.clock.advance(1)
+    world.clock.advance(1 * MS)
     for item in items[::3]:  # four edits in the same millisecond, after every creation
         updated = await world.domain.update(
             principal(ALICE), item.id, ItemInput(title=item.title), mask=["title"], etag=""
@@ -403,7 +393,7 @@ async def test_items_that_come_and_go_between_pages(world: World) -> None:
     gone = {order[1], order[7]}
     for item_id in gone:
         await world.domain.delete(principal(ALICE), item_id, etag="")
-    world.clock.advance(1)
+    world.clock.advance(1 * MS)
     late = await world.create(ALICE, "late")  # newest: before the cursor, so not on later pages
     seen = [i.id for i in first.items]
     token = first.next_page_token
@@ -459,9 +449,9 @@ async def test_a_page_token_is_bound_to_its_query(world: World, other: dict[str,
 async def test_filters_and_search(world: World, filter_text: str, query: str, titles: set[str]) -> None:
     await world.create(ALICE, "red", status="PUBLISHED", attributes={"color": "red", "n": 3})
     await world.create(ALICE, "dark red", content="a rainy night", attributes={"color": "red"})
-    world.clock.advance(2)
+    world.clock.advance(2 * MS)
     await world.create(ALICE, "blue", content="sunny day", status="PUBLISHED", attributes={"color": "blue"})
-    world.clock.advance(1)
+    world.clock.advance(1 * MS)
     await world.create(ALICE, "plain", content="sunny night")
     await world.create(BOB, "bob's", content="sunny", attributes={"color": "red"})
     pages = await world.pages(principal(ALICE), 2, filter_text=filter_text, query=query)
@@ -492,7 +482,7 @@ async def test_purge_deletes_a_users_items_and_a_purged_owner_cannot_create(worl
     for n in range(4):
         await world.create(ALICE, f"a{n}")
     kept = await world.create(BOB, "b")
-    world.clock.advance(60_000)
+    world.clock.advance(60_000 * MS)
     assert await world.domain.purge_user(ALICE) == 4
     assert world.store.purged == {ALICE: START + timedelta(minutes=1)}  # when, by the domain's clock
     assert list(world.store.items) == [kept.id]
