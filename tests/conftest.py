@@ -18,9 +18,9 @@ from pathlib import Path
 import psycopg
 import pytest
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.kit import sql
+from services.kit.db import Database
 from tests.support import TestKeys
 
 DEFAULT_TEST_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -81,7 +81,7 @@ def database_url(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> s
 @asynccontextmanager
 async def migrated_engine(
     kind: str, request: pytest.FixtureRequest, tmp_path: Path, *, migrations: Path, version_table: str
-) -> AsyncIterator[AsyncEngine]:
+) -> AsyncIterator[Database]:
     """An engine on a fresh database of `kind` (see `database_url`), migrated with a service's
     migrations; disposed of on the way out."""
     url = database_url(kind, request, tmp_path)
