@@ -19,6 +19,7 @@ import grpc
 
 from services.kit.context import current_request_id
 from services.kit.interceptor import INTERNAL_TOKEN_HEADER
+from services.kit.revocations import GrpcRevocationSource, RevocationWatcher, RevokedSessions
 from services.kit.settings import Settings
 from services.kit.tokens import TokenVerifier, auth_key_source, verifier_from_settings
 
@@ -42,25 +43,32 @@ _SERVICE_CONFIG = json.dumps(
 )
 
 
-class _MetadataInterceptor(grpc.aio.UnaryUnaryClientInterceptor):
+class _MetadataInterceptor(grpc.aio.UnaryUnaryClientInterceptor, grpc.aio.UnaryStreamClientInterceptor):
     def __init__(self, internal_token: str) -> None:
         self._internal_token = internal_token
 
     async def intercept_unary_unary(
         self, continuation: Callable[..., Any], call_details: grpc.aio.ClientCallDetails, request: Any
     ) -> Any:
+        return await continuation(self._details(call_details), request)
+
+    async def intercept_unary_stream(
+        self, continuation: Callable[..., Any], call_details: grpc.aio.ClientCallDetails, request: Any
+    ) -> Any:
+        return await continuation(self._details(call_details), request)
+
+    def _details(self, call_details: grpc.aio.ClientCallDetails) -> grpc.aio.ClientCallDetails:
         metadata = list(call_details.metadata or [])
         metadata.append(("x-request-id", current_request_id()))
         if self._internal_token:
             metadata.append((INTERNAL_TOKEN_HEADER, self._internal_token))
-        details = grpc.aio.ClientCallDetails(
+        return grpc.aio.ClientCallDetails(
             call_details.method,
             call_details.timeout,
             metadata,
             call_details.credentials,
             call_details.wait_for_ready,
         )
-        return await continuation(details, request)
 
 
 def internal_channel(address: str, *, internal_token: str = "") -> grpc.aio.Channel:
@@ -85,6 +93,9 @@ def internal_channel(address: str, *, internal_token: str = "") -> grpc.aio.Chan
 
 def verifier_from_auth(settings: Settings, auth_address: str) -> tuple[TokenVerifier, grpc.aio.Channel]:
     """How users and data verify tokens: against the JWKS of auth at `auth_address` (their
-    AUTH_ADDRESS), over an internal channel that the caller owns and closes at shutdown."""
+    AUTH_ADDRESS), refusing the sessions auth's revocation stream names, over an internal channel
+    that the caller owns and closes at shutdown. The host starts and stops the watcher."""
     channel = internal_channel(auth_address, internal_token=settings.internal_token)
-    return verifier_from_settings(settings, auth_key_source(channel)), channel
+    verifier = verifier_from_settings(settings, auth_key_source(channel))
+    verifier.watch_revocations(RevocationWatcher(GrpcRevocationSource(channel), RevokedSessions()))
+    return verifier, channel

@@ -29,6 +29,7 @@ from pinexa.users.v1 import users_pb2, users_pb2_grpc
 from services.auth.config import AuthSettings
 from services.auth.keys import KeyRing
 from services.auth.server import create_service as create_auth
+from services.kit.revocations import Batch, GrpcRevocationSource, RevocationWatcher, RevokedSessions
 from services.kit.server import ServiceHost
 from services.kit.tokens import CallableKeySource, Jwk, TokenVerifier, auth_key_source
 from services.users.config import UsersSettings
@@ -77,7 +78,8 @@ class Stack:
     auth: auth_pb2_grpc.AuthServiceStub
     users: users_pb2_grpc.UserServiceStub
     jwks_from: dict[str, grpc.aio.Channel]
-    """jwks_from["auth"] is the channel users fetches auth's JWKS over; a test may repoint it."""
+    """jwks_from["auth"] is the channel users fetches auth's JWKS and follows its revocations
+    over; a test may repoint it."""
 
     @property
     def auth_address(self) -> str:
@@ -170,6 +172,15 @@ async def start_stack(sql_url: str, tmp_path: Path) -> AsyncIterator[StartStack]
             max_lifetime_seconds=settings.access_token_ttl_seconds,
             min_refresh_interval=0.0,
         )
+
+        # Users follows auth's revocation stream as in production (verifier_from_auth), over
+        # whatever channel jwks_from["auth"] is when it (re)connects.
+        class Revocations:
+            async def watch(self, after: int) -> AsyncIterator[Batch]:
+                async for batch in GrpcRevocationSource(channels["auth"]).watch(after):
+                    yield batch
+
+        verifier.watch_revocations(RevocationWatcher(Revocations(), RevokedSessions()))
         users_host = await create_users(
             users_settings,
             verifier=verifier,
