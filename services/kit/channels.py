@@ -43,21 +43,13 @@ _SERVICE_CONFIG = json.dumps(
 )
 
 
-class _MetadataInterceptor(grpc.aio.UnaryUnaryClientInterceptor, grpc.aio.UnaryStreamClientInterceptor):
+class _Metadata:
+    """The metadata every internal call carries: the request id and the internal token."""
+
     def __init__(self, internal_token: str) -> None:
         self._internal_token = internal_token
 
-    async def intercept_unary_unary(
-        self, continuation: Callable[..., Any], call_details: grpc.aio.ClientCallDetails, request: Any
-    ) -> Any:
-        return await continuation(self._details(call_details), request)
-
-    async def intercept_unary_stream(
-        self, continuation: Callable[..., Any], call_details: grpc.aio.ClientCallDetails, request: Any
-    ) -> Any:
-        return await continuation(self._details(call_details), request)
-
-    def _details(self, call_details: grpc.aio.ClientCallDetails) -> grpc.aio.ClientCallDetails:
+    def details(self, call_details: grpc.aio.ClientCallDetails) -> grpc.aio.ClientCallDetails:
         metadata = list(call_details.metadata or [])
         metadata.append(("x-request-id", current_request_id()))
         if self._internal_token:
@@ -69,6 +61,22 @@ class _MetadataInterceptor(grpc.aio.UnaryUnaryClientInterceptor, grpc.aio.UnaryS
             call_details.credentials,
             call_details.wait_for_ready,
         )
+
+
+# grpc.aio files each interceptor under one call kind only (the first its class matches), so
+# unary calls and server streams (auth's WatchRevocations) need an interceptor each.
+class _UnaryMetadataInterceptor(_Metadata, grpc.aio.UnaryUnaryClientInterceptor):
+    async def intercept_unary_unary(
+        self, continuation: Callable[..., Any], call_details: grpc.aio.ClientCallDetails, request: Any
+    ) -> Any:
+        return await continuation(self.details(call_details), request)
+
+
+class _StreamMetadataInterceptor(_Metadata, grpc.aio.UnaryStreamClientInterceptor):
+    async def intercept_unary_stream(
+        self, continuation: Callable[..., Any], call_details: grpc.aio.ClientCallDetails, request: Any
+    ) -> Any:
+        return await continuation(self.details(call_details), request)
 
 
 def internal_channel(address: str, *, internal_token: str = "") -> grpc.aio.Channel:
@@ -87,7 +95,7 @@ def internal_channel(address: str, *, internal_token: str = "") -> grpc.aio.Chan
             ("grpc.min_reconnect_backoff_ms", 100),
             ("grpc.max_reconnect_backoff_ms", 1_000),
         ],
-        interceptors=[_MetadataInterceptor(internal_token)],
+        interceptors=[_UnaryMetadataInterceptor(internal_token), _StreamMetadataInterceptor(internal_token)],
     )
 
 

@@ -10,13 +10,17 @@ from __future__ import annotations
 
 import asyncio
 import time
+from pathlib import Path
 
 import grpc
 import jwt
 
-from pinexa.auth.v1 import auth_pb2, auth_pb2_grpc
+from pinexa.auth.v1 import auth_internal_pb2, auth_internal_pb2_grpc, auth_pb2, auth_pb2_grpc
 from pinexa.users.v1 import users_pb2
+from services.auth.config import AuthSettings
 from services.auth.server import create_service as create_auth
+from services.kit.channels import internal_channel
+from services.kit.revocations import GrpcRevocationSource
 from tests.auth.conftest import PASSWORD, Stack, StartStack
 from tests.support import bearer, field_violations, rpc_error, wait_until
 
@@ -408,3 +412,30 @@ async def test_revocations_made_while_the_stream_is_down_are_caught_up(stack: St
             await channel.close()
     finally:
         await restarted.stop(grace=0, drain=0)
+
+
+async def test_the_revocation_stream_needs_the_internal_token(tmp_path: Path) -> None:
+    """WatchRevocations is internal: with INTERNAL_TOKEN set, a caller without it is refused, and
+    the kit's internal channel (which every service's verifier uses) carries it."""
+    secret = "an internal token of forty characters ok"
+    settings = AuthSettings(
+        data_dir=tmp_path, jwt_keys_dir=tmp_path / "keys", internal_token=secret, shutdown_drain_seconds=0
+    )
+    host = await create_auth(settings)
+    port = await host.start("127.0.0.1:0")
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as bare:
+            stream = auth_internal_pb2_grpc.AuthInternalServiceStub(bare).WatchRevocations(
+                auth_internal_pb2.WatchRevocationsRequest()
+            )
+            await rpc_error(stream.read(), UNAUTH, "INTERNAL_ONLY")
+        channel = internal_channel(f"127.0.0.1:{port}", internal_token=secret)
+        try:
+            batches = GrpcRevocationSource(channel).watch(0)
+            first = await anext(batches)
+            assert first.revoked == () and first.cursor == 0
+            await batches.aclose()
+        finally:
+            await channel.close()
+    finally:
+        await host.stop(grace=0, drain=0)
