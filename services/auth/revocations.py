@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import AsyncIterator, Callable
 
@@ -18,7 +19,10 @@ import grpc
 
 from pinexa.auth.v1 import auth_internal_pb2, auth_internal_pb2_grpc
 from services.auth.model import AuthStore
+from services.kit.errors import DependencyUnavailable, Unavailable
 from services.kit.revocations import Batch
+
+log = logging.getLogger(__name__)
 
 LATE_COMMIT_WINDOW = 5.0
 
@@ -68,18 +72,30 @@ class RevocationLog:
 
 
 class AuthInternalServicer(auth_internal_pb2_grpc.AuthInternalServiceServicer):
-    def __init__(self, log: RevocationLog) -> None:
+    def __init__(self, log: RevocationLog, *, is_outage: Callable[[BaseException], bool]) -> None:
         self._log = log
+        self._is_outage = is_outage
 
     async def WatchRevocations(
         self, request: auth_internal_pb2.WatchRevocationsRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[auth_internal_pb2.RevocationBatch]:
-        async for batch in self._log.watch(max(request.after, 0)):
-            yield auth_internal_pb2.RevocationBatch(
-                revocations=[
-                    auth_internal_pb2.Revocation(session_id=session_id, expires_at=int(until) + 1)
-                    for session_id, until in batch.revoked
-                ],
-                cursor=batch.cursor,
-                reset=batch.reset,
-            )
+        try:
+            async for batch in self._log.watch(max(request.after, 0)):
+                yield auth_internal_pb2.RevocationBatch(
+                    revocations=[
+                        auth_internal_pb2.Revocation(session_id=session_id, expires_at=int(until) + 1)
+                        for session_id, until in batch.revoked
+                    ],
+                    cursor=batch.cursor,
+                    reset=batch.reset,
+                )
+        except Exception as exc:
+            # The subscriber reconnects and resumes from its cursor; it gets a plain status, never
+            # the exception's text.
+            error: Unavailable
+            if self._is_outage(exc):
+                error = DependencyUnavailable("the revocation log is unavailable; resume shortly")
+            else:
+                log.exception("the revocation stream failed")
+                error = Unavailable("the revocation stream failed; resume shortly", reason="UNAVAILABLE")
+            await context.abort_with_status(error.to_status("pinexa.auth"))
