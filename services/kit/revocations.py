@@ -102,9 +102,12 @@ class RevocationWatcher:
         delay = RECONNECT_DELAY_SECONDS[0]
         while True:
             try:
-                async for batch in self._source.watch(self.cursor):
-                    self._apply(batch)
-                    delay = RECONNECT_DELAY_SECONDS[0]
+                # Closed explicitly (also when cancelled): the gRPC call inside must end on this
+                # loop, not whenever the garbage collector finalizes the generator.
+                async with contextlib.aclosing(self._source.watch(self.cursor)) as batches:
+                    async for batch in batches:
+                        self._apply(batch)
+                        delay = RECONNECT_DELAY_SECONDS[0]
                 reason = "the stream ended"
             except asyncio.CancelledError:
                 raise

@@ -11,6 +11,7 @@ as in production. What differs, on purpose:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -163,8 +164,11 @@ async def start_stack(sql_url: str, tmp_path: Path) -> AsyncIterator[StartStack]
         # whatever channel jwks_from["auth"] is when it (re)connects.
         class Revocations:
             async def watch(self, after: int) -> AsyncIterator[Batch]:
-                async for batch in GrpcRevocationSource(channels["auth"]).watch(after):
-                    yield batch
+                async with contextlib.aclosing(
+                    GrpcRevocationSource(channels["auth"]).watch(after)
+                ) as batches:
+                    async for batch in batches:
+                        yield batch
 
         verifier.watch_revocations(RevocationWatcher(Revocations(), RevokedSessions()))
         users_host = await create_users(
@@ -186,6 +190,9 @@ async def start_stack(sql_url: str, tmp_path: Path) -> AsyncIterator[StartStack]
         auth_channel = grpc.aio.insecure_channel(f"127.0.0.1:{auth_host.port}")
         channels["auth"] = auth_channel
         cleanup.append(auth_channel.close)
+        # Users' revocation watcher stops before that channel closes (as in production, where
+        # the host stops it before its channels close): no call is ever made on a closed channel.
+        cleanup.append(verifier.stop)
 
         return Stack(
             auth_host=auth_host,
