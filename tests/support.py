@@ -25,7 +25,7 @@ AUDIENCE = "pinexa"
 
 class FakeClock:
     """A clock the test moves with `advance(seconds)`; calling it gives UNIX seconds (auth's
-    clock), `utc()` an aware datetime (users' clock).
+    clock), `utc()` an aware datetime (users' clock), `utc_ms()` one to the millisecond (data's).
 
     Frozen at `start` when one is given (the domain tests: nothing moves unless told), else real
     time plus the advances (the real-server tests, whose other parts read the real clock)."""
@@ -39,6 +39,11 @@ class FakeClock:
 
     def utc(self) -> datetime:
         return datetime.fromtimestamp(self(), UTC)
+
+    def utc_ms(self) -> datetime:
+        """`utc()` floored to the millisecond, as BSON dates hold it (data's clock)."""
+        moment = self.utc()
+        return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
 
     def advance(self, seconds: float) -> None:
         self.offset += seconds

@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 
 import grpc
 
@@ -43,7 +43,7 @@ class RevocationLog:
         self._changed.set()
         self._changed = asyncio.Event()
 
-    async def watch(self, after: int) -> AsyncIterator[Batch]:
+    async def watch(self, after: int) -> AsyncGenerator[Batch, None]:
         reset = after > await self._store.last_revocation_cursor()
         cursor = 0 if reset else after
         sent: dict[int, float] = {}  # cursors already sent within the late-commit window

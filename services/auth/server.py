@@ -20,7 +20,7 @@ from services.auth.revocations import AuthInternalServicer, RevocationLog
 from services.auth.servicer import AuthServicer
 from services.auth.store import SqlAuthStore
 from services.auth.users_client import GrpcUsersClient
-from services.kit import sql
+from services.kit import metrics, sql
 from services.kit.channels import internal_channel
 from services.kit.revocations import RevocationWatcher, RevokedSessions
 from services.kit.server import ServiceHost, ServiceSpec
@@ -119,6 +119,7 @@ async def create_service(
         settings.users_address, internal_token=settings.internal_token
     )
     engine = sql.engine_from_settings(settings, "auth")
+    metrics.sql_engine_pool("auth", engine)
     store = SqlAuthStore(engine)
     revocation_log = RevocationLog(store, clock=clock)
     auth = AuthDomain(

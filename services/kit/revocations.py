@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -41,7 +41,7 @@ class Batch:
 class RevocationSource(Protocol):
     """A stream of batches after `after`: auth's WatchRevocations, or auth's own log in-process."""
 
-    def watch(self, after: int) -> AsyncIterator[Batch]: ...
+    def watch(self, after: int) -> AsyncGenerator[Batch, None]: ...
 
 
 class RevokedSessions:
@@ -143,7 +143,7 @@ class GrpcRevocationSource:
     def __init__(self, channel: Any) -> None:
         self._stub = auth_internal_pb2_grpc.AuthInternalServiceStub(channel)
 
-    async def watch(self, after: int) -> AsyncIterator[Batch]:
+    async def watch(self, after: int) -> AsyncGenerator[Batch, None]:
         call = self._stub.WatchRevocations(auth_internal_pb2.WatchRevocationsRequest(after=after))
         try:
             async for message in call:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -163,7 +163,7 @@ async def start_stack(sql_url: str, tmp_path: Path) -> AsyncIterator[StartStack]
         # Users follows auth's revocation stream as in production (verifier_from_auth), over
         # whatever channel jwks_from["auth"] is when it (re)connects.
         class Revocations:
-            async def watch(self, after: int) -> AsyncIterator[Batch]:
+            async def watch(self, after: int) -> AsyncGenerator[Batch, None]:
                 async with contextlib.aclosing(
                     GrpcRevocationSource(channels["auth"]).watch(after)
                 ) as batches:

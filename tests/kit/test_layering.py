@@ -29,7 +29,7 @@ ROLES = ("model", "domain", "store", "servicer", "server")
 # Outbound adapters other than the store: like a store, each implements a Protocol of model.py
 # and never imports the domain. memory.py holds the in-memory stores (and auth's in-memory users
 # client) the domain tests run on.
-ADAPTERS = {"auth": ("users_client", "memory"), "users": ("memory",)}
+ADAPTERS = {"auth": ("users_client", "memory"), "users": ("memory",), "data": ("memory",)}
 
 
 def import_graph(package: str) -> dict[str, set[str]]:

@@ -5,7 +5,7 @@ tests/auth/test_sessions.py and tests/e2e/test_sessions_rest.py."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 
 from services.kit.revocations import Batch, RevocationWatcher, RevokedSessions
 from tests.support import wait_until
@@ -38,7 +38,7 @@ class FlakySource:
         self.batches = batches
         self.afters: list[int] = []
 
-    async def watch(self, after: int) -> AsyncIterator[Batch]:
+    async def watch(self, after: int) -> AsyncGenerator[Batch, None]:
         self.afters.append(after)
         if self.batches:
             yield self.batches.pop(0)
