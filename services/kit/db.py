@@ -245,8 +245,14 @@ class Connection:
         self._db = db
         self._raw = raw
 
-    async def execute(self, statement: Any, params: Params = None) -> Result:
-        return await self._db._backend.execute(self._raw, statement, params)
+    async def execute(self, statement: Any, params: Params | Sequence[Mapping[str, Any]] = None) -> Result:
+        """Run one statement; a list of parameter sets runs it once per set (executemany)."""
+        if isinstance(params, list | tuple):
+            rowcount = 0
+            for one in params:
+                rowcount += (await self._db._backend.execute(self._raw, statement, one)).rowcount
+            return Result([], rowcount)
+        return await self._db._backend.execute(self._raw, statement, params)  # type: ignore[arg-type]
 
     async def scalar(self, statement: Any, params: Params = None) -> Any:
         return (await self.execute(statement, params)).scalar()
