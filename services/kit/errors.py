@@ -94,6 +94,13 @@ class EtagMismatch(PinexaError):
     default_reason = "ETAG_MISMATCH"
 
 
+class FailedPrecondition(PinexaError):
+    """The request is valid but the resource is not in a state for it (REST 400)."""
+
+    code = grpc.StatusCode.FAILED_PRECONDITION
+    default_reason = "FAILED_PRECONDITION"
+
+
 class ResourceExhausted(PinexaError):
     """Too many attempts; `retry_after` seconds go out as a google.rpc.RetryInfo."""
 

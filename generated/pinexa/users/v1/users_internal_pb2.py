@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from pinexa.users.v1 import users_pb2 as pinexa_dot_users_dot_v1_dot_users__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$pinexa/users/v1/users_internal.proto\x12\x0fpinexa.users.v1\x1a\x1bpinexa/users/v1/users.proto\">\n\x18VerifyCredentialsRequest\x12\x10\n\x08username\x18\x01 \x01(\t\x12\x10\n\x08password\x18\x02 \x01(\t\"h\n\x19VerifyCredentialsResponse\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12(\n\x04role\x18\x02 \x01(\x0e\x32\x1a.pinexa.users.v1.User.Role\x12\x10\n\x08username\x18\x03 \x01(\t\"%\n\x12GetIdentityRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\"b\n\x13GetIdentityResponse\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12(\n\x04role\x18\x02 \x01(\x0e\x32\x1a.pinexa.users.v1.User.Role\x12\x10\n\x08username\x18\x03 \x01(\t\"$\n\x13ResolveLoginRequest\x12\r\n\x05login\x18\x01 \x01(\t\"\'\n\x14ResolveLoginResponse\x12\x0f\n\x07user_id\x18\x01 \x01(\t2\xbf\x02\n\x14UsersInternalService\x12l\n\x11VerifyCredentials\x12).pinexa.users.v1.VerifyCredentialsRequest\x1a*.pinexa.users.v1.VerifyCredentialsResponse\"\x00\x12Z\n\x0bGetIdentity\x12#.pinexa.users.v1.GetIdentityRequest\x1a$.pinexa.users.v1.GetIdentityResponse\"\x00\x12]\n\x0cResolveLogin\x12$.pinexa.users.v1.ResolveLoginRequest\x1a%.pinexa.users.v1.ResolveLoginResponse\"\x00\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$pinexa/users/v1/users_internal.proto\x12\x0fpinexa.users.v1\x1a\x1bpinexa/users/v1/users.proto\">\n\x18VerifyCredentialsRequest\x12\x10\n\x08username\x18\x01 \x01(\t\x12\x10\n\x08password\x18\x02 \x01(\t\"\x80\x01\n\x19VerifyCredentialsResponse\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12(\n\x04role\x18\x02 \x01(\x0e\x32\x1a.pinexa.users.v1.User.Role\x12\x10\n\x08username\x18\x03 \x01(\t\x12\x16\n\x0e\x65mail_verified\x18\x04 \x01(\x08\"%\n\x12GetIdentityRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\"z\n\x13GetIdentityResponse\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12(\n\x04role\x18\x02 \x01(\x0e\x32\x1a.pinexa.users.v1.User.Role\x12\x10\n\x08username\x18\x03 \x01(\t\x12\x16\n\x0e\x65mail_verified\x18\x04 \x01(\x08\"$\n\x13ResolveLoginRequest\x12\r\n\x05login\x18\x01 \x01(\t\"\'\n\x14ResolveLoginResponse\x12\x0f\n\x07user_id\x18\x01 \x01(\t2\xbf\x02\n\x14UsersInternalService\x12l\n\x11VerifyCredentials\x12).pinexa.users.v1.VerifyCredentialsRequest\x1a*.pinexa.users.v1.VerifyCredentialsResponse\"\x00\x12Z\n\x0bGetIdentity\x12#.pinexa.users.v1.GetIdentityRequest\x1a$.pinexa.users.v1.GetIdentityResponse\"\x00\x12]\n\x0cResolveLogin\x12$.pinexa.users.v1.ResolveLoginRequest\x1a%.pinexa.users.v1.ResolveLoginResponse\"\x00\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,16 +34,16 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_VERIFYCREDENTIALSREQUEST']._serialized_start=86
   _globals['_VERIFYCREDENTIALSREQUEST']._serialized_end=148
-  _globals['_VERIFYCREDENTIALSRESPONSE']._serialized_start=150
-  _globals['_VERIFYCREDENTIALSRESPONSE']._serialized_end=254
-  _globals['_GETIDENTITYREQUEST']._serialized_start=256
-  _globals['_GETIDENTITYREQUEST']._serialized_end=293
-  _globals['_GETIDENTITYRESPONSE']._serialized_start=295
-  _globals['_GETIDENTITYRESPONSE']._serialized_end=393
-  _globals['_RESOLVELOGINREQUEST']._serialized_start=395
-  _globals['_RESOLVELOGINREQUEST']._serialized_end=431
-  _globals['_RESOLVELOGINRESPONSE']._serialized_start=433
-  _globals['_RESOLVELOGINRESPONSE']._serialized_end=472
-  _globals['_USERSINTERNALSERVICE']._serialized_start=475
-  _globals['_USERSINTERNALSERVICE']._serialized_end=794
+  _globals['_VERIFYCREDENTIALSRESPONSE']._serialized_start=151
+  _globals['_VERIFYCREDENTIALSRESPONSE']._serialized_end=279
+  _globals['_GETIDENTITYREQUEST']._serialized_start=281
+  _globals['_GETIDENTITYREQUEST']._serialized_end=318
+  _globals['_GETIDENTITYRESPONSE']._serialized_start=320
+  _globals['_GETIDENTITYRESPONSE']._serialized_end=442
+  _globals['_RESOLVELOGINREQUEST']._serialized_start=444
+  _globals['_RESOLVELOGINREQUEST']._serialized_end=480
+  _globals['_RESOLVELOGINRESPONSE']._serialized_start=482
+  _globals['_RESOLVELOGINRESPONSE']._serialized_end=521
+  _globals['_USERSINTERNALSERVICE']._serialized_start=524
+  _globals['_USERSINTERNALSERVICE']._serialized_end=843
 # @@protoc_insertion_point(module_scope)
