@@ -21,6 +21,7 @@ class Identity:
 
     user_id: str
     role: Role
+    email_verified: bool = False
 
 
 class InvalidCredentials(Exception):
