@@ -229,7 +229,7 @@ class SqlUserStore:
                     )
                 ).first()
                 if row is None:  # the account was deleted since
-                    raise TokenRefused("TOKEN_INVALID")
+                    raise TokenRefused("MAIL_TOKEN_INVALID")
                 verified: dict[str, Any] = {
                     "email_verified": True,
                     "email_verified_at": now,
@@ -246,7 +246,7 @@ class SqlUserStore:
                         pending_email_lookup=None,
                     )
                 elif row.email_lookup != spent.data:
-                    raise TokenRefused("TOKEN_SUPERSEDED")  # sent to an address no longer in play
+                    raise TokenRefused("MAIL_TOKEN_SUPERSEDED")  # sent to an address no longer in play
                 updated = (
                     await connection.execute(
                         update(users)

@@ -328,7 +328,7 @@ def test_make_run_catches_mail_in_var_mail_and_the_link_verifies(devstack: Devst
         "email_verified": True,
     }
     again = httpx.post(f"{rest}/api/v1/auth/email:verify", json={"token": token})
-    assert again.status_code == 400 and again.json()["details"][0]["reason"] == "TOKEN_USED", again.text
+    assert again.status_code == 401 and again.json()["details"][0]["reason"] == "MAIL_TOKEN_USED", again.text
 
     login = httpx.post(f"{rest}/api/v1/auth/login", json={"username": "ada", "password": password}).json()
     profile = httpx.get(f"{rest}/api/profile", headers={"authorization": f"Bearer {login['access_token']}"})

@@ -54,7 +54,7 @@ async def test_sign_up_mails_a_link_that_verifies_the_address_once(users: Users)
     )
     assert identity.email_verified and login.email_verified
 
-    error = await rpc_error(_verify(users, token), StatusCode.INVALID_ARGUMENT, "TOKEN_USED")
+    error = await rpc_error(_verify(users, token), StatusCode.UNAUTHENTICATED, "MAIL_TOKEN_USED")
     assert "already used" in error.details()
 
 
@@ -66,12 +66,12 @@ async def test_unverified_accounts_say_so_to_auth(users: Users) -> None:
 
 async def test_bad_superseded_and_expired_tokens_are_refused(users: Users) -> None:
     await rpc_error(_verify(users, ""), StatusCode.INVALID_ARGUMENT)
-    await rpc_error(_verify(users, "no-such-token"), StatusCode.INVALID_ARGUMENT, "TOKEN_INVALID")
+    await rpc_error(_verify(users, "no-such-token"), StatusCode.UNAUTHENTICATED, "MAIL_TOKEN_INVALID")
     user = await users.sign_up()
     [first] = await _mail_to(users, user.email)
     assert (await _resend(users, user)).email == user.email
     [_, second] = await _mail_to(users, user.email, 2)
-    await rpc_error(_verify(users, mail_token(first)), StatusCode.INVALID_ARGUMENT, "TOKEN_SUPERSEDED")
+    await rpc_error(_verify(users, mail_token(first)), StatusCode.UNAUTHENTICATED, "MAIL_TOKEN_SUPERSEDED")
 
     engine = sql.create_engine(users.url)  # let the live token run out
     try:
@@ -79,7 +79,7 @@ async def test_bad_superseded_and_expired_tokens_are_refused(users: Users) -> No
             await connection.execute(sa.update(single_use_tokens).values(expires_at=0.0))
     finally:
         await engine.dispose()
-    await rpc_error(_verify(users, mail_token(second)), StatusCode.INVALID_ARGUMENT, "TOKEN_EXPIRED")
+    await rpc_error(_verify(users, mail_token(second)), StatusCode.UNAUTHENTICATED, "MAIL_TOKEN_EXPIRED")
 
 
 async def test_only_the_account_or_an_admin_may_ask_for_a_new_mail(users: Users) -> None:
@@ -92,7 +92,7 @@ async def test_only_the_account_or_an_admin_may_ask_for_a_new_mail(users: Users)
     assert (await _resend(users, owner, users.admin())).email == owner.email
     await _mail_to(users, owner.email, 2)
     [first, _] = await _mail_to(users, owner.email, 2)
-    await rpc_error(_verify(users, mail_token(first)), StatusCode.INVALID_ARGUMENT, "TOKEN_SUPERSEDED")
+    await rpc_error(_verify(users, mail_token(first)), StatusCode.UNAUTHENTICATED, "MAIL_TOKEN_SUPERSEDED")
     latest = [m for m in users.mailbox.messages if m["To"] == owner.email][-1]
     await _verify(users, mail_token(latest))
     await rpc_error(_resend(users, owner), StatusCode.FAILED_PRECONDITION, "ALREADY_VERIFIED")
@@ -176,7 +176,7 @@ async def test_changing_back_cancels_a_pending_change(users: Users) -> None:
         metadata=users.auth(user),
     )
     assert back.pending_email == "" and back.email == user.email
-    await rpc_error(_verify(users, mail_token(verify)), StatusCode.INVALID_ARGUMENT, "TOKEN_SUPERSEDED")
+    await rpc_error(_verify(users, mail_token(verify)), StatusCode.UNAUTHENTICATED, "MAIL_TOKEN_SUPERSEDED")
 
 
 async def test_an_address_in_use_is_refused_and_a_pending_one_goes_to_the_first_to_verify(
