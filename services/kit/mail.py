@@ -352,8 +352,11 @@ class Renderer:
         message["Date"] = formatdate(localtime=False)
         domain = address.rpartition("@")[2] or "pinexa.localhost"
         message["Message-ID"] = f"<{message_id}@{domain}>"
-        message.set_content(self._text.get_template(f"{template}.txt").render(values))
-        message.add_alternative(self._html.get_template(f"{template}.html").render(values), subtype="html")
+        # 8bit rather than quoted-printable: a link stays one greppable line in the raw message.
+        message.set_content(self._text.get_template(f"{template}.txt").render(values), cte="8bit")
+        message.add_alternative(
+            self._html.get_template(f"{template}.html").render(values), subtype="html", cte="8bit"
+        )
         return message
 
 
