@@ -57,6 +57,8 @@ MONGO = "nx-27017"
 
 OTLP = "otlp"
 """The name of the dev trace receiver (devstack/otlp.py): its child and log file."""
+MAIL = "mailserver"
+"""The dev SMTP server (devstack/mailserver.py): every mail the services send lands in mail/."""
 
 _PR_SET_PDEATHSIG = 1
 
@@ -82,6 +84,7 @@ class Ports:
     auth_metrics: int = 9091
     users_metrics: int = 9092
     data_metrics: int = 9093
+    smtp: int = 8025
 
     @classmethod
     def free(cls) -> Ports:
@@ -280,6 +283,12 @@ def mongo_ready(url: str) -> bool:
     return True
 
 
+def smtp_ready(port: int) -> bool:
+    """The SMTP server greets a connection with 220."""
+    with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
+        return sock.recv(3) == b"220"
+
+
 def envoy_ready(rest_url: str, admin_url: str, *, clusters: Iterable[str], jwks: bool) -> bool:
     """Envoy answers /healthz, every host of `clusters` passes its health check and, with `jwks`,
     jwt_authn has fetched the JWKS."""
@@ -350,6 +359,8 @@ class Stack:
         self.env = self._service_env()
         self.mongo_url = self.env.get("MONGODB_URL", "")
         self.runs_mongo = "data" in self.services and not self._inherited("MONGODB_URL")
+        self.runs_mail = "users" in self.services and not self._inherited("SMTP_URL")
+        self.mail_dir = self.base_dir / "mail"
 
     # ---- addresses
 
@@ -411,6 +422,10 @@ class Stack:
             env["OTEL_EXPORTER_OTLP_INSECURE"] = "true"
             # Spans reach the file within about a second of the request.
             env.setdefault("OTEL_BSP_SCHEDULE_DELAY", "500")
+        if not env.get("SMTP_URL", "").strip():  # the dev SMTP server this stack starts
+            env["SMTP_URL"] = f"smtp://127.0.0.1:{self.ports.smtp}"
+        if not env.get("PUBLIC_BASE_URL", "").strip():  # links in mails point at this stack's edge
+            env["PUBLIC_BASE_URL"] = f"http://127.0.0.1:{self.ports.envoy}"
         return env
 
     def _per_service_env(self, name: str) -> dict[str, str]:
@@ -490,6 +505,21 @@ class Stack:
                 self.log_path(OTLP),
                 stop_timeout=5,
             )
+        if name == MAIL:
+            return Child(
+                MAIL,
+                [
+                    sys.executable,
+                    "-m",
+                    "devstack.mailserver",
+                    "--port",
+                    str(self.ports.smtp),
+                    "--dir",
+                    str(self.mail_dir),
+                ],
+                self.log_path(MAIL),
+                stop_timeout=5,
+            )
         if name == "envoy":
             return envoy_child(
                 self.envoy_config_path,
@@ -519,6 +549,8 @@ class Stack:
             wanted["OTLP receiver"] = self.ports.otlp
         if self.runs_mongo:
             wanted[MONGO] = self.ports.mongo
+        if self.runs_mail:
+            wanted["dev SMTP server"] = self.ports.smtp
         busy = []
         for what, port in wanted.items():
             with socket.socket() as sock:
@@ -547,6 +579,9 @@ class Stack:
             if self.runs_mongo:
                 self._launch(MONGO)
                 self._wait_ready(MONGO, deadline)
+            if self.runs_mail:
+                self._launch(MAIL)
+                self._wait_ready(MAIL, deadline)
             for name in self.services:
                 self._launch(name)
             for name in self.services:
@@ -585,6 +620,8 @@ class Stack:
         """Until a service reports SERVING, or nx-27017 answers a ping."""
         if name == MONGO:
             self._wait(name, lambda: mongo_ready(self.mongo_url), deadline)
+        elif name == MAIL:
+            self._wait(name, lambda: smtp_ready(self.ports.smtp), deadline)
         else:
             self._wait(name, lambda: grpc_serving(self.grpc_address(name)), deadline)
 
@@ -602,7 +639,7 @@ class Stack:
         """Envoy first (no new requests), then the services together, then nx-27017."""
         stop_children([self.children[n] for n in ("envoy",) if n in self.children])
         stop_children([self.children[n] for n in SERVICES if n in self.children])
-        stop_children([self.children[n] for n in (MONGO, OTLP) if n in self.children])
+        stop_children([self.children[n] for n in (MONGO, OTLP, MAIL) if n in self.children])
 
     # ---- for tests
 
@@ -662,6 +699,16 @@ def describe(stack: Stack, *, stream: IO[str]) -> None:
         rows.append(("MongoDB", stack.mongo_url, "nx-27017 (MongoDB wire protocol on SQLite)"))
     elif "data" in stack.services:
         rows.append(("MongoDB", "MONGODB_URL", "(yours, from the environment)"))
+    if stack.runs_mail:
+        rows.append(
+            (
+                "Mail (SMTP)",
+                f"smtp://127.0.0.1:{stack.ports.smtp}",
+                f"every mail the services send lands in {_relative(stack.mail_dir)}/*.eml",
+            )
+        )
+    elif "users" in stack.services:
+        rows.append(("Mail (SMTP)", "SMTP_URL", "(yours, from the environment)"))
     rows.append(("Envoy admin", stack.admin_url, "stats, clusters, config_dump"))
     if stack.observe:
         for name in SERVICES:

@@ -335,7 +335,8 @@ def _method_not_allowed_mappers() -> str:
     out = []
     for template, methods in {**EDGE_PATHS, **rest_paths()}.items():
         parts = re.split(r"(\{[^}]*\})", template)
-        regex = "".join("[^/?]+" if part.startswith("{") else re.escape(part) for part in parts) + r"(\?.*)?"
+        # A variable ends at a ':' too, so /users/{id}:verb is not also /users/{id}.
+        regex = "".join("[^/?:]+" if part.startswith("{") else re.escape(part) for part in parts) + r"(\?.*)?"
         out += [
             f"- filter:  # {template}",
             "    and_filter:",

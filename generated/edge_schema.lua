@@ -9,7 +9,9 @@ local MESSAGES = {
   ["pinexa.auth.v1.RefreshRequest"] = { ["refreshToken"] = 1, ["refresh_token"] = 1 },
   ["pinexa.auth.v1.SignOutUserRequest"] = { ["id"] = 1 },
   ["pinexa.data.v1.Item"] = { ["attributes"] = 0, ["content"] = 1, ["createdAt"] = 1, ["created_at"] = 1, ["etag"] = 1, ["id"] = 1, ["status"] = 1, ["title"] = 1, ["updatedAt"] = 1, ["updated_at"] = 1, ["userId"] = 1, ["user_id"] = 1 },
-  ["pinexa.users.v1.User"] = { ["createdAt"] = 1, ["created_at"] = 1, ["disabled"] = 1, ["displayName"] = 1, ["display_name"] = 1, ["email"] = 1, ["etag"] = 1, ["id"] = 1, ["password"] = 1, ["role"] = 1, ["updatedAt"] = 1, ["updated_at"] = 1, ["username"] = 1 },
+  ["pinexa.users.v1.SendVerificationEmailRequest"] = { ["id"] = 1 },
+  ["pinexa.users.v1.User"] = { ["createdAt"] = 1, ["created_at"] = 1, ["disabled"] = 1, ["displayName"] = 1, ["display_name"] = 1, ["email"] = 1, ["emailVerified"] = 1, ["emailVerifiedAt"] = 1, ["email_verified"] = 1, ["email_verified_at"] = 1, ["etag"] = 1, ["id"] = 1, ["password"] = 1, ["pendingEmail"] = 1, ["pending_email"] = 1, ["role"] = 1, ["updatedAt"] = 1, ["updated_at"] = 1, ["username"] = 1 },
+  ["pinexa.users.v1.VerifyEmailRequest"] = { ["token"] = 1 },
 }
 local ROUTES = {
   { method = "POST", pattern = "^/api/v1/auth/login$", rpc = "pinexa.auth.v1.AuthService/Login",
@@ -48,6 +50,10 @@ local ROUTES = {
     body = "pinexa.users.v1.User", prefix = "user.", query = { ["updateMask"] = true, ["update_mask"] = true } },
   { method = "DELETE", pattern = "^/api/v1/users/[^/]+$", rpc = "pinexa.users.v1.UserService/DeleteUser",
     body = nil, prefix = "", query = {  } },
+  { method = "POST", pattern = "^/api/v1/auth/email:verify$", rpc = "pinexa.users.v1.UserService/VerifyEmail",
+    body = "pinexa.users.v1.VerifyEmailRequest", prefix = "", query = {  } },
+  { method = "POST", pattern = "^/api/v1/users/[^/]+:sendVerificationEmail$", rpc = "pinexa.users.v1.UserService/SendVerificationEmail",
+    body = "pinexa.users.v1.SendVerificationEmailRequest", prefix = "", query = {  } },
   { method = "POST", pattern = "^/api/v1/data$", rpc = "pinexa.data.v1.DataService/CreateItem",
     body = "pinexa.data.v1.Item", prefix = "item.", query = {  } },
   { method = "GET", pattern = "^/api/v1/data/[^/]+$", rpc = "pinexa.data.v1.DataService/GetItem",

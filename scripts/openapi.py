@@ -163,6 +163,7 @@ CONSTRAINTS: dict[str, dict[str, Any]] = {
     "pinexa.auth.v1.LoginRequest.password": {"minLength": 1},
     "pinexa.auth.v1.RefreshRequest.refresh_token": {"minLength": 1},
     "pinexa.auth.v1.LogoutRequest.refresh_token": {"minLength": 1, "required": True},
+    "pinexa.users.v1.VerifyEmailRequest.token": {"minLength": 1, "maxLength": 256, "pattern": _NOT_BLANK},
     "pinexa.users.v1.User.id": {"pattern": _UUID},
     # An update without update_mask leaves an empty field unchanged, so "" is valid there.
     "pinexa.users.v1.User.username": {"anyOf": [{"const": ""}, {"pattern": r"^[A-Za-z0-9_.-]{3,32}$"}]},
@@ -215,7 +216,8 @@ ERROR_RESPONSES: dict[str, tuple[str, list[str]]] = {
         "Invalid input (gRPC INVALID_ARGUMENT); a BadRequest names every bad field. Envoy's own "
         "`INVALID_REQUEST` covers malformed JSON, an unknown field or query parameter (named in the "
         "BadRequest) and bytes that are not UTF-8; `INCOMPLETE_REQUEST` is a native gRPC request "
-        "whose message never arrives whole.",
+        "whose message never arrives whole. A request the account's state does not allow (gRPC "
+        "FAILED_PRECONDITION) is `ALREADY_VERIFIED`.",
         [
             "INVALID_INPUT",
             "INVALID_FILTER",
@@ -225,10 +227,13 @@ ERROR_RESPONSES: dict[str, tuple[str, list[str]]] = {
             "FAILED_PRECONDITION",
             "INVALID_REQUEST",
             "INCOMPLETE_REQUEST",
+            "ALREADY_VERIFIED",
         ],
     ),
     "401": (
-        "Missing, invalid or expired credentials (gRPC UNAUTHENTICATED).",
+        "Missing, invalid or expired credentials (gRPC UNAUTHENTICATED). A mail link's token that is "
+        "unknown, used, superseded by a newer one or expired is `MAIL_TOKEN_INVALID`, "
+        "`MAIL_TOKEN_USED`, `MAIL_TOKEN_SUPERSEDED` or `MAIL_TOKEN_EXPIRED`.",
         [
             "TOKEN_MISSING",
             "TOKEN_INVALID",
@@ -249,6 +254,10 @@ ERROR_RESPONSES: dict[str, tuple[str, list[str]]] = {
             "REFRESH_TOKEN_REUSED",
             "SESSION_REVOKED",
             "ACCOUNT_DELETED",
+            "MAIL_TOKEN_INVALID",
+            "MAIL_TOKEN_USED",
+            "MAIL_TOKEN_SUPERSEDED",
+            "MAIL_TOKEN_EXPIRED",
         ],
     ),
     "403": (
@@ -261,6 +270,7 @@ ERROR_RESPONSES: dict[str, tuple[str, list[str]]] = {
             "NOT_YOUR_ACCOUNT",
             "CANNOT_DISABLE_SELF",
             "ACCOUNT_DISABLED",
+            "EMAIL_NOT_VERIFIED",
         ],
     ),
     "404": (
@@ -280,14 +290,14 @@ ERROR_RESPONSES: dict[str, tuple[str, list[str]]] = {
     ),
     "409": (
         "A conflict: a duplicate (ALREADY_EXISTS) or a stale etag (ABORTED).",
-        ["ALREADY_EXISTS", "ETAG_MISMATCH", "CONCURRENT_UPDATE"],
+        ["ALREADY_EXISTS", "EMAIL_TAKEN", "ETAG_MISMATCH", "CONCURRENT_UPDATE"],
     ),
     "413": ("The request body is larger than {max_request_bytes}.", ["REQUEST_TOO_LARGE"]),
     "414": ("The path and query are longer than {max_path_bytes}.", ["URI_TOO_LONG"]),
     "429": (
         "Too many requests (gRPC RESOURCE_EXHAUSTED); a RetryInfo and the Retry-After header say when "
         "to try again.",
-        ["LOGIN_THROTTLED", "RATE_LIMITED"],
+        ["LOGIN_THROTTLED", "RATE_LIMITED", "TOO_MANY_MAILS"],
     ),
     "431": ("The request headers are larger than {max_request_headers} in all.", ["HEADERS_TOO_LARGE"]),
     "500": ("An unexpected failure; nothing internal is in the message.", ["INTERNAL"]),
@@ -938,7 +948,9 @@ def build(desc: Descriptors, envoy_config: dict[str, Any], *, version: str) -> d
 
 
 def write(out: Path, *, includes: list[str], protos: list[str], envoy_yaml: str, version: str) -> None:
-    """Write the document of `protos` (compiled with `includes`) to `out`."""
+    """Write the document of `protos` (compiled with `includes`) to `out`: compact JSON, as the
+    k8s envoy-config ConfigMap holds a copy and must stay under the 256 KiB client-side
+    `kubectl apply` allows (pretty-printed, the document alone was 100 KB of it)."""
     desc = Descriptors(compile_descriptors(includes, protos))
     document = build(desc, yaml.safe_load(envoy_yaml), version=version)
-    out.write_text(json.dumps(document, indent=2, ensure_ascii=False) + "\n")
+    out.write_text(json.dumps(document, separators=(",", ":"), ensure_ascii=False) + "\n")

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import socket
 import time
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from email.message import EmailMessage
 from typing import Any
+from urllib.parse import unquote
 
 import grpc
 import jwt
@@ -179,3 +182,16 @@ async def wait_serving(address: str, service: str = "", timeout: float = 30.0) -
         return await health_status(address, service) == health_pb2.HealthCheckResponse.SERVING
 
     await wait_until(serving, timeout=timeout, what=f"{address} to report SERVING")
+
+
+def mail_token(message: EmailMessage, path: str = "/verify-email") -> str:
+    """The token of the `${PUBLIC_BASE_URL}<path>?token=...` link in a mail's text part (the
+    HTML part carries the same link)."""
+    body = message.get_body(("plain",))
+    assert body is not None, "the mail has no text part"
+    text = body.get_content()
+    html = message.get_body(("html",))
+    match = re.search(rf"https?://\S+{re.escape(path)}\?token=([A-Za-z0-9_%.~-]+)", text)
+    assert match is not None, f"no {path} link in:\n{text}"
+    assert html is not None and match.group(0) in html.get_content().replace("&amp;", "&")
+    return unquote(match.group(1))

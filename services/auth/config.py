@@ -25,3 +25,5 @@ class AuthSettings(SqlSettings):
     login_backoff_base_seconds: float = setting("LOGIN_BACKOFF_BASE_SECONDS", 1.0)
     login_backoff_max_seconds: float = setting("LOGIN_BACKOFF_MAX_SECONDS", 900.0)
     login_device_token_ttl_seconds: int = setting("LOGIN_DEVICE_TOKEN_TTL_SECONDS", 90 * 24 * 3600, minimum=1)
+    # Refuse logins (403 EMAIL_NOT_VERIFIED) of accounts whose e-mail address is not verified.
+    require_verified_email: bool = setting("REQUIRE_VERIFIED_EMAIL", False)

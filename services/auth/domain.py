@@ -80,6 +80,7 @@ class AuthPolicy:
     backoff_base: float = 1.0
     backoff_max: float = 900.0
     device_token_ttl: int = 90 * 24 * 3600
+    require_verified_email: bool = False
 
     @classmethod
     def from_settings(cls, settings: AuthSettings) -> AuthPolicy:
@@ -89,6 +90,7 @@ class AuthPolicy:
             access_token_ttl=settings.access_token_ttl_seconds,
             refresh_token_ttl=settings.refresh_token_ttl_seconds,
             reuse_grace=settings.refresh_reuse_grace_seconds,
+            require_verified_email=settings.require_verified_email,
             max_failures=settings.login_max_failures,
             backoff_base=settings.login_backoff_base_seconds,
             backoff_max=settings.login_backoff_max_seconds,
@@ -203,6 +205,7 @@ class AuthDomain:
             "sub": identity.user_id,
             "sid": session_id,
             "role": identity.role,
+            "email_verified": identity.email_verified,
             "jti": uuid.uuid4().hex,
             "iat": issued,
             "nbf": issued,
@@ -287,8 +290,19 @@ class AuthDomain:
         # A success resets the account's counter; if the name reached another account by the
         # time the password was checked (an e-mail moved meanwhile), it is only refunded.
         await self._store.settle(claim, reset=[strangers_key] if identity.user_id == resolved else [])
+        self._require_verified(identity)
         pair = await self._new_session(identity, now, client)
         return replace(pair, device_token=await self._new_device(identity, login_key, now))
+
+    def _require_verified(self, identity: Identity) -> None:
+        """With REQUIRE_VERIFIED_EMAIL, a right password of an unverified account opens no
+        session (checked only after the password, so it tells a stranger nothing)."""
+        if self._policy.require_verified_email and not identity.email_verified:
+            raise PermissionDenied(
+                "confirm your e-mail address first: open the link in the verification mail; a "
+                "password reset's link confirms it too",
+                reason="EMAIL_NOT_VERIFIED",
+            )
 
     async def _strangers_key(self, username: str) -> tuple[str, str]:
         """(the account id the name reaches or "", the strangers' counter to charge). Known and
@@ -331,6 +345,7 @@ class AuthDomain:
         except Exception:
             await self._refund_device(device)
             raise
+        self._require_verified(identity)
         pair = await self._new_session(identity, now, client)
         if identity.user_id != device.user_id:
             # The login name now belongs to another account (the token's was deleted and the

@@ -359,6 +359,7 @@ class _Account:
     password: str = field(repr=False)
     role: Role
     disabled: bool = False
+    email_verified: bool = False
 
 
 class MemoryUsersClient:
@@ -405,14 +406,19 @@ class MemoryUsersClient:
             raise InvalidCredentials
         if account.disabled:
             raise AccountDisabled
-        return Identity(user_id=user_id, role=account.role)
+        return Identity(user_id=user_id, role=account.role, email_verified=account.email_verified)
 
     async def get_identity(self, user_id: str) -> Identity:
         self._check_up()
         account = self.accounts.get(user_id)
         if account is None:
             raise UnknownUser
-        return Identity(user_id=user_id, role=account.role, disabled=account.disabled)
+        return Identity(
+            user_id=user_id,
+            role=account.role,
+            disabled=account.disabled,
+            email_verified=account.email_verified,
+        )
 
     async def change_password(self, user_id: str, current_password: str, new_password: str) -> None:
         self._check_up()

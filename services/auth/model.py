@@ -22,6 +22,7 @@ class Identity:
     user_id: str
     role: Role
     disabled: bool = False
+    email_verified: bool = False
 
 
 class InvalidCredentials(Exception):

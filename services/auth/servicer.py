@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import ipaddress
 import math
 from typing import Any
-from urllib.parse import unquote
 
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -13,51 +11,9 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from pinexa.auth.v1 import auth_pb2, auth_pb2_grpc
 from services.auth.domain import AuthDomain, Client, TokenPair
 from services.kit import metrics
+from services.kit.client import client_ip
 from services.kit.context import current_principal, require_principal
 from services.kit.errors import ResourceExhausted, Unauthenticated
-
-
-def _ip(value: str) -> str:
-    """`value` as the address to count failures against, or '' when it is not an IP address.
-
-    IPv6 addresses count per /64: one subscriber usually holds a whole /64, and counting single
-    addresses would let them rotate through 2^64 of them.
-    """
-    candidate = unquote(value).strip()
-    if candidate.startswith("[") and "]" in candidate:  # [v6] or [v6]:port
-        candidate = candidate[1 : candidate.index("]")]
-    try:
-        address = ipaddress.ip_address(candidate)
-    except ValueError:
-        return ""
-    if isinstance(address, ipaddress.IPv6Address):
-        if address.ipv4_mapped is not None:
-            return str(address.ipv4_mapped)
-        return str(ipaddress.IPv6Network((address, 64), strict=False))
-    return str(address)
-
-
-def client_ip(context: grpc.aio.ServicerContext) -> str:
-    """The address of the client behind this call.
-
-    Through Envoy (use_remote_address, no trusted hops, no internal addresses) the client is in
-    `x-envoy-external-address`, and also the last entry of `x-forwarded-for` that Envoy appended;
-    Envoy strips both from what the client sent. A direct gRPC call has neither, and the peer
-    address is used. Auth's gRPC port must therefore be reachable only from Envoy and the other
-    services (it is, in k8s, by NetworkPolicy): a direct caller could otherwise claim any address
-    and dodge the per-IP counter, though never the per-account one.
-    """
-    metadata = dict(context.invocation_metadata() or ())
-    external = _ip(str(metadata.get("x-envoy-external-address", "")))
-    if external:
-        return external
-    forwarded = str(metadata.get("x-forwarded-for", ""))
-    if forwarded:
-        last_hop = _ip(forwarded.rsplit(",", 1)[-1])
-        if last_hop:
-            return last_hop
-    kind, _, rest = unquote(str(context.peer() or "")).partition(":")  # ipv4:a.b.c.d:port, ipv6:[..]:port
-    return _ip(rest.rsplit(":", 1)[0]) if kind in ("ipv4", "ipv6") else ""
 
 
 def client_of(context: grpc.aio.ServicerContext) -> Client:

@@ -91,7 +91,9 @@ class GrpcUsersClient:
                 raise InvalidCredentials from None
             raise self._unavailable(error, "VerifyCredentials") from None
         self._outage.up()
-        return Identity(user_id=response.user_id, role=_role(response.role))
+        return Identity(
+            user_id=response.user_id, role=_role(response.role), email_verified=response.email_verified
+        )
 
     async def resolve_login(self, login: str) -> str:
         try:
@@ -114,7 +116,12 @@ class GrpcUsersClient:
                 raise UnknownUser from None
             raise self._unavailable(error, "GetIdentity") from None
         self._outage.up()
-        return Identity(user_id=response.user_id, role=_role(response.role), disabled=response.disabled)
+        return Identity(
+            user_id=response.user_id,
+            role=_role(response.role),
+            disabled=response.disabled,
+            email_verified=response.email_verified,
+        )
 
     async def change_password(self, user_id: str, current_password: str, new_password: str) -> None:
         try:

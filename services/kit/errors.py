@@ -77,11 +77,6 @@ class PermissionDenied(PinexaError):
     default_reason = "PERMISSION_DENIED"
 
 
-class FailedPrecondition(PinexaError):
-    code = grpc.StatusCode.FAILED_PRECONDITION
-    default_reason = "FAILED_PRECONDITION"
-
-
 class NotFound(PinexaError):
     code = grpc.StatusCode.NOT_FOUND
     default_reason = "NOT_FOUND"
@@ -97,6 +92,13 @@ class EtagMismatch(PinexaError):
 
     code = grpc.StatusCode.ABORTED
     default_reason = "ETAG_MISMATCH"
+
+
+class FailedPrecondition(PinexaError):
+    """The request is valid but the resource is not in a state for it (REST 400)."""
+
+    code = grpc.StatusCode.FAILED_PRECONDITION
+    default_reason = "FAILED_PRECONDITION"
 
 
 class ResourceExhausted(PinexaError):

@@ -9,7 +9,8 @@
 - It dies when used (`consume` marks it in one conditional UPDATE, so of two concurrent
   consumers exactly one wins), when a newer token of the same purpose and subject is issued
   (superseded), when `revoke` is called (e.g. the password changed), or when it expires.
-- A refused token says why: TOKEN_INVALID, TOKEN_USED, TOKEN_SUPERSEDED or TOKEN_EXPIRED.
+- A refused token says why: 401 with MAIL_TOKEN_INVALID, MAIL_TOKEN_USED, MAIL_TOKEN_SUPERSEDED
+  or MAIL_TOKEN_EXPIRED (401 like a bad refresh token: the token is the credential of the call).
 
 A SQL-backed service adds `single_use_tokens` to its schema (`table_in(metadata)`) and its
 migrations (`create_table(op)`), and calls `issue` / `consume` / `revoke` inside its own
@@ -27,17 +28,17 @@ from typing import Any
 import sqlalchemy as sa
 
 from services.kit.db import Connection
-from services.kit.errors import InvalidArgument
+from services.kit.errors import Unauthenticated
 
 TABLE = "single_use_tokens"
 TOKEN_BYTES = 32  # 256 bits
 MAX_TOKEN_LENGTH = 256  # a longer value cannot be one of ours; refused before hashing
 
 _MESSAGES = {
-    "TOKEN_INVALID": "this link is not valid; ask for a new one",
-    "TOKEN_USED": "this link was already used; ask for a new one if you still need it",
-    "TOKEN_SUPERSEDED": "a newer link was sent since this one; use the newest one",
-    "TOKEN_EXPIRED": "this link has expired; ask for a new one",
+    "MAIL_TOKEN_INVALID": "this link is not valid; ask for a new one",
+    "MAIL_TOKEN_USED": "this link was already used; ask for a new one if you still need it",
+    "MAIL_TOKEN_SUPERSEDED": "a newer link was sent since this one; use the newest one",
+    "MAIL_TOKEN_EXPIRED": "this link has expired; ask for a new one",
 }
 
 
@@ -93,12 +94,12 @@ def matches(token: str, stored_hash: str) -> bool:
     return hmac.compare_digest(token_hash(token).encode(), stored_hash.encode())
 
 
-class TokenRefused(InvalidArgument):
-    """400 with the reason (TOKEN_INVALID, TOKEN_USED, TOKEN_SUPERSEDED, TOKEN_EXPIRED) and a
-    field violation on `field`."""
+class TokenRefused(Unauthenticated):
+    """401 with the reason (MAIL_TOKEN_INVALID, _USED, _SUPERSEDED, _EXPIRED); the ErrorInfo's
+    metadata names the request field that carried the token."""
 
     def __init__(self, reason: str, *, field: str = "token") -> None:
-        super().__init__(_MESSAGES[reason], [(field, _MESSAGES[reason])], reason=reason)
+        super().__init__(_MESSAGES[reason], reason=reason, metadata={"field": field})
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,7 +162,7 @@ async def consume(connection: Connection, *, purpose: str, token: str, now: floa
     """Spend `token` in the caller's transaction, or raise TokenRefused saying why. One
     conditional UPDATE decides: of concurrent consumers of one token, exactly one gets a row."""
     if not token or len(token) > MAX_TOKEN_LENGTH:
-        raise TokenRefused("TOKEN_INVALID")
+        raise TokenRefused("MAIL_TOKEN_INVALID")
     digest = token_hash(token)
     spent = (
         await connection.execute(
@@ -187,12 +188,12 @@ async def consume(connection: Connection, *, purpose: str, token: str, now: floa
         )
     ).first()
     if row is None:
-        raise TokenRefused("TOKEN_INVALID")
+        raise TokenRefused("MAIL_TOKEN_INVALID")
     if row.used_at is not None:
-        raise TokenRefused("TOKEN_USED")
+        raise TokenRefused("MAIL_TOKEN_USED")
     if row.superseded_at is not None:
-        raise TokenRefused("TOKEN_SUPERSEDED")
-    raise TokenRefused("TOKEN_EXPIRED")
+        raise TokenRefused("MAIL_TOKEN_SUPERSEDED")
+    raise TokenRefused("MAIL_TOKEN_EXPIRED")
 
 
 async def revoke(connection: Connection, *, purpose: str, subject: str, now: float) -> int:

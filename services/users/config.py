@@ -1,4 +1,4 @@
-"""users' settings: the kit's shared and SQL settings, plus the PII encryption keys, the admin
+"""users' settings: the kit's shared, SQL and mail settings, plus the PII encryption keys, the admin
 account to bootstrap, and where auth (JWKS) and data (purges) are. Every variable is in the
 README's configuration table."""
 
@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 from dataclasses import dataclass
 
+from services.kit.mail import MailSettings
 from services.kit.settings import (
     SettingsError,
     SqlSettings,
@@ -39,7 +40,7 @@ def parse_pii_keys(value: str) -> list[bytes]:
 
 
 @dataclass(frozen=True, kw_only=True)
-class UsersSettings(SqlSettings):
+class UsersSettings(SqlSettings, MailSettings):
     users_port: int = port_setting("users")
     auth_address: str = address_setting("auth")
     data_address: str = address_setting("data")
@@ -48,6 +49,8 @@ class UsersSettings(SqlSettings):
     admin_password: str = setting("ADMIN_PASSWORD", "", secret=True, strip=False)
     # AES-256-GCM keys for personal data at rest, base64, comma-separated, newest first.
     pii_encryption_key: str = setting("PII_ENCRYPTION_KEY", "", secret=True)
+    # How long a verification link works.
+    email_verification_ttl_seconds: int = setting("EMAIL_VERIFICATION_TTL_SECONDS", 86400, minimum=60)
 
     def validate(self) -> None:
         admin = (self.admin_username, self.admin_email, self.admin_password)

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from services.kit import rate_limit, single_use
 from services.kit.context import Principal, Role
 from services.kit.errors import (
     AlreadyExists,
@@ -25,12 +26,14 @@ from services.kit.errors import (
     InvalidArgument,
     NotFound,
     PermissionDenied,
+    ResourceExhausted,
     Unauthenticated,
     Violations,
 )
+from services.kit.mail import OutgoingMail, email_change_notice_mail, verify_email_mail
 from services.kit.pagination import decode_page_token, encode_page_token, malformed_page_token, page_size
 from services.users import validation
-from services.users.model import Conflict, Credentials, UserRecord, UserStore
+from services.users.model import VERIFY_EMAIL, Conflict, Credentials, UserRecord, UserStore
 from services.users.passwords import Passwords
 
 log = logging.getLogger(__name__)
@@ -85,6 +88,17 @@ class Identity:
     username: str
     role: Role
     disabled: bool = False
+    email_verified: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class MailPolicy:
+    """How long verification links work and how many a resend may ask for."""
+
+    verification_ttl: float = 86400.0
+    per_address: int = 3
+    per_client: int = 10
+    window: float = 3600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,12 +137,32 @@ class UsersDomain:
         store: UserStore,
         passwords: Passwords,
         on_delete: Callable[[], None] = lambda: None,
+        on_mail: Callable[[], None] = lambda: None,
+        mail_policy: MailPolicy | None = None,
         clock: Callable[[], datetime] = utc_now,
     ) -> None:
         self._store = store
         self._passwords = passwords
         self._on_delete = on_delete
+        self._on_mail = on_mail
+        self._mail = mail_policy or MailPolicy()
         self._clock = clock
+
+    def _verification(
+        self, user_id: str, username: str, address: str, now: datetime
+    ) -> tuple[OutgoingMail, single_use.Issued]:
+        """A verification token for `address` and the mail that carries its link."""
+        token = single_use.prepare(
+            purpose=VERIFY_EMAIL,
+            subject=user_id,
+            ttl_seconds=self._mail.verification_ttl,
+            now=now.timestamp(),
+            data=address,
+        )
+        message = verify_email_mail(
+            to=address, username=username, token=token.token, ttl_seconds=self._mail.verification_ttl
+        )
+        return message, token
 
     # -- sign-up and reads ---------------------------------------------------------------------
 
@@ -145,8 +179,17 @@ class UsersDomain:
         return await self._create(username, email, new.password, new.display_name, "user")
 
     async def _create(
-        self, username: str, email: str, password: str, display_name: str, role: Role
+        self,
+        username: str,
+        email: str,
+        password: str,
+        display_name: str,
+        role: Role,
+        *,
+        verified: bool = False,
     ) -> UserRecord:
+        """Insert the account; unless `verified`, its verification mail goes out with it (one
+        transaction: no account without its mail, no mail without its account)."""
         now = self._clock()
         record = UserRecord(
             id=str(uuid.uuid4()),
@@ -157,12 +200,21 @@ class UsersDomain:
             version=1,
             created_at=now,
             updated_at=now,
+            email_verified=verified,
+            email_verified_at=now if verified else None,
         )
         password_hash = await self._passwords.hash(password)
+        values = {**dataclasses.asdict(record), "password_hash": password_hash}
         try:
-            await self._store.insert({**dataclasses.asdict(record), "password_hash": password_hash})
+            if verified:
+                await self._store.insert(values)
+            else:
+                message, token = self._verification(record.id, username, email, now)
+                await self._store.insert(values, mail=[message], token=token)
         except Conflict as conflict:
             raise _conflict_error(conflict) from None
+        if not verified:
+            self._on_mail()
         return record
 
     async def get(self, principal: Principal, user_id: str) -> UserRecord:
@@ -220,10 +272,10 @@ class UsersDomain:
 
         violations = Violations()
         values: dict[str, Any] = {}
+        new_email: str | None = None
         if patch.email is not None:
-            email = validation.normalize_email(patch.email)
-            violations.report("user.email", validation.email_problem(email))
-            values["email"] = email
+            new_email = validation.normalize_email(patch.email)
+            violations.report("user.email", validation.email_problem(new_email))
         if patch.display_name is not None:
             violations.report("user.display_name", validation.display_name_problem(patch.display_name))
             values["display_name"] = patch.display_name
@@ -240,21 +292,100 @@ class UsersDomain:
         expected = etag_for(current.id, current.version)
         if etag and not hmac.compare_digest(etag.encode(), expected.encode()):
             raise EtagMismatch("the account has changed since it was read; read it again and retry")
+        now = self._clock()
+        mail: list[OutgoingMail] = []
+        token: single_use.Issued | None = None
+        if new_email is not None:
+            if validation.email_key(new_email) == validation.email_key(current.email):
+                if current.pending_email is not None:
+                    values["pending_email"] = None  # back to the current address: cancel the change
+            else:
+                # Pending until verified; the old address keeps working and gets a notice.
+                await self._refuse_taken_address(user_id, new_email)
+                values["pending_email"] = new_email
+                message, token = self._verification(current.id, current.username, new_email, now)
+                notice = email_change_notice_mail(
+                    to=current.email, username=current.username, new_email=new_email
+                )
+                mail = [message, notice]
         if not values:
             return current
 
         try:
             updated = await self._store.update(
-                user_id, values, expected_version=current.version if etag else None, now=self._clock()
+                user_id,
+                values,
+                expected_version=current.version if etag else None,
+                now=now,
+                mail=mail,
+                token=token,
             )
         except Conflict as conflict:
             raise _conflict_error(conflict) from None
+        if mail and updated is not None:
+            self._on_mail()
         if updated is None:
             if etag:
                 # Someone changed (or deleted) it between our read and our write.
                 raise EtagMismatch("the account has changed since it was read; read it again and retry")
             raise NotFound("no such account", reason="USER_NOT_FOUND")
         return updated
+
+    async def _refuse_taken_address(self, user_id: str, address: str) -> None:
+        """409 when another account has `address` as its (verified or not) address. The UNIQUE
+        constraint decides again when the change is verified."""
+        owner = await self._store.credentials_by_email(address)
+        if owner is not None and owner.id != user_id:
+            raise _conflict_error(Conflict("email"))
+
+    # -- e-mail verification -------------------------------------------------------------------
+
+    async def verify_email(self, token: str) -> UserRecord:
+        """Spend a verification link's token (public: the token is the proof)."""
+        if not token.strip():
+            raise InvalidArgument("token is required", [("token", "is required")])
+        try:
+            record = await self._store.verify_email(token.strip(), self._clock())
+        except Conflict:
+            raise AlreadyExists(
+                "another account has taken this e-mail address since the change was asked for",
+                reason="EMAIL_TAKEN",
+                metadata={"field": "email"},
+            ) from None
+        log.info("e-mail address verified", extra={"user": record.id})
+        return record
+
+    async def send_verification(self, principal: Principal, user_id: str, *, client: str) -> str:
+        """Queue a new verification mail (to the pending address, else the address); older
+        links stop working. The account itself or an admin; limited per address and per client.
+        Returns the address it goes to."""
+        _require_id(user_id)
+        if not principal.can_act_for(user_id):
+            raise PermissionDenied("you may only ask for your own verification mail")
+        record = await self._store.get(user_id)
+        if record is None:
+            raise NotFound("no such account", reason="USER_NOT_FOUND")
+        address = record.pending_email or record.email
+        if record.pending_email is None and record.email_verified:
+            raise FailedPrecondition("this e-mail address is already verified", reason="ALREADY_VERIFIED")
+        now = self._clock()
+        limits = [
+            (rate_limit.key("verify_email:address", self._store.address_key(address)), self._mail.per_address)
+        ]
+        if client:
+            limits.append((rate_limit.key("verify_email:client", client), self._mail.per_client))
+        message, token = self._verification(record.id, record.username, address, now)
+        wait = await self._store.queue_verification(
+            message, token, limits=limits, window=self._mail.window, now=now
+        )
+        if wait > 0:
+            raise ResourceExhausted(
+                "too many verification mails were asked for; try again later",
+                retry_after=wait,
+                reason="TOO_MANY_MAILS",
+            )
+        self._on_mail()
+        return address
 
     # -- delete --------------------------------------------------------------------------------
 
@@ -290,7 +421,12 @@ class UsersDomain:
         if credentials.disabled:
             # Said only to whoever knows the password: a stranger learns nothing from it.
             raise FailedPrecondition("this account has been disabled", reason="ACCOUNT_DISABLED")
-        return Identity(user_id=credentials.id, username=credentials.username, role=credentials.role)
+        return Identity(
+            user_id=credentials.id,
+            username=credentials.username,
+            role=credentials.role,
+            email_verified=credentials.email_verified,
+        )
 
     async def change_password(self, user_id: str, current_password: str, new_password: str) -> None:
         """Set a new password after checking the current one (auth throttles the attempts).
@@ -344,7 +480,11 @@ class UsersDomain:
         if record is None:
             raise NotFound("no such account", reason="USER_NOT_FOUND")
         return Identity(
-            user_id=record.id, username=record.username, role=record.role, disabled=record.disabled
+            user_id=record.id,
+            username=record.username,
+            role=record.role,
+            disabled=record.disabled,
+            email_verified=record.email_verified,
         )
 
     # -- start-up ------------------------------------------------------------------------------
@@ -378,7 +518,8 @@ class UsersDomain:
                     return
                 continue
             try:
-                await self._create(username, email, password, "", "admin")
+                # The operator chose this address: it counts as verified (no mail).
+                await self._create(username, email, password, "", "admin", verified=True)
             except AlreadyExists as error:
                 if error.metadata.get("field") == "user.email":
                     raise AlreadyExists(

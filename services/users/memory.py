@@ -11,13 +11,16 @@ so each is atomic under asyncio, as one SQL statement or transaction is.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
+from services.kit import single_use
 from services.kit.context import Role
-from services.users.model import Conflict, Credentials, PendingPurge, UserRecord, UserStore
+from services.kit.mail import OutgoingMail
+from services.kit.single_use import Issued, TokenRefused
+from services.users.model import VERIFY_EMAIL, Conflict, Credentials, PendingPurge, UserRecord, UserStore
 from services.users.validation import email_key
 
 
@@ -36,6 +39,75 @@ class MemoryUserStore:
     def __init__(self) -> None:
         self.rows: dict[str, dict[str, Any]] = {}  # id -> the users table's columns, plaintext
         self.purges: dict[str, _Purge] = {}
+        self.mail: list[OutgoingMail] = []  # what the SQL store would put in its mail outbox
+        self.tokens: dict[str, dict[str, Any]] = {}  # token hash -> the single_use row
+        self.counters: dict[str, tuple[float, int]] = {}  # rate-limit key -> (window start, hits)
+
+    def _queue(self, mail: Sequence[OutgoingMail], token: Issued | None, now: datetime) -> None:
+        if token is not None:
+            at = now.timestamp()
+            for row in self.tokens.values():
+                if (row["purpose"], row["subject"]) == (token.purpose, token.subject) and row["live"]:
+                    row["live"], row["why"] = False, "MAIL_TOKEN_SUPERSEDED"
+            self.tokens[single_use.token_hash(token.token)] = {
+                "purpose": token.purpose,
+                "subject": token.subject,
+                "data": email_key(token.data),
+                "expires_at": token.expires_at,
+                "live": True,
+                "why": "",
+                "created_at": at,
+            }
+        self.mail.extend(mail)
+
+    def address_key(self, email: str) -> str:
+        return email_key(email)
+
+    async def verify_email(self, token: str, now: datetime) -> UserRecord:
+        row = self.tokens.get(single_use.token_hash(token)) if token else None
+        if row is None or row["purpose"] != VERIFY_EMAIL:
+            raise TokenRefused("MAIL_TOKEN_INVALID")
+        if not row["live"]:
+            raise TokenRefused(row["why"])
+        if row["expires_at"] <= now.timestamp():
+            raise TokenRefused("MAIL_TOKEN_EXPIRED")
+        account = self.rows.get(row["subject"])
+        if account is None:
+            raise TokenRefused("MAIL_TOKEN_INVALID")
+        changes: dict[str, Any] = {"email_verified": True, "email_verified_at": now}
+        pending = account.get("pending_email")
+        if pending is not None and email_key(pending) == row["data"]:
+            changes.update(email=pending, pending_email=None)
+        elif email_key(account["email"]) != row["data"]:
+            raise TokenRefused("MAIL_TOKEN_SUPERSEDED")
+        updated = {**account, **changes, "version": account["version"] + 1, "updated_at": now}
+        self._check_unique(updated, exclude=account["id"])
+        row["live"], row["why"] = False, "MAIL_TOKEN_USED"
+        self.rows[account["id"]] = updated
+        return self._record(updated)
+
+    async def queue_verification(
+        self,
+        mail: OutgoingMail,
+        token: Issued,
+        *,
+        limits: Sequence[tuple[str, int]],
+        window: float,
+        now: datetime,
+    ) -> float:
+        at = now.timestamp()
+        wait = 0.0
+        for key, limit in limits:
+            start, hits = self.counters.get(key, (at, 0))
+            if start + window > at and hits >= limit:
+                wait = max(wait, start + window - at)
+        if wait > 0:
+            return wait
+        for key, _ in limits:
+            start, hits = self.counters.get(key, (at, 0))
+            self.counters[key] = (start, hits + 1) if start + window > at else (at, 1)
+        self._queue([mail], token, now)
+        return 0.0
 
     def _check_unique(self, row: Mapping[str, Any], *, exclude: str | None = None) -> None:
         """Conflict(column) when another row has this username or e-mail (as UNIQUE would)."""
@@ -50,7 +122,7 @@ class MemoryUserStore:
     @staticmethod
     def _record(row: Mapping[str, Any]) -> UserRecord:
         names = {field.name for field in dataclasses.fields(UserRecord)}
-        return UserRecord(**{name: row[name] for name in names})
+        return UserRecord(**{name: row[name] for name in names if name in row})
 
     @staticmethod
     def _credentials(row: Mapping[str, Any]) -> Credentials:
@@ -60,16 +132,20 @@ class MemoryUserStore:
             role=cast(Role, row["role"]),
             password_hash=row["password_hash"],
             disabled=bool(row.get("disabled", False)),
+            email_verified=bool(row.get("email_verified", False)),
         )
 
     # -- accounts ------------------------------------------------------------------------------
 
-    async def insert(self, values: Mapping[str, Any]) -> None:
+    async def insert(
+        self, values: Mapping[str, Any], *, mail: Sequence[OutgoingMail] = (), token: Issued | None = None
+    ) -> None:
         row = dict(values)  # every UserRecord field and the password_hash, as the domain passes them
         if row["id"] in self.rows:
             raise Conflict("id")
         self._check_unique(row)
         self.rows[row["id"]] = row
+        self._queue(mail, token, row["created_at"])
 
     async def get(self, user_id: str) -> UserRecord | None:
         row = self.rows.get(user_id)
@@ -100,6 +176,8 @@ class MemoryUserStore:
         *,
         expected_version: int | None,
         now: datetime,
+        mail: Sequence[OutgoingMail] = (),
+        token: Issued | None = None,
     ) -> UserRecord | None:
         row = self.rows.get(user_id)
         if row is None or (expected_version is not None and row["version"] != expected_version):
@@ -107,6 +185,7 @@ class MemoryUserStore:
         updated = {**row, **values, "version": row["version"] + 1, "updated_at": now}
         self._check_unique(updated, exclude=user_id)
         self.rows[user_id] = updated
+        self._queue(mail, token, now)
         return self._record(updated)
 
     async def credentials_by_id(self, user_id: str) -> Credentials | None:

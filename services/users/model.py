@@ -6,12 +6,16 @@ it, so domain and store never import each other (the kratos `identity.Pool` shap
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
 from services.kit.context import Role
+from services.kit.mail import OutgoingMail
+from services.kit.single_use import Issued
+
+VERIFY_EMAIL = "verify_email"  # the purpose of e-mail verification tokens (kit single_use)
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +31,10 @@ class UserRecord:
     created_at: datetime
     updated_at: datetime
     disabled: bool = False
+    email_verified: bool = False
+    email_verified_at: datetime | None = None
+    # An e-mail change waiting for its verification link to be used.
+    pending_email: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +46,7 @@ class Credentials:
     role: Role
     password_hash: str
     disabled: bool = False
+    email_verified: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,8 +72,12 @@ class UserStore(Protocol):
 
     # -- accounts ------------------------------------------------------------------------------
 
-    async def insert(self, values: Mapping[str, Any]) -> None:
-        """Insert one account; Conflict when the username or e-mail is taken."""
+    async def insert(
+        self, values: Mapping[str, Any], *, mail: Sequence[OutgoingMail] = (), token: Issued | None = None
+    ) -> None:
+        """Insert one account and, in the same transaction, queue `mail` and store `token` (a
+        verification token: its `data` is the address it verifies). Conflict when the username
+        or e-mail is taken."""
         ...
 
     async def get(self, user_id: str) -> UserRecord | None: ...
@@ -84,9 +97,35 @@ class UserStore(Protocol):
         *,
         expected_version: int | None,
         now: datetime,
+        mail: Sequence[OutgoingMail] = (),
+        token: Issued | None = None,
     ) -> UserRecord | None:
         """Apply `values` and bump the version; with `expected_version`, only if the row still
-        has it. None when no row matched; Conflict on a taken username or e-mail."""
+        has it; `mail` and `token` as in `insert`, in the same transaction. None when no row
+        matched; Conflict on a taken username or e-mail."""
+        ...
+
+    async def verify_email(self, token: str, now: datetime) -> UserRecord:
+        """Spend a verification token and mark the address it was issued for verified (moving
+        a pending address into email). TokenRefused for a bad token; Conflict("email") when
+        another account took the pending address meanwhile (the token is then not spent)."""
+        ...
+
+    async def queue_verification(
+        self,
+        mail: OutgoingMail,
+        token: Issued,
+        *,
+        limits: Sequence[tuple[str, int]],
+        window: float,
+        now: datetime,
+    ) -> float:
+        """Queue a verification mail and store its token, if every (key, limit) counter has room;
+        else nothing and the seconds until it has. 0.0: queued."""
+        ...
+
+    def address_key(self, email: str) -> str:
+        """What a per-address limit counts for `email` (its blind index: no address stored)."""
         ...
 
     async def credentials_by_id(self, user_id: str) -> Credentials | None: ...

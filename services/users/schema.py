@@ -20,6 +20,8 @@ from sqlalchemy import (
     false,
 )
 
+from services.kit import mail, rate_limit, single_use
+
 metadata = MetaData()
 
 
@@ -61,6 +63,12 @@ users = Table(
     Column("role", String(16), nullable=False, server_default="user"),
     # Set by an admin (through auth's DisableUser): the account may not log in or refresh.
     Column("disabled", Boolean, nullable=False, server_default=false()),
+    Column("email_verified", Boolean, nullable=False, server_default=false()),
+    Column("email_verified_at", UTCDateTime, nullable=True),
+    # An e-mail change waiting for its verification (sealed like email), and its blind index.
+    # Not unique: whoever verifies first gets the address; the UNIQUE email_lookup decides.
+    Column("pending_email", Text, nullable=True),
+    Column("pending_email_lookup", String(320), nullable=True),
     # Bumped on every change; the etag is derived from it.
     Column("version", Integer, nullable=False, server_default="1"),
     Column("created_at", UTCDateTime, nullable=False),
@@ -84,3 +92,9 @@ purge_outbox = Table(
     Column("last_error", Text, nullable=True),
     Index("ix_purge_outbox_next_attempt_at", "next_attempt_at"),
 )
+
+# The kit's tables: mail waiting to go out (written in the transaction of the change that causes
+# it), the verification tokens (hashes only), and the resend counters.
+mail_outbox = mail.outbox_table_in(metadata)
+single_use_tokens = single_use.table_in(metadata)
+rate_limits = rate_limit.table_in(metadata)

@@ -10,12 +10,13 @@ import grpc
 from pinexa.users.v1 import users_internal_pb2_grpc, users_pb2_grpc
 from services.kit import metrics, sql
 from services.kit.channels import internal_channel, verifier_from_auth
+from services.kit.mail import MailWorker
 from services.kit.outage import OutageLog
 from services.kit.server import ServiceHost, ServiceSpec
 from services.kit.tokens import TokenVerifier
 from services.users.config import UsersSettings
 from services.users.crypto import cipher_from_settings
-from services.users.domain import UsersDomain
+from services.users.domain import MailPolicy, UsersDomain
 from services.users.outbox import PurgeOutbox
 from services.users.passwords import Passwords
 from services.users.servicer import UserServicer, UsersInternalServicer
@@ -60,6 +61,7 @@ async def create_service(
     passwords: Passwords | None = None,
     outbox_poll_interval: float = 5.0,
     outbox_backoff: tuple[float, float] = (0.5, 60.0),
+    mail_backoff: tuple[float, float] = (1.0, 300.0),
 ) -> ServiceHost:
     """The users service, ready to `start`.
 
@@ -97,7 +99,28 @@ async def create_service(
             backoff_max=outbox_backoff[1],
             database_outage=database,
         )
-        domain = UsersDomain(store=store, passwords=passwords, on_delete=outbox.wake)
+        mailer = MailWorker.from_settings(
+            settings,
+            engine=engine,
+            sealer=cipher,
+            component="users mail outbox",
+            poll_interval=outbox_poll_interval,
+            backoff_base=mail_backoff[0],
+            backoff_max=mail_backoff[1],
+            database_outage=database,
+        )
+        domain = UsersDomain(
+            store=store,
+            passwords=passwords,
+            on_delete=outbox.wake,
+            on_mail=mailer.wake,
+            mail_policy=MailPolicy(
+                verification_ttl=settings.email_verification_ttl_seconds,
+                per_address=settings.mail_limit_per_address,
+                per_client=settings.mail_limit_per_client,
+                window=settings.mail_limit_window_seconds,
+            ),
+        )
         await passwords.warm_up()
 
         async def startup() -> None:
@@ -130,11 +153,13 @@ async def create_service(
     async def readiness() -> None:
         await startup_work.ensure()
         await outbox.start()  # once the tables exist; idempotent
+        await mailer.start()
         await sql.ping(engine)
 
     async def close() -> None:
         await startup_work.close()
         await outbox.stop()
+        await mailer.stop()
         for channel in owned_channels:
             await channel.close()
         await engine.dispose()
@@ -144,7 +169,7 @@ async def create_service(
         name="users",
         register=register,
         service_names=[USER_SERVICE, INTERNAL_SERVICE],
-        public_methods=frozenset({f"/{USER_SERVICE}/CreateUser"}),
+        public_methods=frozenset({f"/{USER_SERVICE}/CreateUser", f"/{USER_SERVICE}/VerifyEmail"}),
         internal_services=frozenset({INTERNAL_SERVICE}),
         readiness=readiness,
         translate_error=startup_work.translate_error,

@@ -7,14 +7,16 @@ every field set to a non-empty value.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from google.protobuf import empty_pb2
 
 from pinexa.users.v1 import users_internal_pb2, users_internal_pb2_grpc, users_pb2, users_pb2_grpc
 from services.kit import metrics
+from services.kit.client import client_ip
 from services.kit.context import Role, require_principal
-from services.kit.errors import InvalidArgument
+from services.kit.errors import InvalidArgument, ResourceExhausted
 from services.users.domain import UPDATABLE_FIELDS, Identity, NewUser, UserPatch, UsersDomain, etag_for
 from services.users.model import UserRecord
 
@@ -38,6 +40,10 @@ def user_message(record: UserRecord) -> users_pb2.User:
     )
     message.created_at.FromDatetime(record.created_at)
     message.updated_at.FromDatetime(record.updated_at)
+    message.email_verified = record.email_verified
+    if record.email_verified_at is not None:
+        message.email_verified_at.FromDatetime(record.email_verified_at)
+    message.pending_email = record.pending_email or ""
     return message
 
 
@@ -129,6 +135,27 @@ class UserServicer(users_pb2_grpc.UserServiceServicer):
         await self._domain.delete(require_principal(), request.id)
         return empty_pb2.Empty()
 
+    async def VerifyEmail(
+        self, request: users_pb2.VerifyEmailRequest, context: Any
+    ) -> users_pb2.VerifyEmailResponse:
+        record = await self._domain.verify_email(request.token)
+        return users_pb2.VerifyEmailResponse(
+            user_id=record.id, email=record.email, email_verified=record.email_verified
+        )
+
+    async def SendVerificationEmail(
+        self, request: users_pb2.SendVerificationEmailRequest, context: Any
+    ) -> users_pb2.SendVerificationEmailResponse:
+        try:
+            address = await self._domain.send_verification(
+                require_principal(), request.id, client=client_ip(context)
+            )
+        except ResourceExhausted as error:
+            # RetryInfo is in the status; HTTP clients also get the usual Retry-After header.
+            await context.send_initial_metadata((("retry-after", str(math.ceil(error.retry_after))),))
+            raise
+        return users_pb2.SendVerificationEmailResponse(email=address)
+
 
 def _identity_role(identity: Identity) -> users_pb2.User.Role:
     return _ROLE_TO_PROTO[identity.role]
@@ -145,7 +172,10 @@ class UsersInternalServicer(users_internal_pb2_grpc.UsersInternalServiceServicer
     ) -> users_internal_pb2.VerifyCredentialsResponse:
         identity = await self._domain.verify_credentials(request.username, request.password)
         return users_internal_pb2.VerifyCredentialsResponse(
-            user_id=identity.user_id, role=_identity_role(identity), username=identity.username
+            user_id=identity.user_id,
+            role=_identity_role(identity),
+            username=identity.username,
+            email_verified=identity.email_verified,
         )
 
     async def ResolveLogin(
@@ -163,6 +193,7 @@ class UsersInternalServicer(users_internal_pb2_grpc.UsersInternalServiceServicer
             role=_identity_role(identity),
             username=identity.username,
             disabled=identity.disabled,
+            email_verified=identity.email_verified,
         )
 
     async def ChangePassword(

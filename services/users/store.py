@@ -10,18 +10,22 @@ plaintext, the tables hold only ciphertext and the e-mail blind index.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime
 from typing import Any, cast
 
 from sqlalchemy import bindparam, delete, func, insert, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
 
-from services.kit import sql
+from services.kit import mail as kit_mail
+from services.kit import rate_limit, single_use, sql
 from services.kit.context import Role
-from services.kit.db import Database
+from services.kit.db import Connection, Database
+from services.kit.mail import OutgoingMail
+from services.kit.single_use import Issued, TokenRefused
 from services.users.crypto import PiiCipher
-from services.users.model import Conflict, Credentials, PendingPurge, UserRecord
+from services.users.model import VERIFY_EMAIL, Conflict, Credentials, PendingPurge, UserRecord
 from services.users.schema import purge_outbox, users
 from services.users.validation import email_key
 
@@ -34,9 +38,19 @@ _RECORD_COLUMNS = (
     users.c.version,
     users.c.created_at,
     users.c.updated_at,
+    users.c.email_verified,
+    users.c.email_verified_at,
+    users.c.pending_email,
     users.c.disabled,
 )
-_CREDENTIAL_COLUMNS = (users.c.id, users.c.username, users.c.role, users.c.password_hash, users.c.disabled)
+_CREDENTIAL_COLUMNS = (
+    users.c.id,
+    users.c.username,
+    users.c.role,
+    users.c.password_hash,
+    users.c.email_verified,
+    users.c.disabled,
+)
 
 _GET_BY_ID = select(*_RECORD_COLUMNS).where(users.c.id == bindparam("id"))
 _CREDENTIALS_BY_USERNAME = select(*_CREDENTIAL_COLUMNS).where(users.c.username == bindparam("username"))
@@ -59,6 +73,7 @@ def _credentials(row: Any) -> Credentials:
         role=cast(Role, row.role),
         password_hash=row.password_hash,
         disabled=bool(row.disabled),
+        email_verified=bool(row.email_verified),
     )
 
 
@@ -95,7 +110,28 @@ class SqlUserStore:
             created_at=row.created_at,
             updated_at=row.updated_at,
             disabled=bool(row.disabled),
+            email_verified=bool(row.email_verified),
+            email_verified_at=row.email_verified_at,
+            pending_email=(
+                None
+                if row.pending_email is None
+                else self._cipher.open("pending_email", row.id, row.pending_email)
+            ),
         )
+
+    def _lookup(self, email: str) -> str:
+        return self._cipher.email_lookup(email_key(email))
+
+    async def _queue(
+        self, connection: Connection, mail: Sequence[OutgoingMail], token: Issued | None, now: datetime
+    ) -> None:
+        """Store a verification token (its data: the blind index of the address it verifies,
+        never the address) and queue the mail, in the caller's transaction."""
+        if token is not None:
+            await single_use.issue(
+                connection, replace(token, data=self._lookup(token.data)), now=now.timestamp()
+            )
+        await kit_mail.enqueue_all(connection, mail, sealer=self._cipher)
 
     def _sealed(self, user_id: str, values: Mapping[str, Any]) -> dict[str, Any]:
         """`values` with the personal fields encrypted and the e-mail blind index added."""
@@ -106,17 +142,26 @@ class SqlUserStore:
             sealed["email_lookup"] = self._cipher.email_lookup(email_key(email))
         if "display_name" in sealed:
             sealed["display_name"] = self._cipher.seal("display_name", user_id, sealed["display_name"])
+        if "pending_email" in sealed:
+            pending = sealed["pending_email"]
+            sealed["pending_email"] = (
+                None if pending is None else self._cipher.seal("pending_email", user_id, pending)
+            )
+            sealed["pending_email_lookup"] = None if pending is None else self._lookup(pending)
         return sealed
 
     # -- accounts ------------------------------------------------------------------------------
 
-    async def insert(self, values: Mapping[str, Any]) -> None:
+    async def insert(
+        self, values: Mapping[str, Any], *, mail: Sequence[OutgoingMail] = (), token: Issued | None = None
+    ) -> None:
         """Insert one account (plaintext values; the e-mail and display name are encrypted
-        here). Conflict when the username or e-mail is taken: the database's UNIQUE constraints
-        decide, so concurrent sign-ups cannot both win."""
+        here) and queue its mail. Conflict when the username or e-mail is taken: the database's
+        UNIQUE constraints decide, so concurrent sign-ups cannot both win."""
         try:
             async with self._engine.begin() as connection:
                 await connection.execute(_INSERT_USER, self._sealed(values["id"], values))
+                await self._queue(connection, mail, token, values["created_at"])
         except IntegrityError as error:
             raise Conflict(_conflicting_column(error)) from None
 
@@ -152,9 +197,12 @@ class SqlUserStore:
         *,
         expected_version: int | None,
         now: datetime,
+        mail: Sequence[OutgoingMail] = (),
+        token: Issued | None = None,
     ) -> UserRecord | None:
-        """Apply `values` and bump the version, in one statement. With `expected_version`, only
-        if the row still has it (optimistic concurrency). None when no row matched."""
+        """Apply `values` and bump the version, in one statement, and queue `mail` in the same
+        transaction. With `expected_version`, only if the row still has it (optimistic
+        concurrency). None when no row matched (nothing is queued)."""
         statement = (
             update(users)
             .where(users.c.id == user_id)
@@ -166,6 +214,8 @@ class SqlUserStore:
         try:
             async with self._engine.begin() as connection:
                 row = (await connection.execute(statement)).first()
+                if row is not None:
+                    await self._queue(connection, mail, token, now)
         except IntegrityError as error:
             raise Conflict(_conflicting_column(error)) from None
         return None if row is None else self._record(row)
@@ -194,6 +244,70 @@ class SqlUserStore:
                 .values(disabled=disabled, version=users.c.version + 1, updated_at=now)
             )
         return bool(result.rowcount)
+
+    async def verify_email(self, token: str, now: datetime) -> UserRecord:
+        try:
+            async with self._engine.begin() as connection:
+                spent = await single_use.consume(
+                    connection, purpose=VERIFY_EMAIL, token=token, now=now.timestamp()
+                )
+                row = (
+                    await connection.execute(
+                        select(
+                            users.c.email_lookup, users.c.pending_email, users.c.pending_email_lookup
+                        ).where(users.c.id == spent.subject)
+                    )
+                ).first()
+                if row is None:  # the account was deleted since
+                    raise TokenRefused("MAIL_TOKEN_INVALID")
+                verified: dict[str, Any] = {
+                    "email_verified": True,
+                    "email_verified_at": now,
+                    "version": users.c.version + 1,
+                    "updated_at": now,
+                }
+                if row.pending_email_lookup is not None and row.pending_email_lookup == spent.data:
+                    # The e-mail change takes effect: the pending address becomes the address.
+                    address = self._cipher.open("pending_email", spent.subject, row.pending_email)
+                    verified.update(
+                        email=self._cipher.seal("email", spent.subject, address),
+                        email_lookup=row.pending_email_lookup,
+                        pending_email=None,
+                        pending_email_lookup=None,
+                    )
+                elif row.email_lookup != spent.data:
+                    raise TokenRefused("MAIL_TOKEN_SUPERSEDED")  # sent to an address no longer in play
+                updated = (
+                    await connection.execute(
+                        update(users)
+                        .where(users.c.id == spent.subject)
+                        .values(**verified)
+                        .returning(*_RECORD_COLUMNS)
+                    )
+                ).one()
+        except IntegrityError as error:
+            raise Conflict(_conflicting_column(error)) from None
+        return self._record(updated)
+
+    async def queue_verification(
+        self,
+        mail: OutgoingMail,
+        token: Issued,
+        *,
+        limits: Sequence[tuple[str, int]],
+        window: float,
+        now: datetime,
+    ) -> float:
+        async with self._engine.begin() as connection:
+            wait = await rate_limit.take(connection, list(limits), window=window, now=now.timestamp())
+            if wait > 0:
+                return wait
+            await self._queue(connection, [mail], token, now)
+        return 0.0
+
+    def address_key(self, email: str) -> str:
+        """The blind index of an address: what per-address limits count (no address stored)."""
+        return self._lookup(email)
 
     async def replace_password_hash(self, user_id: str, old_hash: str, new_hash: str) -> None:
         """Swap in a rehashed password, unless the password changed meanwhile. The version is

@@ -23,6 +23,7 @@ import grpc
 import pytest
 from argon2 import PasswordHasher
 
+from devstack.mailserver import Mailbox, start_smtp
 from pinexa.auth.v1 import auth_pb2, auth_pb2_grpc
 from pinexa.data.v1 import data_internal_pb2, data_internal_pb2_grpc
 from pinexa.users.v1 import users_pb2, users_pb2_grpc
@@ -35,7 +36,7 @@ from services.kit.tokens import CallableKeySource, Jwk, TokenVerifier, auth_key_
 from services.users.config import UsersSettings
 from services.users.passwords import Passwords
 from services.users.server import create_service as create_users
-from tests.support import FakeClock, bearer
+from tests.support import FakeClock, bearer, free_port
 
 # Test-only argon2id parameters: correct hashes, a fraction of a millisecond each.
 FAST_HASHER = PasswordHasher(time_cost=1, memory_cost=64, parallelism=1)
@@ -67,6 +68,8 @@ class Stack:
     jwks_from: dict[str, grpc.aio.Channel]
     """jwks_from["auth"] is the channel users fetches auth's JWKS and follows its revocations
     over; a test may repoint it."""
+    mailbox: Mailbox
+    """What users mailed, as a real SMTP server (aiosmtpd, on a free port) received it."""
 
     @property
     def auth_address(self) -> str:
@@ -112,6 +115,9 @@ async def start_stack(sql_url: str, tmp_path: Path) -> AsyncIterator[StartStack]
     """Starts users + auth on `sql_url`; keyword arguments override fields of AuthSettings or
     UsersSettings (each service gets the ones its class has; a name in neither is an error)."""
     cleanup: list[Callable[[], Awaitable[None]]] = []
+    mailbox = Mailbox()
+    smtp_port = free_port()
+    smtp = await start_smtp(mailbox, port=smtp_port)
 
     async def start(
         *, keys: KeyRing | None = None, hasher: PasswordHasher = FAST_HASHER, **overrides: Any
@@ -123,6 +129,7 @@ async def start_stack(sql_url: str, tmp_path: Path) -> AsyncIterator[StartStack]
             "health_check_interval_seconds": 0.2,
             "shutdown_grace_seconds": 1,
             "shutdown_drain_seconds": 0,
+            "smtp_url": f"smtp://127.0.0.1:{smtp_port}",
             **overrides,
         }
         auth_fields = {f.name for f in dataclasses.fields(AuthSettings)}
@@ -205,11 +212,13 @@ async def start_stack(sql_url: str, tmp_path: Path) -> AsyncIterator[StartStack]
             auth=auth_pb2_grpc.AuthServiceStub(auth_channel),
             users=users_pb2_grpc.UserServiceStub(users_channel),
             jwks_from=channels,
+            mailbox=mailbox,
         )
 
     yield start
     for step in reversed(cleanup):
         await step()
+    smtp.close()
 
 
 @pytest.fixture

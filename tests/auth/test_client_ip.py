@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import pytest
 
-from services.auth.servicer import client_ip
+from services.kit.client import client_ip
 
 
 class Context:

@@ -4,6 +4,8 @@ when one of its children dies."""
 
 from __future__ import annotations
 
+import email
+import email.policy
 import os
 import queue
 import re
@@ -20,7 +22,7 @@ import httpx
 import pytest
 from pymongo import MongoClient
 
-from tests.support import free_port
+from tests.support import free_port, mail_token
 
 pytestmark = pytest.mark.e2e
 
@@ -288,3 +290,46 @@ def test_a_malformed_shared_setting_is_refused_by_name_not_a_traceback(
         if running.process.poll() is None:
             os.killpg(running.process.pid, signal.SIGKILL)
             running.process.wait(10)
+
+
+def _mail_files(directory: Path, count: int, timeout: float = 20) -> list[Path]:
+    deadline = time.monotonic() + timeout
+    while True:
+        files = sorted(directory.glob("*.eml")) if directory.exists() else []
+        if len(files) >= count or time.monotonic() > deadline:
+            return files
+        time.sleep(0.1)  # polling interval
+
+
+def test_make_run_catches_mail_in_var_mail_and_the_link_verifies(devstack: Devstack, tmp_path: Path) -> None:
+    """The tour as a newcomer takes it: sign up over REST, open var/mail/*.eml, verify."""
+    devstack.wait_for("Press Ctrl-C")
+    assert re.search(
+        r"Mail \(SMTP\)\s+smtp://127\.0\.0\.1:\d+\s+every mail .* lands in \S*mail/\*\.eml", devstack.text
+    )
+    rest = _rest_url(devstack.text)
+    password = "correct horse battery"
+    created = httpx.post(
+        f"{rest}/api/v1/users", json={"username": "ada", "email": "ada@example.com", "password": password}
+    )
+    assert created.status_code == 200, created.text
+    assert created.json().get("email_verified", False) is False
+    [eml] = _mail_files(tmp_path / "var" / "mail", 1)
+    message = email.message_from_bytes(eml.read_bytes(), policy=email.policy.default)
+    assert message["To"] == "ada@example.com"
+    token = mail_token(message)  # type: ignore[arg-type]
+    assert f"{rest}/verify-email?token=" in message.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+
+    verified = httpx.post(f"{rest}/api/v1/auth/email:verify", json={"token": token})
+    assert verified.status_code == 200, verified.text
+    assert verified.json() == {
+        "user_id": created.json()["id"],
+        "email": "ada@example.com",
+        "email_verified": True,
+    }
+    again = httpx.post(f"{rest}/api/v1/auth/email:verify", json={"token": token})
+    assert again.status_code == 401 and again.json()["details"][0]["reason"] == "MAIL_TOKEN_USED", again.text
+
+    login = httpx.post(f"{rest}/api/v1/auth/login", json={"username": "ada", "password": password}).json()
+    profile = httpx.get(f"{rest}/api/profile", headers={"authorization": f"Bearer {login['access_token']}"})
+    assert profile.json()["email_verified"] is True and profile.json()["email_verified_at"]

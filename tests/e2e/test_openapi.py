@@ -130,6 +130,7 @@ def test_security_follows_the_jwt_authn_rules() -> None:
         ("get", "/.well-known/jwks.json"),
         ("post", "/api/v1/users"),
         ("post", "/api/signup"),
+        ("post", "/api/v1/auth/email:verify"),
     }
     assert optional == {("post", "/api/v1/auth/logout")}
     for key, op in ops.items():

@@ -364,10 +364,14 @@ def test_mail_settings() -> None:
     assert dev.effective_public_base_url == mail.DEV_PUBLIC_BASE_URL
     assert dev.product_name == "Pinexa"
     production = {"PINEXA_ENV": "production", "INTERNAL_TOKEN": "x" * 40}
-    with pytest.raises(SettingsError, match="SMTP_URL"):
-        MailSettings.from_env(production)
-    with pytest.raises(SettingsError, match="PUBLIC_BASE_URL"):
-        MailSettings.from_env({**production, "SMTP_URL": "smtps://u:p@mail.example.com"})
+    assert MailSettings.from_env(production).unset_in_production() == ["SMTP_URL", "PUBLIC_BASE_URL"]
+    configured = {
+        **production,
+        "SMTP_URL": "smtps://u:p@mail.example.com",
+        "PUBLIC_BASE_URL": "https://a.test",
+    }
+    assert MailSettings.from_env(configured).unset_in_production() == []
+    assert dev.unset_in_production() == []
     with pytest.raises(SettingsError, match="MAIL_FROM"):
         MailSettings.from_env({"MAIL_FROM": "nobody"})
     with pytest.raises(SettingsError, match="PUBLIC_BASE_URL"):

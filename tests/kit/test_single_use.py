@@ -43,7 +43,7 @@ async def _consume(engine: Database, token: str, *, now: float = 1001.0) -> sing
 async def _refusal(engine: Database, token: str, *, now: float = 1001.0) -> str:
     with pytest.raises(TokenRefused) as refused:
         await _consume(engine, token, now=now)
-    assert refused.value.violations[0][0] == "token"
+    assert refused.value.metadata == {"field": "token"}
     return refused.value.reason
 
 
@@ -59,7 +59,7 @@ async def test_a_token_works_once(engine: Database) -> None:
     token = await _issue(engine)
     redeemed = await _consume(engine, token)
     assert (redeemed.subject, redeemed.data) == ("user-1", "d")
-    assert await _refusal(engine, token) == "TOKEN_USED"
+    assert await _refusal(engine, token) == "MAIL_TOKEN_USED"
     async with engine.connect() as connection:
         stored = (await connection.execute(sa.select(single_use.tokens))).all()
     assert token not in repr(stored) and stored[0].token_hash == single_use.token_hash(token)
@@ -68,24 +68,24 @@ async def test_a_token_works_once(engine: Database) -> None:
 async def test_expired_superseded_and_unknown_tokens_are_refused(engine: Database) -> None:
     old = await _issue(engine, now=1000)
     new = await _issue(engine, now=1010)
-    assert await _refusal(engine, old, now=1011) == "TOKEN_SUPERSEDED"
-    assert await _refusal(engine, new, now=1010 + 61) == "TOKEN_EXPIRED"
-    assert await _refusal(engine, "not-a-token") == "TOKEN_INVALID"
-    assert await _refusal(engine, "") == "TOKEN_INVALID"
-    assert await _refusal(engine, "x" * 5000) == "TOKEN_INVALID"
+    assert await _refusal(engine, old, now=1011) == "MAIL_TOKEN_SUPERSEDED"
+    assert await _refusal(engine, new, now=1010 + 61) == "MAIL_TOKEN_EXPIRED"
+    assert await _refusal(engine, "not-a-token") == "MAIL_TOKEN_INVALID"
+    assert await _refusal(engine, "") == "MAIL_TOKEN_INVALID"
+    assert await _refusal(engine, "x" * 5000) == "MAIL_TOKEN_INVALID"
     other = await _issue(engine, "user-2", now=1010)  # another subject's tokens are untouched
     assert (await _consume(engine, other, now=1011)).subject == "user-2"
     wrong_purpose = single_use.prepare(purpose="password_reset", subject="user-3", ttl_seconds=60, now=1000)
     async with engine.begin() as connection:
         await single_use.issue(connection, wrong_purpose, now=1000)
-    assert await _refusal(engine, wrong_purpose.token) == "TOKEN_INVALID"
+    assert await _refusal(engine, wrong_purpose.token) == "MAIL_TOKEN_INVALID"
 
 
 async def test_revoke_kills_every_live_token_of_the_subject(engine: Database) -> None:
     token = await _issue(engine)
     async with engine.begin() as connection:
         assert await single_use.revoke(connection, purpose="verify_email", subject="user-1", now=1001) == 1
-    assert await _refusal(engine, token) == "TOKEN_SUPERSEDED"
+    assert await _refusal(engine, token) == "MAIL_TOKEN_SUPERSEDED"
 
 
 async def test_of_concurrent_consumers_exactly_one_wins(engine: Database) -> None:
@@ -94,4 +94,4 @@ async def test_of_concurrent_consumers_exactly_one_wins(engine: Database) -> Non
     winners = [r for r in results if isinstance(r, single_use.Redeemed)]
     losers = [r for r in results if isinstance(r, TokenRefused)]
     assert len(winners) == 1 and len(losers) == 7, results
-    assert {r.reason for r in losers} == {"TOKEN_USED"}
+    assert {r.reason for r in losers} == {"MAIL_TOKEN_USED"}

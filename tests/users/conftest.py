@@ -21,6 +21,7 @@ import grpc
 import pytest
 from argon2 import PasswordHasher
 
+from devstack.mailserver import Mailbox, start_smtp
 from pinexa.data.v1 import data_internal_pb2, data_internal_pb2_grpc
 from pinexa.users.v1 import users_internal_pb2_grpc, users_pb2, users_pb2_grpc
 from services.kit.server import ServiceHost
@@ -80,6 +81,7 @@ class Users:
     channel: grpc.aio.Channel
     stub: users_pb2_grpc.UserServiceStub
     internal: users_internal_pb2_grpc.UsersInternalServiceStub
+    mailbox: Mailbox
     _tokens: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -112,9 +114,13 @@ StartUsers = Callable[..., Awaitable[Users]]
 
 @pytest.fixture
 async def start_users(sql_url: str, tmp_path: Path, test_keys: TestKeys) -> AsyncIterator[StartUsers]:
-    """Starts users services on `sql_url` (several may share it, like replicas)."""
+    """Starts users services on `sql_url` (several may share it, like replicas), sending mail to
+    a real SMTP server (the dev stack's aiosmtpd) on a free port: `users.mailbox` has the mail."""
     running: list[Users] = []
     data_servers: list[StandInData] = []
+    mailbox = Mailbox()
+    smtp_port = free_port()
+    smtp = await start_smtp(mailbox, port=smtp_port)
 
     async def start(
         *,
@@ -135,7 +141,7 @@ async def start_users(sql_url: str, tmp_path: Path, test_keys: TestKeys) -> Asyn
             health_check_interval_seconds=0.2,
             shutdown_grace_seconds=1,
             shutdown_drain_seconds=0,
-            **overrides,
+            **{"smtp_url": f"smtp://127.0.0.1:{smtp_port}", **overrides},
         )
         data_channel = grpc.aio.insecure_channel(data.address)
         host = await create_service(
@@ -158,6 +164,7 @@ async def start_users(sql_url: str, tmp_path: Path, test_keys: TestKeys) -> Asyn
             channel=channel,
             stub=users_pb2_grpc.UserServiceStub(channel),
             internal=users_internal_pb2_grpc.UsersInternalServiceStub(channel),
+            mailbox=mailbox,
         )
         running.append(users)
         return users
@@ -169,6 +176,7 @@ async def start_users(sql_url: str, tmp_path: Path, test_keys: TestKeys) -> Asyn
         await users.data_channel.close()
     for data in data_servers:
         await data.stop()
+    smtp.close()
 
 
 @pytest.fixture

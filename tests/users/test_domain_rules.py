@@ -159,7 +159,13 @@ UPDATE_CASES: dict[str, tuple[str, UserPatch, str, dict[str, Any]]] = {
         "OK",
         {"display_name": "Ada L.", "version": 2},
     ),
-    "e-mail, trimmed": ("self", UserPatch(email=" Ada2@example.com "), "OK", {"email": "Ada2@example.com"}),
+    # Pending until the new address is verified (tests/users/test_email_verification.py).
+    "e-mail, trimmed": (
+        "self",
+        UserPatch(email=" Ada2@example.com "),
+        "OK",
+        {"email": "ada@example.com", "pending_email": "Ada2@example.com"},
+    ),
     "a taken e-mail": ("self", UserPatch(email="GRACE@example.com"), "ALREADY_EXISTS user.email", {}),
     "an invalid e-mail and display name": (
         "self",

@@ -58,7 +58,8 @@ def account(username: str, /, *, at: datetime = T0, **overrides: Any) -> dict[st
 
 
 def record(values: dict[str, Any]) -> UserRecord:
-    return UserRecord(**{f.name: values[f.name] for f in dataclasses.fields(UserRecord)})
+    # The verification fields have defaults (unverified, nothing pending) that a row may leave out.
+    return UserRecord(**{f.name: values[f.name] for f in dataclasses.fields(UserRecord) if f.name in values})
 
 
 # ---- accounts ---------------------------------------------------------------------------------

@@ -14,14 +14,16 @@ class VerifyCredentialsRequest(_message.Message):
     def __init__(self, username: _Optional[str] = ..., password: _Optional[str] = ...) -> None: ...
 
 class VerifyCredentialsResponse(_message.Message):
-    __slots__ = ("user_id", "role", "username")
+    __slots__ = ("user_id", "role", "username", "email_verified")
     USER_ID_FIELD_NUMBER: _ClassVar[int]
     ROLE_FIELD_NUMBER: _ClassVar[int]
     USERNAME_FIELD_NUMBER: _ClassVar[int]
+    EMAIL_VERIFIED_FIELD_NUMBER: _ClassVar[int]
     user_id: str
     role: _users_pb2.User.Role
     username: str
-    def __init__(self, user_id: _Optional[str] = ..., role: _Optional[_Union[_users_pb2.User.Role, str]] = ..., username: _Optional[str] = ...) -> None: ...
+    email_verified: bool
+    def __init__(self, user_id: _Optional[str] = ..., role: _Optional[_Union[_users_pb2.User.Role, str]] = ..., username: _Optional[str] = ..., email_verified: _Optional[bool] = ...) -> None: ...
 
 class GetIdentityRequest(_message.Message):
     __slots__ = ("user_id",)
@@ -30,16 +32,18 @@ class GetIdentityRequest(_message.Message):
     def __init__(self, user_id: _Optional[str] = ...) -> None: ...
 
 class GetIdentityResponse(_message.Message):
-    __slots__ = ("user_id", "role", "username", "disabled")
+    __slots__ = ("user_id", "role", "username", "disabled", "email_verified")
     USER_ID_FIELD_NUMBER: _ClassVar[int]
     ROLE_FIELD_NUMBER: _ClassVar[int]
     USERNAME_FIELD_NUMBER: _ClassVar[int]
     DISABLED_FIELD_NUMBER: _ClassVar[int]
+    EMAIL_VERIFIED_FIELD_NUMBER: _ClassVar[int]
     user_id: str
     role: _users_pb2.User.Role
     username: str
     disabled: bool
-    def __init__(self, user_id: _Optional[str] = ..., role: _Optional[_Union[_users_pb2.User.Role, str]] = ..., username: _Optional[str] = ..., disabled: _Optional[bool] = ...) -> None: ...
+    email_verified: bool
+    def __init__(self, user_id: _Optional[str] = ..., role: _Optional[_Union[_users_pb2.User.Role, str]] = ..., username: _Optional[str] = ..., disabled: _Optional[bool] = ..., email_verified: _Optional[bool] = ...) -> None: ...
 
 class ResolveLoginRequest(_message.Message):
     __slots__ = ("login",)

@@ -66,6 +66,16 @@ class UserServiceStub:
                 request_serializer=pinexa_dot_users_dot_v1_dot_users__pb2.DeleteUserRequest.SerializeToString,
                 response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
                 _registered_method=True)
+        self.VerifyEmail = channel.unary_unary(
+                '/pinexa.users.v1.UserService/VerifyEmail',
+                request_serializer=pinexa_dot_users_dot_v1_dot_users__pb2.VerifyEmailRequest.SerializeToString,
+                response_deserializer=pinexa_dot_users_dot_v1_dot_users__pb2.VerifyEmailResponse.FromString,
+                _registered_method=True)
+        self.SendVerificationEmail = channel.unary_unary(
+                '/pinexa.users.v1.UserService/SendVerificationEmail',
+                request_serializer=pinexa_dot_users_dot_v1_dot_users__pb2.SendVerificationEmailRequest.SerializeToString,
+                response_deserializer=pinexa_dot_users_dot_v1_dot_users__pb2.SendVerificationEmailResponse.FromString,
+                _registered_method=True)
 
 
 class UserServiceServicer:
@@ -114,6 +124,24 @@ class UserServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def VerifyEmail(self, request, context):
+        """VerifyEmail spends the token of a verification mail: the address it was sent to becomes the
+        account's verified address (for an e-mail change, the new address replaces the old one).
+        It is public: the token is the proof.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SendVerificationEmail(self, request, context):
+        """SendVerificationEmail sends a new verification mail (to the pending address of an e-mail
+        change, else to the account's address); older links stop working. For the account itself
+        or an admin; rate-limited per address and per client (RESOURCE_EXHAUSTED with RetryInfo).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_UserServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -146,6 +174,16 @@ def add_UserServiceServicer_to_server(servicer, server):
                     servicer.DeleteUser,
                     request_deserializer=pinexa_dot_users_dot_v1_dot_users__pb2.DeleteUserRequest.FromString,
                     response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+            ),
+            'VerifyEmail': grpc.unary_unary_rpc_method_handler(
+                    servicer.VerifyEmail,
+                    request_deserializer=pinexa_dot_users_dot_v1_dot_users__pb2.VerifyEmailRequest.FromString,
+                    response_serializer=pinexa_dot_users_dot_v1_dot_users__pb2.VerifyEmailResponse.SerializeToString,
+            ),
+            'SendVerificationEmail': grpc.unary_unary_rpc_method_handler(
+                    servicer.SendVerificationEmail,
+                    request_deserializer=pinexa_dot_users_dot_v1_dot_users__pb2.SendVerificationEmailRequest.FromString,
+                    response_serializer=pinexa_dot_users_dot_v1_dot_users__pb2.SendVerificationEmailResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -311,6 +349,60 @@ class UserService:
             '/pinexa.users.v1.UserService/DeleteUser',
             pinexa_dot_users_dot_v1_dot_users__pb2.DeleteUserRequest.SerializeToString,
             google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def VerifyEmail(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pinexa.users.v1.UserService/VerifyEmail',
+            pinexa_dot_users_dot_v1_dot_users__pb2.VerifyEmailRequest.SerializeToString,
+            pinexa_dot_users_dot_v1_dot_users__pb2.VerifyEmailResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SendVerificationEmail(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pinexa.users.v1.UserService/SendVerificationEmail',
+            pinexa_dot_users_dot_v1_dot_users__pb2.SendVerificationEmailRequest.SerializeToString,
+            pinexa_dot_users_dot_v1_dot_users__pb2.SendVerificationEmailResponse.FromString,
             options,
             channel_credentials,
             insecure,
