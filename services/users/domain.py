@@ -30,7 +30,7 @@ from services.kit.errors import (
     Unauthenticated,
     Violations,
 )
-from services.kit.mail import OutgoingMail, email_change_notice_mail, verify_email_mail
+from services.kit.mail import OutgoingMail, email_change_notice_mail, password_changed_mail, verify_email_mail
 from services.kit.pagination import decode_page_token, encode_page_token, malformed_page_token, page_size
 from services.users import validation
 from services.users.model import VERIFY_EMAIL, Conflict, Credentials, UserRecord, UserStore
@@ -446,8 +446,18 @@ class UsersDomain:
         if not await self._passwords.verify(credentials.password_hash, current_password):
             raise Unauthenticated("the current password is incorrect", reason="INVALID_CREDENTIALS")
         new_hash = await self._passwords.hash(new_password)
+        now = self._clock()
+        record = await self._store.get(user_id)
+        # The account's address hears of the change (in the same transaction as the change).
+        notice = (
+            []
+            if record is None
+            else [
+                password_changed_mail(to=record.email, username=record.username, changed_at=now.timestamp())
+            ]
+        )
         if not await self._store.change_password_hash(
-            user_id, credentials.password_hash, new_hash, self._clock()
+            user_id, credentials.password_hash, new_hash, now, notice
         ):
             # Changed (or deleted) between the check and the write: the current password we
             # checked is no longer current.

@@ -20,7 +20,15 @@ from services.kit import single_use
 from services.kit.context import Role
 from services.kit.mail import OutgoingMail
 from services.kit.single_use import Issued, TokenRefused
-from services.users.model import VERIFY_EMAIL, Conflict, Credentials, PendingPurge, UserRecord, UserStore
+from services.users.model import (
+    PASSWORD_RESET,
+    VERIFY_EMAIL,
+    Conflict,
+    Credentials,
+    PendingPurge,
+    UserRecord,
+    UserStore,
+)
 from services.users.validation import email_key
 
 
@@ -192,11 +200,17 @@ class MemoryUserStore:
         row = self.rows.get(user_id)
         return None if row is None else self._credentials(row)
 
-    async def change_password_hash(self, user_id: str, old_hash: str, new_hash: str, now: datetime) -> bool:
+    async def change_password_hash(
+        self, user_id: str, old_hash: str, new_hash: str, now: datetime, mail: Sequence[OutgoingMail] = ()
+    ) -> bool:
         row = self.rows.get(user_id)
         if row is None or row["password_hash"] != old_hash:
             return False
         row.update(password_hash=new_hash, version=row["version"] + 1, updated_at=now)
+        for token in self.tokens.values():  # reset links die with the old password
+            if (token["purpose"], token["subject"]) == (PASSWORD_RESET, user_id) and token["live"]:
+                token["live"], token["why"] = False, "MAIL_TOKEN_SUPERSEDED"
+        self._queue(mail, None, now)
         return True
 
     async def set_disabled(self, user_id: str, disabled: bool, now: datetime) -> bool:

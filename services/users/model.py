@@ -16,6 +16,7 @@ from services.kit.mail import OutgoingMail
 from services.kit.single_use import Issued
 
 VERIFY_EMAIL = "verify_email"  # the purpose of e-mail verification tokens (kit single_use)
+PASSWORD_RESET = "password_reset"  # noqa: S105 (a token purpose, not a secret; kit single_use)
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,8 +131,12 @@ class UserStore(Protocol):
 
     async def credentials_by_id(self, user_id: str) -> Credentials | None: ...
 
-    async def change_password_hash(self, user_id: str, old_hash: str, new_hash: str, now: datetime) -> bool:
-        """Set a new password hash if the stored one is still `old_hash` (bumps the version)."""
+    async def change_password_hash(
+        self, user_id: str, old_hash: str, new_hash: str, now: datetime, mail: Sequence[OutgoingMail] = ()
+    ) -> bool:
+        """Set a new password hash if the stored one is still `old_hash` (bumps the version); in
+        the same transaction, live password reset tokens of the account die and `mail` (the
+        "password changed" notice) is queued."""
         ...
 
     async def set_disabled(self, user_id: str, disabled: bool, now: datetime) -> bool:

@@ -25,7 +25,7 @@ from services.kit.db import Connection, Database
 from services.kit.mail import OutgoingMail
 from services.kit.single_use import Issued, TokenRefused
 from services.users.crypto import PiiCipher
-from services.users.model import VERIFY_EMAIL, Conflict, Credentials, PendingPurge, UserRecord
+from services.users.model import PASSWORD_RESET, VERIFY_EMAIL, Conflict, Credentials, PendingPurge, UserRecord
 from services.users.schema import purge_outbox, users
 from services.users.validation import email_key
 
@@ -225,15 +225,23 @@ class SqlUserStore:
             row = (await connection.execute(_CREDENTIALS_BY_ID, {"id": user_id})).first()
         return None if row is None else _credentials(row)
 
-    async def change_password_hash(self, user_id: str, old_hash: str, new_hash: str, now: datetime) -> bool:
+    async def change_password_hash(
+        self, user_id: str, old_hash: str, new_hash: str, now: datetime, mail: Sequence[OutgoingMail] = ()
+    ) -> bool:
         """Set a new password, unless it changed since `old_hash` was read (two changes at once:
-        the second one's current password was checked against a hash no longer there)."""
+        the second one's current password was checked against a hash no longer there). Reset
+        links of the account stop working and `mail` is queued, in the same transaction."""
         async with self._engine.begin() as connection:
             result = await connection.execute(
                 update(users)
                 .where(users.c.id == user_id, users.c.password_hash == old_hash)
                 .values(password_hash=new_hash, version=users.c.version + 1, updated_at=now)
             )
+            if result.rowcount:
+                await single_use.revoke(
+                    connection, purpose=PASSWORD_RESET, subject=user_id, now=now.timestamp()
+                )
+                await self._queue(connection, mail, None, now)
         return bool(result.rowcount)
 
     async def set_disabled(self, user_id: str, disabled: bool, now: datetime) -> bool:

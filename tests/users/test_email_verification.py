@@ -3,13 +3,18 @@ database (SQLite, PostgreSQL) and a real SMTP server (aiosmtpd) that receives th
 
 from __future__ import annotations
 
+import asyncio
+import time
+
+import pytest
 import sqlalchemy as sa
 from google.rpc import error_details_pb2
 from grpc import StatusCode
 from grpc_status import rpc_status
 
 from pinexa.users.v1 import users_internal_pb2, users_pb2
-from services.kit import sql
+from services.kit import single_use, sql
+from services.users.model import PASSWORD_RESET
 from services.users.schema import mail_outbox, single_use_tokens
 from tests.support import free_port, mail_token, rpc_error, wait_until
 from tests.users.conftest import PASSWORD, StartUsers, Users
@@ -216,3 +221,46 @@ async def test_the_outbox_keeps_no_address_or_token_in_clear_and_loses_nothing(
         await engine.dispose()
     assert user.email not in repr(row) and user.username not in repr(row)
     assert len(tokens) == 1 and user.email not in repr(tokens)
+
+
+async def test_a_password_change_mails_a_notice_and_ends_the_reset_links(users: Users) -> None:
+    """Users owns the account's address and the mail outbox: the internal ChangePassword (auth's)
+    queues the "password changed" notice in the transaction that changes the password, and every
+    live password reset token of the account dies with the old password."""
+    user = await users.sign_up()
+    await _mail_to(users, user.email)  # the sign-up's verification mail
+    reset = single_use.prepare(
+        purpose=PASSWORD_RESET, subject=user.id, ttl_seconds=1800, now=time.time()
+    )  # as a reset request stores it (issued here: the reset RPCs are not there yet)
+    engine = sql.create_engine(users.url)
+    try:
+        async with engine.begin() as connection:
+            await single_use.issue(connection, reset, now=time.time())
+        await users.internal.ChangePassword(
+            users_internal_pb2.ChangePasswordRequest(
+                user_id=user.id, current_password=PASSWORD, new_password="a brand new secret"
+            )
+        )
+        [_, notice] = await _mail_to(users, user.email, 2)
+        assert notice["Subject"].endswith("password was changed")
+        assert user.username in notice.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+        async with engine.begin() as connection:
+            with pytest.raises(single_use.TokenRefused) as refused:
+                await single_use.consume(
+                    connection, purpose=PASSWORD_RESET, token=reset.token, now=time.time()
+                )
+    finally:
+        await engine.dispose()
+    assert refused.value.reason == "MAIL_TOKEN_SUPERSEDED"
+    # A refused change (wrong current password) mails nothing.
+    await rpc_error(
+        users.internal.ChangePassword(
+            users_internal_pb2.ChangePasswordRequest(
+                user_id=user.id, current_password=PASSWORD, new_password="another new secret"
+            )
+        ),
+        StatusCode.UNAUTHENTICATED,
+        "INVALID_CREDENTIALS",
+    )
+    await asyncio.sleep(0.5)
+    assert len([m for m in users.mailbox.messages if m["To"] == user.email]) == 2
