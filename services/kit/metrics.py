@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from prometheus_client import Counter, Histogram, start_http_server
 
 REQUESTS = Counter(
@@ -15,9 +17,20 @@ LATENCY = Histogram(
 )
 
 
-def observe(service: str, method: str, code: str, seconds: float) -> None:
-    REQUESTS.labels(service, method, code).inc()
-    LATENCY.labels(service, method).observe(seconds)
+def recorder(service: str, method: str) -> Callable[[str, float], None]:
+    """`observe` for one method, with its label children bound once: a call costs the two
+    updates, not two label lookups (the child per status code is bound on first use)."""
+    latency = LATENCY.labels(service, method)
+    counters: dict[str, Counter] = {}
+
+    def record(code: str, seconds: float) -> None:
+        counter = counters.get(code)
+        if counter is None:
+            counter = counters[code] = REQUESTS.labels(service, method, code)
+        counter.inc()
+        latency.observe(seconds)
+
+    return record
 
 
 def serve_metrics(port: int, host: str = "0.0.0.0") -> None:
