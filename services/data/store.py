@@ -24,10 +24,10 @@ import pymongo
 from bson import ObjectId
 from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, IndexModel
 from pymongo.asynchronous.collection import AsyncCollection
-from pymongo.errors import ConnectionFailure, OperationFailure, PyMongoError
+from pymongo.errors import ConnectionFailure, DuplicateKeyError, OperationFailure, PyMongoError
 
 from services.data.filters import And, Comparison, Node, Not, Or
-from services.data.model import Item, ListQuery
+from services.data.model import DuplicateItem, Item, ListQuery
 from services.kit.errors import DependencyUnavailable, Unavailable
 
 log = logging.getLogger(__name__)
@@ -203,8 +203,11 @@ class MongoItemStore:
         self.indexes_ready = True
 
     async def insert(self, item: Item) -> None:
-        with _translate_errors():
-            await self._items.insert_one(_to_document(item))
+        try:
+            with _translate_errors():
+                await self._items.insert_one(_to_document(item))
+        except DuplicateKeyError as exc:  # the Protocol's error, not the driver's
+            raise DuplicateItem(item.id) from exc
 
     async def get(self, item_id: str, *, owner: str | None) -> Item | None:
         with _translate_errors():
