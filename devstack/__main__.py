@@ -23,7 +23,7 @@ import sys
 from pathlib import Path
 from types import FrameType
 
-from devstack.stack import MONGO, Ports, Stack, StackError, describe
+from devstack.stack import MONGO, OTLP, Ports, Stack, StackError, describe
 
 
 class _Stop(Exception):
@@ -35,7 +35,7 @@ def _on_signal(signum: int, frame: FrameType | None) -> None:
 
 
 # Children whose exit is an outage to ride out rather than a reason to stop the stack.
-DATABASES = frozenset({MONGO})
+DATABASES = frozenset({MONGO, OTLP})
 
 
 def _database_stopped(stack: Stack, name: str) -> None:
@@ -84,7 +84,8 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, _on_signal)
     signal.signal(signal.SIGTERM, _on_signal)
     out = sys.stdout
-    stack = Stack(args.data_dir, Ports.free() if args.free_ports else Ports(envoy=args.port))
+    # observe: every service's /metrics, and traces to var/traces.jsonl (or OTEL_EXPORTER_OTLP_ENDPOINT).
+    stack = Stack(args.data_dir, Ports.free() if args.free_ports else Ports(envoy=args.port), observe=True)
     started = ", ".join(stack.services) or "no services yet"
     out.write(f"Starting Pinexa ({started}{', nx-27017' if stack.runs_mongo else ''}, envoy)...\n")
     out.flush()

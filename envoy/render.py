@@ -57,7 +57,7 @@ COMPUTED_PLACEHOLDERS = frozenset(
 )
 # Parameters the template sees only through a computed placeholder.
 RENDERED_INDIRECTLY = frozenset({"cors_allowed_origins", "access_log"})
-SECTION_SWITCHES = frozenset({"strict_edge"})
+SECTION_SWITCHES = frozenset({"strict_edge", "tracing"})
 
 # ENVOY_ACCESS_LOG: which requests get Envoy's JSON access-log line on stdout.
 #   errors (default)  every answer that is not a success: HTTP status >= 400, a gRPC status other
@@ -146,6 +146,14 @@ class EnvoyParams:
     strict_edge: bool = True
     # Which requests Envoy writes an access-log line for (ACCESS_LOG_CHOICES; ENVOY_ACCESS_LOG).
     access_log: str = "errors"
+    # Prometheus scrapes Envoy's stats on this port (GET /stats/prometheus only).
+    stats_port: int = 9902
+    # Spans over OTLP/gRPC to an OpenTelemetry collector at otlp_host:otlp_port (the tracing
+    # section of the template); make run turns it on towards its own receiver.
+    tracing: bool = False
+    otlp_host: str = "127.0.0.1"
+    otlp_port: int = 4317
+    tracing_sampling_percent: float = 100.0
 
 
 def local_params(
@@ -410,9 +418,11 @@ def template_values(params: EnvoyParams) -> dict[str, str]:
 def render(params: EnvoyParams) -> str:
     """The config text for `params`; fails on any placeholder the parameters do not fill."""
     lines, dropping = [], False
+    sections = {"strict-edge": params.strict_edge, "tracing": params.tracing}
     for line in TEMPLATE.read_text().splitlines(keepends=True):
-        if line.startswith("## strict-edge:"):
-            dropping = not params.strict_edge and line.startswith("## strict-edge:begin")
+        marker = re.match(r"## ([a-z-]+):(begin|end)", line)
+        if marker and marker.group(1) in sections:
+            dropping = marker.group(2) == "begin" and not sections[marker.group(1)]
         elif not line.startswith("##") and not dropping:
             lines.append(line)
     body = string.Template("".join(lines)).substitute(template_values(params))
@@ -459,7 +469,25 @@ def main(argv: list[str]) -> None:
         params = replace(
             kubernetes_params(cors_allowed_origins=origins_from_env(())), access_log=access_log_from_env()
         )
-    sys.stdout.write(render(params))
+    sys.stdout.write(render(with_tracing_from_env(params)))
+
+
+def with_tracing_from_env(params: EnvoyParams) -> EnvoyParams:
+    """`params` with Envoy's spans sent to OTEL_EXPORTER_OTLP_ENDPOINT (http://host:port, OTLP/gRPC)
+    when that variable is set, as the services read it; unchanged otherwise."""
+    endpoint = os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT", "").strip()
+    if not endpoint:
+        return params
+    host, port = otlp_target(endpoint)
+    return replace(params, tracing=True, otlp_host=host, otlp_port=port)
+
+
+def otlp_target(endpoint: str) -> tuple[str, int]:
+    """(host, port) of an OTLP/gRPC endpoint such as http://collector:4317."""
+    parts = urlsplit(endpoint.strip() if "://" in endpoint else f"http://{endpoint.strip()}")
+    if not parts.hostname:
+        raise ValueError(f"OTEL_EXPORTER_OTLP_ENDPOINT: {endpoint!r} is not like http://collector:4317")
+    return parts.hostname, parts.port or 4317
 
 
 if __name__ == "__main__":

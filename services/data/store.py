@@ -28,6 +28,7 @@ from pymongo.errors import ConnectionFailure, DuplicateKeyError, OperationFailur
 
 from services.data.filters import And, Comparison, Node, Not, Or
 from services.data.model import DuplicateItem, Item, ListQuery
+from services.kit import metrics
 from services.kit.errors import DependencyUnavailable, Unavailable
 
 log = logging.getLogger(__name__)
@@ -62,10 +63,13 @@ def _translate_errors() -> Iterator[None]:
     try:
         yield
     except ConnectionFailure as exc:  # includes AutoReconnect and ServerSelectionTimeoutError
+        metrics.MONGODB_ERRORS.labels("unavailable").inc()
         raise DependencyUnavailable(
             "the data store is unreachable; try again shortly", reason="DATA_STORE_UNAVAILABLE"
         ) from exc
     except PyMongoError as exc:
+        if not isinstance(exc, DuplicateKeyError):  # a conflict the caller handles, not a failure
+            metrics.MONGODB_ERRORS.labels("unavailable" if exc.timeout else "error").inc()
         if exc.timeout:
             raise DependencyUnavailable(
                 "the data store did not answer in time; try again shortly", reason="DATA_STORE_UNAVAILABLE"

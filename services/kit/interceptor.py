@@ -27,7 +27,7 @@ from typing import Any
 import grpc
 from grpc.aio import AbortError
 
-from services.kit import metrics
+from services.kit import metrics, tracing
 from services.kit.context import CallState, call_var
 from services.kit.errors import (
     DependencyUnavailable,
@@ -131,7 +131,7 @@ class PinexaInterceptor:
 
     def _wrap(self, behavior: Behavior, method: str, authenticate: Authenticate) -> Behavior:
         short_method = method.rsplit("/", 1)[-1]
-        record = metrics.recorder(self._service, short_method)
+        meter = metrics.MethodMetrics(method)
         check_text = self._text.check
         next_request_id = _request_ids.next
         perf_counter = time.perf_counter
@@ -147,6 +147,8 @@ class PinexaInterceptor:
                     internal_token = value
             call = CallState(str(request_id or next_request_id()))
             reset = call_var.set(call)
+            tracing.set_request_id(call.request_id)
+            meter.started()
             started = perf_counter()
             code = "OK"
             try:
@@ -177,7 +179,8 @@ class PinexaInterceptor:
                     await context.abort_with_status(translated.to_status(self._domain))
             finally:
                 elapsed = perf_counter() - started
-                record(code, elapsed)
+                meter.handled(code, elapsed)
+                tracing.record_code(code)
                 if log.isEnabledFor(logging.INFO):
                     principal = call.principal
                     log.info(

@@ -25,6 +25,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
 
+from services.kit import metrics, tracing
 from services.kit.edge_reflection import add_edge_reflection
 from services.kit.errors import PinexaError
 from services.kit.interceptor import PinexaInterceptor
@@ -113,8 +114,10 @@ class ServiceHost:
         self._check_lock = asyncio.Lock()
         self._recheck: asyncio.Task[None] | None = None
         self.server = grpc.aio.server(
-            # No grpc.aio interceptors: the kit's is applied to each handler as it is registered
-            # (`registrar` below), so no call pays for an interceptor chain.
+            # The kit's interceptor is applied to each handler as it is registered (`registrar`
+            # below), so no call pays for it as a grpc.aio interceptor; only OpenTelemetry's server
+            # interceptor is one, when tracing is on (its span encloses everything below it).
+            interceptors=tracing.server_interceptors(),
             options=[
                 ("grpc.max_metadata_size", MAX_METADATA_BYTES),
                 ("grpc.absolute_max_metadata_size", MAX_METADATA_BYTES),
@@ -171,6 +174,7 @@ class ServiceHost:
         return self.port
 
     async def _set_status(self, status: int) -> None:
+        metrics.set_serving(self.spec.name, status == SERVING and not self._stopping)
         for name in ("", *self.spec.service_names):
             await self.health.set(name, status)
 
@@ -190,9 +194,11 @@ class ServiceHost:
             ok = True
             if self.spec.readiness is not None:
                 try:
-                    await asyncio.wait_for(
-                        self.spec.readiness(), timeout=max(1.0, self._settings.health_check_interval_seconds)
-                    )
+                    with tracing.untraced():  # a ping every few seconds is no one's request
+                        await asyncio.wait_for(
+                            self.spec.readiness(),
+                            timeout=max(1.0, self._settings.health_check_interval_seconds),
+                        )
                 except Exception as exc:  # any failure means the dependency is not usable
                     ok = False
                     self.outage.down(exc)  # logs once per outage, not once per check
@@ -212,6 +218,7 @@ class ServiceHost:
         if self._stopping:
             return
         self._stopping = True
+        metrics.set_serving(self.spec.name, False)
         grace = self._settings.shutdown_grace_seconds if grace is None else grace
         drain = self._settings.shutdown_drain_seconds if drain is None else drain
         await self.health.enter_graceful_shutdown()

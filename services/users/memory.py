@@ -147,5 +147,8 @@ class MemoryUserStore:
     async def next_purge_due(self) -> datetime | None:
         return min((p.next_attempt_at for p in self.purges.values()), default=None)
 
+    async def purge_backlog(self) -> tuple[int, datetime | None]:
+        return len(self.purges), min((p.created_at for p in self.purges.values()), default=None)
+
 
 _: type[UserStore] = MemoryUserStore  # mypy checks that it is one

@@ -243,6 +243,14 @@ async def test_due_purges_are_those_due_now_oldest_first_up_to_the_limit(store: 
     assert await store.next_purge_due() == T0
 
 
+async def test_the_purge_backlog_is_the_rows_waiting_and_the_oldest_ones_age(store: UserStore) -> None:
+    assert await store.purge_backlog() == (0, None)
+    ids = await deleted(store, 3)
+    assert await store.purge_backlog() == (3, T0)  # what pinexa_outbox_depth / _oldest_age report
+    await store.finish_purge(ids[0])
+    assert await store.purge_backlog() == (2, T0 + timedelta(seconds=1))
+
+
 async def test_a_claim_leases_the_row_and_only_one_of_racing_claims_wins(store: UserStore) -> None:
     (user_id,) = await deleted(store, 1)
     (due,) = await store.due_purges(T0, 10)
