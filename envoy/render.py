@@ -47,11 +47,35 @@ STRICT_LUA_SOURCES = (ROOT / "generated" / "edge_schema.lua", ROOT / "envoy" / "
 STRICT_LUA_INDENT = " " * 26  # under `inline_string: |` in the template
 # Placeholders render() fills itself, and EnvoyParams fields that switch template sections.
 COMPUTED_PLACEHOLDERS = frozenset(
-    {"strict_lua", "cors_allow_origin_matchers", "method_not_allowed_mappers", "grpc_local_reply_mappers"}
+    {
+        "strict_lua",
+        "cors_allow_origin_matchers",
+        "method_not_allowed_mappers",
+        "grpc_local_reply_mappers",
+        "access_log_filter",
+    }
 )
 # Parameters the template sees only through a computed placeholder.
-RENDERED_INDIRECTLY = frozenset({"cors_allowed_origins"})
+RENDERED_INDIRECTLY = frozenset({"cors_allowed_origins", "access_log"})
 SECTION_SWITCHES = frozenset({"strict_edge", "tracing"})
+
+# ENVOY_ACCESS_LOG: which requests get Envoy's JSON access-log line on stdout.
+#   errors (default)  every answer that is not a success: HTTP status >= 400, a gRPC status other
+#                     than OK, or any response flag (upstream reset, no healthy upstream, ...).
+#                     Envoy's own refusals (401, 404, 413, 429, 503, ...) never reach a service, so
+#                     this is where they are seen; a success is logged by the service that
+#                     answered it (its "rpc" line, same request_id), so a line of Envoy's for it
+#                     too would only double the log volume and cost CPU per request.
+#   all               every request (the access log of a proxy without services logging behind it).
+#   off               none.
+ACCESS_LOG_CHOICES = ("errors", "all", "off")
+_ACCESS_LOG_ERRORS_FILTER = (
+    "filter: { or_filter: { filters: ["
+    "{ status_code_filter: { comparison: { op: GE, value: "
+    "{ default_value: 400, runtime_key: access_log.min_status } } } }, "
+    "{ grpc_status_filter: { statuses: [OK], exclude: true } }, "
+    "{ response_flag_filter: {} } ] } }"
+)
 
 GENERATED_HEADER = "# GENERATED from envoy/envoy.yaml.tmpl by envoy/render.py: do not edit by hand.\n"
 
@@ -120,6 +144,8 @@ class EnvoyParams:
     jwt_leeway_seconds: int = 30
     # The strict-edge Lua filter (envoy/strict.lua). Off only to measure what it costs.
     strict_edge: bool = True
+    # Which requests Envoy writes an access-log line for (ACCESS_LOG_CHOICES; ENVOY_ACCESS_LOG).
+    access_log: str = "errors"
     # Prometheus scrapes Envoy's stats on this port (GET /stats/prometheus only).
     stats_port: int = 9902
     # Spans over OTLP/gRPC to an OpenTelemetry collector at otlp_host:otlp_port (the tracing
@@ -144,6 +170,7 @@ def local_params(
     """The rendering `make run` and the e2e tests use."""
     params = EnvoyParams(
         cors_allowed_origins=tuple(cors_allowed_origins),
+        access_log=access_log_from_env(),
         listen_port=listen_port,
         admin_port=admin_port,
         auth_port=auth_port,
@@ -182,6 +209,14 @@ def parse_origins(value: str) -> tuple[str, ...]:
             raise ValueError(f"CORS_ALLOWED_ORIGINS: {item!r} is not an origin like https://app.example.com")
         origins.append(item.rstrip("/"))
     return tuple(origins)
+
+
+def access_log_from_env() -> str:
+    """ENVOY_ACCESS_LOG (default `errors`): one of ACCESS_LOG_CHOICES."""
+    value = os.environ.get("ENVOY_ACCESS_LOG", "").strip().lower() or "errors"
+    if value not in ACCESS_LOG_CHOICES:
+        raise ValueError(f"ENVOY_ACCESS_LOG: {value!r} is not one of {', '.join(ACCESS_LOG_CHOICES)}")
+    return value
 
 
 def origins_from_env(default: Iterable[str]) -> tuple[str, ...]:
@@ -369,6 +404,14 @@ def template_values(params: EnvoyParams) -> dict[str, str]:
     values["cors_allow_origin_matchers"] = _cors_matchers(params.cors_allowed_origins)
     values["method_not_allowed_mappers"] = _method_not_allowed_mappers()
     values["grpc_local_reply_mappers"] = _grpc_local_reply_mappers()
+    del values["access_log"]
+    values["access_log_filter"] = {
+        "errors": _ACCESS_LOG_ERRORS_FILTER,
+        "all": "filter: null",
+        # never true: no HTTP status reaches 1000
+        "off": "filter: { status_code_filter: { comparison: { op: GE, value: "
+        "{ default_value: 1000, runtime_key: access_log.off } } } }",
+    }[params.access_log]
     return values
 
 
@@ -423,7 +466,9 @@ def main(argv: list[str]) -> None:
     if which == "local":
         params = local_params(cors_allowed_origins=origins_from_env(DEV_CORS_ORIGINS))
     else:
-        params = kubernetes_params(cors_allowed_origins=origins_from_env(()))
+        params = replace(
+            kubernetes_params(cors_allowed_origins=origins_from_env(())), access_log=access_log_from_env()
+        )
     sys.stdout.write(render(with_tracing_from_env(params)))
 
 

@@ -269,6 +269,24 @@ def test_cors_origins_come_from_the_environment_or_none(monkeypatch: pytest.Monk
     )
 
 
+@pytest.mark.parametrize("choice", envoy.ACCESS_LOG_CHOICES)
+def test_every_access_log_choice_renders_a_valid_config(choice: str, tmp_path: Path) -> None:
+    params = envoy.local_params(listen_port=18080, admin_port=19901, access_log=choice)
+    assert_valid(envoy.write(params, tmp_path / "envoy.yaml"))
+
+
+def test_the_access_log_choice_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("ENVOY_ACCESS_LOG", raising=False)
+    assert envoy.local_params().access_log == "errors"  # the default: failures only
+    assert "grpc_status_filter: { statuses: [OK], exclude: true }" in envoy.render(envoy.local_params())
+    monkeypatch.setenv("ENVOY_ACCESS_LOG", "ALL")
+    assert envoy.local_params().access_log == "all"
+    assert "filter: null" in envoy.render(envoy.local_params())
+    monkeypatch.setenv("ENVOY_ACCESS_LOG", "verbose")
+    with pytest.raises(ValueError, match="ENVOY_ACCESS_LOG"):
+        envoy.local_params()
+
+
 SYNTHETIC_PROTO = """
 syntax = "proto3";
 package t.v1;
