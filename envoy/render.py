@@ -47,11 +47,26 @@ STRICT_LUA_SOURCES = (ROOT / "generated" / "edge_schema.lua", ROOT / "envoy" / "
 STRICT_LUA_INDENT = " " * 26  # under `inline_string: |` in the template
 # Placeholders render() fills itself, and EnvoyParams fields that switch template sections.
 COMPUTED_PLACEHOLDERS = frozenset(
-    {"strict_lua", "cors_allow_origin_matchers", "method_not_allowed_mappers", "grpc_local_reply_mappers"}
+    {
+        "strict_lua",
+        "cors_allow_origin_matchers",
+        "method_not_allowed_mappers",
+        "grpc_local_reply_mappers",
+        "console_pages_regex",
+    }
 )
 # Parameters the template sees only through a computed placeholder.
 RENDERED_INDIRECTLY = frozenset({"cors_allowed_origins"})
 SECTION_SWITCHES = frozenset({"strict_edge"})
+# Template sections (`## <name>:begin` ... `## <name>:end`) and whether `params` keeps each.
+SECTIONS = {
+    "strict-edge": lambda params: params.strict_edge,
+    "console": lambda params: bool(params.console_dir),
+}
+# The console's pages (react-router routes in console/src/App.tsx): each is answered with its
+# index.html (the SPA fallback), so a link such as /items works when opened directly. Any other
+# path stays the API's 404 ROUTE_NOT_FOUND.
+CONSOLE_PAGES = ("", "signin", "signup", "items", "profile", "admin/users", "admin/items")
 
 GENERATED_HEADER = "# GENERATED from envoy/envoy.yaml.tmpl by envoy/render.py: do not edit by hand.\n"
 
@@ -84,6 +99,10 @@ class EnvoyParams:
     # GET /openapi.json and GET /docs are direct responses from these files.
     openapi_path: str = str(OPENAPI)
     docs_dir: str = str(DOCS_DIR)
+    # The web console (console/, built by devstack/console.py): GET / and its pages are
+    # direct responses from this folder's index.html and assets/console.js.gz. Empty: no console
+    # routes at all (the e2e suites, and Kubernetes until the console has its image).
+    console_dir: str = ""
     jwt_issuer: str = "pinexa-auth"
     jwt_audience: str = "pinexa"
     jwks_cache_duration: str = "30s"
@@ -361,6 +380,7 @@ def template_values(params: EnvoyParams) -> dict[str, str]:
     values["cors_allow_origin_matchers"] = _cors_matchers(params.cors_allowed_origins)
     values["method_not_allowed_mappers"] = _method_not_allowed_mappers()
     values["grpc_local_reply_mappers"] = _grpc_local_reply_mappers()
+    values["console_pages_regex"] = json.dumps("/(" + "|".join(re.escape(p) for p in CONSOLE_PAGES) + ")")
     return values
 
 
@@ -368,8 +388,9 @@ def render(params: EnvoyParams) -> str:
     """The config text for `params`; fails on any placeholder the parameters do not fill."""
     lines, dropping = [], False
     for line in TEMPLATE.read_text().splitlines(keepends=True):
-        if line.startswith("## strict-edge:"):
-            dropping = not params.strict_edge and line.startswith("## strict-edge:begin")
+        section = re.match(r"## ([a-z-]+):(begin|end)", line)
+        if section and section[1] in SECTIONS:
+            dropping = section[2] == "begin" and not SECTIONS[section[1]](params)
         elif not line.startswith("##") and not dropping:
             lines.append(line)
     body = string.Template("".join(lines)).substitute(template_values(params))

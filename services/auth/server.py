@@ -16,7 +16,7 @@ from services.auth.config import AuthSettings
 from services.auth.domain import FAILURE_MEMORY_SECONDS, AuthDomain, AuthPolicy
 from services.auth.keys import KeyRing, load_keys
 from services.auth.model import AuthStore
-from services.auth.servicer import AuthServicer
+from services.auth.servicer import AuthServicer, CookiePolicy
 from services.auth.store import SqlAuthStore
 from services.auth.users_client import GrpcUsersClient
 from services.kit import sql
@@ -126,7 +126,12 @@ async def create_service(
         is_outage=sql.is_outage,
     )
     verifier = verifier_from_settings(settings, StaticKeySource(ring.jwks))
-    servicer = AuthServicer(auth)
+    servicer = AuthServicer(
+        auth,
+        cookies=CookiePolicy(
+            secure=settings.environment != "development", max_age_seconds=settings.refresh_token_ttl_seconds
+        ),
+    )
     purger = _Purger(store, clock)
 
     def register(server: grpc.aio.Server) -> None:
