@@ -32,6 +32,8 @@ export default defineConfig({
   test: {
     environment: "jsdom",
     globals: true,
+    // The machine is shared and jsdom is slow under load: generous, so a busy CI is not a failure.
+    testTimeout: 30_000,
     include: ["src/**/*.test.ts", "src/**/*.test.tsx"],
     setupFiles: ["src/test-setup.ts"],
   },

@@ -98,7 +98,7 @@ def install(out: IO[str] = sys.stdout) -> None:
     lock = _digest([CONSOLE / "package-lock.json"])
     if LOCK_STAMP.exists() and LOCK_STAMP.read_text() == lock:
         return
-    out.write("==> console: installing its npm packages from package-lock.json (npm ci; first time about a minute)\n")
+    out.write("==> console: npm ci (its packages, from package-lock.json; the first time a minute or two)\n")
     _run([npm, "ci", "--no-audit", "--no-fund", "--loglevel=http"], out, count_fetches=True)
     LOCK_STAMP.write_text(lock)
 

@@ -21,7 +21,7 @@ import os
 import re
 import string
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Literal
@@ -59,7 +59,7 @@ COMPUTED_PLACEHOLDERS = frozenset(
 RENDERED_INDIRECTLY = frozenset({"cors_allowed_origins"})
 SECTION_SWITCHES = frozenset({"strict_edge"})
 # Template sections (`## <name>:begin` ... `## <name>:end`) and whether `params` keeps each.
-SECTIONS = {
+SECTIONS: dict[str, Callable[[EnvoyParams], bool]] = {
     "strict-edge": lambda params: params.strict_edge,
     "console": lambda params: bool(params.console_dir),
 }

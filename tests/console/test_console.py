@@ -32,7 +32,8 @@ def _run(argv: list[str], *, env: dict[str, str] | None = None, timeout: float) 
         timeout=timeout,
         check=False,
     )
-    assert result.returncode == 0, f"{' '.join(argv)} failed:\n{result.stdout[-12000:]}\n{result.stderr[-4000:]}"
+    output = f"{result.stdout[-12000:]}\n{result.stderr[-4000:]}"
+    assert result.returncode == 0, f"{' '.join(argv)} failed:\n{output}"
 
 
 @pytest.mark.timeout(300)
@@ -47,7 +48,7 @@ def test_the_console_type_checks(console_dist: Path) -> None:
 
 @pytest.mark.timeout(900)
 def test_browser_journeys_in_chromium(console_stack: Stack, console_admin: dict[str, str]) -> None:
-    assert Path(CHROMIUM).exists(), f"Chromium is needed at {CHROMIUM} (Debian package chromium; or set CHROMIUM_PATH)"
+    assert Path(CHROMIUM).exists(), f"Chromium is needed at {CHROMIUM} (Debian chromium, or CHROMIUM_PATH)"
     _run(
         [shutil.which("npx") or "npx", "--no-install", "playwright", "test"],
         env={
