@@ -12,22 +12,22 @@ row in the same transaction as the account's removal, and this worker delivers i
 - on failure it retries with exponential back-off (capped, with jitter), for as long as it takes.
 
 PurgeUserData is idempotent, so a duplicate delivery (a lease that ran out mid-call) is harmless.
+The loop (wake-up, polling, back-off, outage logging) is the kit's `OutboxWorker`, which the mail
+outbox shares.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import random
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
 import grpc
 
 from pinexa.data.v1 import data_internal_pb2, data_internal_pb2_grpc
-from services.kit import sql
 from services.kit.outage import OutageLog
+from services.kit.outbox import OutboxWorker
 from services.users.domain import utc_now
 from services.users.model import PendingPurge, UserStore
 
@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 _UNREACHABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
 
 
-class PurgeOutbox:
+class PurgeOutbox(OutboxWorker[PendingPurge, datetime]):
     """The background worker; `start` and `stop` are the service's on_start/on_stop hooks."""
 
     def __init__(
@@ -53,81 +53,29 @@ class PurgeOutbox:
         clock: Callable[[], datetime] = utc_now,
         database_outage: OutageLog | None = None,
     ) -> None:
+        super().__init__(
+            name="users purge outbox",
+            log=log,
+            clock=clock,
+            poll_interval=poll_interval,
+            backoff_base=backoff_base,
+            backoff_max=backoff_max,
+            batch_size=batch_size,
+            database_outage=database_outage,
+        )
         self._store = store
         self._stub = data_internal_pb2_grpc.DataInternalServiceStub(channel)
-        self._poll_interval = poll_interval
-        self._backoff_base = backoff_base
-        self._backoff_max = backoff_max
         self._call_timeout = call_timeout
-        self._batch_size = batch_size
-        self._clock = clock
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-        # One line when the database or the data service goes away and one when it is back,
-        # rather than a line (or a traceback) per pass and per row.
-        self._database = database_outage or OutageLog(
-            log, component="users purge outbox", dependency="database"
-        )
         self._data = OutageLog(log, component="users purge outbox", dependency="data service")
 
-    def wake(self) -> None:
-        """Deliver now rather than at the next poll (called after each delete)."""
-        self._wake.set()
+    async def due(self, now: datetime, limit: int) -> list[PendingPurge]:
+        return await self._store.due_purges(now, limit)
 
-    async def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="users-purge-outbox")
-
-    async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-
-    def backoff(self, attempts: int) -> float:
-        """Seconds to wait after the `attempts`-th failure: exponential, capped, jittered."""
-        delay = min(self._backoff_max, self._backoff_base * 2.0 ** max(0, attempts - 1))
-        return delay * random.uniform(0.8, 1.0)  # noqa: S311 (jitter, not a secret)
-
-    async def _run(self) -> None:
-        while True:
-            self._wake.clear()
-            try:
-                await self.deliver_due()
-                timeout = await self._seconds_until_next()
-                self._database.up()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                if sql.is_outage(exc):  # the database is unreachable; try again later
-                    self._database.down(exc)
-                else:
-                    log.warning("purge outbox pass failed; will retry", exc_info=True)
-                timeout = self._poll_interval
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=timeout)
-
-    async def _seconds_until_next(self) -> float:
+    async def seconds_until_next(self) -> float | None:
         due = await self._store.next_purge_due()
-        if due is None:
-            return self._poll_interval
-        wait = (due - self._clock()).total_seconds()
-        return min(self._poll_interval, max(0.0, wait))
+        return None if due is None else (due - self._clock()).total_seconds()
 
-    async def deliver_due(self) -> int:
-        """One pass: deliver every row that is due now. Returns how many purges succeeded."""
-        delivered = 0
-        while True:
-            due = await self._store.due_purges(self._clock(), self._batch_size)
-            if not due:
-                return delivered
-            results = await asyncio.gather(*(self._deliver(purge) for purge in due))
-            delivered += sum(results)
-            if not any(results) or len(due) < self._batch_size:
-                return delivered
-
-    async def _deliver(self, purge: PendingPurge) -> bool:
+    async def deliver(self, purge: PendingPurge) -> bool:
         lease_until = self._clock() + timedelta(seconds=self._call_timeout + 5)
         if not await self._store.claim_purge(purge, lease_until):
             return False  # another replica has it
