@@ -109,15 +109,17 @@ def run_codegen(out: IO[str] = sys.stdout) -> None:
 
 
 def build(out: IO[str] = sys.stdout) -> Path:
-    """console/dist/, built now if its sources changed since the last build; returns it."""
+    """console/dist/ (index.html and console.js.gz are what Envoy serves), built now if its
+    sources changed since the last build; returns it."""
     digest = source_digest()
-    bundle = DIST / "assets" / "console.js"
-    if SOURCE_STAMP.exists() and SOURCE_STAMP.read_text() == digest and bundle.with_suffix(".js.gz").exists():
+    bundle, gzipped = DIST / "assets" / "console.js", DIST / "console.js.gz"
+    if SOURCE_STAMP.exists() and SOURCE_STAMP.read_text() == digest and gzipped.exists():
         return DIST
     install(out)
     out.write("==> console: building it (vite build, about 20 s)\n")
     _run([_tool("npx"), "--no-install", "vite", "build"], out)
-    (bundle.with_suffix(".js.gz")).write_bytes(gzip.compress(bundle.read_bytes(), 9, mtime=0))
+    # Beside index.html, so the folder is flat like the ConfigMap Kubernetes mounts it from.
+    gzipped.write_bytes(gzip.compress(bundle.read_bytes(), 9, mtime=0))
     SOURCE_STAMP.write_text(digest)
     out.write(f"==> console: built into {DIST.relative_to(ROOT)}/\n")
     return DIST

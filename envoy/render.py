@@ -40,6 +40,10 @@ OPENAPI = ROOT / "generated" / "openapi.json"
 DOCS_DIR = ROOT / "generated" / "docs"
 KUBERNETES_OPENAPI = ROOT / "k8s" / "base" / "envoy" / "openapi.json"
 KUBERNETES_DOCS_DIR = ROOT / "k8s" / "base" / "envoy" / "docs"
+KUBERNETES_CONSOLE_DIR = ROOT / "k8s" / "base" / "envoy" / "console"
+# The web console's files Envoy serves (built by devstack/console.py into console/dist/; copied
+# for the envoy-console ConfigMap by `make generate`).
+CONSOLE_FILES = ["index.html", "console.js.gz"]
 # The files of the /docs page (written by `make generate`, see scripts/generate.py).
 DOCS_FILES = ["index.html", "swagger-ui-bundle.js.gz", "swagger-ui.css.gz", "SWAGGER-UI-LICENSE"]
 # The strict-edge Lua filter: the generated table of fields per route, then the code using it.
@@ -101,7 +105,7 @@ class EnvoyParams:
     docs_dir: str = str(DOCS_DIR)
     # The web console (console/, built by devstack/console.py): GET / and its pages are
     # direct responses from this folder's index.html and assets/console.js.gz. Empty: no console
-    # routes at all (the e2e suites, and Kubernetes until the console has its image).
+    # routes at all (the e2e suites).
     console_dir: str = ""
     jwt_issuer: str = "pinexa-auth"
     jwt_audience: str = "pinexa"
@@ -178,6 +182,7 @@ def kubernetes_params(*, cors_allowed_origins: Iterable[str] = ()) -> EnvoyParam
         descriptor_path="/etc/envoy/pinexa.pb",
         openapi_path="/etc/envoy/openapi.json",
         docs_dir="/etc/envoy-docs",
+        console_dir="/etc/envoy-console",
         health_interval="2s",
     )
 
@@ -410,11 +415,15 @@ def write(params: EnvoyParams, path: Path) -> Path:
 
 
 def write_kubernetes_files(
-    descriptor_set: Path = DESCRIPTOR_SET, openapi: Path = OPENAPI, docs_dir: Path = DOCS_DIR
+    descriptor_set: Path = DESCRIPTOR_SET,
+    openapi: Path = OPENAPI,
+    docs_dir: Path = DOCS_DIR,
+    console_dir: Path | None = None,
 ) -> list[Path]:
     """What `make generate` writes for kustomize's Envoy ConfigMaps: the KUBERNETES rendering and
     copies of the descriptor set and the OpenAPI document, side by side in k8s/base/envoy/, and
-    the /docs page in k8s/base/envoy/docs/ (CI checks them for drift)."""
+    the /docs page in k8s/base/envoy/docs/, and the web console in k8s/base/envoy/console/ (CI
+    checks them for drift)."""
     config = write(kubernetes_params(), KUBERNETES_CONFIG)
     KUBERNETES_DESCRIPTOR_SET.write_bytes(descriptor_set.read_bytes())
     KUBERNETES_OPENAPI.write_bytes(openapi.read_bytes())
@@ -424,6 +433,12 @@ def write_kubernetes_files(
         target = KUBERNETES_DOCS_DIR / name
         target.write_bytes((docs_dir / name).read_bytes())
         docs.append(target)
+    if console_dir is not None:  # the web console, for the envoy-console ConfigMap
+        KUBERNETES_CONSOLE_DIR.mkdir(parents=True, exist_ok=True)
+        for name in CONSOLE_FILES:
+            target = KUBERNETES_CONSOLE_DIR / name
+            target.write_bytes((console_dir / name).read_bytes())
+            docs.append(target)
     return [config, KUBERNETES_DESCRIPTOR_SET, KUBERNETES_OPENAPI, *docs]
 
 

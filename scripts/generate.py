@@ -132,18 +132,20 @@ def main() -> None:
     (OUT / "edge_schema.lua").write_text(render_edge_schema(DESCRIPTOR_SET))
     # Envoy for Kubernetes: envoy/envoy.yaml.tmpl rendered with the Kubernetes parameters, plus the
     # descriptor set, in k8s/base/envoy/ where kustomize builds the ConfigMap from them.
-    write_kubernetes_files(DESCRIPTOR_SET, OPENAPI, DOCS)
-    write_console_client()
+    console_dist = write_console()
+    write_kubernetes_files(DESCRIPTOR_SET, OPENAPI, DOCS, console_dist)
 
 
-def write_console_client() -> None:
+def write_console() -> Path:
     """console/src/api/generated.ts: the web console's RTK Query endpoints and TypeScript types,
-    from generated/openapi.json by @rtk-query/codegen-openapi (console/openapi-config.cjs). Its
-    npm packages come from console/package-lock.json first (npm ci, with progress)."""
+    from generated/openapi.json by @rtk-query/codegen-openapi (console/openapi-config.cjs); then
+    the console built with them (console/dist/, for k8s/base/envoy/console/). Its npm packages
+    come from console/package-lock.json first (npm ci, with progress)."""
     from devstack import console
 
     console.install(sys.stdout)
     console.run_codegen(sys.stdout)
+    return console.build(sys.stdout)
 
 
 if __name__ == "__main__":
