@@ -25,7 +25,7 @@ from types import FrameType
 
 from devstack import console
 from devstack.console import ConsoleBuildError
-from devstack.stack import MONGO, Ports, Stack, StackError, describe
+from devstack.stack import MONGO, OTLP, Ports, Stack, StackError, describe
 
 
 class _Stop(Exception):
@@ -37,7 +37,7 @@ def _on_signal(signum: int, frame: FrameType | None) -> None:
 
 
 # Children whose exit is an outage to ride out rather than a reason to stop the stack.
-DATABASES = frozenset({MONGO})
+DATABASES = frozenset({MONGO, OTLP})
 
 
 def _database_stopped(stack: Stack, name: str) -> None:
@@ -97,8 +97,12 @@ def main(argv: list[str] | None = None) -> int:
             overrides["console_dir"] = str(console.build(out))
         except ConsoleBuildError as error:
             sys.stderr.write(f"The web console is not served: {error}\n")
+    # observe: every service's /metrics, and traces to var/traces.jsonl (or OTEL_EXPORTER_OTLP_ENDPOINT).
     stack = Stack(
-        args.data_dir, Ports.free() if args.free_ports else Ports(envoy=args.port), envoy_overrides=overrides
+        args.data_dir,
+        Ports.free() if args.free_ports else Ports(envoy=args.port),
+        observe=True,
+        envoy_overrides=overrides,
     )
     started = ", ".join(stack.services) or "no services yet"
     out.write(f"Starting Pinexa ({started}{', nx-27017' if stack.runs_mongo else ''}, envoy)...\n")

@@ -55,6 +55,9 @@ PUBLIC_SERVICE = {
 MONGO = "nx-27017"
 """The name of the embedded MongoDB process (its child, log file and readiness)."""
 
+OTLP = "otlp"
+"""The name of the dev trace receiver (devstack/otlp.py): its child and log file."""
+
 _PR_SET_PDEATHSIG = 1
 
 
@@ -72,6 +75,13 @@ class Ports:
     users: int = 50052
     data: int = 50053
     mongo: int = 27017
+    # Envoy's stats listener (GET /stats/prometheus), the trace receiver and each service's
+    # /metrics (the latter two only with `observe`, as under `make run`).
+    envoy_stats: int = 9902
+    otlp: int = 4317
+    auth_metrics: int = 9091
+    users_metrics: int = 9092
+    data_metrics: int = 9093
 
     @classmethod
     def free(cls) -> Ports:
@@ -233,6 +243,12 @@ def _http_get(url: str, timeout: float = 1.0) -> tuple[int, bytes]:
         return 0, b""
 
 
+def _port_open(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
 def grpc_serving(address: str, service: str = "") -> bool:
     """True when the gRPC server at `address` reports SERVING."""
     import grpc
@@ -304,11 +320,15 @@ class Stack:
         envoy_concurrency: int | None = None,
         envoy_log_level: str = "warning",
         start_timeout: float = 60.0,
+        observe: bool = False,
     ) -> None:
         """`env` is the environment the services see on top of this process's own (settings such
         as DATABASE_URL or LOG_LEVEL); `services` limits which services start (default: every one
         that exists); `service_env` adds variables for one service only (e.g. METRICS_PORT);
-        `envoy_overrides` changes EnvoyParams fields of the local rendering."""
+        `envoy_overrides` changes EnvoyParams fields of the local rendering. With `observe` (what
+        `make run` does) every service serves /metrics on its port in `ports`, and Envoy and the
+        services send traces to OTEL_EXPORTER_OTLP_ENDPOINT, or when that is unset to a local
+        receiver started here, writing <base_dir>/traces.jsonl."""
         self.base_dir = base_dir.resolve()
         self.ports = ports or Ports()
         self.services = tuple(services) if services is not None else available_services()
@@ -323,6 +343,9 @@ class Stack:
         self.envoy_concurrency = envoy_concurrency or max(1, min(4, os.cpu_count() or 1))
         self._envoy_log_level = envoy_log_level
         self._start_timeout = start_timeout
+        self.observe = observe
+        self.runs_otlp = observe and not self._inherited("OTEL_EXPORTER_OTLP_ENDPOINT")
+        self.traces_path = self.base_dir / "traces.jsonl"
         self.children: dict[str, Child] = {}
         self.env = self._service_env()
         self.mongo_url = self.env.get("MONGODB_URL", "")
@@ -352,6 +375,15 @@ class Stack:
         """A service's own gRPC port (health, reflection, and its internal service)."""
         return f"127.0.0.1:{self.ports.of(service)}"
 
+    def metrics_url(self, service: str) -> str:
+        """A service's /metrics (served only with `observe`)."""
+        return f"http://127.0.0.1:{self.ports.of(f'{service}_metrics')}/metrics"
+
+    @property
+    def envoy_stats_url(self) -> str:
+        """Envoy's stats in Prometheus' format, on its stats listener."""
+        return f"http://127.0.0.1:{self.ports.envoy_stats}/stats/prometheus"
+
     def log_path(self, name: str) -> Path:
         return self.log_dir / f"{name}.log"
 
@@ -379,7 +411,18 @@ class Stack:
         env.update(self._extra_env)
         if not env.get("MONGODB_URL", "").strip():
             env["MONGODB_URL"] = f"mongodb://127.0.0.1:{self.ports.mongo}/"
+        if self.runs_otlp:
+            env["OTEL_EXPORTER_OTLP_ENDPOINT"] = f"http://127.0.0.1:{self.ports.otlp}"
+            env["OTEL_EXPORTER_OTLP_INSECURE"] = "true"
+            # Spans reach the file within about a second of the request.
+            env.setdefault("OTEL_BSP_SCHEDULE_DELAY", "500")
         return env
+
+    def _per_service_env(self, name: str) -> dict[str, str]:
+        env = {}
+        if self.observe and name in SERVICES:
+            env["METRICS_PORT"] = str(self.ports.of(f"{name}_metrics"))
+        return {**env, **self._service_env_overrides.get(name, {})}
 
     def shared_settings(self) -> Settings:
         """The kit's shared settings as every service reads them from `env` (the same loader, so
@@ -395,8 +438,12 @@ class Stack:
         overrides: dict[str, Any] = {
             "jwt_issuer": shared.jwt_issuer,
             "jwt_audience": shared.jwt_audience,
-            **self._envoy_overrides,
+            "stats_port": self.ports.envoy_stats,
         }
+        if self.observe:
+            host, port = envoy_config.otlp_target(self.env["OTEL_EXPORTER_OTLP_ENDPOINT"])
+            overrides.update(tracing=True, otlp_host=host, otlp_port=port)
+        overrides.update(self._envoy_overrides)
         return envoy_config.local_params(
             listen_port=self.ports.envoy,
             admin_port=self.ports.admin,
@@ -433,6 +480,21 @@ class Stack:
                 self.log_path(MONGO),
                 stop_timeout=10,
             )
+        if name == OTLP:
+            return Child(
+                OTLP,
+                [
+                    sys.executable,
+                    "-m",
+                    "devstack.otlp",
+                    "--port",
+                    str(self.ports.otlp),
+                    "--out",
+                    str(self.traces_path),
+                ],
+                self.log_path(OTLP),
+                stop_timeout=5,
+            )
         if name == "envoy":
             return envoy_child(
                 self.envoy_config_path,
@@ -450,8 +512,16 @@ class Stack:
         )
 
     def _check_ports_free(self) -> None:
-        wanted = {"envoy": self.ports.envoy, "envoy admin": self.ports.admin}
+        wanted = {
+            "envoy": self.ports.envoy,
+            "envoy admin": self.ports.admin,
+            "envoy stats": self.ports.envoy_stats,
+        }
         wanted.update({name: self.ports.of(name) for name in self.services})
+        if self.observe:
+            wanted.update({f"{name} metrics": self.ports.of(f"{name}_metrics") for name in self.services})
+        if self.runs_otlp:
+            wanted["OTLP receiver"] = self.ports.otlp
         if self.runs_mongo:
             wanted[MONGO] = self.ports.mongo
         busy = []
@@ -476,6 +546,9 @@ class Stack:
         started = False
         try:
             deadline = time.monotonic() + self._start_timeout
+            if self.runs_otlp:
+                self._launch(OTLP)
+                self._wait(OTLP, lambda: _port_open(self.ports.otlp), deadline)
             if self.runs_mongo:
                 self._launch(MONGO)
                 self._wait_ready(MONGO, deadline)
@@ -494,7 +567,7 @@ class Stack:
     def _launch(self, name: str) -> Child:
         child = self._new_child(name)
         self.children[child.name] = child
-        child.start({**self.env, **self._service_env_overrides.get(name, {})}, cwd=Path.cwd())
+        child.start({**self.env, **self._per_service_env(name)}, cwd=Path.cwd())
         return child
 
     def _wait(self, name: str, ready: Callable[[], bool], deadline: float) -> None:
@@ -534,7 +607,7 @@ class Stack:
         """Envoy first (no new requests), then the services together, then nx-27017."""
         stop_children([self.children[n] for n in ("envoy",) if n in self.children])
         stop_children([self.children[n] for n in SERVICES if n in self.children])
-        stop_children([self.children[n] for n in (MONGO,) if n in self.children])
+        stop_children([self.children[n] for n in (MONGO, OTLP) if n in self.children])
 
     # ---- for tests
 
@@ -596,6 +669,20 @@ def describe(stack: Stack, *, stream: IO[str]) -> None:
     elif "data" in stack.services:
         rows.append(("MongoDB", "MONGODB_URL", "(yours, from the environment)"))
     rows.append(("Envoy admin", stack.admin_url, "stats, clusters, config_dump"))
+    if stack.observe:
+        for name in SERVICES:
+            if name in stack.services:
+                rows.append((f"{name} metrics", stack.metrics_url(name), "Prometheus text format"))
+        rows.append(("Envoy metrics", stack.envoy_stats_url, "Envoy's stats for Prometheus"))
+        if stack.runs_otlp:
+            traces = f"{rel}/traces.jsonl"
+            rows.append(
+                ("Traces", f"127.0.0.1:{stack.ports.otlp}", f"OTLP receiver, one span a line in {traces}")
+            )
+        else:
+            rows.append(
+                ("Traces", stack.env["OTEL_EXPORTER_OTLP_ENDPOINT"], "(yours: OTEL_EXPORTER_OTLP_ENDPOINT)")
+            )
     width = max(len(r[0]) for r in rows)
     addr_width = max(len(r[1]) for r in rows)
     out = [f"\nPinexa is up. State and logs live in {rel}/.\n"]

@@ -21,7 +21,7 @@ import os
 import re
 import string
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Literal
@@ -61,12 +61,7 @@ COMPUTED_PLACEHOLDERS = frozenset(
 )
 # Parameters the template sees only through a computed placeholder.
 RENDERED_INDIRECTLY = frozenset({"cors_allowed_origins"})
-SECTION_SWITCHES = frozenset({"strict_edge"})
-# Template sections (`## <name>:begin` ... `## <name>:end`) and whether `params` keeps each.
-SECTIONS: dict[str, Callable[[EnvoyParams], bool]] = {
-    "strict-edge": lambda params: params.strict_edge,
-    "console": lambda params: bool(params.console_dir),
-}
+SECTION_SWITCHES = frozenset({"strict_edge", "tracing"})
 # The console's pages (react-router routes in console/src/App.tsx): each is answered with its
 # index.html (the SPA fallback), so a link such as /items works when opened directly. Any other
 # path stays the API's 404 ROUTE_NOT_FOUND.
@@ -143,6 +138,14 @@ class EnvoyParams:
     jwt_leeway_seconds: int = 30
     # The strict-edge Lua filter (envoy/strict.lua). Off only to measure what it costs.
     strict_edge: bool = True
+    # Prometheus scrapes Envoy's stats on this port (GET /stats/prometheus only).
+    stats_port: int = 9902
+    # Spans over OTLP/gRPC to an OpenTelemetry collector at otlp_host:otlp_port (the tracing
+    # section of the template); make run turns it on towards its own receiver.
+    tracing: bool = False
+    otlp_host: str = "127.0.0.1"
+    otlp_port: int = 4317
+    tracing_sampling_percent: float = 100.0
 
 
 def local_params(
@@ -392,10 +395,15 @@ def template_values(params: EnvoyParams) -> dict[str, str]:
 def render(params: EnvoyParams) -> str:
     """The config text for `params`; fails on any placeholder the parameters do not fill."""
     lines, dropping = [], False
+    sections = {
+        "strict-edge": params.strict_edge,
+        "tracing": params.tracing,
+        "console": bool(params.console_dir),
+    }
     for line in TEMPLATE.read_text().splitlines(keepends=True):
-        section = re.match(r"## ([a-z-]+):(begin|end)", line)
-        if section and section[1] in SECTIONS:
-            dropping = section[2] == "begin" and not SECTIONS[section[1]](params)
+        marker = re.match(r"## ([a-z-]+):(begin|end)", line)
+        if marker and marker.group(1) in sections:
+            dropping = marker.group(2) == "begin" and not sections[marker.group(1)]
         elif not line.startswith("##") and not dropping:
             lines.append(line)
     body = string.Template("".join(lines)).substitute(template_values(params))
@@ -450,7 +458,25 @@ def main(argv: list[str]) -> None:
         params = local_params(cors_allowed_origins=origins_from_env(DEV_CORS_ORIGINS))
     else:
         params = kubernetes_params(cors_allowed_origins=origins_from_env(()))
-    sys.stdout.write(render(params))
+    sys.stdout.write(render(with_tracing_from_env(params)))
+
+
+def with_tracing_from_env(params: EnvoyParams) -> EnvoyParams:
+    """`params` with Envoy's spans sent to OTEL_EXPORTER_OTLP_ENDPOINT (http://host:port, OTLP/gRPC)
+    when that variable is set, as the services read it; unchanged otherwise."""
+    endpoint = os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT", "").strip()
+    if not endpoint:
+        return params
+    host, port = otlp_target(endpoint)
+    return replace(params, tracing=True, otlp_host=host, otlp_port=port)
+
+
+def otlp_target(endpoint: str) -> tuple[str, int]:
+    """(host, port) of an OTLP/gRPC endpoint such as http://collector:4317."""
+    parts = urlsplit(endpoint.strip() if "://" in endpoint else f"http://{endpoint.strip()}")
+    if not parts.hostname:
+        raise ValueError(f"OTEL_EXPORTER_OTLP_ENDPOINT: {endpoint!r} is not like http://collector:4317")
+    return parts.hostname, parts.port or 4317
 
 
 if __name__ == "__main__":

@@ -10,14 +10,17 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import psycopg
 import pytest
 from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine
 
+from services.kit import sql
 from tests.support import TestKeys
 
 DEFAULT_TEST_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -65,10 +68,32 @@ def postgres_database_factory(postgres_server_url: str) -> Iterator[object]:
         list(pool.map(drop, created))
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def sql_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """A fresh, empty database URL: a SQLite file, then a throwaway PostgreSQL database."""
-    if request.param == "sqlite":
+def database_url(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh, empty database URL of `kind`: a SQLite file, or ("postgres") a throwaway
+    PostgreSQL database. For fixtures parametrized over more than the two (the store
+    conformance suites add an in-memory store)."""
+    if kind == "sqlite":
         return f"sqlite+aiosqlite:///{tmp_path / 'test.db'}"
     factory = request.getfixturevalue("postgres_database_factory")
     return factory()  # type: ignore[operator, no-any-return]
+
+
+@asynccontextmanager
+async def migrated_engine(
+    kind: str, request: pytest.FixtureRequest, tmp_path: Path, *, migrations: Path, version_table: str
+) -> AsyncIterator[AsyncEngine]:
+    """An engine on a fresh database of `kind` (see `database_url`), migrated with a service's
+    migrations; disposed of on the way out."""
+    url = database_url(kind, request, tmp_path)
+    await sql.upgrade(url=url, script_location=migrations, version_table=version_table)
+    engine = sql.create_engine(url, pool_size=10)
+    try:
+        yield engine
+    finally:
+        await engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def sql_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh, empty database URL: a SQLite file, then a throwaway PostgreSQL database."""
+    return database_url(request.param, request, tmp_path)

@@ -7,6 +7,7 @@ import socket
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import grpc
@@ -20,6 +21,32 @@ from services.kit.tokens import StaticKeySource, TokenVerifier
 
 ISSUER = "pinexa-auth"
 AUDIENCE = "pinexa"
+
+
+class FakeClock:
+    """A clock the test moves with `advance(seconds)`; calling it gives UNIX seconds (auth's
+    clock), `utc()` an aware datetime (users' clock), `utc_ms()` one to the millisecond (data's).
+
+    Frozen at `start` when one is given (the domain tests: nothing moves unless told), else real
+    time plus the advances (the real-server tests, whose other parts read the real clock)."""
+
+    def __init__(self, start: float | None = None) -> None:
+        self._start = start
+        self.offset = 0.0
+
+    def __call__(self) -> float:
+        return (time.time() if self._start is None else self._start) + self.offset
+
+    def utc(self) -> datetime:
+        return datetime.fromtimestamp(self(), UTC)
+
+    def utc_ms(self) -> datetime:
+        """`utc()` floored to the millisecond, as BSON dates hold it (data's clock)."""
+        moment = self.utc()
+        return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
+
+    def advance(self, seconds: float) -> None:
+        self.offset += seconds
 
 
 def free_port() -> int:

@@ -31,6 +31,7 @@ from services.auth.model import (
     UnknownUser,
     UsersClient,
 )
+from services.kit import metrics
 from services.kit.context import Principal
 from services.kit.errors import (
     InvalidArgument,
@@ -398,6 +399,7 @@ class AuthDomain:
 
     async def _reused(self, record: TokenRecord, now: float) -> NoReturn:
         revoked = await self._store.revoke_session(record.session_id, now=now, reason="token_reuse")
+        metrics.REFRESH_REUSE.inc()
         log.warning(
             "refresh token reuse detected; session revoked",
             extra={"session": record.session_id, "user": record.user_id, "revoked": revoked},

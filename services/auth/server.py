@@ -19,7 +19,7 @@ from services.auth.model import AuthStore
 from services.auth.servicer import AuthServicer, CookiePolicy
 from services.auth.store import SqlAuthStore
 from services.auth.users_client import GrpcUsersClient
-from services.kit import sql
+from services.kit import metrics, sql
 from services.kit.channels import internal_channel
 from services.kit.server import ServiceHost, ServiceSpec
 from services.kit.tokens import StaticKeySource, verifier_from_settings
@@ -116,6 +116,7 @@ async def create_service(
         settings.users_address, internal_token=settings.internal_token
     )
     engine = sql.engine_from_settings(settings, "auth")
+    metrics.sql_engine_pool("auth", engine)
     store = SqlAuthStore(engine)
     auth = AuthDomain(
         store=store,

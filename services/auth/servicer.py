@@ -13,8 +13,9 @@ import grpc
 
 from pinexa.auth.v1 import auth_pb2, auth_pb2_grpc
 from services.auth.domain import AuthDomain, TokenPair
+from services.kit import metrics
 from services.kit.context import current_principal, require_principal
-from services.kit.errors import ResourceExhausted
+from services.kit.errors import ResourceExhausted, Unauthenticated
 
 
 def _ip(value: str) -> str:
@@ -152,10 +153,15 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
                 client_ip=client_ip(context),
                 device_token=request.device_token,
             )
+        except Unauthenticated:
+            metrics.login("failed")
+            raise
         except ResourceExhausted as error:
+            metrics.login("throttled")
             # RetryInfo is in the status; HTTP clients also get the usual Retry-After header.
             await context.send_initial_metadata((("retry-after", str(math.ceil(error.retry_after))),))
             raise
+        metrics.login("succeeded")
         return auth_pb2.LoginResponse(**await self._to_cookie(pair, context), device_token=pair.device_token)
 
     async def Refresh(

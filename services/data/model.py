@@ -68,10 +68,21 @@ class ListQuery:
     limit: int
 
 
-class ItemStore(Protocol):
-    """What the domain needs from storage; `store.MongoItemStore` implements it."""
+class DuplicateItem(Exception):
+    """An insert found an item with this id stored already (and changed nothing)."""
 
-    async def insert(self, item: Item) -> None: ...
+    def __init__(self, item_id: str) -> None:
+        super().__init__(item_id)
+        self.item_id = item_id
+
+
+class ItemStore(Protocol):
+    """What the domain needs from storage; `store.MongoItemStore` implements it, and
+    `memory.MemoryItemStore` too (tests/data/test_store_conformance.py holds both to one contract)."""
+
+    async def insert(self, item: Item) -> None:
+        """Store a new item; `DuplicateItem` when its id is taken."""
+        ...
 
     async def get(self, item_id: str, *, owner: str | None) -> Item | None: ...
 

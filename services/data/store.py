@@ -24,10 +24,11 @@ import pymongo
 from bson import ObjectId
 from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, IndexModel
 from pymongo.asynchronous.collection import AsyncCollection
-from pymongo.errors import ConnectionFailure, OperationFailure, PyMongoError
+from pymongo.errors import ConnectionFailure, DuplicateKeyError, OperationFailure, PyMongoError
 
 from services.data.filters import And, Comparison, Node, Not, Or
-from services.data.model import Item, ListQuery
+from services.data.model import DuplicateItem, Item, ListQuery
+from services.kit import metrics
 from services.kit.errors import DependencyUnavailable, Unavailable
 
 log = logging.getLogger(__name__)
@@ -62,10 +63,13 @@ def _translate_errors() -> Iterator[None]:
     try:
         yield
     except ConnectionFailure as exc:  # includes AutoReconnect and ServerSelectionTimeoutError
+        metrics.MONGODB_ERRORS.labels("unavailable").inc()
         raise DependencyUnavailable(
             "the data store is unreachable; try again shortly", reason="DATA_STORE_UNAVAILABLE"
         ) from exc
     except PyMongoError as exc:
+        if not isinstance(exc, DuplicateKeyError):  # a conflict the caller handles, not a failure
+            metrics.MONGODB_ERRORS.labels("unavailable" if exc.timeout else "error").inc()
         if exc.timeout:
             raise DependencyUnavailable(
                 "the data store did not answer in time; try again shortly", reason="DATA_STORE_UNAVAILABLE"
@@ -203,8 +207,11 @@ class MongoItemStore:
         self.indexes_ready = True
 
     async def insert(self, item: Item) -> None:
-        with _translate_errors():
-            await self._items.insert_one(_to_document(item))
+        try:
+            with _translate_errors():
+                await self._items.insert_one(_to_document(item))
+        except DuplicateKeyError as exc:  # the Protocol's error, not the driver's
+            raise DuplicateItem(item.id) from exc
 
     async def get(self, item_id: str, *, owner: str | None) -> Item | None:
         with _translate_errors():

@@ -17,6 +17,7 @@ from typing import Any
 
 import grpc
 
+from services.kit import tracing
 from services.kit.context import current_request_id
 from services.kit.interceptor import INTERNAL_TOKEN_HEADER
 from services.kit.settings import Settings
@@ -79,7 +80,8 @@ def internal_channel(address: str, *, internal_token: str = "") -> grpc.aio.Chan
             ("grpc.min_reconnect_backoff_ms", 100),
             ("grpc.max_reconnect_backoff_ms", 1_000),
         ],
-        interceptors=[_MetadataInterceptor(internal_token)],
+        # OpenTelemetry's (when tracing is on) first: its span covers the call and sends traceparent.
+        interceptors=[*tracing.client_interceptors(), _MetadataInterceptor(internal_token)],
     )
 
 

@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
+from services.kit import errortracking, tracing
 from services.kit.errors import PinexaError
 from services.kit.logs import configure_logging
 from services.kit.metrics import serve_metrics
@@ -125,7 +126,14 @@ def run_command(service: str, command: Callable[[S], int], *, settings: type[S])
     try:
         loaded = settings.from_env()
         configure_logging(service, level=loaded.log_level, fmt=loaded.log_format)
-        return command(loaded)
+        # Before any server, channel or database client exists: they are instrumented as made.
+        tracing.configure(service)
+        errortracking.configure(service, loaded)
+        try:
+            return command(loaded)
+        finally:
+            tracing.shutdown()
+            errortracking.shutdown()
     except SettingsError as error:  # also raised at start-up, e.g. for missing keys in production
         sys.stderr.write(f"{service}: configuration error: {error}\n")
         return 2

@@ -18,7 +18,7 @@ from typing import Any
 import grpc
 from grpc.aio import AbortError
 
-from services.kit import metrics
+from services.kit import metrics, tracing
 from services.kit.context import auth_error_var, principal_var, request_id_var
 from services.kit.errors import (
     DependencyUnavailable,
@@ -97,11 +97,14 @@ class PinexaInterceptor(WrappingInterceptor):
 
     def _wrap(self, behavior: Behavior, method: str, mode: str) -> Behavior:
         short_method = method.rsplit("/", 1)[-1]
+        meter = metrics.MethodMetrics(method)
 
         async def wrapper(request: Any, context: grpc.aio.ServicerContext) -> Any:
             metadata = dict(context.invocation_metadata() or ())
             request_id = str(metadata.get("x-request-id") or uuid.uuid4().hex)
             rid_token = request_id_var.set(request_id)
+            tracing.set_request_id(request_id)
+            meter.started()
             principal_token = principal_var.set(None)
             auth_error_token = auth_error_var.set(None)
             started = time.perf_counter()
@@ -137,7 +140,8 @@ class PinexaInterceptor(WrappingInterceptor):
                     await context.abort_with_status(translated.to_status(self._domain))
             finally:
                 elapsed = time.perf_counter() - started
-                metrics.observe(self._service, short_method, code, elapsed)
+                meter.handled(code, elapsed)
+                tracing.record_code(code)
                 log.info(
                     "rpc",
                     extra={"method": method, "code": code, "ms": round(elapsed * 1000, 2), "user": user},

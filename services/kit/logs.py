@@ -1,4 +1,5 @@
-"""Structured logging: one JSON object a line on stderr, tagged with service and request id."""
+"""Structured logging: one JSON object a line on stderr, tagged with service, request id, and the
+trace and span ids of the current OpenTelemetry span (`-` outside one, or with tracing off)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import sys
 from datetime import UTC, datetime
 
 from services.kit.context import current_request_id
+from services.kit.tracing import current_ids
 
 
 class _ContextFilter(logging.Filter):
@@ -18,6 +20,7 @@ class _ContextFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         record.service = self._service
         record.request_id = current_request_id()
+        record.trace_id, record.span_id = current_ids()
         return True
 
 
@@ -46,7 +49,10 @@ def configure_logging(service: str, *, level: str = "INFO", fmt: str = "json") -
         handler.setFormatter(JsonFormatter())
     else:
         handler.setFormatter(
-            logging.Formatter("%(asctime)s %(levelname)s %(service)s [%(request_id)s] %(name)s: %(message)s")
+            logging.Formatter(
+                "%(asctime)s %(levelname)s %(service)s [%(request_id)s trace=%(trace_id)s] "
+                "%(name)s: %(message)s"
+            )
         )
     root = logging.getLogger()
     root.handlers[:] = [handler]

@@ -43,6 +43,7 @@ import jinja2
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from services.kit import metrics
 from services.kit.outage import OutageLog
 from services.kit.outbox import OutboxWorker
 from services.kit.settings import Settings, SettingsError, setting
@@ -409,6 +410,7 @@ class MailWorker(OutboxWorker[_Due, float]):
         sender: Sender,
         sealer: Sealer | None = None,
         component: str = "mail outbox",
+        service: str = "",
         poll_interval: float = 5.0,
         backoff_base: float = 1.0,
         backoff_max: float = 300.0,
@@ -433,6 +435,8 @@ class MailWorker(OutboxWorker[_Due, float]):
         self._sealer = sealer or PlainSealer()
         self._lease = lease_seconds
         self._smtp = OutageLog(log, component=component, dependency="mail server")
+        # The `service` label of the mail metrics (pinexa_mail_sent_total, the outbox gauges).
+        self._service = service or component
 
     @classmethod
     def from_settings(cls, settings: MailSettings, *, engine: AsyncEngine, **kwargs: Any) -> MailWorker:
@@ -460,6 +464,13 @@ class MailWorker(OutboxWorker[_Due, float]):
         async with self._engine.connect() as connection:
             due = (await connection.execute(sa.select(sa.func.min(outbox.c.next_attempt_at)))).scalar()
         return None if due is None else float(due) - self._clock()
+
+    async def report_backlog(self) -> None:
+        statement = sa.select(sa.func.count(), sa.func.min(outbox.c.created_at))
+        async with self._engine.connect() as connection:
+            depth, oldest = (await connection.execute(statement)).one()
+        age = 0.0 if oldest is None else self._clock() - float(oldest)
+        metrics.outbox(self._service, "mail", depth=int(depth), oldest_age_seconds=age)
 
     async def pending(self) -> int:
         """How many mails wait in the outbox (for tests and operators)."""
@@ -529,16 +540,19 @@ class MailWorker(OutboxWorker[_Due, float]):
             log.warning(
                 "the mail server refused a mail for good; dropped", extra={**fields, "error": str(failure)}
             )
+            metrics.MAIL_FAILED.labels(self._service).inc()
             await self._finish(item)
             return False
         except Exception as error:  # connection refused, timeout, 4xx: the server is not there now
             delay = self.backoff(attempts)
             detail = f"{type(error).__name__}: {error}"
             self._smtp.down(type(error).__name__)
+            metrics.MAIL_FAILED.labels(self._service).inc()
             log.debug("mail send failed; will retry", extra={**fields, "retry_in_s": round(delay, 2)})
             await self._reschedule(item, attempts, self._clock() + delay, detail)
             return False
         self._smtp.up()
         await self._finish(item)
+        metrics.MAIL_SENT.labels(self._service).inc()
         log.info("mail sent", extra=fields)
         return True

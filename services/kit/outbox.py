@@ -12,7 +12,8 @@ An outbox row is written in the same transaction as the change that causes it; a
   it takes;
 - a database outage is logged once when it starts and once when it ends (`OutageLog`).
 
-A subclass implements `due(now, limit)`, `deliver(item) -> bool` and `next_due()`.
+A subclass implements `due(now, limit)`, `deliver(item) -> bool` and `next_due()`, and may
+implement `report_backlog()` (pinexa_outbox_depth and pinexa_outbox_oldest_age_seconds).
 """
 
 from __future__ import annotations
@@ -103,6 +104,7 @@ class OutboxWorker(abc.ABC, Generic[T, Now]):
             self._wake.clear()
             try:
                 await self.deliver_due()
+                await self.report_backlog()
                 wait = await self.seconds_until_next()
                 timeout = self._poll_interval if wait is None else min(self._poll_interval, max(0.0, wait))
                 self._database.up()
@@ -116,6 +118,9 @@ class OutboxWorker(abc.ABC, Generic[T, Now]):
                 timeout = self._poll_interval
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=timeout)
+
+    async def report_backlog(self) -> None:
+        """After each pass: report the outbox's depth and oldest age (metrics.outbox)."""
 
     async def deliver_due(self) -> int:
         """One pass: deliver every row that is due now. Returns how many were delivered."""

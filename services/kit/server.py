@@ -24,6 +24,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from services.kit import metrics, tracing
 from services.kit.edge_reflection import add_edge_reflection
 from services.kit.errors import PinexaError
 from services.kit.interceptor import PinexaInterceptor
@@ -114,7 +115,12 @@ class ServiceHost:
         self.server = grpc.aio.server(
             # Outermost first: CompleteRequestInterceptor answers a unary call whose request message
             # never arrives whole (instead of leaving it hanging), then the kit's interceptor runs.
-            interceptors=[CompleteRequestInterceptor(domain=f"pinexa.{spec.name}"), self._interceptor],
+            # OpenTelemetry's server span (when tracing is on) encloses everything below it.
+            interceptors=[
+                *tracing.server_interceptors(),
+                CompleteRequestInterceptor(domain=f"pinexa.{spec.name}"),
+                self._interceptor,
+            ],
             options=[
                 ("grpc.max_metadata_size", MAX_METADATA_BYTES),
                 ("grpc.absolute_max_metadata_size", MAX_METADATA_BYTES),
@@ -163,6 +169,7 @@ class ServiceHost:
         return self.port
 
     async def _set_status(self, status: int) -> None:
+        metrics.set_serving(self.spec.name, status == SERVING and not self._stopping)
         for name in ("", *self.spec.service_names):
             await self.health.set(name, status)
 
@@ -182,9 +189,11 @@ class ServiceHost:
             ok = True
             if self.spec.readiness is not None:
                 try:
-                    await asyncio.wait_for(
-                        self.spec.readiness(), timeout=max(1.0, self._settings.health_check_interval_seconds)
-                    )
+                    with tracing.untraced():  # a ping every few seconds is no one's request
+                        await asyncio.wait_for(
+                            self.spec.readiness(),
+                            timeout=max(1.0, self._settings.health_check_interval_seconds),
+                        )
                 except Exception as exc:  # any failure means the dependency is not usable
                     ok = False
                     self.outage.down(exc)  # logs once per outage, not once per check
@@ -204,6 +213,7 @@ class ServiceHost:
         if self._stopping:
             return
         self._stopping = True
+        metrics.set_serving(self.spec.name, False)
         grace = self._settings.shutdown_grace_seconds if grace is None else grace
         drain = self._settings.shutdown_drain_seconds if drain is None else drain
         await self.health.enter_graceful_shutdown()

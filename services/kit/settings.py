@@ -196,6 +196,7 @@ class Settings:
     shutdown_drain_seconds: float = setting("SHUTDOWN_DRAIN_SECONDS", 1.0)
     health_check_interval_seconds: float = setting("HEALTH_CHECK_INTERVAL_SECONDS", 2.0, minimum=0.05)
     metrics_port: int = setting("METRICS_PORT", 0)
+    sentry_dsn: str = setting("SENTRY_DSN", "", secret=True)
 
     @property
     def is_production(self) -> bool:

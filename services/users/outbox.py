@@ -26,6 +26,7 @@ from datetime import datetime, timedelta
 import grpc
 
 from pinexa.data.v1 import data_internal_pb2, data_internal_pb2_grpc
+from services.kit import metrics
 from services.kit.outage import OutageLog
 from services.kit.outbox import OutboxWorker
 from services.users.domain import utc_now
@@ -70,6 +71,12 @@ class PurgeOutbox(OutboxWorker[PendingPurge, datetime]):
 
     async def due(self, now: datetime, limit: int) -> list[PendingPurge]:
         return await self._store.due_purges(now, limit)
+
+    async def report_backlog(self) -> None:
+        """pinexa_outbox_depth and pinexa_outbox_oldest_age_seconds{service="users",outbox="purge"}."""
+        depth, oldest = await self._store.purge_backlog()
+        age = 0.0 if oldest is None else (self._clock() - oldest).total_seconds()
+        metrics.outbox("users", "purge", depth=depth, oldest_age_seconds=age)
 
     async def seconds_until_next(self) -> float | None:
         due = await self._store.next_purge_due()

@@ -8,7 +8,7 @@ from pathlib import Path
 import grpc
 
 from pinexa.users.v1 import users_internal_pb2_grpc, users_pb2_grpc
-from services.kit import sql
+from services.kit import metrics, sql
 from services.kit.channels import internal_channel, verifier_from_auth
 from services.kit.outage import OutageLog
 from services.kit.server import ServiceHost, ServiceSpec
@@ -81,6 +81,7 @@ async def create_service(
     passwords = passwords or Passwords()
 
     engine = sql.engine_from_settings(settings, "users")
+    metrics.sql_engine_pool("users", engine)
     try:
         store = SqlUserStore(engine, cipher)
         # The health monitor and the outbox share one record of the database's state, so an

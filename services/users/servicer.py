@@ -12,6 +12,7 @@ from typing import Any
 from google.protobuf import empty_pb2
 
 from pinexa.users.v1 import users_internal_pb2, users_internal_pb2_grpc, users_pb2, users_pb2_grpc
+from services.kit import metrics
 from services.kit.context import Role, require_principal
 from services.kit.errors import InvalidArgument
 from services.users.domain import UPDATABLE_FIELDS, Identity, NewUser, UserPatch, UsersDomain, etag_for
@@ -91,6 +92,7 @@ class UserServicer(users_pb2_grpc.UserServiceServicer):
                 display_name=user.display_name,
             )
         )
+        metrics.SIGNUPS.inc()
         return user_message(record)
 
     async def GetUser(self, request: users_pb2.GetUserRequest, context: Any) -> users_pb2.User:

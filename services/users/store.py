@@ -262,6 +262,12 @@ class SqlUserStore:
         async with self._engine.begin() as connection:
             await connection.execute(statement)
 
+    async def purge_backlog(self) -> tuple[int, datetime | None]:
+        statement = select(func.count(), func.min(purge_outbox.c.created_at))
+        async with self._reads.connect() as connection:
+            row = (await connection.execute(statement)).one()
+        return int(row[0]), cast(datetime | None, row[1])
+
     async def next_purge_due(self) -> datetime | None:
         async with self._reads.connect() as connection:
             value = (await connection.execute(select(func.min(purge_outbox.c.next_attempt_at)))).scalar()

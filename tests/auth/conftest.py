@@ -12,7 +12,6 @@ as in production. What differs, on purpose:
 from __future__ import annotations
 
 import dataclasses
-import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -34,24 +33,11 @@ from services.kit.tokens import CallableKeySource, Jwk, TokenVerifier, auth_key_
 from services.users.config import UsersSettings
 from services.users.passwords import Passwords
 from services.users.server import create_service as create_users
-from tests.support import bearer
+from tests.support import FakeClock, bearer
 
 # Test-only argon2id parameters: correct hashes, a fraction of a millisecond each.
 FAST_HASHER = PasswordHasher(time_cost=1, memory_cost=64, parallelism=1)
 PASSWORD = "correct horse battery"
-
-
-class FakeClock:
-    """Real time plus an offset the test controls."""
-
-    def __init__(self) -> None:
-        self.offset = 0.0
-
-    def __call__(self) -> float:
-        return time.time() + self.offset
-
-    def advance(self, seconds: float) -> None:
-        self.offset += seconds
 
 
 class StandInData(data_internal_pb2_grpc.DataInternalServiceServicer):

@@ -1,7 +1,7 @@
 """Fixtures for the data-store suite: one suite, two servers.
 
-`mongo_url` is MONGODB_URL when it is set (a real MongoDB), otherwise an nx-27017 this session
-starts on a free port with its own files and stops by PID at the end. Each test gets a database
+`mongo_url` is MONGODB_URL when it is set (a real MongoDB), otherwise `nx_url`: an nx-27017 this
+session starts on a free port with its own files and stops by PID at the end. Each test gets a database
 of its own, dropped afterwards, and a real data ServiceHost on port 0 to call over gRPC.
 """
 
@@ -23,17 +23,20 @@ from tests.support import TestKeys
 
 
 @pytest.fixture(scope="session")
-def mongo_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    url = os.environ.get("MONGODB_URL", "").strip()
-    if url:
-        yield url
-        return
+def nx_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """An nx-27017 of this session, started on first use (the conformance suite always runs it)."""
     server = NxServer(tmp_path_factory.mktemp("nx-27017"))
     server.start()
     try:
         yield server.url
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def mongo_url(request: pytest.FixtureRequest) -> str:
+    url = os.environ.get("MONGODB_URL", "").strip()
+    return url or str(request.getfixturevalue("nx_url"))
 
 
 @pytest.fixture(scope="session")

@@ -13,6 +13,17 @@ from services.kit.server import ServiceHost
 from tests.support import TestKeys, bearer
 
 INTERNAL_TOKEN = "test-internal-token-0123456789abcdef"
+# Attribute values of every JSON kind, nested, for round trips (over gRPC and through the stores).
+ATTRIBUTES = {
+    "color": "red",
+    "n": 3,
+    "ratio": 0.25,
+    "ok": True,
+    "none": None,
+    "tags": ["a", "b"],
+    "nested": {"deep": {"list": [1, {"x": "y"}]}},
+    "unicode": "grüße ✓",
+}
 
 
 class DataClient:

@@ -12,21 +12,10 @@ import pytest
 from google.protobuf import empty_pb2
 
 from pinexa.data.v1 import data_pb2
-from tests.data.harness import DataClient, struct
+from tests.data.harness import ATTRIBUTES, DataClient, struct
 from tests.support import error_info, field_violations, rpc_error
 
 Item = data_pb2.Item
-ATTRIBUTES = {
-    "color": "red",
-    "n": 3,
-    "ratio": 0.25,
-    "ok": True,
-    "none": None,
-    "tags": ["a", "b"],
-    "nested": {"deep": {"list": [1, {"x": "y"}]}},
-    "unicode": "grüße ✓",
-}
-
 
 # ---- create and read --------------------------------------------------------------------------
 

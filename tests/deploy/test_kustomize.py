@@ -173,7 +173,11 @@ def test_envoy_deployment(docs: list[dict[str, Any]]) -> None:
     spec = pod_spec(deployment)
     (container,) = spec["containers"]
     assert container["image"].startswith("envoyproxy/envoy:distroless-v1.40")
-    assert container["ports"] == [{"name": "http", "containerPort": 8080, "protocol": "TCP"}]
+    assert container["ports"] == [
+        {"name": "http", "containerPort": 8080, "protocol": "TCP"},
+        # Envoy's stats listener (GET /stats/prometheus), which the monitoring PodMonitor scrapes.
+        {"name": "metrics", "containerPort": 9902, "protocol": "TCP"},
+    ]
     for probe in ("readinessProbe", "livenessProbe"):
         assert container[probe]["httpGet"] == {"path": "/healthz", "port": "http"}
     args = container["args"]
@@ -239,6 +243,12 @@ def test_envoy_config_matches_the_services(docs: list[dict[str, Any]]) -> None:
     assert (listener["address"], listener["port_value"]) == ("0.0.0.0", 8080)
     admin = config["admin"]["address"]["socket_address"]
     assert admin["address"] == "127.0.0.1"
+    # The stats listener is where the Deployment's `metrics` port points; it routes one path.
+    (stats,) = [li for li in static["listeners"] if li["name"] == "stats"]
+    assert stats["address"]["socket_address"] == {"address": "0.0.0.0", "port_value": 9902}
+    (hcm,) = stats["filter_chains"][0]["filters"]
+    routes = hcm["typed_config"]["route_config"]["virtual_hosts"][0]["routes"]
+    assert [r["match"].get("path") for r in routes if "route" in r] == ["/stats/prometheus"]
     clusters = {c["name"]: c for c in static["clusters"]}
     for name, port in SERVICES.items():
         cluster = clusters[name]

@@ -1,0 +1,154 @@
+"""`MemoryUserStore`: the `model.UserStore` in a process's memory, for tests and experiments.
+
+It keeps the SQL store's contract (tests/users/test_store_conformance.py runs the same tests on
+both): usernames are compared as given (the domain lower-cases them), e-mail addresses by their
+lower-cased form, a taken one raises `Conflict(column)`, pages are in (created_at, id) order, a
+delete queues a purge in the same step, and a purge is claimed by compare-and-set on its attempt
+counter. Nothing is encrypted (there is no table to read); every method runs without awaiting,
+so each is atomic under asyncio, as one SQL statement or transaction is.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, cast
+
+from services.kit.context import Role
+from services.users.model import Conflict, Credentials, PendingPurge, UserRecord, UserStore
+from services.users.validation import email_key
+
+
+@dataclass(slots=True)
+class _Purge:
+    user_id: str
+    created_at: datetime
+    attempts: int
+    next_attempt_at: datetime
+    last_error: str | None = None
+
+
+class MemoryUserStore:
+    """Accounts and the purge outbox in two dicts."""
+
+    def __init__(self) -> None:
+        self.rows: dict[str, dict[str, Any]] = {}  # id -> the users table's columns, plaintext
+        self.purges: dict[str, _Purge] = {}
+
+    def _check_unique(self, row: Mapping[str, Any], *, exclude: str | None = None) -> None:
+        """Conflict(column) when another row has this username or e-mail (as UNIQUE would)."""
+        for other_id, other in self.rows.items():
+            if other_id == exclude:
+                continue
+            if other["username"] == row["username"]:
+                raise Conflict("username")
+            if email_key(other["email"]) == email_key(row["email"]):
+                raise Conflict("email")
+
+    @staticmethod
+    def _record(row: Mapping[str, Any]) -> UserRecord:
+        names = {field.name for field in dataclasses.fields(UserRecord)}
+        return UserRecord(**{name: row[name] for name in names})
+
+    @staticmethod
+    def _credentials(row: Mapping[str, Any]) -> Credentials:
+        return Credentials(
+            id=row["id"],
+            username=row["username"],
+            role=cast(Role, row["role"]),
+            password_hash=row["password_hash"],
+        )
+
+    # -- accounts ------------------------------------------------------------------------------
+
+    async def insert(self, values: Mapping[str, Any]) -> None:
+        row = dict(values)  # every UserRecord field and the password_hash, as the domain passes them
+        if row["id"] in self.rows:
+            raise Conflict("id")
+        self._check_unique(row)
+        self.rows[row["id"]] = row
+
+    async def get(self, user_id: str) -> UserRecord | None:
+        row = self.rows.get(user_id)
+        return None if row is None else self._record(row)
+
+    async def credentials_by_username(self, username: str) -> Credentials | None:
+        for row in self.rows.values():
+            if row["username"] == username:
+                return self._credentials(row)
+        return None
+
+    async def credentials_by_email(self, email: str) -> Credentials | None:
+        for row in self.rows.values():
+            if email_key(row["email"]) == email_key(email):
+                return self._credentials(row)
+        return None
+
+    async def list_page(self, *, after: tuple[datetime, str] | None, limit: int) -> list[UserRecord]:
+        ordered = sorted(self.rows.values(), key=lambda row: (row["created_at"], row["id"]))
+        if after is not None:
+            ordered = [row for row in ordered if (row["created_at"], row["id"]) > after]
+        return [self._record(row) for row in ordered[:limit]]
+
+    async def update(
+        self,
+        user_id: str,
+        values: Mapping[str, Any],
+        *,
+        expected_version: int | None,
+        now: datetime,
+    ) -> UserRecord | None:
+        row = self.rows.get(user_id)
+        if row is None or (expected_version is not None and row["version"] != expected_version):
+            return None
+        updated = {**row, **values, "version": row["version"] + 1, "updated_at": now}
+        self._check_unique(updated, exclude=user_id)
+        self.rows[user_id] = updated
+        return self._record(updated)
+
+    async def replace_password_hash(self, user_id: str, old_hash: str, new_hash: str) -> None:
+        row = self.rows.get(user_id)
+        if row is not None and row["password_hash"] == old_hash:
+            row["password_hash"] = new_hash
+
+    async def delete_with_purge(self, user_id: str, now: datetime) -> bool:
+        if self.rows.pop(user_id, None) is None:
+            return False
+        self.purges[user_id] = _Purge(user_id, created_at=now, attempts=0, next_attempt_at=now)
+        return True
+
+    # -- purge outbox --------------------------------------------------------------------------
+
+    async def due_purges(self, now: datetime, limit: int) -> list[PendingPurge]:
+        due = sorted(
+            (p for p in self.purges.values() if p.next_attempt_at <= now), key=lambda p: p.next_attempt_at
+        )
+        return [PendingPurge(p.user_id, p.attempts, p.next_attempt_at) for p in due[:limit]]
+
+    async def claim_purge(self, purge: PendingPurge, lease_until: datetime) -> bool:
+        row = self.purges.get(purge.user_id)
+        if row is None or row.attempts != purge.attempts:
+            return False
+        row.attempts += 1
+        row.next_attempt_at = lease_until
+        return True
+
+    async def finish_purge(self, user_id: str) -> None:
+        self.purges.pop(user_id, None)
+
+    async def reschedule_purge(self, user_id: str, attempts: int, at: datetime, error: str) -> None:
+        row = self.purges.get(user_id)
+        if row is not None and row.attempts == attempts:
+            row.next_attempt_at = at
+            row.last_error = error[:500]
+
+    async def next_purge_due(self) -> datetime | None:
+        return min((p.next_attempt_at for p in self.purges.values()), default=None)
+
+    async def purge_backlog(self) -> tuple[int, datetime | None]:
+        return len(self.purges), min((p.created_at for p in self.purges.values()), default=None)
+
+
+_: type[UserStore] = MemoryUserStore  # mypy checks that it is one

@@ -1,0 +1,279 @@
+"""The `UserStore` contract, one set of tests that every implementation runs (as ory/kratos's
+identity/test/pool.go does for its pools): the in-memory store, the SQL store on SQLite (a temp
+file) and on PostgreSQL (a throwaway database), both migrated with the service's migrations.
+
+Each test is about the Protocol: inserts and their conflicts, reads, credentials lookups, the
+page order, versioned updates, the password rehash, and the purge outbox's claim, lease and
+retry schedule. A test that fails on one implementation is a bug in that implementation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from services.users.crypto import PiiCipher
+from services.users.memory import MemoryUserStore
+from services.users.model import Conflict, PendingPurge, UserRecord, UserStore
+from services.users.server import MIGRATIONS, VERSION_TABLE
+from services.users.store import SqlUserStore
+from tests.conftest import migrated_engine
+
+T0 = datetime(2026, 1, 2, 3, 4, 5, 123456, tzinfo=UTC)
+CIPHER = PiiCipher([bytes(range(32))])
+
+
+@pytest.fixture(params=["memory", "sqlite", "postgres"])
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[UserStore]:
+    if request.param == "memory":
+        yield MemoryUserStore()
+        return
+    async with migrated_engine(
+        request.param, request, tmp_path, migrations=MIGRATIONS, version_table=VERSION_TABLE
+    ) as engine:
+        yield SqlUserStore(engine, CIPHER)
+
+
+def account(username: str, /, *, at: datetime = T0, **overrides: Any) -> dict[str, Any]:
+    """The values the domain inserts for one account."""
+    return {
+        "id": str(uuid.uuid4()),
+        "username": username,
+        "email": f"{username}@Example.com",
+        "display_name": f"{username.title()} L.",
+        "role": "user",
+        "version": 1,
+        "created_at": at,
+        "updated_at": at,
+        "password_hash": f"$argon2id$hash-of-{username}",
+        **overrides,
+    }
+
+
+def record(values: dict[str, Any]) -> UserRecord:
+    return UserRecord(**{f.name: values[f.name] for f in dataclasses.fields(UserRecord)})
+
+
+# ---- accounts ---------------------------------------------------------------------------------
+
+
+async def test_an_insert_reads_back_as_written(store: UserStore) -> None:
+    ada = account("ada")
+    await store.insert(ada)
+    got = await store.get(ada["id"])
+    assert got == record(ada)
+    assert got is not None and got.created_at.tzinfo is not None
+    assert await store.get(str(uuid.uuid4())) is None
+
+
+@pytest.mark.parametrize(
+    ("overrides", "column"),
+    [
+        ({"username": "ada", "email": "other@example.com"}, "username"),
+        ({"username": "other", "email": "ada@example.com"}, "email"),  # e-mail matches in any case
+        ({"username": "other", "email": " ADA@EXAMPLE.COM"}, "email"),
+        ({"username": "other", "email": "other@example.com", "id": "same"}, "id"),
+    ],
+    ids=["username", "e-mail", "e-mail in another case", "id"],
+)
+async def test_a_taken_unique_value_is_a_conflict_naming_it(
+    store: UserStore, overrides: dict[str, Any], column: str
+) -> None:
+    await store.insert(account("ada", id="same"))
+    with pytest.raises(Conflict) as raised:
+        await store.insert(account("x", **overrides))
+    assert raised.value.column == column
+    assert await store.credentials_by_username("other") is None  # nothing was written
+
+
+async def test_of_concurrent_inserts_of_one_name_exactly_one_wins(store: UserStore) -> None:
+    results = await asyncio.gather(
+        *(store.insert(account("ada", email=f"ada{i}@example.com")) for i in range(5)), return_exceptions=True
+    )
+    assert sum(r is None for r in results) == 1
+    assert all(isinstance(r, Conflict) and r.column == "username" for r in results if r is not None)
+
+
+async def test_credentials_by_username_and_by_email(store: UserStore) -> None:
+    ada = account("ada", role="admin")
+    await store.insert(ada)
+    await store.insert(account("grace"))
+    for found in (
+        await store.credentials_by_username("ada"),
+        await store.credentials_by_email("ada@example.com"),
+        await store.credentials_by_email("ADA@Example.COM"),
+    ):
+        assert found is not None
+        assert (found.id, found.username, found.role, found.password_hash) == (
+            ada["id"],
+            "ada",
+            "admin",
+            ada["password_hash"],
+        )
+    assert await store.credentials_by_username("nobody") is None
+    assert await store.credentials_by_email("nobody@example.com") is None
+
+
+async def test_pages_are_in_created_at_then_id_order_strictly_after_the_cursor(store: UserStore) -> None:
+    # Inserted out of order; three share an instant, so the id orders them.
+    rows = [account(f"user{i}", at=T0 + timedelta(seconds=(i * 7) % 5)) for i in range(8)]
+    for row in rows:
+        await store.insert(row)
+    expected = sorted((record(r) for r in rows), key=lambda r: (r.created_at, r.id))
+    assert await store.list_page(after=None, limit=100) == expected
+    assert await store.list_page(after=None, limit=3) == expected[:3]
+    walked: list[UserRecord] = []
+    after: tuple[datetime, str] | None = None
+    while page := await store.list_page(after=after, limit=3):
+        walked += page
+        after = (page[-1].created_at, page[-1].id)
+    assert walked == expected
+    assert await store.list_page(after=(T0 + timedelta(days=1), ""), limit=3) == []
+
+
+async def test_an_update_applies_values_and_bumps_the_version(store: UserStore) -> None:
+    ada = account("ada")
+    await store.insert(ada)
+    later = T0 + timedelta(minutes=5)
+    updated = await store.update(
+        ada["id"],
+        {"email": "new@example.com", "display_name": "New", "role": "admin"},
+        expected_version=None,
+        now=later,
+    )
+    assert updated is not None
+    assert (updated.email, updated.display_name, updated.role, updated.version) == (
+        "new@example.com",
+        "New",
+        "admin",
+        2,
+    )
+    assert (updated.created_at, updated.updated_at) == (T0, later)
+    assert await store.get(ada["id"]) == updated
+    assert await store.credentials_by_email("NEW@example.com") is not None
+    assert await store.credentials_by_email("ada@example.com") is None  # the old address is free
+
+
+async def test_an_update_with_a_stale_version_or_no_row_matches_nothing(store: UserStore) -> None:
+    ada = account("ada")
+    await store.insert(ada)
+    assert await store.update(ada["id"], {"display_name": "x"}, expected_version=2, now=T0) is None
+    assert await store.update(str(uuid.uuid4()), {"display_name": "x"}, expected_version=None, now=T0) is None
+    assert await store.get(ada["id"]) == record(ada)
+    updated = await store.update(ada["id"], {"display_name": "x"}, expected_version=1, now=T0)
+    assert updated is not None and updated.version == 2
+
+
+async def test_of_concurrent_updates_of_one_version_exactly_one_wins(store: UserStore) -> None:
+    ada = account("ada")
+    await store.insert(ada)
+    results = await asyncio.gather(
+        *(store.update(ada["id"], {"display_name": str(i)}, expected_version=1, now=T0) for i in range(5))
+    )
+    assert sum(r is not None for r in results) == 1
+
+
+async def test_an_update_to_a_taken_email_is_a_conflict_and_changes_nothing(store: UserStore) -> None:
+    ada, grace = account("ada"), account("grace")
+    await store.insert(ada)
+    await store.insert(grace)
+    with pytest.raises(Conflict) as raised:
+        await store.update(ada["id"], {"email": "GRACE@example.com"}, expected_version=None, now=T0)
+    assert raised.value.column == "email"
+    assert await store.get(ada["id"]) == record(ada)
+    # Its own address, in another case, is not taken.
+    assert (
+        await store.update(ada["id"], {"email": "ADA@example.com"}, expected_version=None, now=T0) is not None
+    )
+
+
+async def test_a_password_hash_is_replaced_only_if_unchanged_and_without_a_new_version(
+    store: UserStore,
+) -> None:
+    ada = account("ada")
+    await store.insert(ada)
+    await store.replace_password_hash(ada["id"], "not the current hash", "lost")
+    assert (await store.credentials_by_username("ada")).password_hash == ada["password_hash"]  # type: ignore[union-attr]
+    await store.replace_password_hash(ada["id"], ada["password_hash"], "rehashed")
+    assert (await store.credentials_by_username("ada")).password_hash == "rehashed"  # type: ignore[union-attr]
+    assert await store.get(ada["id"]) == record(ada)
+
+
+# ---- delete and the purge outbox --------------------------------------------------------------
+
+
+async def test_a_delete_removes_the_account_and_queues_its_purge(store: UserStore) -> None:
+    ada = account("ada")
+    await store.insert(ada)
+    assert await store.next_purge_due() is None
+    assert await store.delete_with_purge(ada["id"], T0)
+    assert await store.get(ada["id"]) is None
+    assert await store.credentials_by_username("ada") is None
+    assert await store.due_purges(T0, 10) == [PendingPurge(ada["id"], 0, T0)]
+    assert await store.next_purge_due() == T0
+    assert not await store.delete_with_purge(ada["id"], T0)  # gone: nothing more is queued
+    assert not await store.delete_with_purge(str(uuid.uuid4()), T0)
+    assert len(await store.due_purges(T0 + timedelta(days=1), 10)) == 1
+    await store.insert(account("ada"))  # the name is free again
+
+
+async def deleted(store: UserStore, count: int) -> list[str]:
+    """`count` deleted accounts, their purges due at T0, T0 + 1 s, ..."""
+    ids = []
+    for i in range(count):
+        row = account(f"user{i}")
+        await store.insert(row)
+        await store.delete_with_purge(row["id"], T0 + timedelta(seconds=i))
+        ids.append(row["id"])
+    return ids
+
+
+async def test_due_purges_are_those_due_now_oldest_first_up_to_the_limit(store: UserStore) -> None:
+    ids = await deleted(store, 4)
+    assert [p.user_id for p in await store.due_purges(T0 + timedelta(seconds=2), 10)] == ids[:3]
+    assert [p.user_id for p in await store.due_purges(T0 + timedelta(seconds=9), 2)] == ids[:2]
+    assert await store.due_purges(T0 - timedelta(seconds=1), 10) == []
+    assert await store.next_purge_due() == T0
+
+
+async def test_the_purge_backlog_is_the_rows_waiting_and_the_oldest_ones_age(store: UserStore) -> None:
+    assert await store.purge_backlog() == (0, None)
+    ids = await deleted(store, 3)
+    assert await store.purge_backlog() == (3, T0)  # what pinexa_outbox_depth / _oldest_age report
+    await store.finish_purge(ids[0])
+    assert await store.purge_backlog() == (2, T0 + timedelta(seconds=1))
+
+
+async def test_a_claim_leases_the_row_and_only_one_of_racing_claims_wins(store: UserStore) -> None:
+    (user_id,) = await deleted(store, 1)
+    (due,) = await store.due_purges(T0, 10)
+    lease = T0 + timedelta(seconds=15)
+    results = await asyncio.gather(*(store.claim_purge(due, lease) for _ in range(5)))
+    assert results.count(True) == 1
+    assert await store.due_purges(T0 + timedelta(seconds=14), 10) == []
+    assert await store.next_purge_due() == lease
+    # The lease ran out (a replica died mid-call): due again, with the attempt counted.
+    assert await store.due_purges(lease, 10) == [PendingPurge(user_id, 1, lease)]
+    assert not await store.claim_purge(due, lease)  # the stale read cannot claim it again
+
+
+async def test_a_reschedule_holds_only_for_the_claim_that_made_it(store: UserStore) -> None:
+    (user_id,) = await deleted(store, 1)
+    (due,) = await store.due_purges(T0, 10)
+    assert await store.claim_purge(due, T0 + timedelta(seconds=15))
+    retry_at = T0 + timedelta(seconds=2)
+    await store.reschedule_purge(user_id, 1, retry_at, "UNAVAILABLE: " + "x" * 1000)
+    assert await store.due_purges(retry_at, 10) == [PendingPurge(user_id, 1, retry_at)]
+    await store.reschedule_purge(user_id, 0, T0, "a replica that lost its claim")  # stale: ignored
+    assert await store.next_purge_due() == retry_at
+    await store.finish_purge(user_id)
+    assert await store.due_purges(T0 + timedelta(days=1), 10) == []
+    assert await store.next_purge_due() is None
+    await store.finish_purge(user_id)  # finishing twice is harmless
