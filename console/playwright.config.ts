@@ -5,7 +5,8 @@ import { defineConfig } from "@playwright/test";
 
 export default defineConfig({
   testDir: "e2e",
-  timeout: 60_000,
+  // Generous: the journeys sign up several accounts (argon2) on a shared 2-core machine.
+  timeout: 180_000,
   expect: { timeout: 10_000 },
   fullyParallel: false,
   workers: 1,
