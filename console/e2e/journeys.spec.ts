@@ -119,7 +119,10 @@ test("create, filter, search, sort, page, edit and delete items", async ({ page 
   await editor.getByRole("button", { name: "Save" }).click();
   await expect(editor).toBeHidden();
   await expect(page.getByRole("rowheader", { name: "beta final" })).toBeVisible();
-  await expect(page.getByRole("row", { name: /beta final/ })).toContainText('{"color":"green","size":{"w":2}}');
+  // Struct keys come back in the store's order, not the order typed.
+  const edited = page.getByRole("row", { name: /beta final/ });
+  await expect(edited).toContainText('"color":"green"');
+  await expect(edited).toContainText('"size":{"w":2}');
 
   // Delete, after confirming.
   await page.getByRole("button", { name: "Delete alpha notes" }).click();
