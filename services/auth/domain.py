@@ -21,11 +21,13 @@ from typing import NoReturn
 from services.auth.config import AuthSettings
 from services.auth.keys import KeyRing
 from services.auth.model import (
+    AccountDisabled,
     AuthStore,
     Claim,
     DeviceClaim,
     Identity,
     InvalidCredentials,
+    SessionRecord,
     ThrottleKey,
     TokenRecord,
     UnknownUser,
@@ -35,6 +37,7 @@ from services.kit import metrics
 from services.kit.context import Principal
 from services.kit.errors import (
     InvalidArgument,
+    NotFound,
     PermissionDenied,
     ResourceExhausted,
     Unauthenticated,
@@ -57,6 +60,11 @@ MAX_USERNAME_LENGTH = 320
 MAX_PASSWORD_LENGTH = 1024
 MAX_REFRESH_TOKEN_LENGTH = 256
 MAX_DEVICE_TOKEN_LENGTH = 256
+MAX_USER_AGENT_LENGTH = 256
+# A revoked session id is streamed to the services until its last access token has expired:
+# the access-token lifetime after the revocation, plus this margin for the verifiers' leeway
+# (30 s by default) and clock skew.
+REVOCATION_MARGIN_SECONDS = 60
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +101,22 @@ class AuthPolicy:
         if failures < threshold:
             return 0.0
         return float(min(self.backoff_base * 2.0 ** min(failures - threshold, 62), self.backoff_max))
+
+
+@dataclass(frozen=True, slots=True)
+class Client:
+    """Where a login or refresh comes from, as the session records it."""
+
+    address: str = ""
+    user_agent: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class SessionView:
+    """A session as its owner sees it."""
+
+    record: SessionRecord
+    current: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,8 +178,11 @@ class AuthDomain:
         policy: AuthPolicy,
         clock: Callable[[], float] = time.time,
         is_outage: Callable[[BaseException], bool] = lambda _exc: False,
+        on_revoke: Callable[[], None] = lambda: None,
     ) -> None:
         self._store = store
+        # Told after every revocation (the revocation log wakes its streams).
+        self._on_revoke = on_revoke
         self._users = users
         self._keys = keys
         self._policy = policy
@@ -168,12 +195,13 @@ class AuthDomain:
     def jwks(self) -> list[dict[str, str]]:
         return self._keys.jwks()
 
-    def _access_token(self, identity: Identity, now: float) -> str:
+    def _access_token(self, identity: Identity, session_id: str, now: float) -> str:
         issued = int(now)
         claims = {
             "iss": self._policy.issuer,
             "aud": self._policy.audience,
             "sub": identity.user_id,
+            "sid": session_id,
             "role": identity.role,
             "jti": uuid.uuid4().hex,
             "iat": issued,
@@ -182,9 +210,9 @@ class AuthDomain:
         }
         return self._keys.signing_key().sign(claims)
 
-    def _pair(self, identity: Identity, refresh_token: str, now: float) -> TokenPair:
+    def _pair(self, identity: Identity, session_id: str, refresh_token: str, now: float) -> TokenPair:
         return TokenPair(
-            access_token=self._access_token(identity, now),
+            access_token=self._access_token(identity, session_id, now),
             refresh_token=refresh_token,
             expires_in=self._policy.access_token_ttl,
         )
@@ -192,7 +220,13 @@ class AuthDomain:
     # ---- login -------------------------------------------------------------------------------
 
     async def login(
-        self, username: str, password: str, *, client_ip: str, device_token: str = ""
+        self,
+        username: str,
+        password: str,
+        *,
+        client_ip: str,
+        device_token: str = "",
+        user_agent: str = "",
     ) -> TokenPair:
         """Check a username-or-email and password, and open a session.
 
@@ -212,6 +246,7 @@ class AuthDomain:
         violations.raise_if_any()
 
         now = self._clock()
+        client = Client(address=client_ip, user_agent=user_agent[:MAX_USER_AGENT_LENGTH])
         login_key = throttle_key("account", normalize_username(username))
         if device_token:
             device = await self._store.claim_device(
@@ -221,7 +256,9 @@ class AuthDomain:
                 max_failures=self._policy.max_failures,
             )
             if device is not None:
-                return await self._login_as_device(username, password, device, device_token, login_key, now)
+                return await self._login_as_device(
+                    username, password, device, device_token, login_key, now, client
+                )
 
         keys = []
         if client_ip:
@@ -241,13 +278,16 @@ class AuthDomain:
         except InvalidCredentials:
             log.info("login failed", extra={"failures": max(c.failures for c in claim.charges)})
             raise Unauthenticated(INVALID_CREDENTIALS_MESSAGE, reason="INVALID_CREDENTIALS") from None
+        except AccountDisabled:
+            await self._refund(claim)  # the right password: not a guess
+            raise _disabled() from None
         except Exception:
             await self._refund(claim)  # not a wrong guess (users unreachable): don't count it
             raise
         # A success resets the account's counter; if the name reached another account by the
         # time the password was checked (an e-mail moved meanwhile), it is only refunded.
         await self._store.settle(claim, reset=[strangers_key] if identity.user_id == resolved else [])
-        pair = await self._new_session(identity, now)
+        pair = await self._new_session(identity, now, client)
         return replace(pair, device_token=await self._new_device(identity, login_key, now))
 
     async def _strangers_key(self, username: str) -> tuple[str, str]:
@@ -264,6 +304,7 @@ class AuthDomain:
         device_token: str,
         login_key: str,
         now: float,
+        client: Client,
     ) -> TokenPair:
         """A login from a client that logged in to this account before: charged to its device
         token only. Strangers' failures don't stop it, and its own don't stop them; after
@@ -284,10 +325,13 @@ class AuthDomain:
             else:
                 log.info("login failed with a device token", extra={"failures": device.failures})
             raise Unauthenticated(INVALID_CREDENTIALS_MESSAGE, reason="INVALID_CREDENTIALS") from None
+        except AccountDisabled:
+            await self._refund_device(device)
+            raise _disabled() from None
         except Exception:
             await self._refund_device(device)
             raise
-        pair = await self._new_session(identity, now)
+        pair = await self._new_session(identity, now, client)
         if identity.user_id != device.user_id:
             # The login name now belongs to another account (the token's was deleted and the
             # name taken again): the token means nothing for this one.
@@ -326,16 +370,19 @@ class AuthDomain:
                 return
             log.warning("could not refund a login attempt: the database is unavailable")
 
-    async def _new_session(self, identity: Identity, now: float) -> TokenPair:
+    async def _new_session(self, identity: Identity, now: float, client: Client) -> TokenPair:
         refresh_token = secrets.token_urlsafe(32)
+        session_id = str(uuid.uuid4())
         await self._store.create_session(
-            session_id=str(uuid.uuid4()),
+            session_id=session_id,
             user_id=identity.user_id,
             token_hash=hash_token(refresh_token),
             now=now,
             expires_at=now + self._policy.refresh_token_ttl,
+            user_agent=client.user_agent,
+            client_address=client.address,
         )
-        return self._pair(identity, refresh_token, now)
+        return self._pair(identity, session_id, refresh_token, now)
 
     # ---- refresh -----------------------------------------------------------------------------
 
@@ -344,7 +391,7 @@ class AuthDomain:
             return None
         return await self._store.find_token(hash_token(refresh_token))
 
-    async def refresh(self, refresh_token: str) -> TokenPair:
+    async def refresh(self, refresh_token: str, *, client: Client | None = None) -> TokenPair:
         """Spend a refresh token and return a new pair.
 
         - A token spent before, outside the grace window, is a reuse: its whole family is
@@ -371,9 +418,13 @@ class AuthDomain:
         try:
             identity = await self._users.get_identity(record.user_id)
         except UnknownUser:
-            await self._store.revoke_session(record.session_id, now=now, reason="account_deleted")
+            await self._revoke_session(record.session_id, now=now, reason="account_deleted")
             await self._store.delete_user_devices(record.user_id)
             raise Unauthenticated("the account no longer exists", reason="ACCOUNT_NOT_FOUND") from None
+        if identity.disabled:
+            await self._revoke_session(record.session_id, now=now, reason="account_disabled")
+            raise _disabled()
+        client = client or Client()
 
         now = self._clock()  # the users call may have taken a while
         new_token = secrets.token_urlsafe(32)
@@ -384,11 +435,13 @@ class AuthDomain:
             now=now,
             grace_since=now - self._policy.reuse_grace,
             expires_at=now + self._policy.refresh_token_ttl,
+            user_agent=client.user_agent[:MAX_USER_AGENT_LENGTH],
+            client_address=client.address,
         )
         if spent_before is not None:
             if spent_before:  # e.g. a second tab refreshing at the same moment
                 log.info("refresh token reused within the grace window", extra={"session": record.session_id})
-            return self._pair(identity, new_token, now)
+            return self._pair(identity, record.session_id, new_token, now)
         # Revoked or expired since we looked, or its grace window closed while users answered.
         current = await self._lookup(refresh_token)
         if current is None or current.session_revoked_at is not None:
@@ -398,7 +451,7 @@ class AuthDomain:
         await self._reused(current, now)
 
     async def _reused(self, record: TokenRecord, now: float) -> NoReturn:
-        revoked = await self._store.revoke_session(record.session_id, now=now, reason="token_reuse")
+        revoked = await self._revoke_session(record.session_id, now=now, reason="token_reuse")
         metrics.REFRESH_REUSE.inc()
         log.warning(
             "refresh token reuse detected; session revoked",
@@ -408,13 +461,42 @@ class AuthDomain:
             "this refresh token was already used; the session has been revoked", reason="REFRESH_TOKEN_REUSED"
         )
 
+    # ---- revocation ------------------------------------------------------------------------
+
+    def _keep_until(self, now: float) -> float:
+        return now + self._policy.access_token_ttl + REVOCATION_MARGIN_SECONDS
+
+    async def _revoke_session(self, session_id: str, *, now: float, reason: str) -> int:
+        revoked = await self._store.revoke_session(
+            session_id, now=now, reason=reason, keep_until=self._keep_until(now)
+        )
+        if revoked:
+            self._on_revoke()
+        return revoked
+
+    async def _revoke_user(self, user_id: str, *, now: float, reason: str, except_session: str = "") -> int:
+        revoked = await self._store.revoke_user_sessions(
+            user_id, now=now, reason=reason, keep_until=self._keep_until(now), except_session=except_session
+        )
+        if revoked:
+            self._on_revoke()
+        return revoked
+
     # ---- logout ------------------------------------------------------------------------------
 
-    async def logout(self, refresh_token: str, *, all_sessions: bool, principal: Principal | None) -> int:
-        """Revoke a refresh token's family, or with `all_sessions` every family of the caller.
+    async def logout(
+        self,
+        refresh_token: str,
+        *,
+        all_sessions: bool,
+        principal: Principal | None,
+        other_sessions: bool = False,
+    ) -> int:
+        """Revoke a refresh token's family, or with `all_sessions` every family of the caller,
+        or with `other_sessions` every family of the caller but the one of its access token.
 
-        Access tokens already issued stay valid until they expire (at most the access-token
-        lifetime): services verify them without asking auth.
+        Access tokens of the revoked sessions are refused by every service within about a
+        second (the revocation stream), though they have not expired.
         """
         record = await self._lookup(refresh_token) if refresh_token else None
         if principal is not None and record is not None and record.user_id != principal.user_id:
@@ -422,17 +504,135 @@ class AuthDomain:
                 "the refresh token belongs to another account", reason="REFRESH_TOKEN_NOT_YOURS"
             )
         now = self._clock()
-        if all_sessions:
+        if all_sessions and other_sessions:
+            raise InvalidArgument(
+                "all_sessions and other_sessions exclude each other",
+                [("other_sessions", "cannot be combined with all_sessions")],
+            )
+        if all_sessions or other_sessions:
             if principal is None:
-                raise Unauthenticated(
-                    "ending all sessions needs a valid access token", reason="TOKEN_MISSING"
+                raise Unauthenticated("ending sessions needs a valid access token", reason="TOKEN_MISSING")
+            if other_sessions:
+                if not principal.session_id:
+                    raise InvalidArgument(
+                        "this access token names no session; log in again",
+                        [("other_sessions", "needs an access token that carries a session")],
+                    )
+                return await self._revoke_user(
+                    principal.user_id, now=now, reason="logout_others", except_session=principal.session_id
                 )
             # Logging out everywhere is what a user does who fears someone else is in: every
             # device of theirs is forgotten too, and logs in as a stranger once more.
             await self._store.delete_user_devices(principal.user_id)
-            return await self._store.revoke_user_sessions(principal.user_id, now=now, reason="logout_all")
+            return await self._revoke_user(principal.user_id, now=now, reason="logout_all")
         if not refresh_token:
             raise InvalidArgument("refresh_token is required", [("refresh_token", "is required")])
         if record is None:
             return 0  # unknown or purged: nothing to end (RFC 7009 answers the same way)
-        return await self._store.revoke_session(record.session_id, now=now, reason="logout")
+        return await self._revoke_session(record.session_id, now=now, reason="logout")
+
+    # ---- sessions ------------------------------------------------------------------------------
+
+    async def list_sessions(self, principal: Principal) -> list[SessionView]:
+        records = await self._store.list_sessions(principal.user_id, now=self._clock())
+        return [SessionView(record, record.session_id == principal.session_id) for record in records]
+
+    async def delete_session(self, principal: Principal, session_id: str) -> None:
+        """End one of the caller's own sessions. Another account's session, an unknown or an
+        ended one are all 404: the answer does not tell which ids exist."""
+        if not session_id.strip():
+            raise InvalidArgument("id is required", [("id", "is required")])
+        owner = await self._store.session_owner(session_id) if len(session_id) <= 36 else None
+        if owner is None or owner != principal.user_id:
+            raise NotFound("no such session", reason="SESSION_NOT_FOUND")
+        await self._revoke_session(session_id, now=self._clock(), reason="session_deleted")
+
+    # ---- admin ---------------------------------------------------------------------------------
+
+    async def sign_out_user(self, principal: Principal, user_id: str) -> int:
+        _require_admin(principal, "only an admin may sign another account out")
+        _require_user_id(user_id)
+        return await self._revoke_user(user_id, now=self._clock(), reason="admin_sign_out")
+
+    async def set_disabled(self, principal: Principal, user_id: str, *, disabled: bool) -> int:
+        """Disable (and end every session of) or enable an account; how many sessions ended."""
+        _require_admin(principal, "only an admin may disable or enable an account")
+        _require_user_id(user_id)
+        if disabled and user_id == principal.user_id:
+            raise PermissionDenied("an admin cannot disable their own account", reason="CANNOT_DISABLE_SELF")
+        try:
+            await self._users.set_disabled(user_id, disabled)
+        except UnknownUser:
+            raise NotFound("no such account", reason="USER_NOT_FOUND") from None
+        if not disabled:
+            log.info("account enabled", extra={"target": user_id})
+            return 0
+        await self._store.delete_user_devices(user_id)
+        revoked = await self._revoke_user(user_id, now=self._clock(), reason="account_disabled")
+        log.info("account disabled", extra={"target": user_id, "revoked": revoked})
+        return revoked
+
+    # ---- password change -----------------------------------------------------------------------
+
+    async def change_password(
+        self, principal: Principal, user_id: str, current_password: str, new_password: str, *, client_ip: str
+    ) -> int:
+        """Change the caller's own password; every other session of the account ends.
+
+        Admins do not set other people's passwords (they send a reset). A wrong current
+        password is charged like a stranger's failed login (the account's and the client's
+        counters), so this is no side door for guessing; the right one resets the account's."""
+        _require_user_id(user_id)
+        if principal.user_id != user_id:
+            raise PermissionDenied(
+                "only the account itself may change its password", reason="NOT_YOUR_ACCOUNT"
+            )
+        violations = Violations()
+        violations.check(bool(current_password), "current_password", "is required")
+        violations.check(len(current_password) <= MAX_PASSWORD_LENGTH, "current_password", "is too long")
+        violations.check(bool(new_password), "new_password", "is required")
+        violations.raise_if_any()
+        now = self._clock()
+        keys = [ThrottleKey(account_key(user_id), self._policy.max_failures)]
+        if client_ip:
+            keys.append(
+                ThrottleKey(throttle_key("ip", client_ip), self._policy.max_failures * IP_FAILURE_FACTOR)
+            )
+        claim = await self._store.claim_attempt(
+            keys, now=now, forget_before=now - FAILURE_MEMORY_SECONDS, backoff=self._policy.backoff
+        )
+        _throttled_if(claim.retry_after)
+        try:
+            await self._users.change_password(user_id, current_password, new_password)
+        except InvalidCredentials:
+            log.info("password change with a wrong current password")
+            raise InvalidArgument(
+                "the current password is incorrect",
+                [("current_password", "is incorrect")],
+                reason="INVALID_CREDENTIALS",
+            ) from None
+        except Exception:
+            await self._refund(claim)  # the new password broke a rule, or users is down
+            raise
+        await self._compensate(self._store.settle(claim, reset=[account_key(user_id)]))
+        revoked = await self._revoke_user(
+            user_id, now=self._clock(), reason="password_changed", except_session=principal.session_id
+        )
+        log.info("password changed", extra={"revoked": revoked})
+        return revoked
+
+
+def _disabled() -> PermissionDenied:
+    return PermissionDenied("this account has been disabled", reason="ACCOUNT_DISABLED")
+
+
+def _require_admin(principal: Principal, message: str) -> None:
+    if not principal.is_admin:
+        raise PermissionDenied(message, reason="ADMIN_ONLY")
+
+
+def _require_user_id(user_id: str) -> None:
+    try:
+        uuid.UUID(user_id)
+    except ValueError:
+        raise InvalidArgument("id is not a valid account id", [("id", "is not a UUID")]) from None

@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
 from services.auth.model import (
+    AccountDisabled,
     AuthStore,
     Charge,
     Claim,
@@ -26,13 +27,15 @@ from services.auth.model import (
     DeviceRecord,
     Identity,
     InvalidCredentials,
+    RevocationRecord,
+    SessionRecord,
     ThrottleKey,
     TokenRecord,
     UnknownUser,
     UsersClient,
 )
 from services.kit.context import Role
-from services.kit.errors import Unavailable
+from services.kit.errors import InvalidArgument, Unavailable
 
 
 @dataclass(slots=True)
@@ -41,6 +44,9 @@ class _Session:
     created_at: float
     revoked_at: float | None = None
     revoked_reason: str | None = None
+    last_used_at: float = 0.0
+    user_agent: str = ""
+    client_address: str = ""
 
 
 @dataclass(slots=True)
@@ -72,9 +78,12 @@ class _Device:
 
 
 class MemoryAuthStore:
-    """Sessions, refresh tokens, failed-login counters and device tokens in four dicts."""
+    """Sessions, refresh tokens, failed-login counters and device tokens in four dicts, and the
+    revocation log in a list."""
 
     def __init__(self) -> None:
+        self.revocations: list[RevocationRecord] = []
+        self.revocation_logged_at: dict[int, float] = {}  # cursor -> when it was logged
         self.sessions: dict[str, _Session] = {}
         self.tokens: dict[str, _Token] = {}  # token hash -> token
         self.counters: dict[str, _Counter] = {}  # throttle key -> counter
@@ -86,9 +95,23 @@ class MemoryAuthStore:
     # ---- sessions and refresh tokens ---------------------------------------------------------
 
     async def create_session(
-        self, *, session_id: str, user_id: str, token_hash: str, now: float, expires_at: float
+        self,
+        *,
+        session_id: str,
+        user_id: str,
+        token_hash: str,
+        now: float,
+        expires_at: float,
+        user_agent: str = "",
+        client_address: str = "",
     ) -> None:
-        self.sessions[session_id] = _Session(user_id=user_id, created_at=now)
+        self.sessions[session_id] = _Session(
+            user_id=user_id,
+            created_at=now,
+            last_used_at=now,
+            user_agent=user_agent,
+            client_address=client_address,
+        )
         self.tokens[token_hash] = _Token(session_id=session_id, created_at=now, expires_at=expires_at)
 
     async def find_token(self, token_hash: str) -> TokenRecord | None:
@@ -114,6 +137,8 @@ class MemoryAuthStore:
         now: float,
         grace_since: float,
         expires_at: float,
+        user_agent: str = "",
+        client_address: str = "",
     ) -> int | None:
         token = self.tokens.get(token_hash)
         session = self.sessions.get(session_id)
@@ -132,21 +157,55 @@ class MemoryAuthStore:
         self.tokens[new_hash] = _Token(
             session_id=session_id, created_at=now, expires_at=expires_at, parent_hash=token_hash
         )
+        session.last_used_at, session.user_agent, session.client_address = now, user_agent, client_address
         return token.grace_uses
 
-    async def revoke_session(self, session_id: str, *, now: float, reason: str) -> int:
-        return self._revoke([s for sid, s in self.sessions.items() if sid == session_id], now, reason)
+    async def revoke_session(self, session_id: str, *, now: float, reason: str, keep_until: float) -> int:
+        return self._revoke([sid for sid in self.sessions if sid == session_id], now, reason, keep_until)
 
-    async def revoke_user_sessions(self, user_id: str, *, now: float, reason: str) -> int:
-        return self._revoke([s for s in self.sessions.values() if s.user_id == user_id], now, reason)
+    async def revoke_user_sessions(
+        self, user_id: str, *, now: float, reason: str, keep_until: float, except_session: str = ""
+    ) -> int:
+        which = [sid for sid, s in self.sessions.items() if s.user_id == user_id and sid != except_session]
+        return self._revoke(which, now, reason, keep_until)
 
-    @staticmethod
-    def _revoke(sessions: list[_Session], now: float, reason: str) -> int:
-        """Revoke the live ones among `sessions`; a revoked one keeps its first reason."""
-        live = [s for s in sessions if s.revoked_at is None]
-        for session in live:
+    def _revoke(self, session_ids: list[str], now: float, reason: str, keep_until: float) -> int:
+        """Revoke the live ones among `session_ids`, logging each; a revoked one keeps its first
+        reason."""
+        live = [sid for sid in session_ids if self.sessions[sid].revoked_at is None]
+        for session_id in live:
+            session = self.sessions[session_id]
             session.revoked_at, session.revoked_reason = now, reason
+            cursor = (self.revocations[-1].cursor if self.revocations else 0) + 1
+            self.revocations.append(RevocationRecord(cursor, session_id, keep_until))
+            self.revocation_logged_at[cursor] = now
         return len(live)
+
+    async def list_sessions(self, user_id: str, *, now: float) -> list[SessionRecord]:
+        live_tokens = {t.session_id for t in self.tokens.values() if t.expires_at > now}
+        found = [
+            SessionRecord(sid, s.user_id, s.created_at, s.last_used_at, s.user_agent, s.client_address)
+            for sid, s in self.sessions.items()
+            if s.user_id == user_id and s.revoked_at is None and sid in live_tokens
+        ]
+        return sorted(found, key=lambda r: (-r.created_at, r.session_id))
+
+    async def session_owner(self, session_id: str) -> str | None:
+        session = self.sessions.get(session_id)
+        return None if session is None or session.revoked_at is not None else session.user_id
+
+    async def revocations_since(
+        self, *, after: int, logged_since: float, now: float
+    ) -> list[RevocationRecord]:
+        return [
+            r
+            for r in self.revocations
+            if r.expires_at > now
+            and (r.cursor > after or self.revocation_logged_at[r.cursor] >= logged_since)
+        ]
+
+    async def last_revocation_cursor(self) -> int:
+        return self.revocations[-1].cursor if self.revocations else 0
 
     async def session_revoked_reason(self, session_id: str) -> str | None:
         session = self.sessions.get(session_id)
@@ -287,7 +346,10 @@ class MemoryAuthStore:
         devices = [h for h, d in self.devices.items() if d.expires_at < now]
         for token_hash in devices:
             del self.devices[token_hash]
-        return len(tokens) + len(sessions) + len(counters) + len(devices)
+        # The newest revocation stays, expired or not: it holds the cursor subscribers resume from.
+        revocations = [r for r in self.revocations[:-1] if r.expires_at < now]
+        self.revocations = [r for r in self.revocations if r not in revocations]
+        return len(tokens) + len(sessions) + len(counters) + len(devices) + len(revocations)
 
 
 @dataclass(slots=True)
@@ -296,6 +358,7 @@ class _Account:
     email: str
     password: str = field(repr=False)
     role: Role
+    disabled: bool = False
 
 
 class MemoryUsersClient:
@@ -340,6 +403,8 @@ class MemoryUsersClient:
         expected = (account.password if account else "").encode()
         if not hmac.compare_digest(expected, password.encode()) or account is None:
             raise InvalidCredentials
+        if account.disabled:
+            raise AccountDisabled
         return Identity(user_id=user_id, role=account.role)
 
     async def get_identity(self, user_id: str) -> Identity:
@@ -347,7 +412,24 @@ class MemoryUsersClient:
         account = self.accounts.get(user_id)
         if account is None:
             raise UnknownUser
-        return Identity(user_id=user_id, role=account.role)
+        return Identity(user_id=user_id, role=account.role, disabled=account.disabled)
+
+    async def change_password(self, user_id: str, current_password: str, new_password: str) -> None:
+        self._check_up()
+        if not 10 <= len(new_password) <= 256:  # users' rule (services/users/validation.py)
+            raise InvalidArgument("invalid input", [("new_password", "must be 10 to 256 characters")])
+        account = self.accounts.get(user_id)
+        expected = (account.password if account else "").encode()
+        if not hmac.compare_digest(expected, current_password.encode()) or account is None:
+            raise InvalidCredentials
+        account.password = new_password
+
+    async def set_disabled(self, user_id: str, disabled: bool) -> None:
+        self._check_up()
+        account = self.accounts.get(user_id)
+        if account is None:
+            raise UnknownUser
+        account.disabled = disabled
 
 
 _store: type[AuthStore] = MemoryAuthStore  # mypy checks that each is one

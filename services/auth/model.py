@@ -21,10 +21,15 @@ class Identity:
 
     user_id: str
     role: Role
+    disabled: bool = False
 
 
 class InvalidCredentials(Exception):
     """Users said the username/password pair does not match an account."""
+
+
+class AccountDisabled(Exception):
+    """Users said the account is disabled (the password matched)."""
 
 
 class UnknownUser(Exception):
@@ -40,6 +45,13 @@ class UsersClient(Protocol):
     async def verify_credentials(self, username: str, password: str) -> Identity: ...
 
     async def get_identity(self, user_id: str) -> Identity: ...
+
+    async def change_password(self, user_id: str, current_password: str, new_password: str) -> None:
+        """Raises InvalidCredentials for a wrong current password; users' INVALID_ARGUMENT (the
+        new password's rules) passes through as it is."""
+
+    async def set_disabled(self, user_id: str, disabled: bool) -> None:
+        """Raises UnknownUser when there is no such account."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +83,27 @@ class TokenRecord:
     expires_at: float
     spent_at: float | None
     session_revoked_at: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class SessionRecord:
+    """A live session, as ListSessions shows it."""
+
+    session_id: str
+    user_id: str
+    created_at: float
+    last_used_at: float
+    user_agent: str
+    client_address: str
+
+
+@dataclass(frozen=True, slots=True)
+class RevocationRecord:
+    """One row of the revocation log: its cursor, the session and when it may be forgotten."""
+
+    cursor: int
+    session_id: str
+    expires_at: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,7 +142,15 @@ class AuthStore(Protocol):
     # ---- sessions and refresh tokens ---------------------------------------------------------
 
     async def create_session(
-        self, *, session_id: str, user_id: str, token_hash: str, now: float, expires_at: float
+        self,
+        *,
+        session_id: str,
+        user_id: str,
+        token_hash: str,
+        now: float,
+        expires_at: float,
+        user_agent: str = "",
+        client_address: str = "",
     ) -> None:
         """A new login: its session and the first refresh token of the family."""
         ...
@@ -125,14 +166,30 @@ class AuthStore(Protocol):
         now: float,
         grace_since: float,
         expires_at: float,
+        user_agent: str = "",
+        client_address: str = "",
     ) -> int | None:
         """Spend a refresh token and store its successor, atomically. How many times it had been
         spent before (0 for the first spend), or None when it may not be spent."""
         ...
 
-    async def revoke_session(self, session_id: str, *, now: float, reason: str) -> int: ...
+    async def revoke_session(self, session_id: str, *, now: float, reason: str, keep_until: float) -> int:
+        """Revoke one session and log it for WatchRevocations until `keep_until`."""
+        ...
 
-    async def revoke_user_sessions(self, user_id: str, *, now: float, reason: str) -> int: ...
+    async def revoke_user_sessions(
+        self, user_id: str, *, now: float, reason: str, keep_until: float, except_session: str = ""
+    ) -> int: ...
+
+    async def list_sessions(self, user_id: str, *, now: float) -> list[SessionRecord]: ...
+
+    async def session_owner(self, session_id: str) -> str | None: ...
+
+    async def revocations_since(
+        self, *, after: int, logged_since: float, now: float
+    ) -> list[RevocationRecord]: ...
+
+    async def last_revocation_cursor(self) -> int: ...
 
     async def session_revoked_reason(self, session_id: str) -> str | None: ...
 

@@ -15,6 +15,22 @@ sessions = sa.Table(
     sa.Column("created_at", sa.Float, nullable=False),
     sa.Column("revoked_at", sa.Float, nullable=True),
     sa.Column("revoked_reason", sa.String(32), nullable=True),
+    # Updated at login and on every refresh.
+    sa.Column("last_used_at", sa.Float, nullable=True),
+    sa.Column("user_agent", sa.String(256), nullable=False, server_default=""),
+    sa.Column("client_address", sa.String(64), nullable=False, server_default=""),
+)
+
+# Every session revocation, in order: what WatchRevocations streams to the other services. A row
+# is needed only until the longest access token of its session would have expired (`expires_at`);
+# the purger deletes it then. `seq` is the subscribers' resume cursor.
+revocations = sa.Table(
+    "auth_revocations",
+    metadata,
+    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("session_id", sa.String(36), nullable=False),
+    sa.Column("logged_at", sa.Float, nullable=False),
+    sa.Column("expires_at", sa.Float, nullable=False, index=True),
 )
 
 refresh_tokens = sa.Table(

@@ -11,22 +11,25 @@ from pathlib import Path
 
 import grpc
 
-from pinexa.auth.v1 import auth_pb2_grpc
+from pinexa.auth.v1 import auth_internal_pb2_grpc, auth_pb2_grpc
 from services.auth.config import AuthSettings
 from services.auth.domain import FAILURE_MEMORY_SECONDS, AuthDomain, AuthPolicy
 from services.auth.keys import KeyRing, load_keys
 from services.auth.model import AuthStore
+from services.auth.revocations import AuthInternalServicer, RevocationLog
 from services.auth.servicer import AuthServicer, CookiePolicy
 from services.auth.store import SqlAuthStore
 from services.auth.users_client import GrpcUsersClient
 from services.kit import metrics, sql
 from services.kit.channels import internal_channel
+from services.kit.revocations import RevocationWatcher, RevokedSessions
 from services.kit.server import ServiceHost, ServiceSpec
 from services.kit.tokens import StaticKeySource, verifier_from_settings
 
 log = logging.getLogger(__name__)
 
 AUTH_SERVICE = "pinexa.auth.v1.AuthService"
+INTERNAL_SERVICE = "pinexa.auth.v1.AuthInternalService"
 PUBLIC_METHODS = frozenset(f"/{AUTH_SERVICE}/{m}" for m in ("Login", "Refresh", "Logout", "GetJwks"))
 MIGRATIONS = Path(__file__).parent / "migrations"
 VERSION_TABLE = "alembic_version_auth"
@@ -118,6 +121,7 @@ async def create_service(
     engine = sql.engine_from_settings(settings, "auth")
     metrics.sql_engine_pool("auth", engine)
     store = SqlAuthStore(engine)
+    revocation_log = RevocationLog(store, clock=clock)
     auth = AuthDomain(
         store=store,
         users=GrpcUsersClient(channel),
@@ -125,18 +129,23 @@ async def create_service(
         policy=AuthPolicy.from_settings(settings),
         clock=clock,
         is_outage=sql.is_outage,
+        on_revoke=revocation_log.notify,
     )
     verifier = verifier_from_settings(settings, StaticKeySource(ring.jwks))
+    # Auth refuses revoked sessions' tokens too, reading its own log in-process.
+    verifier.watch_revocations(RevocationWatcher(revocation_log, RevokedSessions(), component="auth"))
     servicer = AuthServicer(
         auth,
         cookies=CookiePolicy(
             secure=settings.environment != "development", max_age_seconds=settings.refresh_token_ttl_seconds
         ),
     )
+    internal_servicer = AuthInternalServicer(revocation_log, is_outage=sql.is_outage)
     purger = _Purger(store, clock)
 
     def register(server: grpc.aio.Server) -> None:
         auth_pb2_grpc.add_AuthServiceServicer_to_server(servicer, server)
+        auth_internal_pb2_grpc.add_AuthInternalServiceServicer_to_server(internal_servicer, server)
 
     async def readiness() -> None:
         await startup_work.ensure()
@@ -152,8 +161,9 @@ async def create_service(
     spec = ServiceSpec(
         name="auth",
         register=register,
-        service_names=[AUTH_SERVICE],
+        service_names=[AUTH_SERVICE, INTERNAL_SERVICE],
         public_methods=PUBLIC_METHODS,
+        internal_services=frozenset({INTERNAL_SERVICE}),
         readiness=readiness,
         translate_error=startup_work.translate_error,
         on_start=[purger.start],

@@ -10,9 +10,10 @@ from typing import Any
 from urllib.parse import unquote
 
 import grpc
+from google.protobuf.timestamp_pb2 import Timestamp
 
 from pinexa.auth.v1 import auth_pb2, auth_pb2_grpc
-from services.auth.domain import AuthDomain, TokenPair
+from services.auth.domain import AuthDomain, Client, TokenPair
 from services.kit import metrics
 from services.kit.context import current_principal, require_principal
 from services.kit.errors import ResourceExhausted, Unauthenticated
@@ -59,6 +60,18 @@ def client_ip(context: grpc.aio.ServicerContext) -> str:
             return last_hop
     kind, _, rest = unquote(str(context.peer() or "")).partition(":")  # ipv4:a.b.c.d:port, ipv6:[..]:port
     return _ip(rest.rsplit(":", 1)[0]) if kind in ("ipv4", "ipv6") else ""
+
+
+def client_of(context: grpc.aio.ServicerContext) -> Client:
+    """The client address and user agent a session records."""
+    metadata = dict(context.invocation_metadata() or ())
+    return Client(address=client_ip(context), user_agent=str(metadata.get("user-agent", "")))
+
+
+def _timestamp(seconds: float) -> Timestamp:
+    stamp = Timestamp()
+    stamp.FromNanoseconds(int(seconds * 1e9))
+    return stamp
 
 
 def _fields(pair: TokenPair) -> dict[str, Any]:
@@ -147,11 +160,13 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         self, request: auth_pb2.LoginRequest, context: grpc.aio.ServicerContext
     ) -> auth_pb2.LoginResponse:
         try:
+            client = client_of(context)
             pair = await self._auth.login(
                 request.username,
                 request.password,
-                client_ip=client_ip(context),
+                client_ip=client.address,
                 device_token=request.device_token,
+                user_agent=client.user_agent,
             )
         except Unauthenticated:
             metrics.login("failed")
@@ -170,7 +185,7 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         token = request.refresh_token
         if not token and cookie_mode(context):
             token = refresh_cookie(context)
-        pair = await self._auth.refresh(token)
+        pair = await self._auth.refresh(token, client=client_of(context))
         return auth_pb2.RefreshResponse(**await self._to_cookie(pair, context))
 
     async def Logout(
@@ -178,14 +193,78 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
     ) -> auth_pb2.LogoutResponse:
         # all_sessions needs a valid access token: require_principal() raises why the presented
         # one was refused (expired, bad signature ...) or that none was sent.
-        principal = require_principal() if request.all_sessions else current_principal()
         token, cookies = request.refresh_token, cookie_mode(context)
         if not token and cookies:
             token = refresh_cookie(context)
-        revoked = await self._auth.logout(token, all_sessions=request.all_sessions, principal=principal)
-        if cookies:
+        needs_token = request.all_sessions or request.other_sessions
+        principal = require_principal() if needs_token else current_principal()
+        revoked = await self._auth.logout(
+            token,
+            all_sessions=request.all_sessions,
+            other_sessions=request.other_sessions,
+            principal=principal,
+        )
+        if cookies and not request.other_sessions:  # ending the others keeps this session
             await context.send_initial_metadata(set_cookie_headers("", self._cookies))
         return auth_pb2.LogoutResponse(revoked_sessions=revoked)
+
+    async def ListSessions(
+        self, request: auth_pb2.ListSessionsRequest, context: grpc.aio.ServicerContext
+    ) -> auth_pb2.ListSessionsResponse:
+        views = await self._auth.list_sessions(require_principal())
+        return auth_pb2.ListSessionsResponse(
+            sessions=[
+                auth_pb2.Session(
+                    id=view.record.session_id,
+                    created_at=_timestamp(view.record.created_at),
+                    last_used_at=_timestamp(view.record.last_used_at),
+                    user_agent=view.record.user_agent,
+                    client_address=view.record.client_address,
+                    current=view.current,
+                )
+                for view in views
+            ]
+        )
+
+    async def DeleteSession(
+        self, request: auth_pb2.DeleteSessionRequest, context: grpc.aio.ServicerContext
+    ) -> auth_pb2.DeleteSessionResponse:
+        await self._auth.delete_session(require_principal(), request.id)
+        return auth_pb2.DeleteSessionResponse()
+
+    async def SignOutUser(
+        self, request: auth_pb2.SignOutUserRequest, context: grpc.aio.ServicerContext
+    ) -> auth_pb2.SignOutUserResponse:
+        revoked = await self._auth.sign_out_user(require_principal(), request.id)
+        return auth_pb2.SignOutUserResponse(revoked_sessions=revoked)
+
+    async def DisableUser(
+        self, request: auth_pb2.DisableUserRequest, context: grpc.aio.ServicerContext
+    ) -> auth_pb2.DisableUserResponse:
+        revoked = await self._auth.set_disabled(require_principal(), request.id, disabled=True)
+        return auth_pb2.DisableUserResponse(revoked_sessions=revoked)
+
+    async def EnableUser(
+        self, request: auth_pb2.EnableUserRequest, context: grpc.aio.ServicerContext
+    ) -> auth_pb2.EnableUserResponse:
+        await self._auth.set_disabled(require_principal(), request.id, disabled=False)
+        return auth_pb2.EnableUserResponse()
+
+    async def ChangePassword(
+        self, request: auth_pb2.ChangePasswordRequest, context: grpc.aio.ServicerContext
+    ) -> auth_pb2.ChangePasswordResponse:
+        try:
+            revoked = await self._auth.change_password(
+                require_principal(),
+                request.id,
+                request.current_password,
+                request.new_password,
+                client_ip=client_ip(context),
+            )
+        except ResourceExhausted as error:
+            await context.send_initial_metadata((("retry-after", str(math.ceil(error.retry_after))),))
+            raise
+        return auth_pb2.ChangePasswordResponse(revoked_sessions=revoked)
 
     async def GetJwks(
         self, request: auth_pb2.GetJwksRequest, context: grpc.aio.ServicerContext

@@ -36,8 +36,17 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.auth.model import Charge, Claim, DeviceClaim, DeviceRecord, ThrottleKey, TokenRecord
-from services.auth.schema import device_tokens, login_throttle, refresh_tokens, sessions
+from services.auth.model import (
+    Charge,
+    Claim,
+    DeviceClaim,
+    DeviceRecord,
+    RevocationRecord,
+    SessionRecord,
+    ThrottleKey,
+    TokenRecord,
+)
+from services.auth.schema import device_tokens, login_throttle, refresh_tokens, revocations, sessions
 from services.kit import sql
 
 
@@ -59,11 +68,28 @@ class SqlAuthStore:
     # ---- sessions and refresh tokens ---------------------------------------------------------
 
     async def create_session(
-        self, *, session_id: str, user_id: str, token_hash: str, now: float, expires_at: float
+        self,
+        *,
+        session_id: str,
+        user_id: str,
+        token_hash: str,
+        now: float,
+        expires_at: float,
+        user_agent: str = "",
+        client_address: str = "",
     ) -> None:
         """A new login: its session and the first refresh token of the family."""
         async with self._engine.begin() as conn:
-            await conn.execute(sa.insert(sessions).values(id=session_id, user_id=user_id, created_at=now))
+            await conn.execute(
+                sa.insert(sessions).values(
+                    id=session_id,
+                    user_id=user_id,
+                    created_at=now,
+                    last_used_at=now,
+                    user_agent=user_agent,
+                    client_address=client_address,
+                )
+            )
             await conn.execute(
                 sa.insert(refresh_tokens).values(
                     token_hash=token_hash, session_id=session_id, created_at=now, expires_at=expires_at
@@ -105,8 +131,11 @@ class SqlAuthStore:
         now: float,
         grace_since: float,
         expires_at: float,
+        user_agent: str = "",
+        client_address: str = "",
     ) -> int | None:
-        """Spend a refresh token and store its successor, in one transaction.
+        """Spend a refresh token and store its successor, in one transaction; the session
+        records this use (time, user agent, client address).
 
         The token may be spent if it is unexpired, its session is live, and it is either unspent
         or was first spent at or after `grace_since` (a repeat within the grace window, which
@@ -145,25 +174,109 @@ class SqlAuthStore:
                     expires_at=expires_at,
                 )
             )
+            await conn.execute(
+                sa.update(sessions)
+                .where(sessions.c.id == session_id)
+                .values(last_used_at=now, user_agent=user_agent, client_address=client_address)
+            )
         return int(row.grace_uses)
 
-    async def revoke_session(self, session_id: str, *, now: float, reason: str) -> int:
+    async def revoke_session(self, session_id: str, *, now: float, reason: str, keep_until: float) -> int:
         """Revoke one family; 1 when it was live, 0 when it was already revoked."""
-        return await self._revoke(sessions.c.id == session_id, now=now, reason=reason)
+        return await self._revoke(sessions.c.id == session_id, now=now, reason=reason, keep_until=keep_until)
 
-    async def revoke_user_sessions(self, user_id: str, *, now: float, reason: str) -> int:
-        """Revoke every live family of a user; returns how many."""
-        return await self._revoke(sessions.c.user_id == user_id, now=now, reason=reason)
+    async def revoke_user_sessions(
+        self, user_id: str, *, now: float, reason: str, keep_until: float, except_session: str = ""
+    ) -> int:
+        """Revoke every live family of a user (but `except_session`); returns how many."""
+        which = sessions.c.user_id == user_id
+        if except_session:
+            which = sa.and_(which, sessions.c.id != except_session)
+        return await self._revoke(which, now=now, reason=reason, keep_until=keep_until)
 
-    async def _revoke(self, which: sa.ColumnElement[bool], *, now: float, reason: str) -> int:
-        """Revoke the live sessions matching `which`; a revoked one keeps its first reason."""
+    async def _revoke(
+        self, which: sa.ColumnElement[bool], *, now: float, reason: str, keep_until: float
+    ) -> int:
+        """Revoke the live sessions matching `which`; a revoked one keeps its first reason. Each
+        revocation is logged, in the same transaction, for WatchRevocations; the log row is kept
+        until `keep_until`, when no access token of the session can be valid any more."""
         async with self._engine.begin() as conn:
-            result = await conn.execute(
-                sa.update(sessions)
-                .where(which, sessions.c.revoked_at.is_(None))
-                .values(revoked_at=now, revoked_reason=reason)
+            revoked = (
+                await conn.execute(
+                    sa.update(sessions)
+                    .where(which, sessions.c.revoked_at.is_(None))
+                    .values(revoked_at=now, revoked_reason=reason)
+                    .returning(sessions.c.id)
+                )
+            ).all()
+            if revoked:
+                await conn.execute(
+                    sa.insert(revocations),
+                    [{"session_id": row.id, "logged_at": now, "expires_at": keep_until} for row in revoked],
+                )
+        return len(revoked)
+
+    async def list_sessions(self, user_id: str, *, now: float) -> list[SessionRecord]:
+        """The live sessions of a user (not revoked, with an unexpired refresh token), newest first."""
+        live_token = sa.exists().where(
+            refresh_tokens.c.session_id == sessions.c.id, refresh_tokens.c.expires_at > now
+        )
+        query = (
+            sa.select(
+                sessions.c.id,
+                sessions.c.user_id,
+                sessions.c.created_at,
+                sessions.c.last_used_at,
+                sessions.c.user_agent,
+                sessions.c.client_address,
             )
-        return int(result.rowcount)
+            .where(sessions.c.user_id == user_id, sessions.c.revoked_at.is_(None), live_token)
+            .order_by(sessions.c.created_at.desc(), sessions.c.id)
+        )
+        async with self._reads.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return [
+            SessionRecord(
+                session_id=row.id,
+                user_id=row.user_id,
+                created_at=row.created_at,
+                last_used_at=row.last_used_at if row.last_used_at is not None else row.created_at,
+                user_agent=row.user_agent,
+                client_address=row.client_address,
+            )
+            for row in rows
+        ]
+
+    async def session_owner(self, session_id: str) -> str | None:
+        """The user id of a session that is still live, or None."""
+        async with self._reads.connect() as conn:
+            owner = await conn.scalar(
+                sa.select(sessions.c.user_id).where(
+                    sessions.c.id == session_id, sessions.c.revoked_at.is_(None)
+                )
+            )
+        return None if owner is None else str(owner)
+
+    async def revocations_since(
+        self, *, after: int, logged_since: float, now: float
+    ) -> list[RevocationRecord]:
+        """Revocations still relevant (`expires_at` > now) with a cursor above `after`, or logged
+        at or after `logged_since` (a later-committed row may carry a lower cursor), in order."""
+        query = (
+            sa.select(revocations.c.seq, revocations.c.session_id, revocations.c.expires_at)
+            .where(
+                revocations.c.expires_at > now,
+                sa.or_(revocations.c.seq > after, revocations.c.logged_at >= logged_since),
+            )
+            .order_by(revocations.c.seq)
+        )
+        async with self._reads.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return [RevocationRecord(int(row.seq), str(row.session_id), float(row.expires_at)) for row in rows]
+
+    async def last_revocation_cursor(self) -> int:
+        async with self._reads.connect() as conn:
+            return int(await conn.scalar(sa.select(sa.func.max(revocations.c.seq))) or 0)
 
     async def session_revoked_reason(self, session_id: str) -> str | None:
         async with self._reads.connect() as conn:
@@ -417,5 +530,11 @@ class SqlAuthStore:
             )
             removed += int(result.rowcount)
             result = await conn.execute(sa.delete(device_tokens).where(device_tokens.c.expires_at < now))
+            removed += int(result.rowcount)
+            # Keep the newest row even when expired: it holds the cursor subscribers resume from.
+            newest = sa.select(sa.func.max(revocations.c.seq)).scalar_subquery()
+            result = await conn.execute(
+                sa.delete(revocations).where(revocations.c.expires_at < now, revocations.c.seq != newest)
+            )
             removed += int(result.rowcount)
         return removed

@@ -10,9 +10,9 @@ from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
 from pinexa.users.v1 import users_internal_pb2, users_internal_pb2_grpc, users_pb2
-from services.auth.model import Identity, InvalidCredentials, UnknownUser
+from services.auth.model import AccountDisabled, Identity, InvalidCredentials, UnknownUser
 from services.kit.context import Role
-from services.kit.errors import Unavailable
+from services.kit.errors import InvalidArgument, Unavailable
 from services.kit.outage import OutageLog
 
 log = logging.getLogger(__name__)
@@ -41,6 +41,17 @@ def _reason(error: grpc.aio.AioRpcError) -> str:
             detail.Unpack(info)
             return str(info.reason)
     return ""
+
+
+def _violations(error: grpc.aio.AioRpcError) -> list[tuple[str, str]]:
+    status = rpc_status.from_call(error)
+    found: list[tuple[str, str]] = []
+    for detail in status.details if status else []:
+        if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+            request = error_details_pb2.BadRequest()
+            detail.Unpack(request)
+            found.extend((v.field, v.description) for v in request.field_violations)
+    return found
 
 
 def _internal_token_refused(error: grpc.aio.AioRpcError) -> bool:
@@ -72,6 +83,9 @@ class GrpcUsersClient:
                 timeout=_TIMEOUT_SECONDS,
             )
         except grpc.aio.AioRpcError as error:
+            if error.code() == grpc.StatusCode.FAILED_PRECONDITION and _reason(error) == "ACCOUNT_DISABLED":
+                self._outage.up()
+                raise AccountDisabled from None
             if error.code() in _NO_MATCH and not _internal_token_refused(error):
                 self._outage.up()
                 raise InvalidCredentials from None
@@ -100,4 +114,38 @@ class GrpcUsersClient:
                 raise UnknownUser from None
             raise self._unavailable(error, "GetIdentity") from None
         self._outage.up()
-        return Identity(user_id=response.user_id, role=_role(response.role))
+        return Identity(user_id=response.user_id, role=_role(response.role), disabled=response.disabled)
+
+    async def change_password(self, user_id: str, current_password: str, new_password: str) -> None:
+        try:
+            await self._stub.ChangePassword(
+                users_internal_pb2.ChangePasswordRequest(
+                    user_id=user_id, current_password=current_password, new_password=new_password
+                ),
+                timeout=_TIMEOUT_SECONDS,
+            )
+        except grpc.aio.AioRpcError as error:
+            if error.code() == grpc.StatusCode.UNAUTHENTICATED and not _internal_token_refused(error):
+                self._outage.up()
+                raise InvalidCredentials from None
+            if error.code() == grpc.StatusCode.INVALID_ARGUMENT:
+                self._outage.up()  # the new password breaks a rule: the client's error, as users said it
+                raise InvalidArgument(error.details() or "invalid input", _violations(error)) from None
+            if error.code() == grpc.StatusCode.NOT_FOUND:
+                self._outage.up()
+                raise InvalidCredentials from None  # deleted meanwhile: no password to match
+            raise self._unavailable(error, "ChangePassword") from None
+        self._outage.up()
+
+    async def set_disabled(self, user_id: str, disabled: bool) -> None:
+        try:
+            await self._stub.SetDisabled(
+                users_internal_pb2.SetDisabledRequest(user_id=user_id, disabled=disabled),
+                timeout=_TIMEOUT_SECONDS,
+            )
+        except grpc.aio.AioRpcError as error:
+            if error.code() == grpc.StatusCode.NOT_FOUND:
+                self._outage.up()
+                raise UnknownUser from None
+            raise self._unavailable(error, "SetDisabled") from None
+        self._outage.up()

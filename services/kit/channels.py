@@ -20,6 +20,7 @@ import grpc
 from services.kit import tracing
 from services.kit.context import current_request_id
 from services.kit.interceptor import INTERNAL_TOKEN_HEADER
+from services.kit.revocations import GrpcRevocationSource, RevocationWatcher, RevokedSessions
 from services.kit.settings import Settings
 from services.kit.tokens import TokenVerifier, auth_key_source, verifier_from_settings
 
@@ -43,25 +44,40 @@ _SERVICE_CONFIG = json.dumps(
 )
 
 
-class _MetadataInterceptor(grpc.aio.UnaryUnaryClientInterceptor):
+class _Metadata:
+    """The metadata every internal call carries: the request id and the internal token."""
+
     def __init__(self, internal_token: str) -> None:
         self._internal_token = internal_token
 
-    async def intercept_unary_unary(
-        self, continuation: Callable[..., Any], call_details: grpc.aio.ClientCallDetails, request: Any
-    ) -> Any:
+    def details(self, call_details: grpc.aio.ClientCallDetails) -> grpc.aio.ClientCallDetails:
         metadata = list(call_details.metadata or [])
         metadata.append(("x-request-id", current_request_id()))
         if self._internal_token:
             metadata.append((INTERNAL_TOKEN_HEADER, self._internal_token))
-        details = grpc.aio.ClientCallDetails(
+        return grpc.aio.ClientCallDetails(
             call_details.method,
             call_details.timeout,
             metadata,
             call_details.credentials,
             call_details.wait_for_ready,
         )
-        return await continuation(details, request)
+
+
+# grpc.aio files each interceptor under one call kind only (the first its class matches), so
+# unary calls and server streams (auth's WatchRevocations) need an interceptor each.
+class _UnaryMetadataInterceptor(_Metadata, grpc.aio.UnaryUnaryClientInterceptor):
+    async def intercept_unary_unary(
+        self, continuation: Callable[..., Any], call_details: grpc.aio.ClientCallDetails, request: Any
+    ) -> Any:
+        return await continuation(self.details(call_details), request)
+
+
+class _StreamMetadataInterceptor(_Metadata, grpc.aio.UnaryStreamClientInterceptor):
+    async def intercept_unary_stream(
+        self, continuation: Callable[..., Any], call_details: grpc.aio.ClientCallDetails, request: Any
+    ) -> Any:
+        return await continuation(self.details(call_details), request)
 
 
 def internal_channel(address: str, *, internal_token: str = "") -> grpc.aio.Channel:
@@ -81,12 +97,19 @@ def internal_channel(address: str, *, internal_token: str = "") -> grpc.aio.Chan
             ("grpc.max_reconnect_backoff_ms", 1_000),
         ],
         # OpenTelemetry's (when tracing is on) first: its span covers the call and sends traceparent.
-        interceptors=[*tracing.client_interceptors(), _MetadataInterceptor(internal_token)],
+        interceptors=[
+            *tracing.client_interceptors(),
+            _UnaryMetadataInterceptor(internal_token),
+            _StreamMetadataInterceptor(internal_token),
+        ],
     )
 
 
 def verifier_from_auth(settings: Settings, auth_address: str) -> tuple[TokenVerifier, grpc.aio.Channel]:
     """How users and data verify tokens: against the JWKS of auth at `auth_address` (their
-    AUTH_ADDRESS), over an internal channel that the caller owns and closes at shutdown."""
+    AUTH_ADDRESS), refusing the sessions auth's revocation stream names, over an internal channel
+    that the caller owns and closes at shutdown. The host starts and stops the watcher."""
     channel = internal_channel(auth_address, internal_token=settings.internal_token)
-    return verifier_from_settings(settings, auth_key_source(channel)), channel
+    verifier = verifier_from_settings(settings, auth_key_source(channel))
+    verifier.watch_revocations(RevocationWatcher(GrpcRevocationSource(channel), RevokedSessions()))
+    return verifier, channel

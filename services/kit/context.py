@@ -19,6 +19,7 @@ class Principal:
     role: Role
     token_id: str
     expires_at: int
+    session_id: str = ""  # the "sid" claim: the login this token belongs to
 
     @property
     def is_admin(self) -> bool:

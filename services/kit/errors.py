@@ -77,6 +77,11 @@ class PermissionDenied(PinexaError):
     default_reason = "PERMISSION_DENIED"
 
 
+class FailedPrecondition(PinexaError):
+    code = grpc.StatusCode.FAILED_PRECONDITION
+    default_reason = "FAILED_PRECONDITION"
+
+
 class NotFound(PinexaError):
     code = grpc.StatusCode.NOT_FOUND
     default_reason = "NOT_FOUND"

@@ -80,9 +80,11 @@ class PinexaInterceptor(WrappingInterceptor):
         self._text = TextChecker(free_text_fields)
 
     def wrap_handler(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+        service_name = method[1:].split("/", 1)[0]
+        if handler.unary_stream is not None and service_name in self._internal:
+            return self._wrap_internal_stream(guard_handler(handler, self._domain))
         if handler.unary_unary is None or method.startswith(_ALWAYS_PUBLIC_PREFIXES):
             return guard_handler(handler, self._domain)  # health, reflection: parse failures only
-        service_name = method[1:].split("/", 1)[0]
         if service_name in self._internal:
             mode = "internal"
         elif method in self._public:
@@ -151,6 +153,25 @@ class PinexaInterceptor(WrappingInterceptor):
                 request_id_var.reset(rid_token)
 
         return wrapper
+
+    def _wrap_internal_stream(self, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+        """A server stream of an internal service (auth's WatchRevocations): the internal token is
+        checked before it starts, as for internal unary calls."""
+        behavior = handler.unary_stream
+
+        async def stream(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            try:
+                await self._authenticate("internal", dict(context.invocation_metadata() or ()))
+            except PinexaError as error:
+                await context.abort_with_status(error.to_status(self._domain))
+            async for response in behavior(request, context):
+                yield response
+
+        return grpc.unary_stream_rpc_method_handler(
+            stream,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
 
     def _note(self, error: PinexaError) -> None:
         if isinstance(error, DependencyUnavailable) and self._on_unavailable is not None:

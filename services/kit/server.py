@@ -98,6 +98,7 @@ class ServiceHost:
     def __init__(self, spec: ServiceSpec, *, settings: Settings, verifier: TokenVerifier | None) -> None:
         self.spec = spec
         self._settings = settings
+        self._verifier = verifier
         self.health = health.aio.HealthServicer()
         self._interceptor = PinexaInterceptor(
             service=spec.name,
@@ -161,6 +162,8 @@ class ServiceHost:
         # grpc's HealthServicer starts "" as SERVING: not ready until the first check says so.
         await self._set_status(NOT_SERVING)
         await self.server.start()
+        if self._verifier is not None:
+            await self._verifier.start()  # follows auth's revocations from now on
         await self._check_once()
         for hook in self.spec.on_start:
             await hook()
@@ -225,6 +228,8 @@ class ServiceHost:
         if drain > 0:
             await asyncio.sleep(drain)  # a deliberate drain period, not a wait for readiness
         await self.server.stop(grace)
+        if self._verifier is not None:
+            await self._verifier.stop()
         for hook in self.spec.on_stop:
             try:
                 await hook()

@@ -23,6 +23,7 @@ from pinexa.auth.v1 import auth_pb2, auth_pb2_grpc
 from services.kit.context import Principal
 from services.kit.errors import Unauthenticated, Unavailable
 from services.kit.outage import OutageLog
+from services.kit.revocations import RevocationWatcher
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +99,25 @@ class TokenVerifier:
         self._jwks_outage = OutageLog(log, component="token verifier", dependency="auth's JWKS")
         # token digest -> (principal, kid); an entry is used only while its key is still published
         self._cache: OrderedDict[bytes, tuple[Principal, str]] = OrderedDict()
+        self.revocations: RevocationWatcher | None = None
+
+    def watch_revocations(self, watcher: RevocationWatcher) -> None:
+        """Refuse tokens of the sessions `watcher` reports revoked (started by `start`)."""
+        self.revocations = watcher
+
+    async def start(self) -> None:
+        """Start following revocations, if a watcher was given; the service host calls this."""
+        if self.revocations is not None:
+            self.revocations.start()
+
+    async def stop(self) -> None:
+        if self.revocations is not None:
+            await self.revocations.stop()
+
+    def _check_session(self, principal: Principal) -> Principal:
+        if self.revocations is not None and principal.session_id in self.revocations.revoked:
+            raise _reject("SESSION_REVOKED", "the session of this access token has ended")
+        return principal
 
     async def refresh_keys(self, *, force: bool = False) -> None:
         """Refetch the key set; failures keep the keys we have (auth may be restarting)."""
@@ -153,13 +173,13 @@ class TokenVerifier:
             principal, kid = cached
             if principal.expires_at + self._leeway > time.time() and kid in self._keys:
                 self._cache.move_to_end(cache_key)
-                return principal
+                return self._check_session(principal)
             del self._cache[cache_key]
         principal, kid = await self._verify_uncached(token)
         self._cache[cache_key] = (principal, kid)
         if len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)
-        return principal
+        return self._check_session(principal)
 
     async def _verify_uncached(self, token: str) -> tuple[Principal, str]:
         try:
@@ -204,8 +224,13 @@ class TokenVerifier:
         role = claims.get("role")
         if role not in ("user", "admin"):
             raise _reject("TOKEN_INVALID", "the access token carries no valid role")
+        sid = claims.get("sid", "")
         principal = Principal(
-            user_id=str(claims["sub"]), role=role, token_id=str(claims["jti"]), expires_at=int(claims["exp"])
+            user_id=str(claims["sub"]),
+            role=role,
+            token_id=str(claims["jti"]),
+            expires_at=int(claims["exp"]),
+            session_id=sid if isinstance(sid, str) else "",
         )
         return principal, kid
 

@@ -21,6 +21,7 @@ from services.kit.context import Principal, Role
 from services.kit.errors import (
     AlreadyExists,
     EtagMismatch,
+    FailedPrecondition,
     InvalidArgument,
     NotFound,
     PermissionDenied,
@@ -35,7 +36,7 @@ from services.users.passwords import Passwords
 log = logging.getLogger(__name__)
 
 # Mutable fields an update may name in its update_mask.
-UPDATABLE_FIELDS = ("email", "display_name", "password", "role")
+UPDATABLE_FIELDS = ("email", "display_name", "role")
 _LIST_SCOPE = "users.list:created_at,id"
 _INVALID_CREDENTIALS = "the username or password is incorrect"
 
@@ -71,7 +72,6 @@ class UserPatch:
 
     email: str | None = None
     display_name: str | None = None
-    password: str | None = None
     role: Role | None = None
     role_in_mask: bool = False
     username: str = ""
@@ -84,6 +84,7 @@ class Identity:
     user_id: str
     username: str
     role: Role
+    disabled: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,7 +215,6 @@ class UsersDomain:
             patch = UserPatch(
                 email=patch.email,
                 display_name=patch.display_name,
-                password=patch.password,
                 username=patch.username,
             )
 
@@ -227,8 +227,6 @@ class UsersDomain:
         if patch.display_name is not None:
             violations.report("user.display_name", validation.display_name_problem(patch.display_name))
             values["display_name"] = patch.display_name
-        if patch.password is not None:
-            violations.report("user.password", validation.password_problem(patch.password))
         if patch.role is not None:
             values["role"] = patch.role
         violations.raise_if_any()
@@ -242,10 +240,8 @@ class UsersDomain:
         expected = etag_for(current.id, current.version)
         if etag and not hmac.compare_digest(etag.encode(), expected.encode()):
             raise EtagMismatch("the account has changed since it was read; read it again and retry")
-        if not values and patch.password is None:
+        if not values:
             return current
-        if patch.password is not None:
-            values["password_hash"] = await self._passwords.hash(patch.password)
 
         try:
             updated = await self._store.update(
@@ -291,7 +287,41 @@ class UsersDomain:
         if self._passwords.needs_rehash(credentials.password_hash):
             new_hash = await self._passwords.hash(password)
             await self._store.replace_password_hash(credentials.id, credentials.password_hash, new_hash)
+        if credentials.disabled:
+            # Said only to whoever knows the password: a stranger learns nothing from it.
+            raise FailedPrecondition("this account has been disabled", reason="ACCOUNT_DISABLED")
         return Identity(user_id=credentials.id, username=credentials.username, role=credentials.role)
+
+    async def change_password(self, user_id: str, current_password: str, new_password: str) -> None:
+        """Set a new password after checking the current one (auth throttles the attempts).
+
+        The new password's rules are checked first, so a bad new password costs no guess."""
+        _require_id(user_id, "user_id")
+        violations = Violations()
+        violations.report("new_password", validation.password_problem(new_password))
+        violations.raise_if_any()
+        credentials = None
+        if 0 < len(current_password) <= validation.PASSWORD_MAX:
+            credentials = await self._store.credentials_by_id(user_id)
+        if credentials is None:
+            if current_password and len(current_password) <= validation.PASSWORD_MAX:
+                await self._passwords.dummy_verify(current_password)
+            raise Unauthenticated("the current password is incorrect", reason="INVALID_CREDENTIALS")
+        if not await self._passwords.verify(credentials.password_hash, current_password):
+            raise Unauthenticated("the current password is incorrect", reason="INVALID_CREDENTIALS")
+        new_hash = await self._passwords.hash(new_password)
+        if not await self._store.change_password_hash(
+            user_id, credentials.password_hash, new_hash, self._clock()
+        ):
+            # Changed (or deleted) between the check and the write: the current password we
+            # checked is no longer current.
+            raise Unauthenticated("the current password is incorrect", reason="INVALID_CREDENTIALS")
+        log.info("password changed", extra={"target": user_id})
+
+    async def set_disabled(self, user_id: str, *, disabled: bool) -> None:
+        _require_id(user_id, "user_id")
+        if not await self._store.set_disabled(user_id, disabled, self._clock()):
+            raise NotFound("no such account", reason="USER_NOT_FOUND")
 
     async def resolve_login(self, login: str) -> str | None:
         """The id of the account `login` reaches (what `verify_credentials` would check the
@@ -313,7 +343,9 @@ class UsersDomain:
         record = await self._store.get(user_id)
         if record is None:
             raise NotFound("no such account", reason="USER_NOT_FOUND")
-        return Identity(user_id=record.id, username=record.username, role=record.role)
+        return Identity(
+            user_id=record.id, username=record.username, role=record.role, disabled=record.disabled
+        )
 
     # -- start-up ------------------------------------------------------------------------------
 

@@ -59,6 +59,7 @@ class MemoryUserStore:
             username=row["username"],
             role=cast(Role, row["role"]),
             password_hash=row["password_hash"],
+            disabled=bool(row.get("disabled", False)),
         )
 
     # -- accounts ------------------------------------------------------------------------------
@@ -107,6 +108,24 @@ class MemoryUserStore:
         self._check_unique(updated, exclude=user_id)
         self.rows[user_id] = updated
         return self._record(updated)
+
+    async def credentials_by_id(self, user_id: str) -> Credentials | None:
+        row = self.rows.get(user_id)
+        return None if row is None else self._credentials(row)
+
+    async def change_password_hash(self, user_id: str, old_hash: str, new_hash: str, now: datetime) -> bool:
+        row = self.rows.get(user_id)
+        if row is None or row["password_hash"] != old_hash:
+            return False
+        row.update(password_hash=new_hash, version=row["version"] + 1, updated_at=now)
+        return True
+
+    async def set_disabled(self, user_id: str, disabled: bool, now: datetime) -> bool:
+        row = self.rows.get(user_id)
+        if row is None:
+            return False
+        row.update(disabled=disabled, version=row["version"] + 1, updated_at=now)
+        return True
 
     async def replace_password_hash(self, user_id: str, old_hash: str, new_hash: str) -> None:
         row = self.rows.get(user_id)

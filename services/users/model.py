@@ -26,6 +26,7 @@ class UserRecord:
     version: int
     created_at: datetime
     updated_at: datetime
+    disabled: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +37,7 @@ class Credentials:
     username: str
     role: Role
     password_hash: str
+    disabled: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +87,16 @@ class UserStore(Protocol):
     ) -> UserRecord | None:
         """Apply `values` and bump the version; with `expected_version`, only if the row still
         has it. None when no row matched; Conflict on a taken username or e-mail."""
+        ...
+
+    async def credentials_by_id(self, user_id: str) -> Credentials | None: ...
+
+    async def change_password_hash(self, user_id: str, old_hash: str, new_hash: str, now: datetime) -> bool:
+        """Set a new password hash if the stored one is still `old_hash` (bumps the version)."""
+        ...
+
+    async def set_disabled(self, user_id: str, disabled: bool, now: datetime) -> bool:
+        """False when there is no such account."""
         ...
 
     async def replace_password_hash(self, user_id: str, old_hash: str, new_hash: str) -> None:

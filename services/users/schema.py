@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from sqlalchemy import (
+    Boolean,
     Column,
     DateTime,
     Dialect,
@@ -16,6 +17,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    false,
 )
 
 metadata = MetaData()
@@ -57,6 +59,8 @@ users = Table(
     Column("password_hash", Text, nullable=False),
     Column("display_name", Text, nullable=False, server_default=""),
     Column("role", String(16), nullable=False, server_default="user"),
+    # Set by an admin (through auth's DisableUser): the account may not log in or refresh.
+    Column("disabled", Boolean, nullable=False, server_default=false()),
     # Bumped on every change; the etag is derived from it.
     Column("version", Integer, nullable=False, server_default="1"),
     Column("created_at", UTCDateTime, nullable=False),

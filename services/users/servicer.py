@@ -34,6 +34,7 @@ def user_message(record: UserRecord) -> users_pb2.User:
         display_name=record.display_name,
         role=_ROLE_TO_PROTO[record.role],
         etag=etag_for(record.id, record.version),
+        disabled=record.disabled,
     )
     message.created_at.FromDatetime(record.created_at)
     message.updated_at.FromDatetime(record.updated_at)
@@ -50,6 +51,15 @@ def _role(value: int) -> Role:
 def patch_from_request(request: users_pb2.UpdateUserRequest) -> UserPatch:
     """Resolve which fields an update changes (see UpdateUserRequest in users.proto)."""
     user = request.user
+    if user.HasField("password") or "password" in request.update_mask.paths:
+        # Changing a password needs the current one (AuthService.ChangePassword) and ends the
+        # other sessions; an update that carried one would do neither.
+        field = "user.password" if user.HasField("password") else "update_mask"
+        raise InvalidArgument(
+            "UpdateUser does not change passwords; use POST /api/v1/users/{id}:changePassword",
+            [(field, "a password cannot be changed with UpdateUser; use changePassword")],
+            reason="PASSWORD_NOT_UPDATABLE",
+        )
     if request.HasField("update_mask"):
         paths = list(request.update_mask.paths)
         unknown = [p for p in paths if p not in UPDATABLE_FIELDS]
@@ -62,7 +72,6 @@ def patch_from_request(request: users_pb2.UpdateUserRequest) -> UserPatch:
             fields: dict[str, Any] = {
                 "email": user.email if "email" in paths else None,
                 "display_name": user.display_name if "display_name" in paths else None,
-                "password": user.password if "password" in paths else None,
                 "role": _role(user.role) if "role" in paths else None,
             }
             return UserPatch(**fields, role_in_mask="role" in paths)
@@ -70,7 +79,6 @@ def patch_from_request(request: users_pb2.UpdateUserRequest) -> UserPatch:
     return UserPatch(
         email=user.email or None,
         display_name=user.display_name or None,
-        password=user.password or None,
         role=_role(user.role) if user.role else None,
         username=user.username,
     )
@@ -151,5 +159,20 @@ class UsersInternalServicer(users_internal_pb2_grpc.UsersInternalServiceServicer
     ) -> users_internal_pb2.GetIdentityResponse:
         identity = await self._domain.identity(request.user_id)
         return users_internal_pb2.GetIdentityResponse(
-            user_id=identity.user_id, role=_identity_role(identity), username=identity.username
+            user_id=identity.user_id,
+            role=_identity_role(identity),
+            username=identity.username,
+            disabled=identity.disabled,
         )
+
+    async def ChangePassword(
+        self, request: users_internal_pb2.ChangePasswordRequest, context: Any
+    ) -> users_internal_pb2.ChangePasswordResponse:
+        await self._domain.change_password(request.user_id, request.current_password, request.new_password)
+        return users_internal_pb2.ChangePasswordResponse()
+
+    async def SetDisabled(
+        self, request: users_internal_pb2.SetDisabledRequest, context: Any
+    ) -> users_internal_pb2.SetDisabledResponse:
+        await self._domain.set_disabled(request.user_id, disabled=request.disabled)
+        return users_internal_pb2.SetDisabledResponse()

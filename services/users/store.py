@@ -34,11 +34,13 @@ _RECORD_COLUMNS = (
     users.c.version,
     users.c.created_at,
     users.c.updated_at,
+    users.c.disabled,
 )
-_CREDENTIAL_COLUMNS = (users.c.id, users.c.username, users.c.role, users.c.password_hash)
+_CREDENTIAL_COLUMNS = (users.c.id, users.c.username, users.c.role, users.c.password_hash, users.c.disabled)
 
 _GET_BY_ID = select(*_RECORD_COLUMNS).where(users.c.id == bindparam("id"))
 _CREDENTIALS_BY_USERNAME = select(*_CREDENTIAL_COLUMNS).where(users.c.username == bindparam("username"))
+_CREDENTIALS_BY_ID = select(*_CREDENTIAL_COLUMNS).where(users.c.id == bindparam("id"))
 _CREDENTIALS_BY_EMAIL = select(*_CREDENTIAL_COLUMNS).where(users.c.email_lookup == bindparam("lookup"))
 _INSERT_USER = insert(users)
 _REPLACE_HASH = (
@@ -52,7 +54,11 @@ _INSERT_PURGE = insert(purge_outbox)
 
 def _credentials(row: Any) -> Credentials:
     return Credentials(
-        id=row.id, username=row.username, role=cast(Role, row.role), password_hash=row.password_hash
+        id=row.id,
+        username=row.username,
+        role=cast(Role, row.role),
+        password_hash=row.password_hash,
+        disabled=bool(row.disabled),
     )
 
 
@@ -88,6 +94,7 @@ class SqlUserStore:
             version=row.version,
             created_at=row.created_at,
             updated_at=row.updated_at,
+            disabled=bool(row.disabled),
         )
 
     def _sealed(self, user_id: str, values: Mapping[str, Any]) -> dict[str, Any]:
@@ -162,6 +169,31 @@ class SqlUserStore:
         except IntegrityError as error:
             raise Conflict(_conflicting_column(error)) from None
         return None if row is None else self._record(row)
+
+    async def credentials_by_id(self, user_id: str) -> Credentials | None:
+        async with self._reads.connect() as connection:
+            row = (await connection.execute(_CREDENTIALS_BY_ID, {"id": user_id})).first()
+        return None if row is None else _credentials(row)
+
+    async def change_password_hash(self, user_id: str, old_hash: str, new_hash: str, now: datetime) -> bool:
+        """Set a new password, unless it changed since `old_hash` was read (two changes at once:
+        the second one's current password was checked against a hash no longer there)."""
+        async with self._engine.begin() as connection:
+            result = await connection.execute(
+                update(users)
+                .where(users.c.id == user_id, users.c.password_hash == old_hash)
+                .values(password_hash=new_hash, version=users.c.version + 1, updated_at=now)
+            )
+        return bool(result.rowcount)
+
+    async def set_disabled(self, user_id: str, disabled: bool, now: datetime) -> bool:
+        async with self._engine.begin() as connection:
+            result = await connection.execute(
+                update(users)
+                .where(users.c.id == user_id)
+                .values(disabled=disabled, version=users.c.version + 1, updated_at=now)
+            )
+        return bool(result.rowcount)
 
     async def replace_password_hash(self, user_id: str, old_hash: str, new_hash: str) -> None:
         """Swap in a rehashed password, unless the password changed meanwhile. The version is

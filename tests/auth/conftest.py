@@ -11,9 +11,10 @@ as in production. What differs, on purpose:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ from pinexa.users.v1 import users_pb2, users_pb2_grpc
 from services.auth.config import AuthSettings
 from services.auth.keys import KeyRing
 from services.auth.server import create_service as create_auth
+from services.kit.revocations import Batch, GrpcRevocationSource, RevocationWatcher, RevokedSessions
 from services.kit.server import ServiceHost
 from services.kit.tokens import CallableKeySource, Jwk, TokenVerifier, auth_key_source
 from services.users.config import UsersSettings
@@ -63,7 +65,8 @@ class Stack:
     auth: auth_pb2_grpc.AuthServiceStub
     users: users_pb2_grpc.UserServiceStub
     jwks_from: dict[str, grpc.aio.Channel]
-    """jwks_from["auth"] is the channel users fetches auth's JWKS over; a test may repoint it."""
+    """jwks_from["auth"] is the channel users fetches auth's JWKS and follows its revocations
+    over; a test may repoint it."""
 
     @property
     def auth_address(self) -> str:
@@ -156,6 +159,18 @@ async def start_stack(sql_url: str, tmp_path: Path) -> AsyncIterator[StartStack]
             max_lifetime_seconds=settings.access_token_ttl_seconds,
             min_refresh_interval=0.0,
         )
+
+        # Users follows auth's revocation stream as in production (verifier_from_auth), over
+        # whatever channel jwks_from["auth"] is when it (re)connects.
+        class Revocations:
+            async def watch(self, after: int) -> AsyncGenerator[Batch, None]:
+                async with contextlib.aclosing(
+                    GrpcRevocationSource(channels["auth"]).watch(after)
+                ) as batches:
+                    async for batch in batches:
+                        yield batch
+
+        verifier.watch_revocations(RevocationWatcher(Revocations(), RevokedSessions()))
         users_host = await create_users(
             users_settings,
             verifier=verifier,
@@ -175,6 +190,9 @@ async def start_stack(sql_url: str, tmp_path: Path) -> AsyncIterator[StartStack]
         auth_channel = grpc.aio.insecure_channel(f"127.0.0.1:{auth_host.port}")
         channels["auth"] = auth_channel
         cleanup.append(auth_channel.close)
+        # Users' revocation watcher stops before that channel closes (as in production, where
+        # the host stops it before its channels close): no call is ever made on a closed channel.
+        cleanup.append(verifier.stop)
 
         return Stack(
             auth_host=auth_host,

@@ -19,7 +19,7 @@ from pinexa.auth.v1 import auth_pb2
 from pinexa.users.v1 import users_pb2
 from services.auth.domain import INVALID_CREDENTIALS_MESSAGE
 from tests.auth.conftest import Stack, StartStack
-from tests.support import bearer, error_info, rpc_error
+from tests.support import bearer, error_info, rpc_error, wait_until
 
 
 def retry_delay(error: grpc.aio.AioRpcError) -> float:
@@ -84,8 +84,13 @@ async def test_full_flow_login_refresh_reuse_logout(stack: Stack) -> None:
     assert again.revoked_sessions == 0
     unknown = await stack.auth.Logout(auth_pb2.LogoutRequest(refresh_token="x" * 43))
     assert unknown.revoked_sessions == 0
-    # Access tokens stay valid until they expire: logout does not reach them (documented).
-    assert (await stack.me(fresh.access_token)).id == user.id
+
+    # The logged-out session's access token is refused too, at once (auth's revocation stream).
+    async def refused() -> bool:
+        error = await rpc_error(stack.me(fresh.access_token))
+        return error.code() == grpc.StatusCode.UNAUTHENTICATED
+
+    await wait_until(refused, timeout=2, what="users to refuse the logged-out session's token")
 
 
 async def test_reuse_of_a_middle_token_revokes_the_family(stack: Stack) -> None:

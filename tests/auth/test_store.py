@@ -46,10 +46,11 @@ async def test_migrations_are_idempotent_and_use_their_own_version_table(sql_url
         "auth_refresh_tokens",
         "auth_login_throttle",
         "auth_device_tokens",
+        "auth_revocations",
         VERSION_TABLE,
     } <= tables
     assert "alembic_version" not in tables
-    assert version == "0002"
+    assert version == "0003"
 
 
 async def test_a_throttled_attempt_takes_no_write_lock(store: SqlAuthStore) -> None:

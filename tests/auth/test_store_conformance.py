@@ -93,8 +93,8 @@ async def test_a_repeat_spend_only_within_the_window(store: AuthStore) -> None:
 async def test_a_revoked_or_expired_family_cannot_be_spent(store: AuthStore) -> None:
     now = time.time()
     session_id, token_hash = await new_session(store, now)
-    assert await store.revoke_session(session_id, now=now, reason="logout") == 1
-    assert await store.revoke_session(session_id, now=now, reason="logout") == 0
+    assert await store.revoke_session(session_id, now=now, reason="logout", keep_until=now + 960) == 1
+    assert await store.revoke_session(session_id, now=now, reason="logout", keep_until=now + 960) == 0
     assert await store.session_revoked_reason(session_id) == "logout"
     assert await rotate(store, session_id, token_hash, "e" * 64, now=now) is None
     session_id, token_hash = await new_session(store, now, ttl=10)
@@ -107,7 +107,7 @@ async def test_a_revoked_family_is_not_revived_within_the_grace_window(store: Au
     now = time.time()
     session_id, token_hash = await new_session(store, now)
     assert await rotate(store, session_id, token_hash, "g" * 64, now=now) == 0
-    await store.revoke_session(session_id, now=now + 1, reason="token_reuse")
+    await store.revoke_session(session_id, now=now + 1, reason="token_reuse", keep_until=now + 960)
     assert await rotate(store, session_id, token_hash, "h" * 64, now=now + 2) is None
     assert await rotate(store, session_id, "g" * 64, "i" * 64, now=now + 2) is None
     assert await store.find_token("h" * 64) is None and await store.find_token("i" * 64) is None
@@ -117,8 +117,8 @@ async def test_revoke_every_session_of_a_user(store: AuthStore) -> None:
     now = time.time()
     for _ in range(3):
         await new_session(store, now)
-    assert await store.revoke_user_sessions("u1", now=now, reason="logout_all") == 3
-    assert await store.revoke_user_sessions("u1", now=now, reason="logout_all") == 0
+    assert await store.revoke_user_sessions("u1", now=now, reason="logout_all", keep_until=now + 960) == 3
+    assert await store.revoke_user_sessions("u1", now=now, reason="logout_all", keep_until=now + 960) == 0
 
 
 POLICY = AuthPolicy(max_failures=5, backoff_base=1.0, backoff_max=900.0)
@@ -276,12 +276,12 @@ async def test_a_token_reads_back_with_its_session(store: AuthStore) -> None:
 async def test_a_revoked_session_keeps_its_first_time_and_reason(store: AuthStore) -> None:
     now = time.time()
     session_id, token_hash = await new_session(store, now)
-    assert await store.revoke_session(session_id, now=now, reason="token_reuse") == 1
-    assert await store.revoke_user_sessions("u1", now=now + 5, reason="logout_all") == 0
+    assert await store.revoke_session(session_id, now=now, reason="token_reuse", keep_until=now + 960) == 1
+    assert await store.revoke_user_sessions("u1", now=now + 5, reason="logout_all", keep_until=now + 960) == 0
     assert await store.session_revoked_reason(session_id) == "token_reuse"
     record = await store.find_token(token_hash)
     assert record is not None and record.session_revoked_at == pytest.approx(now)
-    assert await store.revoke_session(str(uuid.uuid4()), now=now, reason="logout") == 0
+    assert await store.revoke_session(str(uuid.uuid4()), now=now, reason="logout", keep_until=now + 960) == 0
 
 
 async def test_blocked_until_is_the_latest_back_off_among_the_keys(store: AuthStore) -> None:
@@ -310,3 +310,36 @@ async def test_a_device_token_is_bound_to_its_account_and_can_be_deleted(store: 
     assert await store.device_state(device) is None
     await store.delete_device(device)  # deleting twice is harmless
     assert await store.delete_user_devices("u7") == 0
+
+
+async def test_revocations_are_logged_in_order_with_a_cursor_and_purged_once_irrelevant(
+    store: AuthStore,
+) -> None:
+    now = time.time()
+    assert await store.last_revocation_cursor() == 0
+    sessions = [(await new_session(store, now))[0] for _ in range(3)]
+    await store.revoke_session(sessions[0], now=now, reason="logout", keep_until=now + 100)
+    kept = sessions[2]
+    assert (
+        await store.revoke_user_sessions(
+            "u1", now=now, reason="logout_others", keep_until=now + 100, except_session=kept
+        )
+        == 1
+    )
+    log = await store.revocations_since(after=0, logged_since=now + 1, now=now)
+    assert [r.session_id for r in log] == sessions[:2]
+    assert log[0].cursor < log[1].cursor == await store.last_revocation_cursor()
+    assert log[0].expires_at == now + 100
+    # Resuming after the first: only the second, unless it is within the late-commit window.
+    assert [
+        r.session_id
+        for r in await store.revocations_since(after=log[0].cursor, logged_since=now + 1, now=now)
+    ] == [sessions[1]]
+    assert len(await store.revocations_since(after=log[1].cursor, logged_since=now, now=now)) == 2
+    assert await store.revocations_since(after=log[1].cursor, logged_since=now + 1, now=now) == []
+    # Expired entries are not sent, and purged, except the newest (it holds the cursor).
+    assert await store.revocations_since(after=0, logged_since=now + 1, now=now + 101) == []
+    await store.purge(now=now + 101, tokens_expired_before=now - 7 * 86400, failures_before=now - 86400)
+    assert await store.last_revocation_cursor() == log[1].cursor
+    assert [s.session_id for s in await store.list_sessions("u1", now=now)] == [kept]
+    assert await store.session_owner(kept) == "u1" and await store.session_owner(sessions[0]) is None

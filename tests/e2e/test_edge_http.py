@@ -217,7 +217,11 @@ def test_grpcurl_lists_exactly_the_public_services_through_envoy(stack: Stack, g
 
 
 def test_grpcurl_cannot_describe_an_internal_service_through_envoy(stack: Stack, grpcurl: Grpcurl) -> None:
-    for symbol in ("pinexa.users.v1.UsersInternalService", "pinexa.data.v1.DataInternalService"):
+    for symbol in (
+        "pinexa.users.v1.UsersInternalService",
+        "pinexa.data.v1.DataInternalService",
+        "pinexa.auth.v1.AuthInternalService",
+    ):
         described = grpcurl("-plaintext", stack.envoy_address, "describe", symbol, timeout=10)
         assert described.returncode != 0
         assert "not found" in described.stderr.lower(), described.stderr
@@ -285,6 +289,11 @@ def test_an_internal_service_through_envoy_is_unimplemented_with_details(
             lambda: internal(b"", timeout=5, metadata=[("authorization", f"Bearer {account.access_token}")])
         )
         assert (code, reason, domain) == (grpc.StatusCode.UNIMPLEMENTED, "ROUTE_NOT_FOUND", "envoy")
+        # auth's revocation stream is internal too: no route at the edge.
+        stream = channel.unary_stream("/pinexa.auth.v1.AuthInternalService/WatchRevocations")
+        with pytest.raises(grpc.RpcError) as refused:
+            list(stream(b"", timeout=5, metadata=[("authorization", f"Bearer {account.access_token}")]))
+        assert refused.value.code() == grpc.StatusCode.UNIMPLEMENTED
 
 
 # ---- CORS, x-request-id, 405 ---------------------------------------------------------------------

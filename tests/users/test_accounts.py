@@ -205,13 +205,14 @@ async def test_update_validates_values(users: Users) -> None:
     error = await rpc_error(
         users.stub.UpdateUser(
             users_pb2.UpdateUserRequest(
-                user=users_pb2.User(id=user.id, password="short"), update_mask=_mask("email", "password")
+                user=users_pb2.User(id=user.id, display_name="x" * 101),
+                update_mask=_mask("email", "display_name"),
             ),
             metadata=users.auth(user),
         )
     )
     assert error.code() == Code.INVALID_ARGUMENT
-    assert set(field_violations(error)) == {"user.email", "user.password"}
+    assert set(field_violations(error)) == {"user.email", "user.display_name"}
 
 
 async def test_update_to_a_taken_email_is_already_exists(users: Users) -> None:
@@ -231,11 +232,36 @@ async def test_update_to_a_taken_email_is_already_exists(users: Users) -> None:
 
 
 async def test_password_change_takes_effect_for_login(users: Users) -> None:
+    """The internal ChangePassword (auth's, which throttles it): current password checked, the
+    new one's rules checked first, and the new one is what login checks from then on."""
     user = await users.sign_up()
-    await users.stub.UpdateUser(
-        users_pb2.UpdateUserRequest(user=users_pb2.User(id=user.id, password="a brand new secret")),
-        metadata=users.auth(user),
+    change = users_internal_pb2.ChangePasswordRequest(
+        user_id=user.id, current_password=PASSWORD, new_password="a brand new secret"
     )
+    wrong = await rpc_error(
+        users.internal.ChangePassword(
+            users_internal_pb2.ChangePasswordRequest(
+                user_id=user.id, current_password="not the password", new_password="a brand new secret"
+            )
+        ),
+        Code.UNAUTHENTICATED,
+        "INVALID_CREDENTIALS",
+    )
+    assert wrong.details() == "the current password is incorrect"
+    short = await rpc_error(
+        users.internal.ChangePassword(
+            users_internal_pb2.ChangePasswordRequest(
+                user_id=user.id, current_password=PASSWORD, new_password="x"
+            )
+        ),
+        Code.INVALID_ARGUMENT,
+    )
+    assert set(field_violations(short)) == {"new_password"}
+    before = await users.stub.GetUser(users_pb2.GetUserRequest(id=user.id), metadata=users.auth(user))
+    await users.internal.ChangePassword(change)
+    after = await users.stub.GetUser(users_pb2.GetUserRequest(id=user.id), metadata=users.auth(user))
+    assert after.etag != before.etag  # the account changed
+    await rpc_error(users.internal.ChangePassword(change), Code.UNAUTHENTICATED, "INVALID_CREDENTIALS")
     error = await rpc_error(
         users.internal.VerifyCredentials(
             users_internal_pb2.VerifyCredentialsRequest(username=user.username, password=PASSWORD)
@@ -471,11 +497,15 @@ async def test_passwords_and_hashes_never_reach_responses_or_logs(
     responses.append(user.SerializeToString())
     short = await rpc_error(users.sign_up("secretive2", password="tiny-pw"))
     duplicate = await rpc_error(users.sign_up("secretive", password=first))
-    updated = await users.stub.UpdateUser(
-        users_pb2.UpdateUserRequest(user=users_pb2.User(id=user.id, password=second)),
-        metadata=users.auth(user),
+    refused = await rpc_error(
+        users.stub.UpdateUser(
+            users_pb2.UpdateUserRequest(user=users_pb2.User(id=user.id, password=second)),
+            metadata=users.auth(user),
+        )
     )
-    responses.append(updated.SerializeToString())
+    await users.internal.ChangePassword(
+        users_internal_pb2.ChangePasswordRequest(user_id=user.id, current_password=first, new_password=second)
+    )
     wrong = await rpc_error(
         users.internal.VerifyCredentials(
             users_internal_pb2.VerifyCredentialsRequest(username="secretive", password=first)
@@ -489,7 +519,7 @@ async def test_passwords_and_hashes_never_reach_responses_or_logs(
     responses.append(listed.SerializeToString())
     await users.stub.DeleteUser(users_pb2.DeleteUserRequest(id=user.id), metadata=users.auth(user))
 
-    for error in (short, duplicate, wrong):
+    for error in (short, duplicate, wrong, refused):
         responses.append((error.details() or "").encode())
         responses.append(
             b"".join(value for _, value in error.trailing_metadata() if isinstance(value, bytes))

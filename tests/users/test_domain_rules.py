@@ -161,10 +161,10 @@ UPDATE_CASES: dict[str, tuple[str, UserPatch, str, dict[str, Any]]] = {
     ),
     "e-mail, trimmed": ("self", UserPatch(email=" Ada2@example.com "), "OK", {"email": "Ada2@example.com"}),
     "a taken e-mail": ("self", UserPatch(email="GRACE@example.com"), "ALREADY_EXISTS user.email", {}),
-    "an invalid e-mail and password": (
+    "an invalid e-mail and display name": (
         "self",
-        UserPatch(email="nope", password="short"),
-        "INVALID_INPUT user.email user.password",
+        UserPatch(email="nope", display_name="x" * 101),
+        "INVALID_INPUT user.display_name user.email",
         {},
     ),
     "own role in a mask": ("self", UserPatch(role="admin", role_in_mask=True), "ROLE_CHANGE_FORBIDDEN", {}),
@@ -229,9 +229,24 @@ async def test_of_two_updates_with_one_etag_exactly_one_wins(world: World) -> No
 
 async def test_a_password_change_takes_effect_for_login(world: World) -> None:
     ada = await world.sign_up("ada")
-    await world.domain.update(caller(ada.id), ada.id, UserPatch(password="a new long password"), "")
+    new = "a new long password"
+    assert await outcome(world.domain.change_password(ada.id, "not it at all", new)) == "INVALID_CREDENTIALS"
+    assert (
+        await outcome(world.domain.change_password(ada.id, PASSWORD, "short")) == "INVALID_INPUT new_password"
+    )
+    await world.domain.change_password(ada.id, PASSWORD, new)
     assert await outcome(world.domain.verify_credentials("ada", PASSWORD)) == "INVALID_CREDENTIALS"
-    assert (await world.domain.verify_credentials("ada", "a new long password")).user_id == ada.id
+    assert (await world.domain.verify_credentials("ada", new)).user_id == ada.id
+
+
+async def test_a_disabled_account_is_refused_only_with_the_right_password(world: World) -> None:
+    ada = await world.sign_up("ada")
+    await world.domain.set_disabled(ada.id, disabled=True)
+    assert await outcome(world.domain.verify_credentials("ada", PASSWORD)) == "ACCOUNT_DISABLED"
+    assert await outcome(world.domain.verify_credentials("ada", "not it at all")) == "INVALID_CREDENTIALS"
+    assert (await world.domain.identity(ada.id)).disabled
+    await world.domain.set_disabled(ada.id, disabled=False)
+    assert (await world.domain.verify_credentials("ada", PASSWORD)).user_id == ada.id
 
 
 # ---- paging -----------------------------------------------------------------------------------

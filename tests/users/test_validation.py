@@ -108,13 +108,23 @@ def test_mask_changes_exactly_the_named_fields() -> None:
     patch = patch_from_request(_update(["display_name"], email="new@example.com", display_name=""))
     assert patch.display_name == ""  # named with an empty value: cleared
     assert patch.email is None  # sent but not named: unchanged
-    assert patch.password is None and patch.role is None
+    assert patch.role is None
 
 
-def test_mask_may_name_role_and_password() -> None:
-    patch = patch_from_request(_update(["role", "password"], role=users_pb2.User.ADMIN, password="p" * 12))
+def test_mask_may_name_role() -> None:
+    patch = patch_from_request(_update(["role"], role=users_pb2.User.ADMIN))
     assert patch.role == "admin" and patch.role_in_mask
-    assert patch.password == "p" * 12
+
+
+def test_a_password_is_refused_with_or_without_a_mask() -> None:
+    for request in (
+        _update(password="p" * 12),
+        _update(["display_name"], display_name="Ada", password="p" * 12),
+        _update(["password"]),
+    ):
+        with pytest.raises(InvalidArgument) as refused:
+            patch_from_request(request)
+        assert refused.value.reason == "PASSWORD_NOT_UPDATABLE"
 
 
 def test_without_mask_every_non_empty_field_changes() -> None:

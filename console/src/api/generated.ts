@@ -68,6 +68,23 @@ const injectedRtkApi = api
         }),
         invalidatesTags: ["AuthService"],
       }),
+      authServiceListSessions: build.query<
+        AuthServiceListSessionsApiResponse,
+        AuthServiceListSessionsApiArg
+      >({
+        query: () => ({ url: `/api/v1/auth/sessions` }),
+        providesTags: ["AuthService"],
+      }),
+      authServiceDeleteSession: build.mutation<
+        AuthServiceDeleteSessionApiResponse,
+        AuthServiceDeleteSessionApiArg
+      >({
+        query: (queryArg) => ({
+          url: `/api/v1/auth/sessions/${queryArg.id}`,
+          method: "DELETE",
+        }),
+        invalidatesTags: ["AuthService"],
+      }),
       dataServiceCreateItem: build.mutation<
         DataServiceCreateItemApiResponse,
         DataServiceCreateItemApiArg
@@ -212,6 +229,50 @@ const injectedRtkApi = api
         }),
         invalidatesTags: ["UserService"],
       }),
+      authServiceChangePassword: build.mutation<
+        AuthServiceChangePasswordApiResponse,
+        AuthServiceChangePasswordApiArg
+      >({
+        query: (queryArg) => ({
+          url: `/api/v1/users/${queryArg.id}:changePassword`,
+          method: "POST",
+          body: queryArg.body,
+        }),
+        invalidatesTags: ["AuthService"],
+      }),
+      authServiceDisableUser: build.mutation<
+        AuthServiceDisableUserApiResponse,
+        AuthServiceDisableUserApiArg
+      >({
+        query: (queryArg) => ({
+          url: `/api/v1/users/${queryArg.id}:disable`,
+          method: "POST",
+          body: queryArg.body,
+        }),
+        invalidatesTags: ["AuthService"],
+      }),
+      authServiceEnableUser: build.mutation<
+        AuthServiceEnableUserApiResponse,
+        AuthServiceEnableUserApiArg
+      >({
+        query: (queryArg) => ({
+          url: `/api/v1/users/${queryArg.id}:enable`,
+          method: "POST",
+          body: queryArg.body,
+        }),
+        invalidatesTags: ["AuthService"],
+      }),
+      authServiceSignOutUser: build.mutation<
+        AuthServiceSignOutUserApiResponse,
+        AuthServiceSignOutUserApiArg
+      >({
+        query: (queryArg) => ({
+          url: `/api/v1/users/${queryArg.id}:signOut`,
+          method: "POST",
+          body: queryArg.body,
+        }),
+        invalidatesTags: ["AuthService"],
+      }),
     }),
     overrideExisting: false,
   });
@@ -245,6 +306,15 @@ export type AuthServiceRefreshApiResponse =
   /** status 200 RefreshResponse is the new token pair. */ PinexaAuthV1RefreshResponse;
 export type AuthServiceRefreshApiArg = {
   pinexaAuthV1RefreshRequest: PinexaAuthV1RefreshRequest;
+};
+export type AuthServiceListSessionsApiResponse =
+  /** status 200 ListSessionsResponse is every live session of the caller. */ PinexaAuthV1ListSessionsResponse;
+export type AuthServiceListSessionsApiArg = void;
+export type AuthServiceDeleteSessionApiResponse =
+  /** status 200 DeleteSessionResponse has no fields. */ PinexaAuthV1DeleteSessionResponse;
+export type AuthServiceDeleteSessionApiArg = {
+  /** The session's id, from ListSessions. */
+  id: string;
 };
 export type DataServiceCreateItemApiResponse =
   /** status 200 Item is one data object owned by a user. */ PinexaDataV1ItemRead;
@@ -331,7 +401,7 @@ export type UserServiceUpdateUserApiResponse =
 export type UserServiceUpdateUserApiArg = {
   /** The account's id, a UUID assigned by the server. */
   id: any;
-  /** The fields to change: email, display_name, password, role (admin only). */
+  /** The fields to change: email, display_name, role (admin only). */
   updateMask?: string;
   pinexaUsersV1User: PinexaUsersV1UserWrite;
 };
@@ -340,7 +410,7 @@ export type UserServiceUpdateUser1ApiResponse =
 export type UserServiceUpdateUser1ApiArg = {
   /** The account's id, a UUID assigned by the server. */
   id: any;
-  /** The fields to change: email, display_name, password, role (admin only). */
+  /** The fields to change: email, display_name, role (admin only). */
   updateMask?: string;
   pinexaUsersV1User: PinexaUsersV1UserWrite;
 };
@@ -355,6 +425,39 @@ or the response type of an API method. For instance:
 export type UserServiceDeleteUserApiArg = {
   /** The account's id. */
   id: any;
+};
+export type AuthServiceChangePasswordApiResponse =
+  /** status 200 ChangePasswordResponse reports what was revoked. */ PinexaAuthV1ChangePasswordResponse;
+export type AuthServiceChangePasswordApiArg = {
+  /** The account's id: the caller's own. */
+  id: string;
+  body: {
+    /** The password now. */
+    current_password: string;
+    /** The new password, 10 to 256 characters. */
+    new_password: string;
+  };
+};
+export type AuthServiceDisableUserApiResponse =
+  /** status 200 DisableUserResponse reports what was revoked. */ PinexaAuthV1DisableUserResponse;
+export type AuthServiceDisableUserApiArg = {
+  /** The account's id. */
+  id: string;
+  body: {};
+};
+export type AuthServiceEnableUserApiResponse =
+  /** status 200 EnableUserResponse has no fields. */ PinexaAuthV1EnableUserResponse;
+export type AuthServiceEnableUserApiArg = {
+  /** The account's id. */
+  id: string;
+  body: {};
+};
+export type AuthServiceSignOutUserApiResponse =
+  /** status 200 SignOutUserResponse reports what was revoked. */ PinexaAuthV1SignOutUserResponse;
+export type AuthServiceSignOutUserApiArg = {
+  /** The account's id. */
+  id: string;
+  body: {};
 };
 export type PinexaAuthV1JsonWebKey = {
   /** The key id, matched against the "kid" header of a token. */
@@ -511,6 +614,9 @@ export type PinexaUsersV1UserRead = {
   updated_at?: string;
   /** An opaque version tag for optimistic concurrency (AIP-154). */
   etag?: string;
+  /** True when an admin has disabled the account: it cannot log in or refresh. Changed only by
+    AuthService.DisableUser and EnableUser. */
+  disabled?: boolean;
 };
 export type PinexaUsersV1UserWrite = {
   /** The login name: 3 to 32 characters from [a-z0-9_.-], unique regardless of case. */
@@ -523,7 +629,8 @@ export type PinexaUsersV1UserWrite = {
   role?: PinexaUsersV1UserRole;
   /** An opaque version tag for optimistic concurrency (AIP-154). */
   etag?: string;
-  /** The new password, 10 to 256 characters. Accepted on input, never returned. */
+  /** The password, 10 to 256 characters: accepted only by CreateUser, never returned. To change
+    it, use AuthService.ChangePassword (or a password reset). */
   password?: any;
 };
 export type PinexaAuthV1LoginResponse = {
@@ -560,6 +667,9 @@ export type PinexaAuthV1LogoutRequest = {
   refresh_token: string;
   /** End every session of the caller; needs a valid access token. */
   all_sessions?: boolean;
+  /** End every session of the caller except the one its access token belongs to; needs a valid
+    access token. refresh_token may then be empty. */
+  other_sessions?: boolean;
 };
 export type PinexaAuthV1RefreshResponse = {
   /** A signed JWT to send as "Authorization: Bearer <token>". */
@@ -575,6 +685,25 @@ export type PinexaAuthV1RefreshRequest = {
   /** The refresh token from Login or from the previous Refresh. */
   refresh_token: string;
 };
+export type PinexaAuthV1Session = {
+  /** The session's id, the "sid" claim of its access tokens. */
+  id?: string;
+  /** When the login happened. */
+  created_at?: string;
+  /** When the session last logged in or refreshed. */
+  last_used_at?: string;
+  /** The User-Agent the client sent when it last logged in or refreshed (at most 256 characters). */
+  user_agent?: string;
+  /** The client's address as Envoy saw it when it last logged in or refreshed. */
+  client_address?: string;
+  /** True for the session of the access token this call was made with. */
+  current?: boolean;
+};
+export type PinexaAuthV1ListSessionsResponse = {
+  /** The sessions, newest first. */
+  sessions?: PinexaAuthV1Session[];
+};
+export type PinexaAuthV1DeleteSessionResponse = {};
 export type PinexaDataV1ItemStatus = "DRAFT" | "PUBLISHED" | "ARCHIVED";
 export type PinexaDataV1AttributeValue9 = (null | boolean | number) | string;
 export type PinexaDataV1AttributeValue8 =
@@ -694,6 +823,19 @@ export type PinexaUsersV1ListUsersResponseWrite = {
   /** Pass this as page_token to get the next page; empty on the last page. */
   next_page_token?: string;
 };
+export type PinexaAuthV1ChangePasswordResponse = {
+  /** How many other sessions of the account were ended. */
+  revoked_sessions?: number;
+};
+export type PinexaAuthV1DisableUserResponse = {
+  /** How many sessions were ended. */
+  revoked_sessions?: number;
+};
+export type PinexaAuthV1EnableUserResponse = {};
+export type PinexaAuthV1SignOutUserResponse = {
+  /** How many sessions were ended. */
+  revoked_sessions?: number;
+};
 export const {
   useAuthServiceGetJwksQuery,
   useLazyAuthServiceGetJwksQuery,
@@ -703,6 +845,9 @@ export const {
   useAuthServiceLoginMutation,
   useAuthServiceLogoutMutation,
   useAuthServiceRefreshMutation,
+  useAuthServiceListSessionsQuery,
+  useLazyAuthServiceListSessionsQuery,
+  useAuthServiceDeleteSessionMutation,
   useDataServiceCreateItemMutation,
   useDataServiceListItemsQuery,
   useLazyDataServiceListItemsQuery,
@@ -719,4 +864,8 @@ export const {
   useUserServiceUpdateUserMutation,
   useUserServiceUpdateUser1Mutation,
   useUserServiceDeleteUserMutation,
+  useAuthServiceChangePasswordMutation,
+  useAuthServiceDisableUserMutation,
+  useAuthServiceEnableUserMutation,
+  useAuthServiceSignOutUserMutation,
 } = injectedRtkApi;

@@ -50,6 +50,36 @@ class AuthServiceStub:
                 request_serializer=pinexa_dot_auth_dot_v1_dot_auth__pb2.LogoutRequest.SerializeToString,
                 response_deserializer=pinexa_dot_auth_dot_v1_dot_auth__pb2.LogoutResponse.FromString,
                 _registered_method=True)
+        self.ListSessions = channel.unary_unary(
+                '/pinexa.auth.v1.AuthService/ListSessions',
+                request_serializer=pinexa_dot_auth_dot_v1_dot_auth__pb2.ListSessionsRequest.SerializeToString,
+                response_deserializer=pinexa_dot_auth_dot_v1_dot_auth__pb2.ListSessionsResponse.FromString,
+                _registered_method=True)
+        self.DeleteSession = channel.unary_unary(
+                '/pinexa.auth.v1.AuthService/DeleteSession',
+                request_serializer=pinexa_dot_auth_dot_v1_dot_auth__pb2.DeleteSessionRequest.SerializeToString,
+                response_deserializer=pinexa_dot_auth_dot_v1_dot_auth__pb2.DeleteSessionResponse.FromString,
+                _registered_method=True)
+        self.SignOutUser = channel.unary_unary(
+                '/pinexa.auth.v1.AuthService/SignOutUser',
+                request_serializer=pinexa_dot_auth_dot_v1_dot_auth__pb2.SignOutUserRequest.SerializeToString,
+                response_deserializer=pinexa_dot_auth_dot_v1_dot_auth__pb2.SignOutUserResponse.FromString,
+                _registered_method=True)
+        self.DisableUser = channel.unary_unary(
+                '/pinexa.auth.v1.AuthService/DisableUser',
+                request_serializer=pinexa_dot_auth_dot_v1_dot_auth__pb2.DisableUserRequest.SerializeToString,
+                response_deserializer=pinexa_dot_auth_dot_v1_dot_auth__pb2.DisableUserResponse.FromString,
+                _registered_method=True)
+        self.EnableUser = channel.unary_unary(
+                '/pinexa.auth.v1.AuthService/EnableUser',
+                request_serializer=pinexa_dot_auth_dot_v1_dot_auth__pb2.EnableUserRequest.SerializeToString,
+                response_deserializer=pinexa_dot_auth_dot_v1_dot_auth__pb2.EnableUserResponse.FromString,
+                _registered_method=True)
+        self.ChangePassword = channel.unary_unary(
+                '/pinexa.auth.v1.AuthService/ChangePassword',
+                request_serializer=pinexa_dot_auth_dot_v1_dot_auth__pb2.ChangePasswordRequest.SerializeToString,
+                response_deserializer=pinexa_dot_auth_dot_v1_dot_auth__pb2.ChangePasswordResponse.FromString,
+                _registered_method=True)
         self.GetJwks = channel.unary_unary(
                 '/pinexa.auth.v1.AuthService/GetJwks',
                 request_serializer=pinexa_dot_auth_dot_v1_dot_auth__pb2.GetJwksRequest.SerializeToString,
@@ -77,7 +107,54 @@ class AuthServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Logout(self, request, context):
-        """Logout revokes a refresh token's family, or with all_sessions every session of the caller.
+        """Logout revokes a refresh token's family, or with all_sessions every session of the caller,
+        or with other_sessions every session of the caller but the one of its access token.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListSessions(self, request, context):
+        """ListSessions lists the caller's live sessions, newest first, and marks the current one.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteSession(self, request, context):
+        """DeleteSession ends one of the caller's own sessions: its refresh token stops working at
+        once and its access tokens are refused everywhere within 2 seconds.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SignOutUser(self, request, context):
+        """SignOutUser ends every session of an account. Admins only.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DisableUser(self, request, context):
+        """DisableUser disables an account: it can no longer log in or refresh, and every session of
+        it ends. Admins only; an admin cannot disable their own account.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def EnableUser(self, request, context):
+        """EnableUser lets a disabled account log in again. Admins only.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ChangePassword(self, request, context):
+        """ChangePassword changes the caller's own password, given the current one. Every other
+        session of the account ends; the caller's stays. A wrong current password is
+        INVALID_CREDENTIALS and counts toward login throttling.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -107,6 +184,36 @@ def add_AuthServiceServicer_to_server(servicer, server):
                     servicer.Logout,
                     request_deserializer=pinexa_dot_auth_dot_v1_dot_auth__pb2.LogoutRequest.FromString,
                     response_serializer=pinexa_dot_auth_dot_v1_dot_auth__pb2.LogoutResponse.SerializeToString,
+            ),
+            'ListSessions': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListSessions,
+                    request_deserializer=pinexa_dot_auth_dot_v1_dot_auth__pb2.ListSessionsRequest.FromString,
+                    response_serializer=pinexa_dot_auth_dot_v1_dot_auth__pb2.ListSessionsResponse.SerializeToString,
+            ),
+            'DeleteSession': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteSession,
+                    request_deserializer=pinexa_dot_auth_dot_v1_dot_auth__pb2.DeleteSessionRequest.FromString,
+                    response_serializer=pinexa_dot_auth_dot_v1_dot_auth__pb2.DeleteSessionResponse.SerializeToString,
+            ),
+            'SignOutUser': grpc.unary_unary_rpc_method_handler(
+                    servicer.SignOutUser,
+                    request_deserializer=pinexa_dot_auth_dot_v1_dot_auth__pb2.SignOutUserRequest.FromString,
+                    response_serializer=pinexa_dot_auth_dot_v1_dot_auth__pb2.SignOutUserResponse.SerializeToString,
+            ),
+            'DisableUser': grpc.unary_unary_rpc_method_handler(
+                    servicer.DisableUser,
+                    request_deserializer=pinexa_dot_auth_dot_v1_dot_auth__pb2.DisableUserRequest.FromString,
+                    response_serializer=pinexa_dot_auth_dot_v1_dot_auth__pb2.DisableUserResponse.SerializeToString,
+            ),
+            'EnableUser': grpc.unary_unary_rpc_method_handler(
+                    servicer.EnableUser,
+                    request_deserializer=pinexa_dot_auth_dot_v1_dot_auth__pb2.EnableUserRequest.FromString,
+                    response_serializer=pinexa_dot_auth_dot_v1_dot_auth__pb2.EnableUserResponse.SerializeToString,
+            ),
+            'ChangePassword': grpc.unary_unary_rpc_method_handler(
+                    servicer.ChangePassword,
+                    request_deserializer=pinexa_dot_auth_dot_v1_dot_auth__pb2.ChangePasswordRequest.FromString,
+                    response_serializer=pinexa_dot_auth_dot_v1_dot_auth__pb2.ChangePasswordResponse.SerializeToString,
             ),
             'GetJwks': grpc.unary_unary_rpc_method_handler(
                     servicer.GetJwks,
@@ -196,6 +303,168 @@ class AuthService:
             '/pinexa.auth.v1.AuthService/Logout',
             pinexa_dot_auth_dot_v1_dot_auth__pb2.LogoutRequest.SerializeToString,
             pinexa_dot_auth_dot_v1_dot_auth__pb2.LogoutResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListSessions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pinexa.auth.v1.AuthService/ListSessions',
+            pinexa_dot_auth_dot_v1_dot_auth__pb2.ListSessionsRequest.SerializeToString,
+            pinexa_dot_auth_dot_v1_dot_auth__pb2.ListSessionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteSession(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pinexa.auth.v1.AuthService/DeleteSession',
+            pinexa_dot_auth_dot_v1_dot_auth__pb2.DeleteSessionRequest.SerializeToString,
+            pinexa_dot_auth_dot_v1_dot_auth__pb2.DeleteSessionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SignOutUser(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pinexa.auth.v1.AuthService/SignOutUser',
+            pinexa_dot_auth_dot_v1_dot_auth__pb2.SignOutUserRequest.SerializeToString,
+            pinexa_dot_auth_dot_v1_dot_auth__pb2.SignOutUserResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DisableUser(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pinexa.auth.v1.AuthService/DisableUser',
+            pinexa_dot_auth_dot_v1_dot_auth__pb2.DisableUserRequest.SerializeToString,
+            pinexa_dot_auth_dot_v1_dot_auth__pb2.DisableUserResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EnableUser(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pinexa.auth.v1.AuthService/EnableUser',
+            pinexa_dot_auth_dot_v1_dot_auth__pb2.EnableUserRequest.SerializeToString,
+            pinexa_dot_auth_dot_v1_dot_auth__pb2.EnableUserResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ChangePassword(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pinexa.auth.v1.AuthService/ChangePassword',
+            pinexa_dot_auth_dot_v1_dot_auth__pb2.ChangePasswordRequest.SerializeToString,
+            pinexa_dot_auth_dot_v1_dot_auth__pb2.ChangePasswordResponse.FromString,
             options,
             channel_credentials,
             insecure,

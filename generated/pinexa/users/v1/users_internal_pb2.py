@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from pinexa.users.v1 import users_pb2 as pinexa_dot_users_dot_v1_dot_users__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$pinexa/users/v1/users_internal.proto\x12\x0fpinexa.users.v1\x1a\x1bpinexa/users/v1/users.proto\">\n\x18VerifyCredentialsRequest\x12\x10\n\x08username\x18\x01 \x01(\t\x12\x10\n\x08password\x18\x02 \x01(\t\"h\n\x19VerifyCredentialsResponse\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12(\n\x04role\x18\x02 \x01(\x0e\x32\x1a.pinexa.users.v1.User.Role\x12\x10\n\x08username\x18\x03 \x01(\t\"%\n\x12GetIdentityRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\"b\n\x13GetIdentityResponse\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12(\n\x04role\x18\x02 \x01(\x0e\x32\x1a.pinexa.users.v1.User.Role\x12\x10\n\x08username\x18\x03 \x01(\t\"$\n\x13ResolveLoginRequest\x12\r\n\x05login\x18\x01 \x01(\t\"\'\n\x14ResolveLoginResponse\x12\x0f\n\x07user_id\x18\x01 \x01(\t2\xbf\x02\n\x14UsersInternalService\x12l\n\x11VerifyCredentials\x12).pinexa.users.v1.VerifyCredentialsRequest\x1a*.pinexa.users.v1.VerifyCredentialsResponse\"\x00\x12Z\n\x0bGetIdentity\x12#.pinexa.users.v1.GetIdentityRequest\x1a$.pinexa.users.v1.GetIdentityResponse\"\x00\x12]\n\x0cResolveLogin\x12$.pinexa.users.v1.ResolveLoginRequest\x1a%.pinexa.users.v1.ResolveLoginResponse\"\x00\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$pinexa/users/v1/users_internal.proto\x12\x0fpinexa.users.v1\x1a\x1bpinexa/users/v1/users.proto\">\n\x18VerifyCredentialsRequest\x12\x10\n\x08username\x18\x01 \x01(\t\x12\x10\n\x08password\x18\x02 \x01(\t\"h\n\x19VerifyCredentialsResponse\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12(\n\x04role\x18\x02 \x01(\x0e\x32\x1a.pinexa.users.v1.User.Role\x12\x10\n\x08username\x18\x03 \x01(\t\"%\n\x12GetIdentityRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\"t\n\x13GetIdentityResponse\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12(\n\x04role\x18\x02 \x01(\x0e\x32\x1a.pinexa.users.v1.User.Role\x12\x10\n\x08username\x18\x03 \x01(\t\x12\x10\n\x08\x64isabled\x18\x04 \x01(\x08\"$\n\x13ResolveLoginRequest\x12\r\n\x05login\x18\x01 \x01(\t\"\'\n\x14ResolveLoginResponse\x12\x0f\n\x07user_id\x18\x01 \x01(\t\"X\n\x15\x43hangePasswordRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x18\n\x10\x63urrent_password\x18\x02 \x01(\t\x12\x14\n\x0cnew_password\x18\x03 \x01(\t\"\x18\n\x16\x43hangePasswordResponse\"7\n\x12SetDisabledRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x10\n\x08\x64isabled\x18\x02 \x01(\x08\"\x15\n\x13SetDisabledResponse2\x80\x04\n\x14UsersInternalService\x12l\n\x11VerifyCredentials\x12).pinexa.users.v1.VerifyCredentialsRequest\x1a*.pinexa.users.v1.VerifyCredentialsResponse\"\x00\x12Z\n\x0bGetIdentity\x12#.pinexa.users.v1.GetIdentityRequest\x1a$.pinexa.users.v1.GetIdentityResponse\"\x00\x12]\n\x0cResolveLogin\x12$.pinexa.users.v1.ResolveLoginRequest\x1a%.pinexa.users.v1.ResolveLoginResponse\"\x00\x12\x63\n\x0e\x43hangePassword\x12&.pinexa.users.v1.ChangePasswordRequest\x1a\'.pinexa.users.v1.ChangePasswordResponse\"\x00\x12Z\n\x0bSetDisabled\x12#.pinexa.users.v1.SetDisabledRequest\x1a$.pinexa.users.v1.SetDisabledResponse\"\x00\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -39,11 +39,19 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETIDENTITYREQUEST']._serialized_start=256
   _globals['_GETIDENTITYREQUEST']._serialized_end=293
   _globals['_GETIDENTITYRESPONSE']._serialized_start=295
-  _globals['_GETIDENTITYRESPONSE']._serialized_end=393
-  _globals['_RESOLVELOGINREQUEST']._serialized_start=395
-  _globals['_RESOLVELOGINREQUEST']._serialized_end=431
-  _globals['_RESOLVELOGINRESPONSE']._serialized_start=433
-  _globals['_RESOLVELOGINRESPONSE']._serialized_end=472
-  _globals['_USERSINTERNALSERVICE']._serialized_start=475
-  _globals['_USERSINTERNALSERVICE']._serialized_end=794
+  _globals['_GETIDENTITYRESPONSE']._serialized_end=411
+  _globals['_RESOLVELOGINREQUEST']._serialized_start=413
+  _globals['_RESOLVELOGINREQUEST']._serialized_end=449
+  _globals['_RESOLVELOGINRESPONSE']._serialized_start=451
+  _globals['_RESOLVELOGINRESPONSE']._serialized_end=490
+  _globals['_CHANGEPASSWORDREQUEST']._serialized_start=492
+  _globals['_CHANGEPASSWORDREQUEST']._serialized_end=580
+  _globals['_CHANGEPASSWORDRESPONSE']._serialized_start=582
+  _globals['_CHANGEPASSWORDRESPONSE']._serialized_end=606
+  _globals['_SETDISABLEDREQUEST']._serialized_start=608
+  _globals['_SETDISABLEDREQUEST']._serialized_end=663
+  _globals['_SETDISABLEDRESPONSE']._serialized_start=665
+  _globals['_SETDISABLEDRESPONSE']._serialized_end=686
+  _globals['_USERSINTERNALSERVICE']._serialized_start=689
+  _globals['_USERSINTERNALSERVICE']._serialized_end=1201
 # @@protoc_insertion_point(module_scope)

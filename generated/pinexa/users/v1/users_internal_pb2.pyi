@@ -30,14 +30,16 @@ class GetIdentityRequest(_message.Message):
     def __init__(self, user_id: _Optional[str] = ...) -> None: ...
 
 class GetIdentityResponse(_message.Message):
-    __slots__ = ("user_id", "role", "username")
+    __slots__ = ("user_id", "role", "username", "disabled")
     USER_ID_FIELD_NUMBER: _ClassVar[int]
     ROLE_FIELD_NUMBER: _ClassVar[int]
     USERNAME_FIELD_NUMBER: _ClassVar[int]
+    DISABLED_FIELD_NUMBER: _ClassVar[int]
     user_id: str
     role: _users_pb2.User.Role
     username: str
-    def __init__(self, user_id: _Optional[str] = ..., role: _Optional[_Union[_users_pb2.User.Role, str]] = ..., username: _Optional[str] = ...) -> None: ...
+    disabled: bool
+    def __init__(self, user_id: _Optional[str] = ..., role: _Optional[_Union[_users_pb2.User.Role, str]] = ..., username: _Optional[str] = ..., disabled: _Optional[bool] = ...) -> None: ...
 
 class ResolveLoginRequest(_message.Message):
     __slots__ = ("login",)
@@ -50,3 +52,29 @@ class ResolveLoginResponse(_message.Message):
     USER_ID_FIELD_NUMBER: _ClassVar[int]
     user_id: str
     def __init__(self, user_id: _Optional[str] = ...) -> None: ...
+
+class ChangePasswordRequest(_message.Message):
+    __slots__ = ("user_id", "current_password", "new_password")
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    CURRENT_PASSWORD_FIELD_NUMBER: _ClassVar[int]
+    NEW_PASSWORD_FIELD_NUMBER: _ClassVar[int]
+    user_id: str
+    current_password: str
+    new_password: str
+    def __init__(self, user_id: _Optional[str] = ..., current_password: _Optional[str] = ..., new_password: _Optional[str] = ...) -> None: ...
+
+class ChangePasswordResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class SetDisabledRequest(_message.Message):
+    __slots__ = ("user_id", "disabled")
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    DISABLED_FIELD_NUMBER: _ClassVar[int]
+    user_id: str
+    disabled: bool
+    def __init__(self, user_id: _Optional[str] = ..., disabled: _Optional[bool] = ...) -> None: ...
+
+class SetDisabledResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...

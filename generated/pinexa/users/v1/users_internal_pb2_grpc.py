@@ -50,6 +50,16 @@ class UsersInternalServiceStub:
                 request_serializer=pinexa_dot_users_dot_v1_dot_users__internal__pb2.ResolveLoginRequest.SerializeToString,
                 response_deserializer=pinexa_dot_users_dot_v1_dot_users__internal__pb2.ResolveLoginResponse.FromString,
                 _registered_method=True)
+        self.ChangePassword = channel.unary_unary(
+                '/pinexa.users.v1.UsersInternalService/ChangePassword',
+                request_serializer=pinexa_dot_users_dot_v1_dot_users__internal__pb2.ChangePasswordRequest.SerializeToString,
+                response_deserializer=pinexa_dot_users_dot_v1_dot_users__internal__pb2.ChangePasswordResponse.FromString,
+                _registered_method=True)
+        self.SetDisabled = channel.unary_unary(
+                '/pinexa.users.v1.UsersInternalService/SetDisabled',
+                request_serializer=pinexa_dot_users_dot_v1_dot_users__internal__pb2.SetDisabledRequest.SerializeToString,
+                response_deserializer=pinexa_dot_users_dot_v1_dot_users__internal__pb2.SetDisabledResponse.FromString,
+                _registered_method=True)
 
 
 class UsersInternalServiceServicer:
@@ -82,6 +92,22 @@ class UsersInternalServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ChangePassword(self, request, context):
+        """ChangePassword sets a new password after checking the current one. Called by auth, which
+        throttles the attempts. A wrong current password is UNAUTHENTICATED INVALID_CREDENTIALS; a
+        new password against the rules is INVALID_ARGUMENT naming new_password.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetDisabled(self, request, context):
+        """SetDisabled disables or enables an account. Called by auth for an admin.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_UsersInternalServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -99,6 +125,16 @@ def add_UsersInternalServiceServicer_to_server(servicer, server):
                     servicer.ResolveLogin,
                     request_deserializer=pinexa_dot_users_dot_v1_dot_users__internal__pb2.ResolveLoginRequest.FromString,
                     response_serializer=pinexa_dot_users_dot_v1_dot_users__internal__pb2.ResolveLoginResponse.SerializeToString,
+            ),
+            'ChangePassword': grpc.unary_unary_rpc_method_handler(
+                    servicer.ChangePassword,
+                    request_deserializer=pinexa_dot_users_dot_v1_dot_users__internal__pb2.ChangePasswordRequest.FromString,
+                    response_serializer=pinexa_dot_users_dot_v1_dot_users__internal__pb2.ChangePasswordResponse.SerializeToString,
+            ),
+            'SetDisabled': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetDisabled,
+                    request_deserializer=pinexa_dot_users_dot_v1_dot_users__internal__pb2.SetDisabledRequest.FromString,
+                    response_serializer=pinexa_dot_users_dot_v1_dot_users__internal__pb2.SetDisabledResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -183,6 +219,60 @@ class UsersInternalService:
             '/pinexa.users.v1.UsersInternalService/ResolveLogin',
             pinexa_dot_users_dot_v1_dot_users__internal__pb2.ResolveLoginRequest.SerializeToString,
             pinexa_dot_users_dot_v1_dot_users__internal__pb2.ResolveLoginResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ChangePassword(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pinexa.users.v1.UsersInternalService/ChangePassword',
+            pinexa_dot_users_dot_v1_dot_users__internal__pb2.ChangePasswordRequest.SerializeToString,
+            pinexa_dot_users_dot_v1_dot_users__internal__pb2.ChangePasswordResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetDisabled(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pinexa.users.v1.UsersInternalService/SetDisabled',
+            pinexa_dot_users_dot_v1_dot_users__internal__pb2.SetDisabledRequest.SerializeToString,
+            pinexa_dot_users_dot_v1_dot_users__internal__pb2.SetDisabledResponse.FromString,
             options,
             channel_credentials,
             insecure,

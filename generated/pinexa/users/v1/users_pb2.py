@@ -29,7 +29,7 @@ from google.protobuf import field_mask_pb2 as google_dot_protobuf_dot_field__mas
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bpinexa/users/v1/users.proto\x12\x0fpinexa.users.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd0\x02\n\x04User\x12\x10\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03\x12\x10\n\x08username\x18\x02 \x01(\t\x12\r\n\x05\x65mail\x18\x03 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x04 \x01(\t\x12(\n\x04role\x18\x05 \x01(\x0e\x32\x1a.pinexa.users.v1.User.Role\x12\x34\n\ncreated_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x34\n\nupdated_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x0c\n\x04\x65tag\x18\x08 \x01(\t\x12\x1b\n\x08password\x18\t \x01(\tB\x04\xe2\x41\x01\x04H\x00\x88\x01\x01\"1\n\x04Role\x12\x14\n\x10ROLE_UNSPECIFIED\x10\x00\x12\x08\n\x04USER\x10\x01\x12\t\n\x05\x41\x44MIN\x10\x02\x42\x0b\n\t_password\">\n\x11\x43reateUserRequest\x12)\n\x04user\x18\x01 \x01(\x0b\x32\x15.pinexa.users.v1.UserB\x04\xe2\x41\x01\x02\"\"\n\x0eGetUserRequest\x12\x10\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"\x0e\n\x0cGetMeRequest\"9\n\x10ListUsersRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"R\n\x11ListUsersResponse\x12$\n\x05users\x18\x01 \x03(\x0b\x32\x15.pinexa.users.v1.User\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"o\n\x11UpdateUserRequest\x12)\n\x04user\x18\x01 \x01(\x0b\x32\x15.pinexa.users.v1.UserB\x04\xe2\x41\x01\x02\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"%\n\x11\x44\x65leteUserRequest\x12\x10\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x32\x9f\x05\n\x0bUserService\x12y\n\nCreateUser\x12\".pinexa.users.v1.CreateUserRequest\x1a\x15.pinexa.users.v1.User\"0\x82\xd3\xe4\x93\x02*\"\r/api/v1/users:\x04userZ\x13\"\x0b/api/signup:\x04user\x12]\n\x07GetUser\x12\x1f.pinexa.users.v1.GetUserRequest\x1a\x15.pinexa.users.v1.User\"\x1a\x82\xd3\xe4\x93\x02\x14\x12\x12/api/v1/users/{id}\x12S\n\x05GetMe\x12\x1d.pinexa.users.v1.GetMeRequest\x1a\x15.pinexa.users.v1.User\"\x14\x82\xd3\xe4\x93\x02\x0e\x12\x0c/api/profile\x12i\n\tListUsers\x12!.pinexa.users.v1.ListUsersRequest\x1a\".pinexa.users.v1.ListUsersResponse\"\x15\x82\xd3\xe4\x93\x02\x0f\x12\r/api/v1/users\x12\x8f\x01\n\nUpdateUser\x12\".pinexa.users.v1.UpdateUserRequest\x1a\x15.pinexa.users.v1.User\"F\x82\xd3\xe4\x93\x02@\x1a\x17/api/v1/users/{user.id}:\x04userZ\x1f\x32\x17/api/v1/users/{user.id}:\x04user\x12\x64\n\nDeleteUser\x12\".pinexa.users.v1.DeleteUserRequest\x1a\x16.google.protobuf.Empty\"\x1a\x82\xd3\xe4\x93\x02\x14*\x12/api/v1/users/{id}b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bpinexa/users/v1/users.proto\x12\x0fpinexa.users.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe8\x02\n\x04User\x12\x10\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03\x12\x10\n\x08username\x18\x02 \x01(\t\x12\r\n\x05\x65mail\x18\x03 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x04 \x01(\t\x12(\n\x04role\x18\x05 \x01(\x0e\x32\x1a.pinexa.users.v1.User.Role\x12\x34\n\ncreated_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x34\n\nupdated_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x0c\n\x04\x65tag\x18\x08 \x01(\t\x12\x1b\n\x08password\x18\t \x01(\tB\x04\xe2\x41\x01\x04H\x00\x88\x01\x01\x12\x16\n\x08\x64isabled\x18\n \x01(\x08\x42\x04\xe2\x41\x01\x03\"1\n\x04Role\x12\x14\n\x10ROLE_UNSPECIFIED\x10\x00\x12\x08\n\x04USER\x10\x01\x12\t\n\x05\x41\x44MIN\x10\x02\x42\x0b\n\t_password\">\n\x11\x43reateUserRequest\x12)\n\x04user\x18\x01 \x01(\x0b\x32\x15.pinexa.users.v1.UserB\x04\xe2\x41\x01\x02\"\"\n\x0eGetUserRequest\x12\x10\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"\x0e\n\x0cGetMeRequest\"9\n\x10ListUsersRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"R\n\x11ListUsersResponse\x12$\n\x05users\x18\x01 \x03(\x0b\x32\x15.pinexa.users.v1.User\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"o\n\x11UpdateUserRequest\x12)\n\x04user\x18\x01 \x01(\x0b\x32\x15.pinexa.users.v1.UserB\x04\xe2\x41\x01\x02\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"%\n\x11\x44\x65leteUserRequest\x12\x10\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x32\x9f\x05\n\x0bUserService\x12y\n\nCreateUser\x12\".pinexa.users.v1.CreateUserRequest\x1a\x15.pinexa.users.v1.User\"0\x82\xd3\xe4\x93\x02*\"\r/api/v1/users:\x04userZ\x13\"\x0b/api/signup:\x04user\x12]\n\x07GetUser\x12\x1f.pinexa.users.v1.GetUserRequest\x1a\x15.pinexa.users.v1.User\"\x1a\x82\xd3\xe4\x93\x02\x14\x12\x12/api/v1/users/{id}\x12S\n\x05GetMe\x12\x1d.pinexa.users.v1.GetMeRequest\x1a\x15.pinexa.users.v1.User\"\x14\x82\xd3\xe4\x93\x02\x0e\x12\x0c/api/profile\x12i\n\tListUsers\x12!.pinexa.users.v1.ListUsersRequest\x1a\".pinexa.users.v1.ListUsersResponse\"\x15\x82\xd3\xe4\x93\x02\x0f\x12\r/api/v1/users\x12\x8f\x01\n\nUpdateUser\x12\".pinexa.users.v1.UpdateUserRequest\x1a\x15.pinexa.users.v1.User\"F\x82\xd3\xe4\x93\x02@\x1a\x17/api/v1/users/{user.id}:\x04userZ\x1f\x32\x17/api/v1/users/{user.id}:\x04user\x12\x64\n\nDeleteUser\x12\".pinexa.users.v1.DeleteUserRequest\x1a\x16.google.protobuf.Empty\"\x1a\x82\xd3\xe4\x93\x02\x14*\x12/api/v1/users/{id}b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -44,6 +44,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_USER'].fields_by_name['updated_at']._serialized_options = b'\342A\001\003'
   _globals['_USER'].fields_by_name['password']._loaded_options = None
   _globals['_USER'].fields_by_name['password']._serialized_options = b'\342A\001\004'
+  _globals['_USER'].fields_by_name['disabled']._loaded_options = None
+  _globals['_USER'].fields_by_name['disabled']._serialized_options = b'\342A\001\003'
   _globals['_CREATEUSERREQUEST'].fields_by_name['user']._loaded_options = None
   _globals['_CREATEUSERREQUEST'].fields_by_name['user']._serialized_options = b'\342A\001\002'
   _globals['_GETUSERREQUEST'].fields_by_name['id']._loaded_options = None
@@ -65,23 +67,23 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_USERSERVICE'].methods_by_name['DeleteUser']._loaded_options = None
   _globals['_USERSERVICE'].methods_by_name['DeleteUser']._serialized_options = b'\202\323\344\223\002\024*\022/api/v1/users/{id}'
   _globals['_USER']._serialized_start=208
-  _globals['_USER']._serialized_end=544
-  _globals['_USER_ROLE']._serialized_start=482
-  _globals['_USER_ROLE']._serialized_end=531
-  _globals['_CREATEUSERREQUEST']._serialized_start=546
-  _globals['_CREATEUSERREQUEST']._serialized_end=608
-  _globals['_GETUSERREQUEST']._serialized_start=610
-  _globals['_GETUSERREQUEST']._serialized_end=644
-  _globals['_GETMEREQUEST']._serialized_start=646
-  _globals['_GETMEREQUEST']._serialized_end=660
-  _globals['_LISTUSERSREQUEST']._serialized_start=662
-  _globals['_LISTUSERSREQUEST']._serialized_end=719
-  _globals['_LISTUSERSRESPONSE']._serialized_start=721
-  _globals['_LISTUSERSRESPONSE']._serialized_end=803
-  _globals['_UPDATEUSERREQUEST']._serialized_start=805
-  _globals['_UPDATEUSERREQUEST']._serialized_end=916
-  _globals['_DELETEUSERREQUEST']._serialized_start=918
-  _globals['_DELETEUSERREQUEST']._serialized_end=955
-  _globals['_USERSERVICE']._serialized_start=958
-  _globals['_USERSERVICE']._serialized_end=1629
+  _globals['_USER']._serialized_end=568
+  _globals['_USER_ROLE']._serialized_start=506
+  _globals['_USER_ROLE']._serialized_end=555
+  _globals['_CREATEUSERREQUEST']._serialized_start=570
+  _globals['_CREATEUSERREQUEST']._serialized_end=632
+  _globals['_GETUSERREQUEST']._serialized_start=634
+  _globals['_GETUSERREQUEST']._serialized_end=668
+  _globals['_GETMEREQUEST']._serialized_start=670
+  _globals['_GETMEREQUEST']._serialized_end=684
+  _globals['_LISTUSERSREQUEST']._serialized_start=686
+  _globals['_LISTUSERSREQUEST']._serialized_end=743
+  _globals['_LISTUSERSRESPONSE']._serialized_start=745
+  _globals['_LISTUSERSRESPONSE']._serialized_end=827
+  _globals['_UPDATEUSERREQUEST']._serialized_start=829
+  _globals['_UPDATEUSERREQUEST']._serialized_end=940
+  _globals['_DELETEUSERREQUEST']._serialized_start=942
+  _globals['_DELETEUSERREQUEST']._serialized_end=979
+  _globals['_USERSERVICE']._serialized_start=982
+  _globals['_USERSERVICE']._serialized_end=1653
 # @@protoc_insertion_point(module_scope)
