@@ -40,6 +40,10 @@ OPENAPI = ROOT / "generated" / "openapi.json"
 DOCS_DIR = ROOT / "generated" / "docs"
 KUBERNETES_OPENAPI = ROOT / "k8s" / "base" / "envoy" / "openapi.json"
 KUBERNETES_DOCS_DIR = ROOT / "k8s" / "base" / "envoy" / "docs"
+KUBERNETES_CONSOLE_DIR = ROOT / "k8s" / "base" / "envoy" / "console"
+# The web console's files Envoy serves (built by devstack/console.py into console/dist/; copied
+# for the envoy-console ConfigMap by `make generate`).
+CONSOLE_FILES = ["index.html", "console.js.gz"]
 # The files of the /docs page (written by `make generate`, see scripts/generate.py).
 DOCS_FILES = ["index.html", "swagger-ui-bundle.js.gz", "swagger-ui.css.gz", "SWAGGER-UI-LICENSE"]
 # The strict-edge Lua filter: the generated table of fields per route, then the code using it.
@@ -47,11 +51,40 @@ STRICT_LUA_SOURCES = (ROOT / "generated" / "edge_schema.lua", ROOT / "envoy" / "
 STRICT_LUA_INDENT = " " * 26  # under `inline_string: |` in the template
 # Placeholders render() fills itself, and EnvoyParams fields that switch template sections.
 COMPUTED_PLACEHOLDERS = frozenset(
-    {"strict_lua", "cors_allow_origin_matchers", "method_not_allowed_mappers", "grpc_local_reply_mappers"}
+    {
+        "strict_lua",
+        "cors_allow_origin_matchers",
+        "method_not_allowed_mappers",
+        "grpc_local_reply_mappers",
+        "access_log_filter",
+        "console_pages_regex",
+    }
 )
 # Parameters the template sees only through a computed placeholder.
-RENDERED_INDIRECTLY = frozenset({"cors_allowed_origins"})
+RENDERED_INDIRECTLY = frozenset({"cors_allowed_origins", "access_log"})
 SECTION_SWITCHES = frozenset({"strict_edge", "tracing"})
+# The console's pages (react-router routes in console/src/App.tsx): each is answered with its
+# index.html (the SPA fallback), so a link such as /items works when opened directly. Any other
+# path stays the API's 404 ROUTE_NOT_FOUND.
+CONSOLE_PAGES = ("", "signin", "signup", "items", "profile", "admin/users", "admin/items")
+
+# ENVOY_ACCESS_LOG: which requests get Envoy's JSON access-log line on stdout.
+#   errors (default)  every answer that is not a success: HTTP status >= 400, a gRPC status other
+#                     than OK, or any response flag (upstream reset, no healthy upstream, ...).
+#                     Envoy's own refusals (401, 404, 413, 429, 503, ...) never reach a service, so
+#                     this is where they are seen; a success is logged by the service that
+#                     answered it (its "rpc" line, same request_id), so a line of Envoy's for it
+#                     too would only double the log volume and cost CPU per request.
+#   all               every request (the access log of a proxy without services logging behind it).
+#   off               none.
+ACCESS_LOG_CHOICES = ("errors", "all", "off")
+_ACCESS_LOG_ERRORS_FILTER = (
+    "filter: { or_filter: { filters: ["
+    "{ status_code_filter: { comparison: { op: GE, value: "
+    "{ default_value: 400, runtime_key: access_log.min_status } } } }, "
+    "{ grpc_status_filter: { statuses: [OK], exclude: true } }, "
+    "{ response_flag_filter: {} } ] } }"
+)
 
 GENERATED_HEADER = "# GENERATED from envoy/envoy.yaml.tmpl by envoy/render.py: do not edit by hand.\n"
 
@@ -84,6 +117,10 @@ class EnvoyParams:
     # GET /openapi.json and GET /docs are direct responses from these files.
     openapi_path: str = str(OPENAPI)
     docs_dir: str = str(DOCS_DIR)
+    # The web console (console/, built by devstack/console.py): GET / and its pages are
+    # direct responses from this folder's index.html and assets/console.js.gz. Empty: no console
+    # routes at all (the e2e suites).
+    console_dir: str = ""
     jwt_issuer: str = "pinexa-auth"
     jwt_audience: str = "pinexa"
     jwks_cache_duration: str = "30s"
@@ -120,6 +157,8 @@ class EnvoyParams:
     jwt_leeway_seconds: int = 30
     # The strict-edge Lua filter (envoy/strict.lua). Off only to measure what it costs.
     strict_edge: bool = True
+    # Which requests Envoy writes an access-log line for (ACCESS_LOG_CHOICES; ENVOY_ACCESS_LOG).
+    access_log: str = "errors"
     # Prometheus scrapes Envoy's stats on this port (GET /stats/prometheus only).
     stats_port: int = 9902
     # Spans over OTLP/gRPC to an OpenTelemetry collector at otlp_host:otlp_port (the tracing
@@ -144,6 +183,7 @@ def local_params(
     """The rendering `make run` and the e2e tests use."""
     params = EnvoyParams(
         cors_allowed_origins=tuple(cors_allowed_origins),
+        access_log=access_log_from_env(),
         listen_port=listen_port,
         admin_port=admin_port,
         auth_port=auth_port,
@@ -167,6 +207,7 @@ def kubernetes_params(*, cors_allowed_origins: Iterable[str] = ()) -> EnvoyParam
         descriptor_path="/etc/envoy/pinexa.pb",
         openapi_path="/etc/envoy/openapi.json",
         docs_dir="/etc/envoy-docs",
+        console_dir="/etc/envoy-console",
         health_interval="2s",
     )
 
@@ -182,6 +223,14 @@ def parse_origins(value: str) -> tuple[str, ...]:
             raise ValueError(f"CORS_ALLOWED_ORIGINS: {item!r} is not an origin like https://app.example.com")
         origins.append(item.rstrip("/"))
     return tuple(origins)
+
+
+def access_log_from_env() -> str:
+    """ENVOY_ACCESS_LOG (default `errors`): one of ACCESS_LOG_CHOICES."""
+    value = os.environ.get("ENVOY_ACCESS_LOG", "").strip().lower() or "errors"
+    if value not in ACCESS_LOG_CHOICES:
+        raise ValueError(f"ENVOY_ACCESS_LOG: {value!r} is not one of {', '.join(ACCESS_LOG_CHOICES)}")
+    return value
 
 
 def origins_from_env(default: Iterable[str]) -> tuple[str, ...]:
@@ -370,13 +419,26 @@ def template_values(params: EnvoyParams) -> dict[str, str]:
     values["cors_allow_origin_matchers"] = _cors_matchers(params.cors_allowed_origins)
     values["method_not_allowed_mappers"] = _method_not_allowed_mappers()
     values["grpc_local_reply_mappers"] = _grpc_local_reply_mappers()
+    del values["access_log"]
+    values["access_log_filter"] = {
+        "errors": _ACCESS_LOG_ERRORS_FILTER,
+        "all": "filter: null",
+        # never true: no HTTP status reaches 1000
+        "off": "filter: { status_code_filter: { comparison: { op: GE, value: "
+        "{ default_value: 1000, runtime_key: access_log.off } } } }",
+    }[params.access_log]
+    values["console_pages_regex"] = json.dumps("/(" + "|".join(re.escape(p) for p in CONSOLE_PAGES) + ")")
     return values
 
 
 def render(params: EnvoyParams) -> str:
     """The config text for `params`; fails on any placeholder the parameters do not fill."""
     lines, dropping = [], False
-    sections = {"strict-edge": params.strict_edge, "tracing": params.tracing}
+    sections = {
+        "strict-edge": params.strict_edge,
+        "tracing": params.tracing,
+        "console": bool(params.console_dir),
+    }
     for line in TEMPLATE.read_text().splitlines(keepends=True):
         marker = re.match(r"## ([a-z-]+):(begin|end)", line)
         if marker and marker.group(1) in sections:
@@ -400,11 +462,15 @@ def write(params: EnvoyParams, path: Path) -> Path:
 
 
 def write_kubernetes_files(
-    descriptor_set: Path = DESCRIPTOR_SET, openapi: Path = OPENAPI, docs_dir: Path = DOCS_DIR
+    descriptor_set: Path = DESCRIPTOR_SET,
+    openapi: Path = OPENAPI,
+    docs_dir: Path = DOCS_DIR,
+    console_dir: Path | None = None,
 ) -> list[Path]:
     """What `make generate` writes for kustomize's Envoy ConfigMaps: the KUBERNETES rendering and
     copies of the descriptor set and the OpenAPI document, side by side in k8s/base/envoy/, and
-    the /docs page in k8s/base/envoy/docs/ (CI checks them for drift)."""
+    the /docs page in k8s/base/envoy/docs/, and the web console in k8s/base/envoy/console/ (CI
+    checks them for drift)."""
     config = write(kubernetes_params(), KUBERNETES_CONFIG)
     KUBERNETES_DESCRIPTOR_SET.write_bytes(descriptor_set.read_bytes())
     KUBERNETES_OPENAPI.write_bytes(openapi.read_bytes())
@@ -414,6 +480,12 @@ def write_kubernetes_files(
         target = KUBERNETES_DOCS_DIR / name
         target.write_bytes((docs_dir / name).read_bytes())
         docs.append(target)
+    if console_dir is not None:  # the web console, for the envoy-console ConfigMap
+        KUBERNETES_CONSOLE_DIR.mkdir(parents=True, exist_ok=True)
+        for name in CONSOLE_FILES:
+            target = KUBERNETES_CONSOLE_DIR / name
+            target.write_bytes((console_dir / name).read_bytes())
+            docs.append(target)
     return [config, KUBERNETES_DESCRIPTOR_SET, KUBERNETES_OPENAPI, *docs]
 
 
@@ -424,7 +496,9 @@ def main(argv: list[str]) -> None:
     if which == "local":
         params = local_params(cors_allowed_origins=origins_from_env(DEV_CORS_ORIGINS))
     else:
-        params = kubernetes_params(cors_allowed_origins=origins_from_env(()))
+        params = replace(
+            kubernetes_params(cors_allowed_origins=origins_from_env(())), access_log=access_log_from_env()
+        )
     sys.stdout.write(render(with_tracing_from_env(params)))
 
 

@@ -20,6 +20,8 @@ from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
+import uvloop
+
 from services.kit import errortracking, tracing
 from services.kit.errors import PinexaError
 from services.kit.logs import configure_logging
@@ -51,7 +53,9 @@ def serve_command(
     """`serve`: build the service and serve gRPC on LISTEN_HOST:<where> until SIGTERM/SIGINT."""
 
     def run(args: argparse.Namespace, settings: S) -> int:
-        asyncio.run(serve(settings, create_service, port(settings)))
+        # uvloop, not asyncio's default loop: grpc.aio works on any asyncio loop (its completion
+        # queue wakes the loop through a file descriptor), and each call's loop work is cheaper.
+        uvloop.run(serve(settings, create_service, port(settings)))
         return 0
 
     return Command(

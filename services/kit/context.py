@@ -30,33 +30,43 @@ class Principal:
         return self.is_admin or self.user_id == user_id
 
 
-_principal: ContextVar[Principal | None] = ContextVar("pinexa_principal", default=None)
-_request_id: ContextVar[str] = ContextVar("pinexa_request_id", default="-")
-# On a public method, why a presented token was refused; require_principal() raises it.
-_auth_error: ContextVar[PinexaError | None] = ContextVar("pinexa_auth_error", default=None)
+class CallState:
+    """What the interceptor knows about the current RPC: one object in one context variable (set
+    once per call), filled in as authentication goes."""
+
+    __slots__ = ("auth_error", "principal", "request_id")
+
+    def __init__(self, request_id: str) -> None:
+        self.request_id = request_id
+        self.principal: Principal | None = None
+        # On a public method, why a presented token was refused; require_principal() raises it.
+        self.auth_error: PinexaError | None = None
+
+
+_call: ContextVar[CallState | None] = ContextVar("pinexa_call", default=None)
 
 
 def current_principal() -> Principal | None:
     """The caller of the current RPC, or None on a public method without a token."""
-    return _principal.get()
+    call = _call.get()
+    return None if call is None else call.principal
 
 
 def require_principal() -> Principal:
     """The caller of the current RPC; UNAUTHENTICATED when there is none."""
-    principal = _principal.get()
-    if principal is None:
-        error = _auth_error.get()
-        if error is not None:
-            raise error
-        raise Unauthenticated("a bearer access token is required", reason="TOKEN_MISSING")
-    return principal
+    call = _call.get()
+    if call is not None:
+        if call.principal is not None:
+            return call.principal
+        if call.auth_error is not None:
+            raise call.auth_error
+    raise Unauthenticated("a bearer access token is required", reason="TOKEN_MISSING")
 
 
 def current_request_id() -> str:
-    return _request_id.get()
+    call = _call.get()
+    return "-" if call is None else call.request_id
 
 
-# The interceptor sets these; everything else only reads.
-principal_var = _principal
-request_id_var = _request_id
-auth_error_var = _auth_error
+# The interceptor sets this; everything else only reads.
+call_var = _call

@@ -1,17 +1,26 @@
-"""The one server interceptor every service installs.
+"""The one interceptor every service installs, applied to each method's handler once.
 
 For each RPC, in order: take or make a request id; authenticate the caller (unless the method
 is public); refuse a request message that did not parse or has control characters in its text
 (services/kit/request_checks.py); run the handler; turn domain errors into a google.rpc.Status;
 log one line and record metrics. One wrapper rather than a stack of four keeps per-call overhead low.
+
+It is not a grpc.aio `ServerInterceptor` (those are asked for the handler on every call):
+`wrap_handler` builds the wrapped handler of a method once, when the service registers it
+(services/kit/wrapping.py), with everything that depends only on the method decided then — the
+authentication mode, the metric label children, the unary-as-stream reading of
+services/kit/request_stream.py. A call then costs one pass over its metadata, one context
+variable, and the work itself.
 """
 
 from __future__ import annotations
 
 import hmac
+import itertools
 import logging
+import os
+import secrets
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -19,7 +28,7 @@ import grpc
 from grpc.aio import AbortError
 
 from services.kit import metrics, tracing
-from services.kit.context import auth_error_var, principal_var, request_id_var
+from services.kit.context import CallState, call_var
 from services.kit.errors import (
     DependencyUnavailable,
     PinexaError,
@@ -33,8 +42,8 @@ from services.kit.request_checks import (
     tolerant_deserializer,
     unparsable_error,
 )
+from services.kit.request_stream import REQUEST_MESSAGE_TIMEOUT_SECONDS, complete_request
 from services.kit.tokens import TokenVerifier, bearer_token
-from services.kit.wrapping import WrappingInterceptor
 
 log = logging.getLogger("pinexa.rpc")
 
@@ -42,9 +51,29 @@ INTERNAL_TOKEN_HEADER = "x-pinexa-internal-token"  # noqa: S105 (a header name)
 _ALWAYS_PUBLIC_PREFIXES = ("/grpc.health.v1.", "/grpc.reflection.")
 
 Behavior = Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]
+Authenticate = Callable[[CallState, str | None, str | None], Awaitable[None]]
 
 
-class PinexaInterceptor(WrappingInterceptor):
+class _RequestIds:
+    """Ids for calls that bring no x-request-id: a random per-process prefix and a counter, as
+    unique as uuid4's and without its system call per call (a forked child draws its own prefix)."""
+
+    def __init__(self) -> None:
+        self._reset()
+        os.register_at_fork(after_in_child=self._reset)
+
+    def _reset(self) -> None:
+        self._prefix = secrets.token_hex(8)
+        self._counter = itertools.count(1)
+
+    def next(self) -> str:
+        return f"{self._prefix}{next(self._counter):016x}"
+
+
+_request_ids = _RequestIds()
+
+
+class PinexaInterceptor:
     """Request id, authentication, error mapping, logging and metrics for unary RPCs.
 
     `public_methods` need no token; a valid one is still used, and why an invalid one was refused
@@ -64,8 +93,8 @@ class PinexaInterceptor(WrappingInterceptor):
         translate_error: Callable[[Exception], PinexaError | None] | None = None,
         on_dependency_unavailable: Callable[[], None] | None = None,
         free_text_fields: frozenset[str] = frozenset(),
+        request_timeout: float = REQUEST_MESSAGE_TIMEOUT_SECONDS,
     ) -> None:
-        super().__init__()
         self._service = service
         # translate_error: the service's mapping of its store's own exceptions (a database
         # outage) to a PinexaError, so servicers need not wrap every call; on_dependency_unavailable:
@@ -78,47 +107,57 @@ class PinexaInterceptor(WrappingInterceptor):
         self._internal = internal_services
         self._internal_token = internal_token.encode()
         self._text = TextChecker(free_text_fields)
+        self._request_timeout = request_timeout
 
     def wrap_handler(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+        """The handler to serve `method` with, in place of `handler` (built once per method)."""
         service_name = method[1:].split("/", 1)[0]
         if handler.unary_stream is not None and service_name in self._internal:
             return self._wrap_internal_stream(guard_handler(handler, self._domain))
         if handler.unary_unary is None or method.startswith(_ALWAYS_PUBLIC_PREFIXES):
-            return guard_handler(handler, self._domain)  # health, reflection: parse failures only
-        if service_name in self._internal:
-            mode = "internal"
-        elif method in self._public:
-            mode = "public"
+            # health, reflection, streaming: parse failures only
+            guarded = guard_handler(handler, self._domain)
         else:
-            mode = "protected"
-        return grpc.unary_unary_rpc_method_handler(
-            self._wrap(handler.unary_unary, method, mode),
-            request_deserializer=tolerant_deserializer(handler.request_deserializer),
-            response_serializer=handler.response_serializer,
-        )
+            if service_name in self._internal:
+                authenticate = self._authenticate_internal
+            elif method in self._public:
+                authenticate = self._authenticate_public
+            else:
+                authenticate = self._authenticate_protected
+            guarded = grpc.unary_unary_rpc_method_handler(
+                self._wrap(handler.unary_unary, method, authenticate),
+                request_deserializer=tolerant_deserializer(handler.request_deserializer),
+                response_serializer=handler.response_serializer,
+            )
+        return complete_request(guarded, domain=self._domain, timeout=self._request_timeout)
 
-    def _wrap(self, behavior: Behavior, method: str, mode: str) -> Behavior:
+    def _wrap(self, behavior: Behavior, method: str, authenticate: Authenticate) -> Behavior:
         short_method = method.rsplit("/", 1)[-1]
         meter = metrics.MethodMetrics(method)
+        check_text = self._text.check
+        next_request_id = _request_ids.next
+        perf_counter = time.perf_counter
 
         async def wrapper(request: Any, context: grpc.aio.ServicerContext) -> Any:
-            metadata = dict(context.invocation_metadata() or ())
-            request_id = str(metadata.get("x-request-id") or uuid.uuid4().hex)
-            rid_token = request_id_var.set(request_id)
-            tracing.set_request_id(request_id)
+            authorization = request_id = internal_token = None
+            for key, value in context.invocation_metadata() or ():
+                if key == "authorization":
+                    authorization = value
+                elif key == "x-request-id":
+                    request_id = value
+                elif key == INTERNAL_TOKEN_HEADER:
+                    internal_token = value
+            call = CallState(str(request_id or next_request_id()))
+            reset = call_var.set(call)
+            tracing.set_request_id(call.request_id)
             meter.started()
-            principal_token = principal_var.set(None)
-            auth_error_token = auth_error_var.set(None)
-            started = time.perf_counter()
+            started = perf_counter()
             code = "OK"
-            user = "-"
             try:
                 if request is UNPARSABLE:
                     raise unparsable_error()
-                await self._authenticate(mode, metadata)
-                principal = principal_var.get()
-                user = principal.user_id if principal else "-"
-                self._text.check(request)
+                await authenticate(call, authorization, internal_token)
+                check_text(request)
                 return await behavior(request, context)
             except PinexaError as error:
                 code = error.code.name
@@ -141,16 +180,21 @@ class PinexaInterceptor(WrappingInterceptor):
                     self._note(translated)
                     await context.abort_with_status(translated.to_status(self._domain))
             finally:
-                elapsed = time.perf_counter() - started
+                elapsed = perf_counter() - started
                 meter.handled(code, elapsed)
                 tracing.record_code(code)
-                log.info(
-                    "rpc",
-                    extra={"method": method, "code": code, "ms": round(elapsed * 1000, 2), "user": user},
-                )
-                principal_var.reset(principal_token)
-                auth_error_var.reset(auth_error_token)
-                request_id_var.reset(rid_token)
+                if log.isEnabledFor(logging.INFO):
+                    principal = call.principal
+                    log.info(
+                        "rpc",
+                        extra={
+                            "method": method,
+                            "code": code,
+                            "ms": round(elapsed * 1000, 2),
+                            "user": principal.user_id if principal else "-",
+                        },
+                    )
+                call_var.reset(reset)
 
         return wrapper
 
@@ -160,8 +204,10 @@ class PinexaInterceptor(WrappingInterceptor):
         behavior = handler.unary_stream
 
         async def stream(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            metadata = context.invocation_metadata() or ()
+            token = next((value for key, value in metadata if key == INTERNAL_TOKEN_HEADER), None)
             try:
-                await self._authenticate("internal", dict(context.invocation_metadata() or ()))
+                await self._authenticate_internal(CallState("-"), None, token)
             except PinexaError as error:
                 await context.abort_with_status(error.to_status(self._domain))
             async for response in behavior(request, context):
@@ -177,28 +223,36 @@ class PinexaInterceptor(WrappingInterceptor):
         if isinstance(error, DependencyUnavailable) and self._on_unavailable is not None:
             self._on_unavailable()
 
-    async def _authenticate(self, mode: str, metadata: dict[str, Any]) -> None:
-        if mode == "internal":
-            if self._internal_token:
-                presented = str(metadata.get(INTERNAL_TOKEN_HEADER, "")).encode()
-                if not hmac.compare_digest(presented, self._internal_token):
-                    raise Unauthenticated(
-                        "this internal method needs the internal token", reason="INTERNAL_ONLY"
-                    )
-            return
-        token = bearer_token(metadata.get("authorization"))
+    async def _authenticate_internal(
+        self, call: CallState, authorization: str | None, internal_token: str | None
+    ) -> None:
+        if self._internal_token:
+            presented = str(internal_token or "").encode()
+            if not hmac.compare_digest(presented, self._internal_token):
+                raise Unauthenticated("this internal method needs the internal token", reason="INTERNAL_ONLY")
+
+    async def _authenticate_protected(
+        self, call: CallState, authorization: str | None, internal_token: str | None
+    ) -> None:
+        token = bearer_token(authorization)
         if not token:
-            if mode == "public":
-                return
             raise Unauthenticated("a bearer access token is required", reason="TOKEN_MISSING")
         if self._verifier is None:
             raise Unauthenticated("this service does not accept tokens", reason="TOKEN_INVALID")
+        call.principal = await self._verifier.verify(token)
+
+    async def _authenticate_public(
+        self, call: CallState, authorization: str | None, internal_token: str | None
+    ) -> None:
+        token = bearer_token(authorization)
+        if not token:
+            return
+        if self._verifier is None:
+            raise Unauthenticated("this service does not accept tokens", reason="TOKEN_INVALID")
         try:
-            principal_var.set(await self._verifier.verify(token))
+            call.principal = await self._verifier.verify(token)
         except PinexaError as error:
-            if mode != "public":
-                raise
-            auth_error_var.set(error)  # a public method goes on anonymously
+            call.auth_error = error  # a public method goes on anonymously
 
 
 def _code_name(context: grpc.aio.ServicerContext) -> str:

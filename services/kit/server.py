@@ -19,19 +19,20 @@ import logging
 import signal
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
 
 from services.kit import metrics, tracing
 from services.kit.edge_reflection import add_edge_reflection
 from services.kit.errors import PinexaError
 from services.kit.interceptor import PinexaInterceptor
 from services.kit.outage import OutageLog
-from services.kit.request_stream import CompleteRequestInterceptor
 from services.kit.settings import Settings
 from services.kit.tokens import TokenVerifier
+from services.kit.wrapping import WrappingRegistrar
 
 log = logging.getLogger(__name__)
 
@@ -114,14 +115,10 @@ class ServiceHost:
         self._check_lock = asyncio.Lock()
         self._recheck: asyncio.Task[None] | None = None
         self.server = grpc.aio.server(
-            # Outermost first: CompleteRequestInterceptor answers a unary call whose request message
-            # never arrives whole (instead of leaving it hanging), then the kit's interceptor runs.
-            # OpenTelemetry's server span (when tracing is on) encloses everything below it.
-            interceptors=[
-                *tracing.server_interceptors(),
-                CompleteRequestInterceptor(domain=f"pinexa.{spec.name}"),
-                self._interceptor,
-            ],
+            # The kit's interceptor is applied to each handler as it is registered (`registrar`
+            # below), so no call pays for it as a grpc.aio interceptor; only OpenTelemetry's server
+            # interceptor is one, when tracing is on (its span encloses everything below it).
+            interceptors=tracing.server_interceptors(),
             options=[
                 ("grpc.max_metadata_size", MAX_METADATA_BYTES),
                 ("grpc.absolute_max_metadata_size", MAX_METADATA_BYTES),
@@ -143,12 +140,20 @@ class ServiceHost:
                 ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
             ],
         )
-        spec.register(self.server)
-        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
-        reflection.enable_server_reflection(
-            [*spec.service_names, health.SERVICE_NAME, reflection.SERVICE_NAME], self.server
+        # Everything registers through this stand-in for the server, which wraps each handler
+        # once with the kit's interceptor (services/kit/wrapping.py).
+        registrar: Any = WrappingRegistrar(self.server, self._interceptor.wrap_handler)
+        spec.register(registrar)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, registrar)
+        # What reflection.enable_server_reflection does for a grpc.aio server (it tells one by
+        # its class, which the registrar is not).
+        reflection_pb2_grpc.add_ServerReflectionServicer_to_server(
+            reflection.aio.ReflectionServicer(
+                [*spec.service_names, health.SERVICE_NAME, reflection.SERVICE_NAME]
+            ),
+            registrar,
         )
-        add_edge_reflection(self.server)  # what Envoy serves as reflection: the public API only
+        add_edge_reflection(registrar)  # what Envoy serves as reflection: the public API only
         self._monitor: asyncio.Task[None] | None = None
         self._stopping = False
         self.port = 0

@@ -67,6 +67,7 @@ def to_checkout(kubernetes_config: str) -> str:
     files) pointed at their copies in this checkout, which Envoy reads at start."""
     return (
         kubernetes_config.replace("/etc/envoy-docs/", f"{envoy.KUBERNETES_DOCS_DIR}/")
+        .replace("/etc/envoy-console/", f"{envoy.KUBERNETES_CONSOLE_DIR}/")
         .replace("/etc/envoy/pinexa.pb", str(envoy.DESCRIPTOR_SET))
         .replace("/etc/envoy/openapi.json", str(envoy.KUBERNETES_OPENAPI))
     )
@@ -86,11 +87,16 @@ def test_committed_kubernetes_files_match_the_template() -> None:
         assert (envoy.KUBERNETES_DOCS_DIR / name).read_bytes() == (envoy.DOCS_DIR / name).read_bytes(), (
             f"k8s/base/envoy/docs/{name} is stale: run `make generate`"
         )
+    for name in envoy.CONSOLE_FILES:
+        assert (envoy.KUBERNETES_CONSOLE_DIR / name).exists(), (
+            f"k8s/base/envoy/console/{name}: run `make generate`"
+        )
 
 
 def test_the_two_renderings_differ_only_where_the_environments_do() -> None:
+    # The console is served where it is built (make run) or mounted (envoy-console).
     local = yaml.safe_load(
-        envoy.render(envoy.local_params())
+        envoy.render(envoy.local_params(console_dir="CONSOLE"))
         .replace(str(envoy.OPENAPI), "OPENAPI")
         .replace(str(envoy.DOCS_DIR), "DOCS")
     )
@@ -99,6 +105,7 @@ def test_the_two_renderings_differ_only_where_the_environments_do() -> None:
         envoy.render(envoy.kubernetes_params())
         .replace("/etc/envoy/openapi.json", "OPENAPI")
         .replace("/etc/envoy-docs", "DOCS")
+        .replace("/etc/envoy-console", "CONSOLE")
     )
 
     def listener(config: dict[str, object]) -> dict[str, object]:
@@ -267,6 +274,24 @@ def test_cors_origins_come_from_the_environment_or_none(monkeypatch: pytest.Monk
     assert '{ exact: "https://a.example" }' in envoy.render(
         envoy.kubernetes_params(cors_allowed_origins=["https://a.example"])
     )
+
+
+@pytest.mark.parametrize("choice", envoy.ACCESS_LOG_CHOICES)
+def test_every_access_log_choice_renders_a_valid_config(choice: str, tmp_path: Path) -> None:
+    params = envoy.local_params(listen_port=18080, admin_port=19901, access_log=choice)
+    assert_valid(envoy.write(params, tmp_path / "envoy.yaml"))
+
+
+def test_the_access_log_choice_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("ENVOY_ACCESS_LOG", raising=False)
+    assert envoy.local_params().access_log == "errors"  # the default: failures only
+    assert "grpc_status_filter: { statuses: [OK], exclude: true }" in envoy.render(envoy.local_params())
+    monkeypatch.setenv("ENVOY_ACCESS_LOG", "ALL")
+    assert envoy.local_params().access_log == "all"
+    assert "filter: null" in envoy.render(envoy.local_params())
+    monkeypatch.setenv("ENVOY_ACCESS_LOG", "verbose")
+    with pytest.raises(ValueError, match="ENVOY_ACCESS_LOG"):
+        envoy.local_params()
 
 
 SYNTHETIC_PROTO = """
