@@ -35,6 +35,17 @@ const injectedRtkApi = api
         }),
         invalidatesTags: ["UserService"],
       }),
+      userServiceVerifyEmail: build.mutation<
+        UserServiceVerifyEmailApiResponse,
+        UserServiceVerifyEmailApiArg
+      >({
+        query: (queryArg) => ({
+          url: `/api/v1/auth/email:verify`,
+          method: "POST",
+          body: queryArg.pinexaUsersV1VerifyEmailRequest,
+        }),
+        invalidatesTags: ["UserService"],
+      }),
       authServiceLogin: build.mutation<
         AuthServiceLoginApiResponse,
         AuthServiceLoginApiArg
@@ -262,6 +273,17 @@ const injectedRtkApi = api
         }),
         invalidatesTags: ["AuthService"],
       }),
+      userServiceSendVerificationEmail: build.mutation<
+        UserServiceSendVerificationEmailApiResponse,
+        UserServiceSendVerificationEmailApiArg
+      >({
+        query: (queryArg) => ({
+          url: `/api/v1/users/${queryArg.id}:sendVerificationEmail`,
+          method: "POST",
+          body: queryArg.body,
+        }),
+        invalidatesTags: ["UserService"],
+      }),
       authServiceSignOutUser: build.mutation<
         AuthServiceSignOutUserApiResponse,
         AuthServiceSignOutUserApiArg
@@ -291,6 +313,11 @@ export type UserServiceCreateUser1ApiArg = {
     email: any;
     password: any;
   };
+};
+export type UserServiceVerifyEmailApiResponse =
+  /** status 200 VerifyEmailResponse names the account and the address now verified. */ PinexaUsersV1VerifyEmailResponse;
+export type UserServiceVerifyEmailApiArg = {
+  pinexaUsersV1VerifyEmailRequest: PinexaUsersV1VerifyEmailRequest;
 };
 export type AuthServiceLoginApiResponse =
   /** status 200 LoginResponse is a fresh token pair. */ PinexaAuthV1LoginResponse;
@@ -448,6 +475,13 @@ export type AuthServiceDisableUserApiArg = {
 export type AuthServiceEnableUserApiResponse =
   /** status 200 EnableUserResponse has no fields. */ PinexaAuthV1EnableUserResponse;
 export type AuthServiceEnableUserApiArg = {
+  /** The account's id. */
+  id: string;
+  body: {};
+};
+export type UserServiceSendVerificationEmailApiResponse =
+  /** status 200 SendVerificationEmailResponse says where the mail goes. */ PinexaUsersV1SendVerificationEmailResponse;
+export type UserServiceSendVerificationEmailApiArg = {
   /** The account's id. */
   id: string;
   body: {};
@@ -617,6 +651,13 @@ export type PinexaUsersV1UserRead = {
   /** True when an admin has disabled the account: it cannot log in or refresh. Changed only by
     AuthService.DisableUser and EnableUser. */
   disabled?: boolean;
+  /** Whether the account's e-mail address was confirmed from a verification mail. */
+  email_verified?: boolean;
+  /** When the address was confirmed; unset while it is not. */
+  email_verified_at?: string;
+  /** An address the account asked to change to, not yet confirmed; empty when none. The change
+    takes effect (replacing email) when the link mailed to it is used. */
+  pending_email?: string;
 };
 export type PinexaUsersV1UserWrite = {
   /** The login name: 3 to 32 characters from [a-z0-9_.-], unique regardless of case. */
@@ -632,6 +673,18 @@ export type PinexaUsersV1UserWrite = {
   /** The password, 10 to 256 characters: accepted only by CreateUser, never returned. To change
     it, use AuthService.ChangePassword (or a password reset). */
   password?: any;
+};
+export type PinexaUsersV1VerifyEmailResponse = {
+  /** The account's id. */
+  user_id?: string;
+  /** The account's e-mail address, now verified. */
+  email?: string;
+  /** Always true in a successful answer. */
+  email_verified?: boolean;
+};
+export type PinexaUsersV1VerifyEmailRequest = {
+  /** The token from the link ${PUBLIC_BASE_URL}/verify-email?token=... */
+  token: any;
 };
 export type PinexaAuthV1LoginResponse = {
   /** A signed JWT to send as "Authorization: Bearer <token>". */
@@ -832,6 +885,10 @@ export type PinexaAuthV1DisableUserResponse = {
   revoked_sessions?: number;
 };
 export type PinexaAuthV1EnableUserResponse = {};
+export type PinexaUsersV1SendVerificationEmailResponse = {
+  /** The address the verification mail was queued for. */
+  email?: string;
+};
 export type PinexaAuthV1SignOutUserResponse = {
   /** How many sessions were ended. */
   revoked_sessions?: number;
@@ -842,6 +899,7 @@ export const {
   useUserServiceGetMeQuery,
   useLazyUserServiceGetMeQuery,
   useUserServiceCreateUser1Mutation,
+  useUserServiceVerifyEmailMutation,
   useAuthServiceLoginMutation,
   useAuthServiceLogoutMutation,
   useAuthServiceRefreshMutation,
@@ -867,5 +925,6 @@ export const {
   useAuthServiceChangePasswordMutation,
   useAuthServiceDisableUserMutation,
   useAuthServiceEnableUserMutation,
+  useUserServiceSendVerificationEmailMutation,
   useAuthServiceSignOutUserMutation,
 } = injectedRtkApi;
