@@ -135,7 +135,7 @@ async def create_service(
     # Auth refuses revoked sessions' tokens too, reading its own log in-process.
     verifier.watch_revocations(RevocationWatcher(revocation_log, RevokedSessions(), component="auth"))
     servicer = AuthServicer(auth)
-    internal_servicer = AuthInternalServicer(revocation_log, is_outage=sql.is_outage)
+    internal_servicer = AuthInternalServicer(revocation_log, translate_error=startup_work.translate_error)
     purger = _Purger(store, clock)
 
     def register(server: grpc.aio.Server) -> None:
