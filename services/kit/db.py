@@ -540,9 +540,11 @@ def _configure(conn: sqlite3.Connection, busy_timeout_ms: int) -> None:
 
 
 def _run_sqlite(conn: sqlite3.Connection, sql: str, args: Any) -> tuple[list[Any], Any, int]:
-    """In the connection's thread: execute, fetch and count in one hop."""
-    cursor = conn.execute(sql, args)
+    """In the connection's thread: execute, fetch and count in one hop. Through a cursor, not
+    the connection's `execute` shortcut: the sqlite3 instrumentation traces cursors only."""
+    cursor = conn.cursor()
     try:
+        cursor.execute(sql, args)
         description = cursor.description
         rows = cursor.fetchall() if description else []
         return rows, description, cursor.rowcount
