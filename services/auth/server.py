@@ -119,7 +119,7 @@ async def create_service(
         settings.users_address, internal_token=settings.internal_token
     )
     engine = sql.engine_from_settings(settings, "auth")
-    metrics.sql_engine_pool("auth", engine)
+    metrics.sql_database_pool("auth", engine)
     store = SqlAuthStore(engine)
     revocation_log = RevocationLog(store, clock=clock)
     auth = AuthDomain(
