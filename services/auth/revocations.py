@@ -80,7 +80,9 @@ class AuthInternalServicer(auth_internal_pb2_grpc.AuthInternalServiceServicer):
         # The service's translate_error: a database outage, or any error before the start-up
         # migrations are done (the log's table may not exist yet), is a 503 with its reason.
         self._translate_error = translate_error
-        self._outage = OutageLog(logging.getLogger(__name__), component="revocation stream", dependency="the revocation log")
+        self._outage = OutageLog(
+            logging.getLogger(__name__), component="revocation stream", dependency="the revocation log"
+        )
 
     async def WatchRevocations(
         self, request: auth_internal_pb2.WatchRevocationsRequest, context: grpc.aio.ServicerContext
