@@ -23,6 +23,8 @@ import sys
 from pathlib import Path
 from types import FrameType
 
+from devstack import console
+from devstack.console import ConsoleBuildError
 from devstack.stack import MONGO, OTLP, Ports, Stack, StackError, describe
 
 
@@ -79,13 +81,29 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="choose every port at random among the free ones (to run beside another stack)",
     )
+    parser.add_argument(
+        "--no-console",
+        action="store_true",
+        help="do not build and serve the web console at / (it needs Node.js 20+)",
+    )
     args = parser.parse_args(argv)
 
     signal.signal(signal.SIGINT, _on_signal)
     signal.signal(signal.SIGTERM, _on_signal)
     out = sys.stdout
+    overrides: dict[str, str] = {}
+    if not args.no_console:
+        try:
+            overrides["console_dir"] = str(console.build(out))
+        except ConsoleBuildError as error:
+            sys.stderr.write(f"The web console is not served: {error}\n")
     # observe: every service's /metrics, and traces to var/traces.jsonl (or OTEL_EXPORTER_OTLP_ENDPOINT).
-    stack = Stack(args.data_dir, Ports.free() if args.free_ports else Ports(envoy=args.port), observe=True)
+    stack = Stack(
+        args.data_dir,
+        Ports.free() if args.free_ports else Ports(envoy=args.port),
+        observe=True,
+        envoy_overrides=overrides,
+    )
     started = ", ".join(stack.services) or "no services yet"
     out.write(f"Starting Pinexa ({started}{', nx-27017' if stack.runs_mongo else ''}, envoy)...\n")
     out.flush()

@@ -359,6 +359,11 @@ class Stack:
         return f"http://127.0.0.1:{self.ports.envoy}"
 
     @property
+    def serves_console(self) -> bool:
+        """Envoy serves the web console at / (built by devstack/console.py)."""
+        return bool(self._envoy_overrides.get("console_dir"))
+
+    @property
     def envoy_address(self) -> str:
         return f"127.0.0.1:{self.ports.envoy}"
 
@@ -645,6 +650,7 @@ def describe(stack: Stack, *, stream: IO[str]) -> None:
         grpcurl = "grpcurl"
     rows = [
         ("REST + gRPC", stack.rest_url, f"curl {stack.rest_url}/readyz"),
+        *([("Console", f"{stack.rest_url}/", "the web console (console/)")] if stack.serves_console else []),
         ("API docs", f"{stack.rest_url}/docs", f"Swagger UI on {stack.rest_url}/openapi.json"),
     ]
     for name in SERVICES:

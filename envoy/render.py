@@ -40,6 +40,10 @@ OPENAPI = ROOT / "generated" / "openapi.json"
 DOCS_DIR = ROOT / "generated" / "docs"
 KUBERNETES_OPENAPI = ROOT / "k8s" / "base" / "envoy" / "openapi.json"
 KUBERNETES_DOCS_DIR = ROOT / "k8s" / "base" / "envoy" / "docs"
+KUBERNETES_CONSOLE_DIR = ROOT / "k8s" / "base" / "envoy" / "console"
+# The web console's files Envoy serves (built by devstack/console.py into console/dist/; copied
+# for the envoy-console ConfigMap by `make generate`).
+CONSOLE_FILES = ["index.html", "console.js.gz"]
 # The files of the /docs page (written by `make generate`, see scripts/generate.py).
 DOCS_FILES = ["index.html", "swagger-ui-bundle.js.gz", "swagger-ui.css.gz", "SWAGGER-UI-LICENSE"]
 # The strict-edge Lua filter: the generated table of fields per route, then the code using it.
@@ -53,11 +57,16 @@ COMPUTED_PLACEHOLDERS = frozenset(
         "method_not_allowed_mappers",
         "grpc_local_reply_mappers",
         "access_log_filter",
+        "console_pages_regex",
     }
 )
 # Parameters the template sees only through a computed placeholder.
 RENDERED_INDIRECTLY = frozenset({"cors_allowed_origins", "access_log"})
 SECTION_SWITCHES = frozenset({"strict_edge", "tracing"})
+# The console's pages (react-router routes in console/src/App.tsx): each is answered with its
+# index.html (the SPA fallback), so a link such as /items works when opened directly. Any other
+# path stays the API's 404 ROUTE_NOT_FOUND.
+CONSOLE_PAGES = ("", "signin", "signup", "items", "profile", "admin/users", "admin/items")
 
 # ENVOY_ACCESS_LOG: which requests get Envoy's JSON access-log line on stdout.
 #   errors (default)  every answer that is not a success: HTTP status >= 400, a gRPC status other
@@ -108,6 +117,10 @@ class EnvoyParams:
     # GET /openapi.json and GET /docs are direct responses from these files.
     openapi_path: str = str(OPENAPI)
     docs_dir: str = str(DOCS_DIR)
+    # The web console (console/, built by devstack/console.py): GET / and its pages are
+    # direct responses from this folder's index.html and assets/console.js.gz. Empty: no console
+    # routes at all (the e2e suites).
+    console_dir: str = ""
     jwt_issuer: str = "pinexa-auth"
     jwt_audience: str = "pinexa"
     jwks_cache_duration: str = "30s"
@@ -194,6 +207,7 @@ def kubernetes_params(*, cors_allowed_origins: Iterable[str] = ()) -> EnvoyParam
         descriptor_path="/etc/envoy/pinexa.pb",
         openapi_path="/etc/envoy/openapi.json",
         docs_dir="/etc/envoy-docs",
+        console_dir="/etc/envoy-console",
         health_interval="2s",
     )
 
@@ -412,13 +426,18 @@ def template_values(params: EnvoyParams) -> dict[str, str]:
         "off": "filter: { status_code_filter: { comparison: { op: GE, value: "
         "{ default_value: 1000, runtime_key: access_log.off } } } }",
     }[params.access_log]
+    values["console_pages_regex"] = json.dumps("/(" + "|".join(re.escape(p) for p in CONSOLE_PAGES) + ")")
     return values
 
 
 def render(params: EnvoyParams) -> str:
     """The config text for `params`; fails on any placeholder the parameters do not fill."""
     lines, dropping = [], False
-    sections = {"strict-edge": params.strict_edge, "tracing": params.tracing}
+    sections = {
+        "strict-edge": params.strict_edge,
+        "tracing": params.tracing,
+        "console": bool(params.console_dir),
+    }
     for line in TEMPLATE.read_text().splitlines(keepends=True):
         marker = re.match(r"## ([a-z-]+):(begin|end)", line)
         if marker and marker.group(1) in sections:
@@ -442,11 +461,15 @@ def write(params: EnvoyParams, path: Path) -> Path:
 
 
 def write_kubernetes_files(
-    descriptor_set: Path = DESCRIPTOR_SET, openapi: Path = OPENAPI, docs_dir: Path = DOCS_DIR
+    descriptor_set: Path = DESCRIPTOR_SET,
+    openapi: Path = OPENAPI,
+    docs_dir: Path = DOCS_DIR,
+    console_dir: Path | None = None,
 ) -> list[Path]:
     """What `make generate` writes for kustomize's Envoy ConfigMaps: the KUBERNETES rendering and
     copies of the descriptor set and the OpenAPI document, side by side in k8s/base/envoy/, and
-    the /docs page in k8s/base/envoy/docs/ (CI checks them for drift)."""
+    the /docs page in k8s/base/envoy/docs/, and the web console in k8s/base/envoy/console/ (CI
+    checks them for drift)."""
     config = write(kubernetes_params(), KUBERNETES_CONFIG)
     KUBERNETES_DESCRIPTOR_SET.write_bytes(descriptor_set.read_bytes())
     KUBERNETES_OPENAPI.write_bytes(openapi.read_bytes())
@@ -456,6 +479,12 @@ def write_kubernetes_files(
         target = KUBERNETES_DOCS_DIR / name
         target.write_bytes((docs_dir / name).read_bytes())
         docs.append(target)
+    if console_dir is not None:  # the web console, for the envoy-console ConfigMap
+        KUBERNETES_CONSOLE_DIR.mkdir(parents=True, exist_ok=True)
+        for name in CONSOLE_FILES:
+            target = KUBERNETES_CONSOLE_DIR / name
+            target.write_bytes((console_dir / name).read_bytes())
+            docs.append(target)
     return [config, KUBERNETES_DESCRIPTOR_SET, KUBERNETES_OPENAPI, *docs]
 
 

@@ -1,5 +1,5 @@
-"""Generate the Python stubs, Envoy's descriptor set, the OpenAPI document and the /docs page from
-protos/ (run by `make generate`).
+"""Generate the Python stubs, Envoy's descriptor set, the OpenAPI document, the /docs page and the
+web console's API client from protos/ (run by `make generate`).
 
 Output goes to generated/, whose folders mirror the proto packages, so the code imports as
 `from pinexa.users.v1 import users_pb2`. Never edit generated/ by hand: CI regenerates it and
@@ -132,7 +132,20 @@ def main() -> None:
     (OUT / "edge_schema.lua").write_text(render_edge_schema(DESCRIPTOR_SET))
     # Envoy for Kubernetes: envoy/envoy.yaml.tmpl rendered with the Kubernetes parameters, plus the
     # descriptor set, in k8s/base/envoy/ where kustomize builds the ConfigMap from them.
-    write_kubernetes_files(DESCRIPTOR_SET, OPENAPI, DOCS)
+    console_dist = write_console()
+    write_kubernetes_files(DESCRIPTOR_SET, OPENAPI, DOCS, console_dist)
+
+
+def write_console() -> Path:
+    """console/src/api/generated.ts: the web console's RTK Query endpoints and TypeScript types,
+    from generated/openapi.json by @rtk-query/codegen-openapi (console/openapi-config.cjs); then
+    the console built with them (console/dist/, for k8s/base/envoy/console/). Its npm packages
+    come from console/package-lock.json first (npm ci, with progress)."""
+    from devstack import console
+
+    console.install(sys.stdout)
+    console.run_codegen(sys.stdout)
+    return console.build(sys.stdout)
 
 
 if __name__ == "__main__":

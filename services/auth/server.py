@@ -17,7 +17,7 @@ from services.auth.domain import FAILURE_MEMORY_SECONDS, AuthDomain, AuthPolicy
 from services.auth.keys import KeyRing, load_keys
 from services.auth.model import AuthStore
 from services.auth.revocations import AuthInternalServicer, RevocationLog
-from services.auth.servicer import AuthServicer
+from services.auth.servicer import AuthServicer, CookiePolicy
 from services.auth.store import SqlAuthStore
 from services.auth.users_client import GrpcUsersClient
 from services.kit import metrics, sql
@@ -134,7 +134,12 @@ async def create_service(
     verifier = verifier_from_settings(settings, StaticKeySource(ring.jwks))
     # Auth refuses revoked sessions' tokens too, reading its own log in-process.
     verifier.watch_revocations(RevocationWatcher(revocation_log, RevokedSessions(), component="auth"))
-    servicer = AuthServicer(auth)
+    servicer = AuthServicer(
+        auth,
+        cookies=CookiePolicy(
+            secure=settings.environment != "development", max_age_seconds=settings.refresh_token_ttl_seconds
+        ),
+    )
     internal_servicer = AuthInternalServicer(revocation_log, translate_error=startup_work.translate_error)
     purger = _Purger(store, clock)
 

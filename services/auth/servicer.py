@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import ipaddress
 import math
+from dataclasses import dataclass
+from http.cookies import CookieError, SimpleCookie
 from typing import Any
 from urllib.parse import unquote
 
@@ -81,9 +83,78 @@ def _fields(pair: TokenPair) -> dict[str, Any]:
     }
 
 
+# Cookie mode, for browser apps such as the console (README "Tokens in a browser"): a request with
+# this header set to "cookie" gets its refresh token as an HttpOnly cookie instead of in the JSON
+# body, and Refresh and Logout read it from that cookie. The cookie is only ever read when the
+# header is present: a custom header is the CSRF guard (a cross-site form or link cannot send it,
+# and Envoy's CORS policy allows it to no other origin), on top of SameSite=Strict.
+SESSION_MODE_HEADER = "x-pinexa-session"
+REFRESH_COOKIE = "pinexa_refresh"
+# The only paths the browser sends the cookie to (one cookie per path, same name and value).
+REFRESH_COOKIE_PATHS = ("/api/v1/auth/refresh", "/api/v1/auth/logout")
+
+
+@dataclass(frozen=True)
+class CookiePolicy:
+    """How the refresh cookie is set: Secure everywhere but development (plain http://127.0.0.1)."""
+
+    secure: bool = True
+    max_age_seconds: int = 30 * 24 * 3600
+
+
+def _metadata(context: grpc.aio.ServicerContext) -> list[tuple[str, str]]:
+    return [(str(key), str(value)) for key, value in context.invocation_metadata() or ()]
+
+
+def cookie_mode(context: grpc.aio.ServicerContext) -> bool:
+    return any(key == SESSION_MODE_HEADER and value == "cookie" for key, value in _metadata(context))
+
+
+def refresh_cookie(context: grpc.aio.ServicerContext) -> str:
+    """The refresh token in the request's cookies, or ''."""
+    for key, value in _metadata(context):
+        if key != "cookie":
+            continue
+        jar: SimpleCookie = SimpleCookie()
+        try:
+            jar.load(value)
+        except CookieError:
+            continue
+        if REFRESH_COOKIE in jar:
+            return jar[REFRESH_COOKIE].value
+    return ""
+
+
+def set_cookie_headers(token: str, policy: CookiePolicy) -> tuple[tuple[str, str], ...]:
+    """`set-cookie` response metadata (Envoy's transcoder sends it as HTTP headers): the refresh
+    cookie for each of its paths, or, with `token` '', the instruction to delete them."""
+    headers = []
+    for path in REFRESH_COOKIE_PATHS:
+        jar: SimpleCookie = SimpleCookie()
+        jar[REFRESH_COOKIE] = token
+        morsel = jar[REFRESH_COOKIE]
+        morsel["path"] = path
+        morsel["httponly"] = True
+        morsel["samesite"] = "Strict"
+        morsel["max-age"] = policy.max_age_seconds if token else 0
+        if policy.secure:
+            morsel["secure"] = True
+        headers.append(("set-cookie", morsel.OutputString()))
+    return tuple(headers)
+
+
 class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
-    def __init__(self, auth: AuthDomain) -> None:
+    def __init__(self, auth: AuthDomain, *, cookies: CookiePolicy | None = None) -> None:
         self._auth = auth
+        self._cookies = cookies or CookiePolicy()
+
+    async def _to_cookie(self, pair: TokenPair, context: grpc.aio.ServicerContext) -> dict[str, Any]:
+        """The response fields; in cookie mode the refresh token goes into the cookie instead."""
+        fields = _fields(pair)
+        if cookie_mode(context):
+            await context.send_initial_metadata(set_cookie_headers(pair.refresh_token, self._cookies))
+            fields["refresh_token"] = ""
+        return fields
 
     async def Login(
         self, request: auth_pb2.LoginRequest, context: grpc.aio.ServicerContext
@@ -106,27 +177,35 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
             await context.send_initial_metadata((("retry-after", str(math.ceil(error.retry_after))),))
             raise
         metrics.login("succeeded")
-        return auth_pb2.LoginResponse(**_fields(pair), device_token=pair.device_token)
+        return auth_pb2.LoginResponse(**await self._to_cookie(pair, context), device_token=pair.device_token)
 
     async def Refresh(
         self, request: auth_pb2.RefreshRequest, context: grpc.aio.ServicerContext
     ) -> auth_pb2.RefreshResponse:
-        pair = await self._auth.refresh(request.refresh_token, client=client_of(context))
-        return auth_pb2.RefreshResponse(**_fields(pair))
+        token = request.refresh_token
+        if not token and cookie_mode(context):
+            token = refresh_cookie(context)
+        pair = await self._auth.refresh(token, client=client_of(context))
+        return auth_pb2.RefreshResponse(**await self._to_cookie(pair, context))
 
     async def Logout(
         self, request: auth_pb2.LogoutRequest, context: grpc.aio.ServicerContext
     ) -> auth_pb2.LogoutResponse:
         # all_sessions needs a valid access token: require_principal() raises why the presented
         # one was refused (expired, bad signature ...) or that none was sent.
+        token, cookies = request.refresh_token, cookie_mode(context)
+        if not token and cookies:
+            token = refresh_cookie(context)
         needs_token = request.all_sessions or request.other_sessions
         principal = require_principal() if needs_token else current_principal()
         revoked = await self._auth.logout(
-            request.refresh_token,
+            token,
             all_sessions=request.all_sessions,
             other_sessions=request.other_sessions,
             principal=principal,
         )
+        if cookies and not request.other_sessions:  # ending the others keeps this session
+            await context.send_initial_metadata(set_cookie_headers("", self._cookies))
         return auth_pb2.LogoutResponse(revoked_sessions=revoked)
 
     async def ListSessions(

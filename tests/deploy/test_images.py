@@ -27,7 +27,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from envoy.render import DOCS_FILES
+from envoy.render import CONSOLE_FILES, DOCS_FILES
 from services.kit.server import ServiceHost, ServiceSpec
 from services.kit.settings import Settings
 from tests.deploy.conftest import K8S, ROOT, named, pod_spec, rendered, tool
@@ -88,6 +88,7 @@ def test_envoy_dockerfile() -> None:
         ["k8s/base/envoy/pinexa.pb", "/etc/envoy/pinexa.pb"],
         ["k8s/base/envoy/openapi.json", "/etc/envoy/openapi.json"],
         *([f"k8s/base/envoy/docs/{name}", f"/etc/envoy-docs/{name}"] for name in DOCS_FILES),
+        *([f"k8s/base/envoy/console/{name}", f"/etc/envoy-console/{name}"] for name in CONSOLE_FILES),
     ]
     (user,) = [line for line in stage if line.startswith("USER ")]
     assert not user.split()[1].startswith("0")
@@ -323,6 +324,7 @@ def test_envoy_deployment_command_line_passes_envoy_validate(tmp_path: Path) -> 
     shutil.copy(source / "pinexa.pb", tmp_path / "pinexa.pb")
     shutil.copy(source / "openapi.json", tmp_path / "openapi.json")
     config = config.replace("/etc/envoy-docs/", f"{source / 'docs'}/")
+    config = config.replace("/etc/envoy-console/", f"{source / 'console'}/")
     for name in ("pinexa.pb", "openapi.json"):
         config = config.replace(f"{mount}/{name}", str(tmp_path / name))
     (tmp_path / "envoy.yaml").write_text(config)

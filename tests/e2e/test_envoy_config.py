@@ -67,6 +67,7 @@ def to_checkout(kubernetes_config: str) -> str:
     files) pointed at their copies in this checkout, which Envoy reads at start."""
     return (
         kubernetes_config.replace("/etc/envoy-docs/", f"{envoy.KUBERNETES_DOCS_DIR}/")
+        .replace("/etc/envoy-console/", f"{envoy.KUBERNETES_CONSOLE_DIR}/")
         .replace("/etc/envoy/pinexa.pb", str(envoy.DESCRIPTOR_SET))
         .replace("/etc/envoy/openapi.json", str(envoy.KUBERNETES_OPENAPI))
     )
@@ -86,11 +87,16 @@ def test_committed_kubernetes_files_match_the_template() -> None:
         assert (envoy.KUBERNETES_DOCS_DIR / name).read_bytes() == (envoy.DOCS_DIR / name).read_bytes(), (
             f"k8s/base/envoy/docs/{name} is stale: run `make generate`"
         )
+    for name in envoy.CONSOLE_FILES:
+        assert (envoy.KUBERNETES_CONSOLE_DIR / name).exists(), (
+            f"k8s/base/envoy/console/{name}: run `make generate`"
+        )
 
 
 def test_the_two_renderings_differ_only_where_the_environments_do() -> None:
+    # The console is served where it is built (make run) or mounted (envoy-console).
     local = yaml.safe_load(
-        envoy.render(envoy.local_params())
+        envoy.render(envoy.local_params(console_dir="CONSOLE"))
         .replace(str(envoy.OPENAPI), "OPENAPI")
         .replace(str(envoy.DOCS_DIR), "DOCS")
     )
@@ -99,6 +105,7 @@ def test_the_two_renderings_differ_only_where_the_environments_do() -> None:
         envoy.render(envoy.kubernetes_params())
         .replace("/etc/envoy/openapi.json", "OPENAPI")
         .replace("/etc/envoy-docs", "DOCS")
+        .replace("/etc/envoy-console", "CONSOLE")
     )
 
     def listener(config: dict[str, object]) -> dict[str, object]:

@@ -1,0 +1,155 @@
+// The session of this tab: the access token lives here, in memory only (never localStorage or
+// sessionStorage). The refresh token is an HttpOnly cookie the page cannot read: auth sets it
+// on sign-in in "cookie mode" (the x-pinexa-session header) and the browser sends it only to
+// /api/v1/auth/refresh and /api/v1/auth/logout.
+//
+// Several tabs share that one cookie. A refresh spends it and sets the next one, so two tabs
+// refreshing at once could present the same token twice. They don't:
+// - a Web Lock ("pinexa-refresh") lets one tab refresh at a time, each with the newest cookie;
+// - the tab that refreshed tells the others the new access token over a BroadcastChannel, so a
+//   tab that waited for the lock uses it instead of refreshing again;
+// - where neither API exists, auth's grace window (REFRESH_REUSE_GRACE_SECONDS, 10 s) still
+//   honours a token presented twice at the same moment.
+// Signing out in one tab signs out every tab (the same channel).
+import { problemFrom, type Problem } from "../api/errors";
+
+export const SESSION_HEADER = { "x-pinexa-session": "cookie" } as const;
+const LOCK = "pinexa-refresh";
+
+type Listener = () => void;
+type Message = { type: "token"; token: string; at: number } | { type: "signed-out" };
+
+let accessToken: string | null = null;
+let ready = false; // the first refresh (restoring a session from the cookie) has answered
+let lastTokenAt = 0;
+const listeners = new Set<Listener>();
+const channel: BroadcastChannel | null =
+  typeof BroadcastChannel === "undefined" ? null : new BroadcastChannel("pinexa-session");
+
+function emit(): void {
+  for (const listener of listeners) listener();
+}
+
+function setToken(token: string | null, broadcast: boolean): void {
+  accessToken = token;
+  ready = true;
+  if (token) lastTokenAt = Date.now();
+  if (broadcast && channel) {
+    channel.postMessage(token ? ({ type: "token", token, at: lastTokenAt } satisfies Message) : { type: "signed-out" });
+  }
+  emit();
+}
+
+channel?.addEventListener("message", (event: MessageEvent<Message>) => {
+  const message = event.data;
+  if (message.type === "token") {
+    accessToken = message.token;
+    lastTokenAt = Math.max(lastTokenAt, message.at);
+    ready = true;
+    emit();
+  } else if (message.type === "signed-out") {
+    setToken(null, false);
+  }
+});
+
+export function subscribe(listener: Listener): () => void {
+  listeners.add(listener);
+  return () => listeners.delete(listener);
+}
+
+export function getAccessToken(): string | null {
+  return accessToken;
+}
+
+export function isReady(): boolean {
+  return ready;
+}
+
+/** The error a failed auth call throws: a Problem the pages show as is. */
+export class SessionError extends Error {
+  constructor(readonly problem: Problem) {
+    super(problem.text);
+  }
+}
+
+async function post(path: string, body: unknown): Promise<Response> {
+  try {
+    return await fetch(path, {
+      method: "POST",
+      credentials: "same-origin",
+      headers: { "content-type": "application/json", ...SESSION_HEADER },
+      body: JSON.stringify(body),
+    });
+  } catch {
+    throw new SessionError(problemFrom("FETCH_ERROR", null));
+  }
+}
+
+async function failure(response: Response): Promise<SessionError> {
+  const body = await response.json().catch(() => null);
+  return new SessionError(problemFrom(response.status, body, response.headers.get("retry-after")));
+}
+
+export interface Credentials {
+  username: string;
+  password: string;
+}
+
+/** Sign in. The second factor (issue 13) is the extension point: when Login answers that a
+ * code is needed, this is where the sign-in page will ask for it and send it. */
+export async function signIn(credentials: Credentials): Promise<void> {
+  const response = await post("/api/v1/auth/login", credentials);
+  if (!response.ok) throw await failure(response);
+  const body = (await response.json()) as { access_token: string };
+  setToken(body.access_token, true);
+}
+
+function withLock<T>(work: () => Promise<T>): Promise<T> {
+  const locks = typeof navigator !== "undefined" ? navigator.locks : undefined;
+  return locks ? locks.request(LOCK, work) : work();
+}
+
+let inFlight: Promise<string | null> | null = null;
+
+/** A fresh access token from the refresh cookie, or null when there is no session any more.
+ * Throws a SessionError when auth could not answer (503 and the like): the session may well
+ * still be good, so it is kept. */
+export function refresh(): Promise<string | null> {
+  if (inFlight) return inFlight;
+  const asked = Date.now();
+  inFlight = withLock(async () => {
+    // Another tab refreshed while this one waited for the lock: its token is ours too.
+    if (accessToken && lastTokenAt > asked) return accessToken;
+    const response = await post("/api/v1/auth/refresh", {});
+    if (response.status === 401 || response.status === 400) {
+      setToken(null, false);
+      return null;
+    }
+    if (!response.ok) throw await failure(response);
+    const body = (await response.json()) as { access_token: string };
+    setToken(body.access_token, true);
+    return body.access_token;
+  }).finally(() => {
+    inFlight = null;
+  });
+  return inFlight;
+}
+
+/** Restore the session at start-up from the cookie, if there is one. */
+export async function restore(): Promise<void> {
+  try {
+    await refresh();
+  } catch {
+    ready = true;
+    emit();
+  }
+}
+
+/** Sign out: auth revokes the session and clears the cookie; every tab signs out. */
+export async function signOut(): Promise<void> {
+  try {
+    await post("/api/v1/auth/logout", {});
+  } finally {
+    setToken(null, true);
+  }
+}

@@ -1,0 +1,85 @@
+import Alert from "@mui/material/Alert";
+import Button from "@mui/material/Button";
+import CircularProgress from "@mui/material/CircularProgress";
+import Paper from "@mui/material/Paper";
+import Stack from "@mui/material/Stack";
+import TextField from "@mui/material/TextField";
+import Typography from "@mui/material/Typography";
+import { useEffect, useState, type FormEvent } from "react";
+
+import { toProblem, type Problem } from "../api/errors";
+import { useUserServiceGetMeQuery, useUserServiceUpdateUser1Mutation } from "../api/generated";
+import { Page } from "../components/Page";
+import { ProblemAlert } from "../components/ProblemAlert";
+
+/** Display name and e-mail, as UpdateUser changes them today. Password change, e-mail
+ * verification and sessions come with issue 12; the second factor with issue 13. */
+export function ProfilePage() {
+  const me = useUserServiceGetMeQuery();
+  const [update, { isLoading }] = useUserServiceUpdateUser1Mutation();
+  const [form, setForm] = useState({ display_name: "", email: "" });
+  const [problem, setProblem] = useState<Problem | null>(null);
+  const [saved, setSaved] = useState(false);
+
+  useEffect(() => {
+    if (me.data) setForm({ display_name: me.data.display_name ?? "", email: me.data.email ?? "" });
+  }, [me.data]);
+
+  if (me.isLoading) return <CircularProgress aria-label="Loading your profile" />;
+  if (me.error || !me.data) return <ProblemAlert problem={toProblem(me.error)} />;
+  const user = me.data;
+
+  async function submit(event: FormEvent) {
+    event.preventDefault();
+    setProblem(null);
+    setSaved(false);
+    const changed = (["display_name", "email"] as const).filter((name) => form[name] !== (user[name] ?? ""));
+    if (changed.length === 0) {
+      setSaved(true);
+      return;
+    }
+    const result = await update({
+      id: user.id,
+      updateMask: changed.join(","),
+      pinexaUsersV1User: { ...form, etag: user.etag },
+    });
+    if ("error" in result) setProblem(toProblem(result.error));
+    else setSaved(true);
+  }
+
+  const field = (name: "display_name" | "email") => ({
+    name,
+    value: form[name],
+    onChange: (e: { target: { value: string } }) => setForm({ ...form, [name]: e.target.value }),
+    error: Boolean(problem?.fields[name]),
+    helperText: problem?.fields[name],
+  });
+
+  return (
+    <Page title="Your profile">
+      <Paper component="form" onSubmit={submit} noValidate sx={{ p: 3, maxWidth: 520 }} aria-label="Your profile">
+        <Stack spacing={2}>
+          <Typography>
+            Signed in as <strong>{user.username}</strong> ({user.role === "ADMIN" ? "administrator" : "user"})
+          </Typography>
+          <ProblemAlert
+            problem={problem}
+            action={
+              problem?.reason === "ETAG_MISMATCH" ? (
+                <Button color="inherit" onClick={() => { setProblem(null); me.refetch(); }}>
+                  Reload
+                </Button>
+              ) : undefined
+            }
+          />
+          {saved && <Alert severity="success" role="status">Saved.</Alert>}
+          <TextField label="Display name" autoComplete="name" {...field("display_name")} />
+          <TextField label="E-mail" type="email" autoComplete="email" {...field("email")} />
+          <Button type="submit" variant="contained" disabled={isLoading} sx={{ alignSelf: "flex-start" }}>
+            Save
+          </Button>
+        </Stack>
+      </Paper>
+    </Page>
+  );
+}
