@@ -1,7 +1,7 @@
 """services/kit/tracing.py's reading of the OTEL_* variables: off unless an endpoint is set, off
 again with the SDK's switches, and a clear start-up error for what it cannot export; the kit's SQL
-executor seen by the driver instrumentations on both databases. (Spans are checked end to end in tests/e2e/test_observability.py, through a real Envoy and the
-real services.)"""
+executor seen by the driver instrumentations on both databases. (Spans are checked end to end in
+tests/e2e/test_observability.py, through a real Envoy and the real services.)"""
 
 from __future__ import annotations
 
