@@ -56,6 +56,8 @@ COMPUTED_PLACEHOLDERS = frozenset(
         "cors_allow_origin_matchers",
         "method_not_allowed_mappers",
         "grpc_local_reply_mappers",
+        "upstream_unavailable_message",
+        "upstream_unavailable_details",
         "access_log_filter",
         "console_pages_regex",
     }
@@ -419,6 +421,8 @@ def template_values(params: EnvoyParams) -> dict[str, str]:
     values["cors_allow_origin_matchers"] = _cors_matchers(params.cors_allowed_origins)
     values["method_not_allowed_mappers"] = _method_not_allowed_mappers()
     values["grpc_local_reply_mappers"] = _grpc_local_reply_mappers()
+    values["upstream_unavailable_message"] = GRPC_ERRORS["UPSTREAM_UNAVAILABLE"][1]
+    values["upstream_unavailable_details"] = grpc_status_details("UPSTREAM_UNAVAILABLE")
     del values["access_log"]
     values["access_log_filter"] = {
         "errors": _ACCESS_LOG_ERRORS_FILTER,

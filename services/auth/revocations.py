@@ -19,7 +19,8 @@ import grpc
 
 from pinexa.auth.v1 import auth_internal_pb2, auth_internal_pb2_grpc
 from services.auth.model import AuthStore
-from services.kit.errors import DependencyUnavailable, Unavailable
+from services.kit.errors import PinexaError, Unavailable
+from services.kit.outage import OutageLog
 from services.kit.revocations import Batch
 
 log = logging.getLogger(__name__)
@@ -72,9 +73,16 @@ class RevocationLog:
 
 
 class AuthInternalServicer(auth_internal_pb2_grpc.AuthInternalServiceServicer):
-    def __init__(self, log: RevocationLog, *, is_outage: Callable[[BaseException], bool]) -> None:
+    def __init__(
+        self, log: RevocationLog, *, translate_error: Callable[[Exception], PinexaError | None]
+    ) -> None:
         self._log = log
-        self._is_outage = is_outage
+        # The service's translate_error: a database outage, or any error before the start-up
+        # migrations are done (the log's table may not exist yet), is a 503 with its reason.
+        self._translate_error = translate_error
+        self._outage = OutageLog(
+            logging.getLogger(__name__), component="revocation stream", dependency="the revocation log"
+        )
 
     async def WatchRevocations(
         self, request: auth_internal_pb2.WatchRevocationsRequest, context: grpc.aio.ServicerContext
@@ -89,12 +97,13 @@ class AuthInternalServicer(auth_internal_pb2_grpc.AuthInternalServiceServicer):
                     cursor=batch.cursor,
                     reset=batch.reset,
                 )
+                self._outage.up()
         except Exception as exc:
             # The subscriber reconnects and resumes from its cursor; it gets a plain status, never
             # the exception's text.
-            error: Unavailable
-            if self._is_outage(exc):
-                error = DependencyUnavailable("the revocation log is unavailable; resume shortly")
+            error = self._translate_error(exc)
+            if error is not None:
+                self._outage.down(exc)  # one line per outage, not one per subscriber's retry
             else:
                 log.exception("the revocation stream failed")
                 error = Unavailable("the revocation stream failed; resume shortly", reason="UNAVAILABLE")

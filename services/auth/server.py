@@ -119,7 +119,7 @@ async def create_service(
         settings.users_address, internal_token=settings.internal_token
     )
     engine = sql.engine_from_settings(settings, "auth")
-    metrics.sql_engine_pool("auth", engine)
+    metrics.sql_database_pool("auth", engine)
     store = SqlAuthStore(engine)
     revocation_log = RevocationLog(store, clock=clock)
     auth = AuthDomain(
@@ -140,7 +140,7 @@ async def create_service(
             secure=settings.environment != "development", max_age_seconds=settings.refresh_token_ttl_seconds
         ),
     )
-    internal_servicer = AuthInternalServicer(revocation_log, is_outage=sql.is_outage)
+    internal_servicer = AuthInternalServicer(revocation_log, translate_error=startup_work.translate_error)
     purger = _Purger(store, clock)
 
     def register(server: grpc.aio.Server) -> None:

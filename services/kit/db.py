@@ -307,6 +307,7 @@ class _Postgres:
         # connection then connects itself (fails fast while down, notices the server back).
         self._suspect = True
         self._direct = asyncio.Semaphore(pool_size * 2)
+        self._direct_open = 0  # connections made outside the pool (see _checkout), now in use
         self._checking: asyncio.Task[None] | None = None
 
     async def _checkout(self) -> tuple[psycopg.AsyncConnection[Any], bool]:
@@ -330,6 +331,7 @@ class _Postgres:
             await self._discard(conn)
         async with self._direct:
             conn = await psycopg.AsyncConnection.connect(self._conninfo, **self._kwargs)
+        self._direct_open += 1
         self._suspect = False
         self._check_pool()  # the pool may hold dead connections, or may have given up growing
         return conn, False
@@ -351,7 +353,15 @@ class _Postgres:
         if pooled:
             await self._pool.putconn(conn)
         else:
+            self._direct_open -= 1
             await conn.close()
+
+    def pool_stats(self) -> tuple[int, int]:
+        """(connections in use, connections open), the pool's and the direct ones."""
+        stats = self._pool.get_stats()
+        size = stats.get("pool_size", 0)
+        in_use = size - stats.get("pool_available", 0)
+        return in_use + self._direct_open, size + self._direct_open
 
     @contextlib.asynccontextmanager
     async def connect(self) -> AsyncIterator[Any]:
@@ -442,6 +452,15 @@ class _Sqlite:
         self._idle: collections.deque[aiosqlite.Connection] = collections.deque()
         self._readers = asyncio.Semaphore(pool_size)
         self._all: list[aiosqlite.Connection] = []
+
+    def pool_stats(self) -> tuple[int, int]:
+        """(connections in use, connections open): the readers checked out and the writer in a
+        transaction."""
+        writer = 1 if self._writer is not None else 0
+        in_use = len(self._all) - writer - len(self._idle)
+        if writer and self._writer_lock.locked():
+            in_use += 1
+        return in_use, len(self._all)
 
     async def _open(self) -> aiosqlite.Connection:
         conn = await aiosqlite.connect(self._database, isolation_level=None)
@@ -540,9 +559,11 @@ def _configure(conn: sqlite3.Connection, busy_timeout_ms: int) -> None:
 
 
 def _run_sqlite(conn: sqlite3.Connection, sql: str, args: Any) -> tuple[list[Any], Any, int]:
-    """In the connection's thread: execute, fetch and count in one hop."""
-    cursor = conn.execute(sql, args)
+    """In the connection's thread: execute, fetch and count in one hop. Through a cursor, not
+    the connection's `execute` shortcut: the sqlite3 instrumentation traces cursors only."""
+    cursor = conn.cursor()
     try:
+        cursor.execute(sql, args)
         description = cursor.description
         rows = cursor.fetchall() if description else []
         return rows, description, cursor.rowcount
@@ -591,6 +612,10 @@ class Database:
         """A transaction: committed when the block ends, rolled back when it raises."""
         async with self._backend.begin() as raw:
             yield Connection(self, raw)
+
+    def pool_stats(self) -> tuple[int, int]:
+        """(connections in use, connections open), for the pinexa_sql_pool_* metrics."""
+        return self._backend.pool_stats()
 
     async def dispose(self) -> None:
         """Close every connection (the service's stop)."""

@@ -15,6 +15,7 @@ variable, and the work itself.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import itertools
 import logging
@@ -165,6 +166,9 @@ class PinexaInterceptor:
                 await context.abort_with_status(error.to_status(self._domain))
             except AbortError:
                 code = _code_name(context)
+                raise
+            except asyncio.CancelledError:  # the client went away, or shutdown's grace ran out
+                code = "CANCELLED"
                 raise
             except NotImplementedError:  # a generated servicer base method nobody overrode
                 code = "UNIMPLEMENTED"

@@ -127,17 +127,14 @@ def sql_pool(service: str, *, in_use: Callable[[], float], size: Callable[[], fl
     SQL_POOL_SIZE.labels(service).set_function(size)
 
 
-def sql_engine_pool(service: str, engine: Any) -> None:
-    """`sql_pool` for a SQLAlchemy engine (its QueuePool's checked-out connections and size)."""
-
-    def pool_stat(name: str) -> Callable[[], float]:
-        def read() -> float:
-            stat = getattr(getattr(engine, "pool", None), name, None)
-            return float(stat()) if callable(stat) else 0.0
-
-        return read
-
-    sql_pool(service, in_use=pool_stat("checkedout"), size=pool_stat("size"))
+def sql_database_pool(service: str, database: Any) -> None:
+    """`sql_pool` for the kit's executor (services/kit/db.py's Database: psycopg_pool's
+    statistics plus direct connections, or aiosqlite's reader and writer connections)."""
+    sql_pool(
+        service,
+        in_use=lambda: float(database.pool_stats()[0]),
+        size=lambda: float(database.pool_stats()[1]),
+    )
 
 
 def serve_metrics(port: int, host: str = "0.0.0.0") -> None:

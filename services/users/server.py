@@ -83,7 +83,7 @@ async def create_service(
     passwords = passwords or Passwords()
 
     engine = sql.engine_from_settings(settings, "users")
-    metrics.sql_engine_pool("users", engine)
+    metrics.sql_database_pool("users", engine)
     try:
         store = SqlUserStore(engine, cipher)
         # The health monitor and the outbox share one record of the database's state, so an

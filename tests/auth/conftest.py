@@ -11,6 +11,7 @@ as in production. What differs, on purpose:
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import uuid
@@ -168,9 +169,14 @@ async def start_stack(sql_url: str, tmp_path: Path) -> AsyncIterator[StartStack]
         )
 
         # Users follows auth's revocation stream as in production (verifier_from_auth), over
-        # whatever channel jwks_from["auth"] is when it (re)connects.
+        # whatever channel channels["auth"] is when it (re)connects. Users starts first, so its
+        # watcher waits for auth's channel (production has the channel from the start, and the
+        # stream fails with UNAVAILABLE until auth answers) rather than failing with a KeyError.
+        auth_known = asyncio.Event()
+
         class Revocations:
             async def watch(self, after: int) -> AsyncGenerator[Batch, None]:
+                await auth_known.wait()
                 async with contextlib.aclosing(
                     GrpcRevocationSource(channels["auth"]).watch(after)
                 ) as batches:
@@ -196,6 +202,7 @@ async def start_stack(sql_url: str, tmp_path: Path) -> AsyncIterator[StartStack]
         cleanup.append(lambda: auth_host.stop(grace=1, drain=0))
         auth_channel = grpc.aio.insecure_channel(f"127.0.0.1:{auth_host.port}")
         channels["auth"] = auth_channel
+        auth_known.set()
         cleanup.append(auth_channel.close)
         # Users' revocation watcher stops before that channel closes (as in production, where
         # the host stops it before its channels close): no call is ever made on a closed channel.

@@ -88,6 +88,8 @@ class FakeUsers(users_pb2_grpc.UserServiceServicer):
             await self.release.wait()
         if request.id == "missing":
             raise NotFound("no such user", reason="USER_NOT_FOUND")
+        if request.id == "grpc-cancelled":  # what gRPC itself answers when shutdown's grace runs out
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "Cancelling all calls")
         return users_pb2.User(id=request.id or principal.user_id, username="someone")
 
     async def GetMe(self, request: users_pb2.GetMeRequest, context: Any) -> users_pb2.User:

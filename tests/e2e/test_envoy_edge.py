@@ -183,6 +183,27 @@ def test_grpc_callers_get_grpc_statuses_not_json(edge: Edge, grpcurl: Callable[.
     assert ok.returncode == 0, ok.stderr
 
 
+def test_grpcs_own_unavailable_text_never_reaches_a_client(
+    http: httpx.Client, edge: Edge, grpcurl: Callable[..., Any]
+) -> None:
+    """A status without details is gRPC's own (a call cancelled when a service's shutdown grace
+    ran out: UNAVAILABLE "Cancelling all calls"), not a service's; the edge answers it as it
+    answers an unreachable service. (The stand-in users aborts the way gRPC core does.)"""
+    unavailable = envoy.GRPC_ERRORS["UPSTREAM_UNAVAILABLE"][1]
+    response = http.get("/api/v1/users/grpc-cancelled", headers=edge.bearer)
+    assert response.status_code == 503
+    body = status_of(response)
+    assert (body["code"], body["message"]) == (14, unavailable)
+    assert (error_info(body)["reason"], error_info(body)["domain"]) == ("UPSTREAM_UNAVAILABLE", "envoy")
+    assert "Cancelling" not in response.text
+    target = ["-plaintext", "-protoset", str(DESCRIPTOR_SET), edge.address]
+    token = ["-H", f"authorization: {edge.bearer['authorization']}"]
+    native = grpcurl(*token, *target, "pinexa.users.v1.UserService/GetUser", data={"id": "grpc-cancelled"})
+    assert "Code: Unavailable" in native.stderr and '"reason":"UPSTREAM_UNAVAILABLE"' in native.stderr
+    assert "Cancelling" not in native.stderr
+    # A service's own UNAVAILABLE (with its details) is not touched: see test_database_outage.py.
+
+
 def test_the_edge_serves_the_jwks_it_uses(http: httpx.Client, edge: Edge) -> None:
     jwks = http.get("/.well-known/jwks.json").json()
     assert jwks["keys"][0]["kid"] == edge.keys.kid

@@ -1,7 +1,7 @@
 """services/kit/tracing.py's reading of the OTEL_* variables: off unless an endpoint is set, off
-again with the SDK's switches, and a clear start-up error for what it cannot export. (Spans
-themselves are checked end to end in tests/e2e/test_observability.py, through a real Envoy and the
-real services.)"""
+again with the SDK's switches, and a clear start-up error for what it cannot export; the kit's SQL
+executor seen by the driver instrumentations on both databases. (Spans are checked end to end in
+tests/e2e/test_observability.py, through a real Envoy and the real services.)"""
 
 from __future__ import annotations
 
@@ -43,3 +43,40 @@ def test_with_tracing_off_nothing_is_installed() -> None:
     tracing.record_code("INTERNAL")
     with tracing.untraced():
         pass
+
+
+async def test_the_kits_sql_executor_is_traced_by_the_driver_instrumentations(sql_url: str) -> None:
+    """kit/db.py runs SQL on psycopg_pool's AsyncConnections and aiosqlite's thread directly: the
+    maintained psycopg and sqlite3 instrumentations (as tracing.configure installs them) see each
+    statement, as a child of the caller's span, pooled connections included. Exported to memory
+    here instead of OTLP; the instrumentations are removed again at the end."""
+    from opentelemetry.instrumentation.psycopg import PsycopgInstrumentor
+    from opentelemetry.instrumentation.sqlite3 import SQLite3Instrumentor
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    from sqlalchemy import text
+
+    from services.kit import sql
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    PsycopgInstrumentor().instrument(tracer_provider=provider, skip_dep_check=True)
+    SQLite3Instrumentor().instrument(tracer_provider=provider, skip_dep_check=True)
+    tracing._carry_context_into_aiosqlite()
+    engine = sql.create_engine(sql_url, pool_size=1)
+    try:
+        with provider.get_tracer("test").start_as_current_span("request") as request:
+            for _ in range(2):  # the second one on a pooled connection
+                async with engine.connect() as connection:
+                    assert await connection.scalar(text("SELECT 1")) == 1
+    finally:
+        await engine.dispose()
+        PsycopgInstrumentor().uninstrument()
+        SQLite3Instrumentor().uninstrument()
+    statements = [s for s in exporter.get_finished_spans() if s.attributes and "db.system" in s.attributes]
+    assert len(statements) >= 2, [s.name for s in exporter.get_finished_spans()]
+    assert all(
+        s.parent is not None and s.parent.span_id == request.get_span_context().span_id for s in statements
+    )
