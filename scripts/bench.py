@@ -233,11 +233,13 @@ def metric_counts(url: str, method: str) -> tuple[int, int]:
         text = response.read().decode()
     ok = errors = 0
     for line in text.splitlines():
-        match = re.match(r"pinexa_grpc_requests_total\{(?P<labels>[^}]*)\} (?P<value>[0-9.e+]+)$", line)
-        if not match or f'method="{method}"' not in match["labels"]:
+        match = re.match(r"grpc_server_handled_total\{(?P<labels>[^}]*)\} (?P<value>[0-9.e+]+)$", line)
+        if not match or f'grpc_method="{method}"' not in match["labels"]:
             continue
-        if 'code="OK"' in match["labels"]:
+        if 'grpc_code="OK"' in match["labels"]:
             ok += int(float(match["value"]))
+        elif 'grpc_code="CANCELLED"' in match["labels"]:
+            continue  # the load generator hung up at the end of a timed round: not a server error
         else:
             errors += int(float(match["value"]))
     return ok, errors
