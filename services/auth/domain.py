@@ -43,6 +43,7 @@ from services.kit.errors import (
     Unauthenticated,
     Violations,
 )
+from services.kit.single_use import token_hash
 
 log = logging.getLogger(__name__)
 
@@ -130,11 +131,10 @@ class TokenPair:
     device_token: str = field(default="", repr=False)  # Login only
 
 
-def hash_token(token: str) -> str:
-    """SHA-256 of an opaque token (refresh or device): what the store keeps and looks tokens up
-    by. The tokens are 256 random bits, so a fast unkeyed hash is enough, and a lookup by hash
-    never compares the secret itself (no timing to measure)."""
-    return hashlib.sha256(token.encode()).hexdigest()
+# SHA-256 of an opaque token (refresh or device): what the store keeps and looks tokens up by.
+# The tokens are 256 random bits, so a fast unkeyed hash is enough, and a lookup by hash never
+# compares the secret itself (no timing to measure). The same hash as the kit's single-use tokens.
+hash_token = token_hash
 
 
 def throttle_key(kind: str, value: str) -> str:
