@@ -28,6 +28,8 @@ USER_SERVICE = "pinexa.users.v1.UserService"
 INTERNAL_SERVICE = "pinexa.users.v1.UsersInternalService"
 MIGRATIONS = Path(__file__).parent / "migrations"
 VERSION_TABLE = "alembic_version_users"
+# What a caller reaches without a token: sign-up, and confirming an address from its mail link.
+PUBLIC_METHODS = frozenset(f"/{USER_SERVICE}/{m}" for m in ("CreateUser", "VerifyEmail"))
 
 
 async def migrate(settings: UsersSettings) -> None:
@@ -169,7 +171,7 @@ async def create_service(
         name="users",
         register=register,
         service_names=[USER_SERVICE, INTERNAL_SERVICE],
-        public_methods=frozenset({f"/{USER_SERVICE}/CreateUser", f"/{USER_SERVICE}/VerifyEmail"}),
+        public_methods=PUBLIC_METHODS,
         internal_services=frozenset({INTERNAL_SERVICE}),
         readiness=readiness,
         translate_error=startup_work.translate_error,

@@ -30,6 +30,7 @@ from pinexa.auth.v1 import auth_pb2
 from pinexa.data.v1 import data_pb2  # noqa: F401 (registers the descriptors)
 from pinexa.users.v1 import users_pb2  # noqa: F401
 from services.auth.server import PUBLIC_METHODS as AUTH_PUBLIC_METHODS
+from services.users.server import PUBLIC_METHODS as USERS_PUBLIC_METHODS
 from tests.e2e.conftest import DESCRIPTOR_SET, error_info, status_of
 from tests.e2e.fakes import Fakes, start_fakes
 from tests.support import TestKeys
@@ -248,9 +249,10 @@ def test_login_rate_limit_applies_to_native_grpc_too(edge: Edge) -> None:
 
 # ---- jwt_authn covers every method, REST and native gRPC alike ---------------------------------
 
-# What the edge lets through without a token: auth's public methods and sign-up. Every other
-# method of the public services, today's and any added later, must need one.
-EDGE_PUBLIC = AUTH_PUBLIC_METHODS | {"/pinexa.users.v1.UserService/CreateUser"}
+# What the edge lets through without a token: the services' own public methods (auth's, sign-up
+# and e-mail verification). Every other method of the public services, today's and any added
+# later, must need one.
+EDGE_PUBLIC = AUTH_PUBLIC_METHODS | USERS_PUBLIC_METHODS
 
 
 def public_api() -> list[tuple[str, MethodDescriptor]]:
