@@ -114,8 +114,8 @@ class PinexaInterceptor:
         """The handler to serve `method` with, in place of `handler` (built once per method)."""
         service_name = method[1:].split("/", 1)[0]
         if handler.unary_stream is not None and service_name in self._internal:
-            return self._wrap_internal_stream(guard_handler(handler, self._domain))
-        if handler.unary_unary is None or method.startswith(_ALWAYS_PUBLIC_PREFIXES):
+            guarded = self._wrap_internal_stream(guard_handler(handler, self._domain))
+        elif handler.unary_unary is None or method.startswith(_ALWAYS_PUBLIC_PREFIXES):
             # health, reflection, streaming: parse failures only
             guarded = guard_handler(handler, self._domain)
         else:
