@@ -174,6 +174,13 @@ CONSTRAINTS: dict[str, dict[str, Any]] = {
     "pinexa.users.v1.User.password": {"anyOf": [{"const": ""}, {"minLength": 10, "maxLength": 256}]},
     "pinexa.users.v1.GetUserRequest.id": {"pattern": _UUID},
     "pinexa.users.v1.DeleteUserRequest.id": {"pattern": _UUID},
+    "pinexa.users.v1.SendVerificationEmailRequest.id": {"pattern": _UUID},
+    # Sessions and the accounts auth acts on are named by UUIDs too (auth's domain mints them).
+    "pinexa.auth.v1.DeleteSessionRequest.id": {"pattern": _UUID},
+    "pinexa.auth.v1.SignOutUserRequest.id": {"pattern": _UUID},
+    "pinexa.auth.v1.DisableUserRequest.id": {"pattern": _UUID},
+    "pinexa.auth.v1.EnableUserRequest.id": {"pattern": _UUID},
+    "pinexa.auth.v1.ChangePasswordRequest.id": {"pattern": _UUID},
     "pinexa.users.v1.ListUsersRequest.page_size": {"minimum": 0},
     "pinexa.users.v1.UpdateUserRequest.update_mask": _mask("email", "display_name", "role"),
     "pinexa.data.v1.Item.id": {"pattern": _OBJECT_ID},
