@@ -341,7 +341,7 @@ export type AuthServiceDeleteSessionApiResponse =
   /** status 200 DeleteSessionResponse has no fields. */ PinexaAuthV1DeleteSessionResponse;
 export type AuthServiceDeleteSessionApiArg = {
   /** The session's id, from ListSessions. */
-  id: string;
+  id: any;
 };
 export type DataServiceCreateItemApiResponse =
   /** status 200 Item is one data object owned by a user. */ PinexaDataV1ItemRead;
@@ -457,7 +457,7 @@ export type AuthServiceChangePasswordApiResponse =
   /** status 200 ChangePasswordResponse reports what was revoked. */ PinexaAuthV1ChangePasswordResponse;
 export type AuthServiceChangePasswordApiArg = {
   /** The account's id: the caller's own. */
-  id: string;
+  id: any;
   body: {
     /** The password now. */
     current_password: string;
@@ -469,28 +469,28 @@ export type AuthServiceDisableUserApiResponse =
   /** status 200 DisableUserResponse reports what was revoked. */ PinexaAuthV1DisableUserResponse;
 export type AuthServiceDisableUserApiArg = {
   /** The account's id. */
-  id: string;
+  id: any;
   body: {};
 };
 export type AuthServiceEnableUserApiResponse =
   /** status 200 EnableUserResponse has no fields. */ PinexaAuthV1EnableUserResponse;
 export type AuthServiceEnableUserApiArg = {
   /** The account's id. */
-  id: string;
+  id: any;
   body: {};
 };
 export type UserServiceSendVerificationEmailApiResponse =
   /** status 200 SendVerificationEmailResponse says where the mail goes. */ PinexaUsersV1SendVerificationEmailResponse;
 export type UserServiceSendVerificationEmailApiArg = {
   /** The account's id. */
-  id: string;
+  id: any;
   body: {};
 };
 export type AuthServiceSignOutUserApiResponse =
   /** status 200 SignOutUserResponse reports what was revoked. */ PinexaAuthV1SignOutUserResponse;
 export type AuthServiceSignOutUserApiArg = {
   /** The account's id. */
-  id: string;
+  id: any;
   body: {};
 };
 export type PinexaAuthV1JsonWebKey = {

@@ -12,8 +12,8 @@ import { useUserServiceGetMeQuery, useUserServiceUpdateUser1Mutation } from "../
 import { Page } from "../components/Page";
 import { ProblemAlert } from "../components/ProblemAlert";
 
-/** Display name and e-mail, as UpdateUser changes them today. Password change, e-mail
- * verification and sessions come with issue 12; the second factor with issue 13. */
+/** Display name and e-mail. A new e-mail address is pending until it is confirmed from the
+ * link mailed to it (UpdateUser keeps `email` until then and reports `pending_email`). */
 export function ProfilePage() {
   const me = useUserServiceGetMeQuery();
   const [update, { isLoading }] = useUserServiceUpdateUser1Mutation();
@@ -73,6 +73,16 @@ export function ProfilePage() {
             }
           />
           {saved && <Alert severity="success" role="status">Saved.</Alert>}
+          {user.pending_email ? (
+            <Alert severity="info" aria-label="E-mail change">
+              Waiting for you to confirm <strong>{user.pending_email}</strong>: open the link we mailed
+              there. Until then your address stays {user.email}.
+            </Alert>
+          ) : (
+            <Typography variant="body2" color="text.secondary" aria-label="E-mail status">
+              {user.email_verified ? "Your e-mail address is confirmed." : "Your e-mail address is not confirmed yet."}
+            </Typography>
+          )}
           <TextField label="Display name" autoComplete="name" {...field("display_name")} />
           <TextField label="E-mail" type="email" autoComplete="email" {...field("email")} />
           <Button type="submit" variant="contained" disabled={isLoading} sx={{ alignSelf: "flex-start" }}>
