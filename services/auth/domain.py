@@ -16,7 +16,7 @@ import unicodedata
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from services.auth.config import AuthSettings
 from services.auth.keys import KeyRing
@@ -33,7 +33,7 @@ from services.auth.model import (
     UnknownUser,
     UsersClient,
 )
-from services.kit import metrics
+from services.kit import audit, metrics
 from services.kit.context import Principal
 from services.kit.errors import (
     InvalidArgument,
@@ -46,6 +46,9 @@ from services.kit.errors import (
 from services.kit.single_use import token_hash
 
 log = logging.getLogger(__name__)
+
+# A throttled login's audit record is written at most this often per account and client address.
+THROTTLE_AUDIT_INTERVAL = 60.0
 
 # The one answer to a wrong password and to an unknown account: same code, reason and message.
 INVALID_CREDENTIALS_MESSAGE = "the username or password is incorrect"
@@ -170,6 +173,14 @@ def _throttled_if(retry_after: float) -> None:
         )
 
 
+@dataclass(slots=True)
+class _Attempt:
+    """What a login learned about itself, for its audit record."""
+
+    device: str  # "used" or "none": whether a device token was presented
+    subject: str = ""  # the account the typed name reached, once known
+
+
 class AuthDomain:
     def __init__(
         self,
@@ -183,6 +194,8 @@ class AuthDomain:
         on_revoke: Callable[[], None] = lambda: None,
     ) -> None:
         self._store = store
+        # (account, client address) -> when its last LOGIN_THROTTLED audit record was written.
+        self._throttle_recorded: dict[tuple[str, str], float] = {}
         # Told after every revocation (the revocation log wakes its streams).
         self._on_revoke = on_revoke
         self._users = users
@@ -231,6 +244,71 @@ class AuthDomain:
         device_token: str = "",
         user_agent: str = "",
     ) -> TokenPair:
+        """`_login`, with its audit record: LOGIN_SUCCEEDED (written with the new session),
+        LOGIN_FAILED or LOGIN_THROTTLED (written on their own). The typed name is never recorded:
+        only the account it reached (`subject_id`, '' for a name no account has)."""
+        attempt = _Attempt(device="used" if device_token else "none")
+        try:
+            return await self._login(
+                username,
+                password,
+                client_ip=client_ip,
+                device_token=device_token,
+                user_agent=user_agent,
+                attempt=attempt,
+            )
+        except ResourceExhausted:
+            await self._audit_throttled(attempt, client_ip)
+            raise
+        except (Unauthenticated, PermissionDenied) as error:
+            await self._audit_login(audit.LOGIN_FAILED, attempt, audit.FAILURE, error.reason)
+            raise
+
+    async def _audit_throttled(self, attempt: _Attempt, client_ip: str) -> None:
+        """A throttled login takes no write lock (a flood in back-off must not slow the logins
+        that write), so its audit record is written at most once a minute per account and client
+        address; every one is still logged (and counted in pinexa_logins_total)."""
+        key = (attempt.subject, client_ip)
+        now = self._clock()
+        if now - self._throttle_recorded.get(key, -THROTTLE_AUDIT_INTERVAL) < THROTTLE_AUDIT_INTERVAL:
+            audit.emit_log(
+                self._event(
+                    audit.LOGIN_THROTTLED,
+                    attempt.subject,
+                    actor_id="",
+                    outcome=audit.REFUSED,
+                    detail={"reason": "LOGIN_THROTTLED", "device_token": attempt.device},
+                )
+            )
+            return
+        if len(self._throttle_recorded) >= 10_000:
+            self._throttle_recorded.clear()
+        self._throttle_recorded[key] = now
+        await self._audit_login(audit.LOGIN_THROTTLED, attempt, audit.REFUSED, "LOGIN_THROTTLED")
+
+    async def _audit_login(self, kind: str, attempt: _Attempt, outcome: str, reason: str) -> None:
+        event = self._event(
+            kind,
+            attempt.subject,
+            actor_id="",
+            outcome=outcome,
+            detail={"reason": reason, "device_token": attempt.device},
+        )
+        await self._compensate(self._store.audit.record(event))
+
+    def _event(self, kind: str, subject_id: str, **kwargs: Any) -> audit.AuditEvent:
+        return audit.new_event("auth", kind, subject_id=subject_id, now=self._clock(), **kwargs)
+
+    async def _login(
+        self,
+        username: str,
+        password: str,
+        *,
+        client_ip: str,
+        device_token: str,
+        user_agent: str,
+        attempt: _Attempt,
+    ) -> TokenPair:
         """Check a username-or-email and password, and open a session.
 
         A login that presents a device token this login name was given before (`device_token`)
@@ -259,6 +337,7 @@ class AuthDomain:
                 max_failures=self._policy.max_failures,
             )
             if device is not None:
+                attempt.subject = device.user_id
                 return await self._login_as_device(
                     username, password, device, device_token, login_key, now, client
                 )
@@ -271,6 +350,7 @@ class AuthDomain:
             _throttled_if(await self._store.blocked_until([ip]) - now)
             keys.append(ip)
         resolved, strangers_key = await self._strangers_key(username)
+        attempt.subject = resolved
         keys.append(ThrottleKey(strangers_key, self._policy.max_failures))
         claim = await self._store.claim_attempt(
             keys, now=now, forget_before=now - FAILURE_MEMORY_SECONDS, backoff=self._policy.backoff
@@ -291,7 +371,7 @@ class AuthDomain:
         # time the password was checked (an e-mail moved meanwhile), it is only refunded.
         await self._store.settle(claim, reset=[strangers_key] if identity.user_id == resolved else [])
         self._require_verified(identity)
-        pair = await self._new_session(identity, now, client)
+        pair = await self._new_session(identity, now, client, device=attempt.device)
         return replace(pair, device_token=await self._new_device(identity, login_key, now))
 
     def _require_verified(self, identity: Identity) -> None:
@@ -346,7 +426,7 @@ class AuthDomain:
             await self._refund_device(device)
             raise
         self._require_verified(identity)
-        pair = await self._new_session(identity, now, client)
+        pair = await self._new_session(identity, now, client, device="used")
         if identity.user_id != device.user_id:
             # The login name now belongs to another account (the token's was deleted and the
             # name taken again): the token means nothing for this one.
@@ -385,9 +465,15 @@ class AuthDomain:
                 return
             log.warning("could not refund a login attempt: the database is unavailable")
 
-    async def _new_session(self, identity: Identity, now: float, client: Client) -> TokenPair:
+    async def _new_session(self, identity: Identity, now: float, client: Client, *, device: str) -> TokenPair:
         refresh_token = secrets.token_urlsafe(32)
         session_id = str(uuid.uuid4())
+        event = self._event(
+            audit.LOGIN_SUCCEEDED,
+            identity.user_id,
+            actor_id=identity.user_id,
+            detail={"session_id": session_id, "device_token": device},
+        )
         await self._store.create_session(
             session_id=session_id,
             user_id=identity.user_id,
@@ -396,6 +482,7 @@ class AuthDomain:
             expires_at=now + self._policy.refresh_token_ttl,
             user_agent=client.user_agent,
             client_address=client.address,
+            audit_events=[event],
         )
         return self._pair(identity, session_id, refresh_token, now)
 
@@ -433,11 +520,15 @@ class AuthDomain:
         try:
             identity = await self._users.get_identity(record.user_id)
         except UnknownUser:
-            await self._revoke_session(record.session_id, now=now, reason="account_deleted")
+            await self._revoke_session(
+                record.session_id, now=now, reason="account_deleted", user_id=record.user_id
+            )
             await self._store.delete_user_devices(record.user_id)
             raise Unauthenticated("the account no longer exists", reason="ACCOUNT_NOT_FOUND") from None
         if identity.disabled:
-            await self._revoke_session(record.session_id, now=now, reason="account_disabled")
+            await self._revoke_session(
+                record.session_id, now=now, reason="account_disabled", user_id=record.user_id
+            )
             raise _disabled()
         client = client or Client()
 
@@ -466,7 +557,18 @@ class AuthDomain:
         await self._reused(current, now)
 
     async def _reused(self, record: TokenRecord, now: float) -> NoReturn:
-        revoked = await self._revoke_session(record.session_id, now=now, reason="token_reuse")
+        await self._store.audit.record(
+            self._event(
+                audit.REFRESH_TOKEN_REUSED,
+                record.user_id,
+                actor_id="",
+                outcome=audit.REFUSED,
+                detail={"session_id": record.session_id},
+            )
+        )
+        revoked = await self._revoke_session(
+            record.session_id, now=now, reason="token_reuse", user_id=record.user_id
+        )
         metrics.REFRESH_REUSE.inc()
         log.warning(
             "refresh token reuse detected; session revoked",
@@ -481,9 +583,17 @@ class AuthDomain:
     def _keep_until(self, now: float) -> float:
         return now + self._policy.access_token_ttl + REVOCATION_MARGIN_SECONDS
 
-    async def _revoke_session(self, session_id: str, *, now: float, reason: str) -> int:
+    def _revocation(self, user_id: str, reason: str) -> audit.AuditEvent:
+        """The template of the SESSION_REVOKED records (one per ended session)."""
+        return self._event(audit.SESSION_REVOKED, user_id, detail={"reason": reason})
+
+    async def _revoke_session(self, session_id: str, *, now: float, reason: str, user_id: str = "") -> int:
         revoked = await self._store.revoke_session(
-            session_id, now=now, reason=reason, keep_until=self._keep_until(now)
+            session_id,
+            now=now,
+            reason=reason,
+            keep_until=self._keep_until(now),
+            audit_template=self._revocation(user_id, reason),
         )
         if revoked:
             self._on_revoke()
@@ -491,7 +601,12 @@ class AuthDomain:
 
     async def _revoke_user(self, user_id: str, *, now: float, reason: str, except_session: str = "") -> int:
         revoked = await self._store.revoke_user_sessions(
-            user_id, now=now, reason=reason, keep_until=self._keep_until(now), except_session=except_session
+            user_id,
+            now=now,
+            reason=reason,
+            keep_until=self._keep_until(now),
+            except_session=except_session,
+            audit_template=self._revocation(user_id, reason),
         )
         if revoked:
             self._on_revoke()
@@ -544,7 +659,7 @@ class AuthDomain:
             raise InvalidArgument("refresh_token is required", [("refresh_token", "is required")])
         if record is None:
             return 0  # unknown or purged: nothing to end (RFC 7009 answers the same way)
-        return await self._revoke_session(record.session_id, now=now, reason="logout")
+        return await self._revoke_session(record.session_id, now=now, reason="logout", user_id=record.user_id)
 
     # ---- sessions ------------------------------------------------------------------------------
 
@@ -560,7 +675,9 @@ class AuthDomain:
         owner = await self._store.session_owner(session_id) if len(session_id) <= 36 else None
         if owner is None or owner != principal.user_id:
             raise NotFound("no such session", reason="SESSION_NOT_FOUND")
-        await self._revoke_session(session_id, now=self._clock(), reason="session_deleted")
+        await self._revoke_session(
+            session_id, now=self._clock(), reason="session_deleted", user_id=principal.user_id
+        )
 
     # ---- admin ---------------------------------------------------------------------------------
 
@@ -588,6 +705,13 @@ class AuthDomain:
         return revoked
 
     # ---- password change -----------------------------------------------------------------------
+
+    async def record_second_factor(self, kind: str, user_id: str, *, method: str = "totp") -> None:
+        """The one line issue 13 needs: record a second-factor change (SECOND_FACTOR_ENABLED,
+        _DISABLED, _RECOVERY_CODES_REGENERATED) of `user_id` by the current caller. Call it with
+        the change's own connection instead (`audit.insert_events`) where the change is one
+        transaction."""
+        await self._store.audit.record(self._event(kind, user_id, detail={"method": method}))
 
     async def change_password(
         self, principal: Principal, user_id: str, current_password: str, new_password: str, *, client_ip: str

@@ -34,6 +34,7 @@ from services.auth.model import (
     UnknownUser,
     UsersClient,
 )
+from services.kit import audit
 from services.kit.context import Role
 from services.kit.errors import InvalidArgument, Unavailable
 
@@ -88,6 +89,7 @@ class MemoryAuthStore:
         self.tokens: dict[str, _Token] = {}  # token hash -> token
         self.counters: dict[str, _Counter] = {}  # throttle key -> counter
         self.devices: dict[str, _Device] = {}  # token hash -> device token
+        self.audit = audit.MemoryAuditLog()
 
     async def close(self) -> None:
         pass
@@ -104,7 +106,9 @@ class MemoryAuthStore:
         expires_at: float,
         user_agent: str = "",
         client_address: str = "",
+        audit_events: Sequence[audit.AuditEvent] = (),
     ) -> None:
+        await self.audit.record(*audit_events)
         self.sessions[session_id] = _Session(
             user_id=user_id,
             created_at=now,
@@ -160,16 +164,39 @@ class MemoryAuthStore:
         session.last_used_at, session.user_agent, session.client_address = now, user_agent, client_address
         return token.grace_uses
 
-    async def revoke_session(self, session_id: str, *, now: float, reason: str, keep_until: float) -> int:
-        return self._revoke([sid for sid in self.sessions if sid == session_id], now, reason, keep_until)
+    async def revoke_session(
+        self,
+        session_id: str,
+        *,
+        now: float,
+        reason: str,
+        keep_until: float,
+        audit_template: audit.AuditEvent | None = None,
+    ) -> int:
+        which = [sid for sid in self.sessions if sid == session_id]
+        return await self._revoke(which, now, reason, keep_until, audit_template)
 
     async def revoke_user_sessions(
-        self, user_id: str, *, now: float, reason: str, keep_until: float, except_session: str = ""
+        self,
+        user_id: str,
+        *,
+        now: float,
+        reason: str,
+        keep_until: float,
+        except_session: str = "",
+        audit_template: audit.AuditEvent | None = None,
     ) -> int:
         which = [sid for sid, s in self.sessions.items() if s.user_id == user_id and sid != except_session]
-        return self._revoke(which, now, reason, keep_until)
+        return await self._revoke(which, now, reason, keep_until, audit_template)
 
-    def _revoke(self, session_ids: list[str], now: float, reason: str, keep_until: float) -> int:
+    async def _revoke(
+        self,
+        session_ids: list[str],
+        now: float,
+        reason: str,
+        keep_until: float,
+        template: audit.AuditEvent | None,
+    ) -> int:
         """Revoke the live ones among `session_ids`, logging each; a revoked one keeps its first
         reason."""
         live = [sid for sid in session_ids if self.sessions[sid].revoked_at is None]
@@ -179,6 +206,7 @@ class MemoryAuthStore:
             cursor = (self.revocations[-1].cursor if self.revocations else 0) + 1
             self.revocations.append(RevocationRecord(cursor, session_id, keep_until))
             self.revocation_logged_at[cursor] = now
+        await self.audit.record(*audit.per_session(template, live))
         return len(live)
 
     async def list_sessions(self, user_id: str, *, now: float) -> list[SessionRecord]:

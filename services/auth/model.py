@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from services.kit.audit import AuditEvent, AuditStore
 from services.kit.context import Role
 
 
@@ -138,6 +139,11 @@ class AuthStore(Protocol):
     implements it. Times are UNIX seconds from the domain's clock; tokens and keys arrive
     already hashed."""
 
+    @property
+    def audit(self) -> AuditStore:
+        """Auth's security audit records (services/kit/audit.py)."""
+        ...
+
     async def close(self) -> None: ...
 
     # ---- sessions and refresh tokens ---------------------------------------------------------
@@ -152,8 +158,10 @@ class AuthStore(Protocol):
         expires_at: float,
         user_agent: str = "",
         client_address: str = "",
+        audit_events: Sequence[AuditEvent] = (),
     ) -> None:
-        """A new login: its session and the first refresh token of the family."""
+        """A new login: its session and the first refresh token of the family, and `audit_events`
+        in the same transaction."""
         ...
 
     async def find_token(self, token_hash: str) -> TokenRecord | None: ...
@@ -174,12 +182,28 @@ class AuthStore(Protocol):
         spent before (0 for the first spend), or None when it may not be spent."""
         ...
 
-    async def revoke_session(self, session_id: str, *, now: float, reason: str, keep_until: float) -> int:
-        """Revoke one session and log it for WatchRevocations until `keep_until`."""
+    async def revoke_session(
+        self,
+        session_id: str,
+        *,
+        now: float,
+        reason: str,
+        keep_until: float,
+        audit_template: AuditEvent | None = None,
+    ) -> int:
+        """Revoke one session and log it for WatchRevocations until `keep_until`; with
+        `audit_template`, one audit record per ended session in the same transaction."""
         ...
 
     async def revoke_user_sessions(
-        self, user_id: str, *, now: float, reason: str, keep_until: float, except_session: str = ""
+        self,
+        user_id: str,
+        *,
+        now: float,
+        reason: str,
+        keep_until: float,
+        except_session: str = "",
+        audit_template: AuditEvent | None = None,
     ) -> int: ...
 
     async def list_sessions(self, user_id: str, *, now: float) -> list[SessionRecord]: ...

@@ -19,6 +19,7 @@ import grpc
 
 from pinexa.auth.v1 import auth_internal_pb2, auth_internal_pb2_grpc
 from services.auth.model import AuthStore
+from services.kit import audit, audit_grpc
 from services.kit.errors import PinexaError, Unavailable
 from services.kit.outage import OutageLog
 from services.kit.revocations import Batch
@@ -74,15 +75,26 @@ class RevocationLog:
 
 class AuthInternalServicer(auth_internal_pb2_grpc.AuthInternalServiceServicer):
     def __init__(
-        self, log: RevocationLog, *, translate_error: Callable[[Exception], PinexaError | None]
+        self,
+        log: RevocationLog,
+        audit_store: audit.AuditSource,
+        *,
+        translate_error: Callable[[Exception], PinexaError | None],
     ) -> None:
         self._log = log
+        self._audit = audit_store
         # The service's translate_error: a database outage, or any error before the start-up
         # migrations are done (the log's table may not exist yet), is a 503 with its reason.
         self._translate_error = translate_error
         self._outage = OutageLog(
             logging.getLogger(__name__), component="revocation stream", dependency="the revocation log"
         )
+
+    async def ListAuditRecords(
+        self, request: auth_internal_pb2.ListAuditRecordsRequest, context: grpc.aio.ServicerContext
+    ) -> auth_internal_pb2.ListAuditRecordsResponse:
+        events = await self._audit.list(audit_grpc.query_of(request))
+        return auth_internal_pb2.ListAuditRecordsResponse(records=[audit_grpc.to_record(e) for e in events])
 
     async def WatchRevocations(
         self, request: auth_internal_pb2.WatchRevocationsRequest, context: grpc.aio.ServicerContext

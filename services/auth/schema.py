@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
+from services.kit.audit import audit_table
+
 metadata = sa.MetaData()
 
 sessions = sa.Table(
@@ -72,3 +74,6 @@ device_tokens = sa.Table(
     sa.Column("failures", sa.Integer, nullable=False, server_default="0"),
     sa.Column("locked_at", sa.Float, nullable=True),
 )
+
+# The security audit trail of the events auth owns (services/kit/audit.py).
+audit_events = audit_table(metadata, "auth_audit_events")

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import grpc
@@ -22,6 +20,7 @@ from services.auth.store import SqlAuthStore
 from services.auth.users_client import GrpcUsersClient
 from services.kit import metrics, sql
 from services.kit.channels import internal_channel
+from services.kit.periodic import PeriodicPurge
 from services.kit.revocations import RevocationWatcher, RevokedSessions
 from services.kit.server import ServiceHost, ServiceSpec
 from services.kit.tokens import StaticKeySource, verifier_from_settings
@@ -54,41 +53,21 @@ def key_ring(settings: AuthSettings, *, clock: Callable[[], float] = time.time) 
     )
 
 
-class _Purger:
-    """Deletes long-expired tokens and forgotten failure counters, hourly."""
+def _purge(
+    store: AuthStore, clock: Callable[[], float], audit_retention_days: int
+) -> Callable[[], Awaitable[int]]:
+    """Hourly: long-expired tokens, forgotten failure counters and audit records past retention."""
 
-    def __init__(self, store: AuthStore, clock: Callable[[], float]) -> None:
-        self._store = store
-        self._clock = clock
-        self._stop = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+    async def work() -> int:
+        now = clock()
+        removed = await store.purge(
+            now=now,
+            tokens_expired_before=now - TOKEN_RETENTION_SECONDS,
+            failures_before=now - FAILURE_MEMORY_SECONDS,
+        )
+        return removed + await store.audit.purge(before=now - audit_retention_days * 86400)
 
-    async def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="auth-purge")
-
-    async def _run(self) -> None:
-        while not self._stop.is_set():
-            now = self._clock()
-            try:
-                removed = await self._store.purge(
-                    now=now,
-                    tokens_expired_before=now - TOKEN_RETENTION_SECONDS,
-                    failures_before=now - FAILURE_MEMORY_SECONDS,
-                )
-                if removed:
-                    log.info("purged expired auth rows", extra={"rows": removed})
-            except Exception as exc:
-                if sql.is_outage(exc):  # logged once by the health monitor; try next hour
-                    log.warning("purging expired auth rows failed: the database is unavailable")
-                else:
-                    log.exception("purging expired auth rows failed")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), timeout=PURGE_INTERVAL_SECONDS)
-
-    async def stop(self) -> None:
-        self._stop.set()
-        if self._task is not None:
-            await self._task
+    return work
 
 
 async def create_service(
@@ -140,8 +119,14 @@ async def create_service(
             secure=settings.environment != "development", max_age_seconds=settings.refresh_token_ttl_seconds
         ),
     )
-    internal_servicer = AuthInternalServicer(revocation_log, translate_error=startup_work.translate_error)
-    purger = _Purger(store, clock)
+    internal_servicer = AuthInternalServicer(
+        revocation_log, store.audit, translate_error=startup_work.translate_error
+    )
+    purger = PeriodicPurge(
+        _purge(store, clock, settings.audit_retention_days),
+        interval=PURGE_INTERVAL_SECONDS,
+        what="expired auth rows",
+    )
 
     def register(server: grpc.aio.Server) -> None:
         auth_pb2_grpc.add_AuthServiceServicer_to_server(servicer, server)

@@ -45,8 +45,9 @@ from services.auth.model import (
     ThrottleKey,
     TokenRecord,
 )
+from services.auth.schema import audit_events as audit_table
 from services.auth.schema import device_tokens, login_throttle, refresh_tokens, revocations, sessions
-from services.kit import sql
+from services.kit import audit, sql
 from services.kit.db import Database
 
 # The statements of every login and refresh, built once (with bind parameters) so each call only
@@ -93,6 +94,7 @@ class SqlAuthStore:
         self._engine = engine
         self._reads = sql.read_engine(engine)  # single-statement reads, no transaction around them
         self._dialect = engine.dialect.name
+        self.audit = audit.AuditLog(engine, audit_table, reads=self._reads)
 
     async def close(self) -> None:
         await self._engine.dispose()
@@ -109,8 +111,10 @@ class SqlAuthStore:
         expires_at: float,
         user_agent: str = "",
         client_address: str = "",
+        audit_events: Sequence[audit.AuditEvent] = (),
     ) -> None:
-        """A new login: its session and the first refresh token of the family."""
+        """A new login: its session and the first refresh token of the family (and its audit
+        record, in the same transaction)."""
         async with self._engine.begin() as conn:
             await conn.execute(
                 sa.insert(sessions).values(
@@ -131,6 +135,8 @@ class SqlAuthStore:
                     "expires_at": expires_at,
                 },
             )
+            await self.audit.insert(conn, audit_events)
+        audit.emitted(audit_events)
 
     async def find_token(self, token_hash: str) -> TokenRecord | None:
         async with self._reads.connect() as conn:
@@ -195,21 +201,50 @@ class SqlAuthStore:
             )
         return int(row.grace_uses)
 
-    async def revoke_session(self, session_id: str, *, now: float, reason: str, keep_until: float) -> int:
+    async def revoke_session(
+        self,
+        session_id: str,
+        *,
+        now: float,
+        reason: str,
+        keep_until: float,
+        audit_template: audit.AuditEvent | None = None,
+    ) -> int:
         """Revoke one family; 1 when it was live, 0 when it was already revoked."""
-        return await self._revoke(sessions.c.id == session_id, now=now, reason=reason, keep_until=keep_until)
+        return await self._revoke(
+            sessions.c.id == session_id,
+            now=now,
+            reason=reason,
+            keep_until=keep_until,
+            template=audit_template,
+        )
 
     async def revoke_user_sessions(
-        self, user_id: str, *, now: float, reason: str, keep_until: float, except_session: str = ""
+        self,
+        user_id: str,
+        *,
+        now: float,
+        reason: str,
+        keep_until: float,
+        except_session: str = "",
+        audit_template: audit.AuditEvent | None = None,
     ) -> int:
         """Revoke every live family of a user (but `except_session`); returns how many."""
         which = sessions.c.user_id == user_id
         if except_session:
             which = sa.and_(which, sessions.c.id != except_session)
-        return await self._revoke(which, now=now, reason=reason, keep_until=keep_until)
+        return await self._revoke(
+            which, now=now, reason=reason, keep_until=keep_until, template=audit_template
+        )
 
     async def _revoke(
-        self, which: sa.ColumnElement[bool], *, now: float, reason: str, keep_until: float
+        self,
+        which: sa.ColumnElement[bool],
+        *,
+        now: float,
+        reason: str,
+        keep_until: float,
+        template: audit.AuditEvent | None,
     ) -> int:
         """Revoke the live sessions matching `which`; a revoked one keeps its first reason. Each
         revocation is logged, in the same transaction, for WatchRevocations; the log row is kept
@@ -228,6 +263,9 @@ class SqlAuthStore:
                     sa.insert(revocations),
                     [{"session_id": row.id, "logged_at": now, "expires_at": keep_until} for row in revoked],
                 )
+            events = audit.per_session(template, [row.id for row in revoked])
+            await self.audit.insert(conn, events)
+        audit.emitted(events)
         return len(revoked)
 
     async def list_sessions(self, user_id: str, *, now: float) -> list[SessionRecord]:

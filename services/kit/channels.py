@@ -18,8 +18,8 @@ from typing import Any
 import grpc
 
 from services.kit import tracing
-from services.kit.context import current_request_id
-from services.kit.interceptor import INTERNAL_TOKEN_HEADER
+from services.kit.context import current_actor_id, current_client_address, current_request_id
+from services.kit.interceptor import ACTOR_HEADER, CLIENT_ADDRESS_HEADER, INTERNAL_TOKEN_HEADER
 from services.kit.revocations import GrpcRevocationSource, RevocationWatcher, RevokedSessions
 from services.kit.settings import Settings
 from services.kit.tokens import TokenVerifier, auth_key_source, verifier_from_settings
@@ -45,14 +45,25 @@ _SERVICE_CONFIG = json.dumps(
 
 
 class _Metadata:
-    """The metadata every internal call carries: the request id and the internal token."""
+    """The metadata every internal call carries: the request id, the internal token, and for the
+    audit trail the client's address and the acting user (services/kit/audit.py)."""
 
     def __init__(self, internal_token: str) -> None:
         self._internal_token = internal_token
 
     def details(self, call_details: grpc.aio.ClientCallDetails) -> grpc.aio.ClientCallDetails:
         metadata = list(call_details.metadata or [])
-        metadata.append(("x-request-id", current_request_id()))
+        present = {key for key, _ in metadata}
+        # The request's context, unless the caller set it (or there is none: "-", outside a request).
+        request_id = current_request_id()
+        if "x-request-id" not in present and request_id != "-":
+            metadata.append(("x-request-id", request_id))
+        address = current_client_address()
+        if address and CLIENT_ADDRESS_HEADER not in present:
+            metadata.append((CLIENT_ADDRESS_HEADER, address))
+        actor = current_actor_id()
+        if actor and ACTOR_HEADER not in present:
+            metadata.append((ACTOR_HEADER, actor))
         if self._internal_token:
             metadata.append((INTERNAL_TOKEN_HEADER, self._internal_token))
         return grpc.aio.ClientCallDetails(

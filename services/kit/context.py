@@ -34,13 +34,18 @@ class CallState:
     """What the interceptor knows about the current RPC: one object in one context variable (set
     once per call), filled in as authentication goes."""
 
-    __slots__ = ("auth_error", "principal", "request_id")
+    __slots__ = ("auth_error", "client_address", "forwarded_actor", "principal", "request_id")
 
-    def __init__(self, request_id: str) -> None:
+    def __init__(self, request_id: str, *, client_address: str = "", forwarded_actor: str = "") -> None:
         self.request_id = request_id
         self.principal: Principal | None = None
         # On a public method, why a presented token was refused; require_principal() raises it.
         self.auth_error: PinexaError | None = None
+        # For the audit trail: the end client's address (through Envoy: x-envoy-external-address;
+        # on an internal call: what the calling service forwarded), and on an internal call the
+        # signed-in user the calling service acted for ('' when unknown or none).
+        self.client_address = client_address
+        self.forwarded_actor = forwarded_actor
 
 
 _call: ContextVar[CallState | None] = ContextVar("pinexa_call", default=None)
@@ -66,6 +71,20 @@ def require_principal() -> Principal:
 def current_request_id() -> str:
     call = _call.get()
     return "-" if call is None else call.request_id
+
+
+def current_client_address() -> str:
+    call = _call.get()
+    return "" if call is None else call.client_address
+
+
+def current_actor_id() -> str:
+    """Who acts in this request: the signed-in caller, or on an internal call the user the
+    calling service acted for; '' for nobody."""
+    call = _call.get()
+    if call is None:
+        return ""
+    return call.principal.user_id if call.principal is not None else call.forwarded_actor
 
 
 # The interceptor sets this; everything else only reads.

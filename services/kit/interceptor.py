@@ -24,6 +24,7 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import unquote
 
 import grpc
 from grpc.aio import AbortError
@@ -49,6 +50,10 @@ from services.kit.tokens import TokenVerifier, bearer_token
 log = logging.getLogger("pinexa.rpc")
 
 INTERNAL_TOKEN_HEADER = "x-pinexa-internal-token"  # noqa: S105 (a header name)
+# On internal calls, for the audit trail: the end client's address the calling service saw, and
+# the user it acted for (services/kit/channels.py sends them).
+CLIENT_ADDRESS_HEADER = "x-pinexa-client-address"
+ACTOR_HEADER = "x-pinexa-actor"
 _ALWAYS_PUBLIC_PREFIXES = ("/grpc.health.v1.", "/grpc.reflection.")
 
 Behavior = Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]
@@ -134,13 +139,14 @@ class PinexaInterceptor:
 
     def _wrap(self, behavior: Behavior, method: str, authenticate: Authenticate) -> Behavior:
         short_method = method.rsplit("/", 1)[-1]
+        internal = authenticate == self._authenticate_internal
         meter = metrics.MethodMetrics(method)
         check_text = self._text.check
         next_request_id = _request_ids.next
         perf_counter = time.perf_counter
 
         async def wrapper(request: Any, context: grpc.aio.ServicerContext) -> Any:
-            authorization = request_id = internal_token = None
+            authorization = request_id = internal_token = external = forwarded = actor = None
             for key, value in context.invocation_metadata() or ():
                 if key == "authorization":
                     authorization = value
@@ -148,7 +154,21 @@ class PinexaInterceptor:
                     request_id = value
                 elif key == INTERNAL_TOKEN_HEADER:
                     internal_token = value
-            call = CallState(str(request_id or next_request_id()))
+                elif key == "x-envoy-external-address":
+                    external = value
+                elif key == CLIENT_ADDRESS_HEADER:
+                    forwarded = value
+                elif key == ACTOR_HEADER:
+                    actor = value
+            # The forwarded headers count only on internal methods, where the internal token guards
+            # them; Envoy strips a client's own x-envoy-external-address.
+            if not internal:
+                forwarded = actor = None
+            call = CallState(
+                str(request_id or next_request_id()),
+                client_address=_client_address(str(forwarded or external or ""), context),
+                forwarded_actor=str(actor or "")[:64],
+            )
             reset = call_var.set(call)
             tracing.set_request_id(call.request_id)
             meter.started()
@@ -264,3 +284,12 @@ def _code_name(context: grpc.aio.ServicerContext) -> str:
     if isinstance(code, grpc.StatusCode):
         return str(code.name)
     return "UNKNOWN" if code is None else str(code)
+
+
+def _client_address(address: str, context: grpc.aio.ServicerContext) -> str:
+    """The end client's address for the audit trail: what Envoy saw (or a calling service
+    forwarded), else the peer's address (a direct gRPC caller)."""
+    if not address:
+        kind, _, rest = unquote(str(context.peer() or "")).partition(":")  # ipv4:a.b.c.d:port
+        address = rest.rsplit(":", 1)[0].strip("[]") if kind in ("ipv4", "ipv6") else ""
+    return address[:64]

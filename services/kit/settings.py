@@ -232,6 +232,8 @@ class SqlSettings(Settings):
     db_pool_timeout_seconds: float = setting("DB_POOL_TIMEOUT_SECONDS", 5.0, minimum=0.01)
     db_statement_timeout_ms: int = setting("DB_STATEMENT_TIMEOUT_MS", 5000, minimum=1)
     auto_migrate: bool = setting("AUTO_MIGRATE", True)
+    # How long the security audit trail keeps a record (services/kit/audit.py); purged hourly.
+    audit_retention_days: int = setting("AUDIT_RETENTION_DAYS", 365, minimum=1)
 
     def sqlite_url(self, name: str) -> str:
         """The embedded default database of one service: a SQLite file under DATA_DIR."""

@@ -12,12 +12,12 @@ import hashlib
 import hmac
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from services.kit import rate_limit, single_use
+from services.kit import audit, rate_limit, single_use
 from services.kit.context import Principal, Role
 from services.kit.errors import (
     AlreadyExists,
@@ -140,7 +140,10 @@ class UsersDomain:
         on_mail: Callable[[], None] = lambda: None,
         mail_policy: MailPolicy | None = None,
         clock: Callable[[], datetime] = utc_now,
+        audit_peers: Sequence[audit.AuditSource] = (),
     ) -> None:
+        # audit_peers: the other services' audit records (auth's, over gRPC), listed with ours.
+        self._audit_sources: list[audit.AuditSource] = [store.audit, *audit_peers]
         self._store = store
         self._passwords = passwords
         self._on_delete = on_delete
@@ -311,6 +314,7 @@ class UsersDomain:
         if not values:
             return current
 
+        events = self._update_events(principal, current, values)
         try:
             updated = await self._store.update(
                 user_id,
@@ -319,6 +323,7 @@ class UsersDomain:
                 now=now,
                 mail=mail,
                 token=token,
+                audit_events=events,
             )
         except Conflict as conflict:
             raise _conflict_error(conflict) from None
@@ -387,6 +392,48 @@ class UsersDomain:
         self._on_mail()
         return address
 
+    def _event(self, kind: str, subject_id: str, **kwargs: Any) -> audit.AuditEvent:
+        return audit.new_event("users", kind, subject_id=subject_id, now=self._clock().timestamp(), **kwargs)
+
+    def _update_events(
+        self, principal: Principal, current: UserRecord, values: dict[str, Any]
+    ) -> list[audit.AuditEvent]:
+        """The audit records of an update, written with it: e-mail and role changes, and any
+        change an admin makes to someone else's account (which fields, never their values)."""
+        events = []
+        if "email" in values and values["email"] != current.email:
+            events.append(self._event(audit.EMAIL_CHANGED, current.id))
+        if "role" in values and values["role"] != current.role:
+            detail = {"role": str(values["role"]), "previous_role": current.role}
+            events.append(self._event(audit.ROLE_CHANGED, current.id, detail=detail))
+        if principal.is_admin and principal.user_id != current.id:
+            fields = ",".join(sorted(values))
+            events.append(self._event(audit.ACCOUNT_UPDATED_BY_ADMIN, current.id, detail={"fields": fields}))
+        return events
+
+    def second_factor_event(self, kind: str, user_id: str, *, method: str = "totp") -> audit.AuditEvent:
+        """The record of a second-factor change (issue 13): SECOND_FACTOR_ENABLED, _DISABLED or
+        _RECOVERY_CODES_REGENERATED of `user_id` by the current caller. Pass it to the store call
+        that makes the change (`audit_events=[...]`, same transaction), or write it on its own
+        with `await self._store.audit.record(event)`."""
+        return self._event(kind, user_id, detail={"method": method})
+
+    async def audit_events(
+        self, principal: Principal, *, subject_id: str | None, filter_text: str, size: int, token: str
+    ) -> audit.AuditPage:
+        """Security audit records of every service, newest first: with `subject_id` None every
+        account's (admins only), else that account's (itself or an admin)."""
+        if subject_id is None:
+            if not principal.is_admin:
+                raise PermissionDenied("only an admin may list every audit event", reason="ADMIN_ONLY")
+        else:
+            _require_id(subject_id, "user_id")
+            if not principal.can_act_for(subject_id):
+                raise PermissionDenied("you may only read your own audit events")
+        return await audit.list_page(
+            self._audit_sources, filter_text=filter_text, subject_id=subject_id or "", size=size, token=token
+        )
+
     # -- delete --------------------------------------------------------------------------------
 
     async def delete(self, principal: Principal, user_id: str) -> None:
@@ -394,7 +441,8 @@ class UsersDomain:
         _require_id(user_id)
         if not principal.can_act_for(user_id):
             raise PermissionDenied("you may only delete your own account")
-        if not await self._store.delete_with_purge(user_id, self._clock()):
+        event = self._event(audit.ACCOUNT_DELETED, user_id)
+        if not await self._store.delete_with_purge(user_id, self._clock(), audit_events=[event]):
             raise NotFound("no such account", reason="USER_NOT_FOUND")
         log.info("account deleted; data purge queued", extra={"deleted_user": user_id})
         self._on_delete()
@@ -444,6 +492,14 @@ class UsersDomain:
                 await self._passwords.dummy_verify(current_password)
             raise Unauthenticated("the current password is incorrect", reason="INVALID_CREDENTIALS")
         if not await self._passwords.verify(credentials.password_hash, current_password):
+            await self._store.audit.record(
+                self._event(
+                    audit.PASSWORD_CHANGED,
+                    user_id,
+                    outcome=audit.REFUSED,
+                    detail={"reason": "INVALID_CREDENTIALS"},
+                )
+            )
             raise Unauthenticated("the current password is incorrect", reason="INVALID_CREDENTIALS")
         new_hash = await self._passwords.hash(new_password)
         now = self._clock()
@@ -456,8 +512,9 @@ class UsersDomain:
                 password_changed_mail(to=record.email, username=record.username, changed_at=now.timestamp())
             ]
         )
+        event = self._event(audit.PASSWORD_CHANGED, user_id)
         if not await self._store.change_password_hash(
-            user_id, credentials.password_hash, new_hash, now, notice
+            user_id, credentials.password_hash, new_hash, now, notice, audit_events=[event]
         ):
             # Changed (or deleted) between the check and the write: the current password we
             # checked is no longer current.
@@ -466,7 +523,8 @@ class UsersDomain:
 
     async def set_disabled(self, user_id: str, *, disabled: bool) -> None:
         _require_id(user_id, "user_id")
-        if not await self._store.set_disabled(user_id, disabled, self._clock()):
+        event = self._event(audit.ACCOUNT_DISABLED if disabled else audit.ACCOUNT_ENABLED, user_id)
+        if not await self._store.set_disabled(user_id, disabled, self._clock(), audit_events=[event]):
             raise NotFound("no such account", reason="USER_NOT_FOUND")
 
     async def resolve_login(self, login: str) -> str | None:

@@ -17,6 +17,7 @@ from datetime import datetime
 from typing import Any, cast
 
 from services.kit import single_use
+from services.kit.audit import AuditEvent, MemoryAuditLog
 from services.kit.context import Role
 from services.kit.mail import OutgoingMail
 from services.kit.single_use import Issued, TokenRefused
@@ -47,6 +48,7 @@ class MemoryUserStore:
     def __init__(self) -> None:
         self.rows: dict[str, dict[str, Any]] = {}  # id -> the users table's columns, plaintext
         self.purges: dict[str, _Purge] = {}
+        self.audit = MemoryAuditLog()
         self.mail: list[OutgoingMail] = []  # what the SQL store would put in its mail outbox
         self.tokens: dict[str, dict[str, Any]] = {}  # token hash -> the single_use row
         self.counters: dict[str, tuple[float, int]] = {}  # rate-limit key -> (window start, hits)
@@ -186,6 +188,7 @@ class MemoryUserStore:
         now: datetime,
         mail: Sequence[OutgoingMail] = (),
         token: Issued | None = None,
+        audit_events: Sequence[AuditEvent] = (),
     ) -> UserRecord | None:
         row = self.rows.get(user_id)
         if row is None or (expected_version is not None and row["version"] != expected_version):
@@ -194,6 +197,7 @@ class MemoryUserStore:
         self._check_unique(updated, exclude=user_id)
         self.rows[user_id] = updated
         self._queue(mail, token, now)
+        await self.audit.record(*audit_events)
         return self._record(updated)
 
     async def credentials_by_id(self, user_id: str) -> Credentials | None:
@@ -201,7 +205,14 @@ class MemoryUserStore:
         return None if row is None else self._credentials(row)
 
     async def change_password_hash(
-        self, user_id: str, old_hash: str, new_hash: str, now: datetime, mail: Sequence[OutgoingMail] = ()
+        self,
+        user_id: str,
+        old_hash: str,
+        new_hash: str,
+        now: datetime,
+        mail: Sequence[OutgoingMail] = (),
+        *,
+        audit_events: Sequence[AuditEvent] = (),
     ) -> bool:
         row = self.rows.get(user_id)
         if row is None or row["password_hash"] != old_hash:
@@ -211,13 +222,17 @@ class MemoryUserStore:
             if (token["purpose"], token["subject"]) == (PASSWORD_RESET, user_id) and token["live"]:
                 token["live"], token["why"] = False, "MAIL_TOKEN_SUPERSEDED"
         self._queue(mail, None, now)
+        await self.audit.record(*audit_events)
         return True
 
-    async def set_disabled(self, user_id: str, disabled: bool, now: datetime) -> bool:
+    async def set_disabled(
+        self, user_id: str, disabled: bool, now: datetime, *, audit_events: Sequence[AuditEvent] = ()
+    ) -> bool:
         row = self.rows.get(user_id)
         if row is None:
             return False
         row.update(disabled=disabled, version=row["version"] + 1, updated_at=now)
+        await self.audit.record(*audit_events)
         return True
 
     async def replace_password_hash(self, user_id: str, old_hash: str, new_hash: str) -> None:
@@ -225,10 +240,13 @@ class MemoryUserStore:
         if row is not None and row["password_hash"] == old_hash:
             row["password_hash"] = new_hash
 
-    async def delete_with_purge(self, user_id: str, now: datetime) -> bool:
+    async def delete_with_purge(
+        self, user_id: str, now: datetime, *, audit_events: Sequence[AuditEvent] = ()
+    ) -> bool:
         if self.rows.pop(user_id, None) is None:
             return False
         self.purges[user_id] = _Purge(user_id, created_at=now, attempts=0, next_attempt_at=now)
+        await self.audit.record(*audit_events)
         return True
 
     # -- purge outbox --------------------------------------------------------------------------

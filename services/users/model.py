@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
+from services.kit.audit import AuditEvent, AuditStore
 from services.kit.context import Role
 from services.kit.mail import OutgoingMail
 from services.kit.single_use import Issued
@@ -71,6 +72,11 @@ class UserStore(Protocol):
     """What the domain and the purge outbox need from storage; `store.SqlUserStore` implements
     it. Callers pass and get plaintext: encrypting personal data is the store's business."""
 
+    @property
+    def audit(self) -> AuditStore:
+        """The service's security audit records (services/kit/audit.py)."""
+        ...
+
     # -- accounts ------------------------------------------------------------------------------
 
     async def insert(
@@ -100,10 +106,11 @@ class UserStore(Protocol):
         now: datetime,
         mail: Sequence[OutgoingMail] = (),
         token: Issued | None = None,
+        audit_events: Sequence[AuditEvent] = (),
     ) -> UserRecord | None:
         """Apply `values` and bump the version; with `expected_version`, only if the row still
-        has it; `mail` and `token` as in `insert`, in the same transaction. None when no row
-        matched; Conflict on a taken username or e-mail."""
+        has it; `mail`, `token` (as in `insert`) and `audit_events` in the same transaction, only
+        when the change is. None when no row matched; Conflict on a taken username or e-mail."""
         ...
 
     async def verify_email(self, token: str, now: datetime) -> UserRecord:
@@ -132,14 +139,23 @@ class UserStore(Protocol):
     async def credentials_by_id(self, user_id: str) -> Credentials | None: ...
 
     async def change_password_hash(
-        self, user_id: str, old_hash: str, new_hash: str, now: datetime, mail: Sequence[OutgoingMail] = ()
+        self,
+        user_id: str,
+        old_hash: str,
+        new_hash: str,
+        now: datetime,
+        mail: Sequence[OutgoingMail] = (),
+        *,
+        audit_events: Sequence[AuditEvent] = (),
     ) -> bool:
         """Set a new password hash if the stored one is still `old_hash` (bumps the version); in
         the same transaction, live password reset tokens of the account die and `mail` (the
-        "password changed" notice) is queued."""
+        "password changed" notice) is queued, and `audit_events` written."""
         ...
 
-    async def set_disabled(self, user_id: str, disabled: bool, now: datetime) -> bool:
+    async def set_disabled(
+        self, user_id: str, disabled: bool, now: datetime, *, audit_events: Sequence[AuditEvent] = ()
+    ) -> bool:
         """False when there is no such account."""
         ...
 
@@ -147,7 +163,9 @@ class UserStore(Protocol):
         """Swap in a rehashed password, unless the password changed meanwhile."""
         ...
 
-    async def delete_with_purge(self, user_id: str, now: datetime) -> bool:
+    async def delete_with_purge(
+        self, user_id: str, now: datetime, *, audit_events: Sequence[AuditEvent] = ()
+    ) -> bool:
         """Delete the account and record, atomically, that its data must be purged. False when
         there was no such account."""
         ...

@@ -21,6 +21,7 @@ from sqlalchemy import (
 )
 
 from services.kit import mail, rate_limit, single_use
+from services.kit.audit import audit_table
 
 metadata = MetaData()
 
@@ -98,3 +99,6 @@ purge_outbox = Table(
 mail_outbox = mail.outbox_table_in(metadata)
 single_use_tokens = single_use.table_in(metadata)
 rate_limits = rate_limit.table_in(metadata)
+
+# The security audit trail of the events users owns (services/kit/audit.py).
+audit_events = audit_table(metadata, "users_audit_events")

@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import grpc
 
 from pinexa.users.v1 import users_internal_pb2_grpc, users_pb2_grpc
 from services.kit import metrics, sql
+from services.kit.audit import AuditSource
+from services.kit.audit_grpc import GrpcAuditSource
 from services.kit.channels import internal_channel, verifier_from_auth
 from services.kit.mail import MailWorker
 from services.kit.outage import OutageLog
+from services.kit.periodic import PeriodicPurge
 from services.kit.server import ServiceHost, ServiceSpec
 from services.kit.tokens import TokenVerifier
 from services.users.config import UsersSettings
@@ -28,6 +33,7 @@ USER_SERVICE = "pinexa.users.v1.UserService"
 INTERNAL_SERVICE = "pinexa.users.v1.UsersInternalService"
 MIGRATIONS = Path(__file__).parent / "migrations"
 VERSION_TABLE = "alembic_version_users"
+AUDIT_PURGE_INTERVAL_SECONDS = 3600.0
 # What a caller reaches without a token: sign-up, and confirming an address from its mail link.
 PUBLIC_METHODS = frozenset(f"/{USER_SERVICE}/{m}" for m in ("CreateUser", "VerifyEmail"))
 
@@ -60,6 +66,7 @@ async def create_service(
     *,
     verifier: TokenVerifier | None = None,
     data_channel: grpc.aio.Channel | None = None,
+    audit_peers: Sequence[AuditSource] | None = None,
     passwords: Passwords | None = None,
     outbox_poll_interval: float = 5.0,
     outbox_backoff: tuple[float, float] = (0.5, 60.0),
@@ -68,17 +75,24 @@ async def create_service(
     """The users service, ready to `start`.
 
     Production passes only `settings`: the token verifier fetches auth's JWKS, and the outbox
-    reaches the data service at DATA_ADDRESS. Tests pass a test verifier, a channel to a stand-in
-    data service, a cheaper password hasher and a faster outbox.
+    reaches the data service at DATA_ADDRESS, and the audit trail lists auth's records over the
+    same channel to auth as the verifier. Tests pass a test verifier, a channel to a stand-in data
+    service, their own source of auth's audit records, a cheaper password hasher and a faster outbox.
     """
     # aiosqlite logs every statement with its parameters (password hashes included) at DEBUG;
     # keep it quiet even when LOG_LEVEL=DEBUG. (SQLAlchemy's own logger defaults to WARNING.)
     logging.getLogger("aiosqlite").setLevel(logging.INFO)
     cipher = cipher_from_settings(settings)  # first: production refuses to start without a key
     owned_channels: list[grpc.aio.Channel] = []
+    auth_channel: grpc.aio.Channel | None = None
     if verifier is None:
         verifier, auth_channel = verifier_from_auth(settings, settings.auth_address)
         owned_channels.append(auth_channel)
+    if audit_peers is None:  # auth's audit records, listed with users' own
+        if auth_channel is None:
+            auth_channel = internal_channel(settings.auth_address, internal_token=settings.internal_token)
+            owned_channels.append(auth_channel)
+        audit_peers = [GrpcAuditSource(auth_channel)]
     if data_channel is None:
         data_channel = internal_channel(settings.data_address, internal_token=settings.internal_token)
         owned_channels.append(data_channel)
@@ -122,6 +136,12 @@ async def create_service(
                 per_client=settings.mail_limit_per_client,
                 window=settings.mail_limit_window_seconds,
             ),
+            audit_peers=audit_peers,
+        )
+        retention = PeriodicPurge(
+            lambda: store.audit.purge(before=time.time() - settings.audit_retention_days * 86400),
+            interval=AUDIT_PURGE_INTERVAL_SECONDS,
+            what="audit records past AUDIT_RETENTION_DAYS",
         )
         await passwords.warm_up()
 
@@ -160,6 +180,7 @@ async def create_service(
 
     async def close() -> None:
         await startup_work.close()
+        await retention.stop()
         await outbox.stop()
         await mailer.stop()
         for channel in owned_channels:
@@ -176,6 +197,7 @@ async def create_service(
         readiness=readiness,
         translate_error=startup_work.translate_error,
         outage=database,
+        on_start=[retention.start],
         on_stop=[close],
     )
     return ServiceHost(spec, settings=settings, verifier=verifier)

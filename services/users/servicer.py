@@ -14,6 +14,7 @@ from google.protobuf import empty_pb2
 
 from pinexa.users.v1 import users_internal_pb2, users_internal_pb2_grpc, users_pb2, users_pb2_grpc
 from services.kit import metrics
+from services.kit.audit import AuditEvent
 from services.kit.client import client_ip
 from services.kit.context import Role, require_principal
 from services.kit.errors import InvalidArgument, ResourceExhausted
@@ -44,6 +45,22 @@ def user_message(record: UserRecord) -> users_pb2.User:
     if record.email_verified_at is not None:
         message.email_verified_at.FromDatetime(record.email_verified_at)
     message.pending_email = record.pending_email or ""
+    return message
+
+
+def audit_event_message(event: AuditEvent) -> users_pb2.AuditEvent:
+    message = users_pb2.AuditEvent(
+        id=event.id,
+        type=event.type,
+        outcome=event.outcome,
+        actor_id=event.actor_id,
+        subject_id=event.subject_id,
+        client_address=event.client_address,
+        request_id=event.request_id,
+        service=event.service,
+        detail={key: str(value) for key, value in event.detail.items()},
+    )
+    message.occurred_at.FromMilliseconds(event.occurred_at)
     return message
 
 
@@ -123,6 +140,34 @@ class UserServicer(users_pb2_grpc.UserServiceServicer):
         )
         return users_pb2.ListUsersResponse(
             users=[user_message(r) for r in page.users], next_page_token=page.next_page_token
+        )
+
+    async def ListAuditEvents(
+        self, request: users_pb2.ListAuditEventsRequest, context: Any
+    ) -> users_pb2.ListAuditEventsResponse:
+        page = await self._domain.audit_events(
+            require_principal(),
+            subject_id=None,
+            filter_text=request.filter,
+            size=request.page_size,
+            token=request.page_token,
+        )
+        return users_pb2.ListAuditEventsResponse(
+            audit_events=[audit_event_message(e) for e in page.events], next_page_token=page.next_page_token
+        )
+
+    async def ListUserAuditEvents(
+        self, request: users_pb2.ListUserAuditEventsRequest, context: Any
+    ) -> users_pb2.ListUserAuditEventsResponse:
+        page = await self._domain.audit_events(
+            require_principal(),
+            subject_id=request.user_id,
+            filter_text=request.filter,
+            size=request.page_size,
+            token=request.page_token,
+        )
+        return users_pb2.ListUserAuditEventsResponse(
+            audit_events=[audit_event_message(e) for e in page.events], next_page_token=page.next_page_token
         )
 
     async def UpdateUser(self, request: users_pb2.UpdateUserRequest, context: Any) -> users_pb2.User:

@@ -18,14 +18,15 @@ from typing import Any, cast
 from sqlalchemy import bindparam, delete, func, insert, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
 
+from services.kit import audit, rate_limit, single_use, sql
 from services.kit import mail as kit_mail
-from services.kit import rate_limit, single_use, sql
 from services.kit.context import Role
 from services.kit.db import Connection, Database
 from services.kit.mail import OutgoingMail
 from services.kit.single_use import Issued, TokenRefused
 from services.users.crypto import PiiCipher
 from services.users.model import PASSWORD_RESET, VERIFY_EMAIL, Conflict, Credentials, PendingPurge, UserRecord
+from services.users.schema import audit_events as audit_table
 from services.users.schema import purge_outbox, users
 from services.users.validation import email_key
 
@@ -98,6 +99,7 @@ class SqlUserStore:
         self._engine = engine
         self._reads = sql.read_engine(engine)
         self._cipher = cipher
+        self.audit = audit.AuditLog(engine, audit_table, reads=self._reads)
 
     def _record(self, row: Any) -> UserRecord:
         return UserRecord(
@@ -199,6 +201,7 @@ class SqlUserStore:
         now: datetime,
         mail: Sequence[OutgoingMail] = (),
         token: Issued | None = None,
+        audit_events: Sequence[audit.AuditEvent] = (),
     ) -> UserRecord | None:
         """Apply `values` and bump the version, in one statement, and queue `mail` in the same
         transaction. With `expected_version`, only if the row still has it (optimistic
@@ -216,9 +219,13 @@ class SqlUserStore:
                 row = (await connection.execute(statement)).first()
                 if row is not None:
                     await self._queue(connection, mail, token, now)
+                    await self.audit.insert(connection, audit_events)
         except IntegrityError as error:
             raise Conflict(_conflicting_column(error)) from None
-        return None if row is None else self._record(row)
+        if row is None:
+            return None
+        audit.emitted(audit_events)
+        return self._record(row)
 
     async def credentials_by_id(self, user_id: str) -> Credentials | None:
         async with self._reads.connect() as connection:
@@ -226,7 +233,14 @@ class SqlUserStore:
         return None if row is None else _credentials(row)
 
     async def change_password_hash(
-        self, user_id: str, old_hash: str, new_hash: str, now: datetime, mail: Sequence[OutgoingMail] = ()
+        self,
+        user_id: str,
+        old_hash: str,
+        new_hash: str,
+        now: datetime,
+        mail: Sequence[OutgoingMail] = (),
+        *,
+        audit_events: Sequence[audit.AuditEvent] = (),
     ) -> bool:
         """Set a new password, unless it changed since `old_hash` was read (two changes at once:
         the second one's current password was checked against a hash no longer there). Reset
@@ -242,15 +256,24 @@ class SqlUserStore:
                     connection, purpose=PASSWORD_RESET, subject=user_id, now=now.timestamp()
                 )
                 await self._queue(connection, mail, None, now)
+                await self.audit.insert(connection, audit_events)
+        if result.rowcount:
+            audit.emitted(audit_events)
         return bool(result.rowcount)
 
-    async def set_disabled(self, user_id: str, disabled: bool, now: datetime) -> bool:
+    async def set_disabled(
+        self, user_id: str, disabled: bool, now: datetime, *, audit_events: Sequence[audit.AuditEvent] = ()
+    ) -> bool:
         async with self._engine.begin() as connection:
             result = await connection.execute(
                 update(users)
                 .where(users.c.id == user_id)
                 .values(disabled=disabled, version=users.c.version + 1, updated_at=now)
             )
+            if result.rowcount:
+                await self.audit.insert(connection, audit_events)
+        if result.rowcount:
+            audit.emitted(audit_events)
         return bool(result.rowcount)
 
     async def verify_email(self, token: str, now: datetime) -> UserRecord:
@@ -323,7 +346,9 @@ class SqlUserStore:
         async with self._engine.begin() as connection:
             await connection.execute(_REPLACE_HASH, {"b_id": user_id, "b_old": old_hash, "b_new": new_hash})
 
-    async def delete_with_purge(self, user_id: str, now: datetime) -> bool:
+    async def delete_with_purge(
+        self, user_id: str, now: datetime, *, audit_events: Sequence[audit.AuditEvent] = ()
+    ) -> bool:
         """Delete the account and, in the same transaction, record that its data must be
         purged. False when there was no such account (nothing is written)."""
         async with self._engine.begin() as connection:
@@ -334,6 +359,8 @@ class SqlUserStore:
                 _INSERT_PURGE,
                 {"user_id": user_id, "created_at": now, "attempts": 0, "next_attempt_at": now},
             )
+            await self.audit.insert(connection, audit_events)
+        audit.emitted(audit_events)
         return True
 
     async def reencrypt(self, *, batch_size: int = 200) -> tuple[int, int]:

@@ -31,6 +31,9 @@ from pinexa.users.v1 import users_pb2, users_pb2_grpc
 from services.auth.config import AuthSettings
 from services.auth.keys import KeyRing
 from services.auth.server import create_service as create_auth
+from services.kit.audit import AuditEvent, AuditQuery
+from services.kit.audit_grpc import GrpcAuditSource
+from services.kit.channels import internal_channel
 from services.kit.revocations import Batch, GrpcRevocationSource, RevocationWatcher, RevokedSessions
 from services.kit.server import ServiceHost
 from services.kit.tokens import CallableKeySource, Jwk, TokenVerifier, auth_key_source
@@ -184,9 +187,16 @@ async def start_stack(sql_url: str, tmp_path: Path) -> AsyncIterator[StartStack]
                         yield batch
 
         verifier.watch_revocations(RevocationWatcher(Revocations(), RevokedSessions()))
+
+        # Users lists auth's audit records as in production (GrpcAuditSource), over the same channel.
+        class AuthAudit:
+            async def list(self, query: AuditQuery) -> list[AuditEvent]:
+                return await GrpcAuditSource(channels["auth"]).list(query)
+
         users_host = await create_users(
             users_settings,
             verifier=verifier,
+            audit_peers=[AuthAudit()],
             data_channel=data_channel,
             passwords=Passwords(hasher),
             outbox_poll_interval=0.5,
@@ -194,7 +204,9 @@ async def start_stack(sql_url: str, tmp_path: Path) -> AsyncIterator[StartStack]
         )
         await users_host.start("127.0.0.1:0")
         cleanup.append(lambda: users_host.stop(grace=1, drain=0))
-        users_channel = grpc.aio.insecure_channel(f"127.0.0.1:{users_host.port}")
+        # The kit's internal channel, as production builds it: it forwards the request id, the
+        # client's address and the acting user (what users' audit records hold).
+        users_channel = internal_channel(f"127.0.0.1:{users_host.port}")
         cleanup.append(users_channel.close)
 
         auth_host = await create_auth(settings, users_channel=users_channel, keys=keys, clock=clock)

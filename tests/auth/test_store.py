@@ -51,10 +51,11 @@ async def test_migrations_are_idempotent_and_use_their_own_version_table(sql_url
         "auth_login_throttle",
         "auth_device_tokens",
         "auth_revocations",
+        "auth_audit_events",
         VERSION_TABLE,
     } <= tables
     assert "alembic_version" not in tables
-    assert version == "0003"
+    assert version == "0005_audit"
 
 
 async def test_a_throttled_attempt_takes_no_write_lock(store: SqlAuthStore) -> None:

@@ -35,6 +35,20 @@ const injectedRtkApi = api
         }),
         invalidatesTags: ["UserService"],
       }),
+      userServiceListAuditEvents: build.query<
+        UserServiceListAuditEventsApiResponse,
+        UserServiceListAuditEventsApiArg
+      >({
+        query: (queryArg) => ({
+          url: `/api/v1/audit-events`,
+          params: {
+            page_size: queryArg.pageSize,
+            page_token: queryArg.pageToken,
+            filter: queryArg.filter,
+          },
+        }),
+        providesTags: ["UserService"],
+      }),
       userServiceVerifyEmail: build.mutation<
         UserServiceVerifyEmailApiResponse,
         UserServiceVerifyEmailApiArg
@@ -295,6 +309,20 @@ const injectedRtkApi = api
         }),
         invalidatesTags: ["AuthService"],
       }),
+      userServiceListUserAuditEvents: build.query<
+        UserServiceListUserAuditEventsApiResponse,
+        UserServiceListUserAuditEventsApiArg
+      >({
+        query: (queryArg) => ({
+          url: `/api/v1/users/${queryArg.userId}/audit-events`,
+          params: {
+            page_size: queryArg.pageSize,
+            page_token: queryArg.pageToken,
+            filter: queryArg.filter,
+          },
+        }),
+        providesTags: ["UserService"],
+      }),
     }),
     overrideExisting: false,
   });
@@ -313,6 +341,17 @@ export type UserServiceCreateUser1ApiArg = {
     email: any;
     password: any;
   };
+};
+export type UserServiceListAuditEventsApiResponse =
+  /** status 200 ListAuditEventsResponse is one page of audit events, newest first. */ PinexaUsersV1ListAuditEventsResponse;
+export type UserServiceListAuditEventsApiArg = {
+  /** How many events to return: 20 when unset, at most 100. */
+  pageSize?: number;
+  /** The next_page_token of the previous page, or empty for the first page. */
+  pageToken?: string;
+  /** An AIP-160 filter over actor_id, subject_id, type, outcome (= and !=) and occurred_at (an
+    RFC 3339 string; all comparisons), e.g. `type = LOGIN_FAILED AND occurred_at >= "2026-12-01T00:00:00Z"`. */
+  filter?: string;
 };
 export type UserServiceVerifyEmailApiResponse =
   /** status 200 VerifyEmailResponse names the account and the address now verified. */ PinexaUsersV1VerifyEmailResponse;
@@ -492,6 +531,18 @@ export type AuthServiceSignOutUserApiArg = {
   /** The account's id. */
   id: any;
   body: {};
+};
+export type UserServiceListUserAuditEventsApiResponse =
+  /** status 200 ListUserAuditEventsResponse is one page of one account's audit events, newest first. */ PinexaUsersV1ListUserAuditEventsResponse;
+export type UserServiceListUserAuditEventsApiArg = {
+  /** The account's id. */
+  userId: any;
+  /** How many events to return: 20 when unset, at most 100. */
+  pageSize?: number;
+  /** The next_page_token of the previous page, or empty for the first page. */
+  pageToken?: string;
+  /** The same filter as ListAuditEventsRequest.filter (within this account's events). */
+  filter?: string;
 };
 export type PinexaAuthV1JsonWebKey = {
   /** The key id, matched against the "kid" header of a token. */
@@ -673,6 +724,40 @@ export type PinexaUsersV1UserWrite = {
   /** The password, 10 to 256 characters: accepted only by CreateUser, never returned. To change
     it, use AuthService.ChangePassword (or a password reset). */
   password?: any;
+};
+export type PinexaUsersV1AuditEvent = {
+  /** The record's id (32 hex digits). */
+  id?: string;
+  /** What happened: LOGIN_SUCCEEDED, LOGIN_FAILED, LOGIN_THROTTLED, REFRESH_TOKEN_REUSED,
+    SESSION_REVOKED, PASSWORD_CHANGED, PASSWORD_RESET, EMAIL_CHANGED, ROLE_CHANGED,
+    ACCOUNT_DISABLED, ACCOUNT_ENABLED, ACCOUNT_DELETED, ACCOUNT_UPDATED_BY_ADMIN,
+    SECOND_FACTOR_ENABLED, SECOND_FACTOR_DISABLED, SECOND_FACTOR_RECOVERY_CODES_REGENERATED. */
+  type?: string;
+  /** How it ended: SUCCESS, FAILURE (e.g. a wrong password) or REFUSED (throttled, reuse). */
+  outcome?: string;
+  /** The account that acted; empty when nobody was signed in (a login, a stolen token). */
+  actor_id?: string;
+  /** The account the event concerns; empty for a login name no account has. */
+  subject_id?: string;
+  /** When it happened (millisecond precision). */
+  occurred_at?: string;
+  /** The client's address as Envoy saw it. */
+  client_address?: string;
+  /** The request's x-request-id. */
+  request_id?: string;
+  /** The service that recorded it: auth or users. */
+  service?: string;
+  /** A few non-secret facts: reason, role, previous_role, fields, session_id, method, device_token
+    ("used" or "none", never the token). */
+  detail?: {
+    [key: string]: string;
+  };
+};
+export type PinexaUsersV1ListAuditEventsResponse = {
+  /** The events on this page. */
+  audit_events?: PinexaUsersV1AuditEvent[];
+  /** Pass this as page_token to get the next page; empty on the last page. */
+  next_page_token?: string;
 };
 export type PinexaUsersV1VerifyEmailResponse = {
   /** The account's id. */
@@ -893,12 +978,20 @@ export type PinexaAuthV1SignOutUserResponse = {
   /** How many sessions were ended. */
   revoked_sessions?: number;
 };
+export type PinexaUsersV1ListUserAuditEventsResponse = {
+  /** The events on this page. */
+  audit_events?: PinexaUsersV1AuditEvent[];
+  /** Pass this as page_token to get the next page; empty on the last page. */
+  next_page_token?: string;
+};
 export const {
   useAuthServiceGetJwksQuery,
   useLazyAuthServiceGetJwksQuery,
   useUserServiceGetMeQuery,
   useLazyUserServiceGetMeQuery,
   useUserServiceCreateUser1Mutation,
+  useUserServiceListAuditEventsQuery,
+  useLazyUserServiceListAuditEventsQuery,
   useUserServiceVerifyEmailMutation,
   useAuthServiceLoginMutation,
   useAuthServiceLogoutMutation,
@@ -927,4 +1020,6 @@ export const {
   useAuthServiceEnableUserMutation,
   useUserServiceSendVerificationEmailMutation,
   useAuthServiceSignOutUserMutation,
+  useUserServiceListUserAuditEventsQuery,
+  useLazyUserServiceListUserAuditEventsQuery,
 } = injectedRtkApi;

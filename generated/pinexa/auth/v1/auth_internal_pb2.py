@@ -24,19 +24,29 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"pinexa/auth/v1/auth_internal.proto\x12\x0epinexa.auth.v1\"(\n\x17WatchRevocationsRequest\x12\r\n\x05\x61\x66ter\x18\x01 \x01(\x03\"a\n\x0fRevocationBatch\x12/\n\x0brevocations\x18\x01 \x03(\x0b\x32\x1a.pinexa.auth.v1.Revocation\x12\x0e\n\x06\x63ursor\x18\x02 \x01(\x03\x12\r\n\x05reset\x18\x03 \x01(\x08\"4\n\nRevocation\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x12\n\nexpires_at\x18\x02 \x01(\x03\x32w\n\x13\x41uthInternalService\x12`\n\x10WatchRevocations\x12\'.pinexa.auth.v1.WatchRevocationsRequest\x1a\x1f.pinexa.auth.v1.RevocationBatch\"\x00\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"pinexa/auth/v1/auth_internal.proto\x12\x0epinexa.auth.v1\"(\n\x17WatchRevocationsRequest\x12\r\n\x05\x61\x66ter\x18\x01 \x01(\x03\"a\n\x0fRevocationBatch\x12/\n\x0brevocations\x18\x01 \x03(\x0b\x32\x1a.pinexa.auth.v1.Revocation\x12\x0e\n\x06\x63ursor\x18\x02 \x01(\x03\x12\r\n\x05reset\x18\x03 \x01(\x08\"4\n\nRevocation\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x12\n\nexpires_at\x18\x02 \x01(\x03\"|\n\x17ListAuditRecordsRequest\x12\x0e\n\x06\x66ilter\x18\x01 \x01(\t\x12\x12\n\nsubject_id\x18\x02 \x01(\t\x12\x1c\n\x14\x61\x66ter_occurred_at_ms\x18\x03 \x01(\x03\x12\x10\n\x08\x61\x66ter_id\x18\x04 \x01(\t\x12\r\n\x05limit\x18\x05 \x01(\x05\"H\n\x18ListAuditRecordsResponse\x12,\n\x07records\x18\x01 \x03(\x0b\x32\x1b.pinexa.auth.v1.AuditRecord\"\x8a\x02\n\x0b\x41uditRecord\x12\n\n\x02id\x18\x01 \x01(\t\x12\x16\n\x0eoccurred_at_ms\x18\x02 \x01(\x03\x12\x0c\n\x04type\x18\x03 \x01(\t\x12\x0f\n\x07outcome\x18\x04 \x01(\t\x12\x10\n\x08\x61\x63tor_id\x18\x05 \x01(\t\x12\x12\n\nsubject_id\x18\x06 \x01(\t\x12\x16\n\x0e\x63lient_address\x18\x07 \x01(\t\x12\x12\n\nrequest_id\x18\x08 \x01(\t\x12\x37\n\x06\x64\x65tail\x18\t \x03(\x0b\x32\'.pinexa.auth.v1.AuditRecord.DetailEntry\x1a-\n\x0b\x44\x65tailEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x32\xe0\x01\n\x13\x41uthInternalService\x12`\n\x10WatchRevocations\x12\'.pinexa.auth.v1.WatchRevocationsRequest\x1a\x1f.pinexa.auth.v1.RevocationBatch\"\x00\x30\x01\x12g\n\x10ListAuditRecords\x12\'.pinexa.auth.v1.ListAuditRecordsRequest\x1a(.pinexa.auth.v1.ListAuditRecordsResponse\"\x00\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'pinexa.auth.v1.auth_internal_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_AUDITRECORD_DETAILENTRY']._loaded_options = None
+  _globals['_AUDITRECORD_DETAILENTRY']._serialized_options = b'8\001'
   _globals['_WATCHREVOCATIONSREQUEST']._serialized_start=54
   _globals['_WATCHREVOCATIONSREQUEST']._serialized_end=94
   _globals['_REVOCATIONBATCH']._serialized_start=96
   _globals['_REVOCATIONBATCH']._serialized_end=193
   _globals['_REVOCATION']._serialized_start=195
   _globals['_REVOCATION']._serialized_end=247
-  _globals['_AUTHINTERNALSERVICE']._serialized_start=249
-  _globals['_AUTHINTERNALSERVICE']._serialized_end=368
+  _globals['_LISTAUDITRECORDSREQUEST']._serialized_start=249
+  _globals['_LISTAUDITRECORDSREQUEST']._serialized_end=373
+  _globals['_LISTAUDITRECORDSRESPONSE']._serialized_start=375
+  _globals['_LISTAUDITRECORDSRESPONSE']._serialized_end=447
+  _globals['_AUDITRECORD']._serialized_start=450
+  _globals['_AUDITRECORD']._serialized_end=716
+  _globals['_AUDITRECORD_DETAILENTRY']._serialized_start=671
+  _globals['_AUDITRECORD_DETAILENTRY']._serialized_end=716
+  _globals['_AUTHINTERNALSERVICE']._serialized_start=719
+  _globals['_AUTHINTERNALSERVICE']._serialized_end=943
 # @@protoc_insertion_point(module_scope)

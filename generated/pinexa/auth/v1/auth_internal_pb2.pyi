@@ -29,3 +29,52 @@ class Revocation(_message.Message):
     session_id: str
     expires_at: int
     def __init__(self, session_id: _Optional[str] = ..., expires_at: _Optional[int] = ...) -> None: ...
+
+class ListAuditRecordsRequest(_message.Message):
+    __slots__ = ("filter", "subject_id", "after_occurred_at_ms", "after_id", "limit")
+    FILTER_FIELD_NUMBER: _ClassVar[int]
+    SUBJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    AFTER_OCCURRED_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    AFTER_ID_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    filter: str
+    subject_id: str
+    after_occurred_at_ms: int
+    after_id: str
+    limit: int
+    def __init__(self, filter: _Optional[str] = ..., subject_id: _Optional[str] = ..., after_occurred_at_ms: _Optional[int] = ..., after_id: _Optional[str] = ..., limit: _Optional[int] = ...) -> None: ...
+
+class ListAuditRecordsResponse(_message.Message):
+    __slots__ = ("records",)
+    RECORDS_FIELD_NUMBER: _ClassVar[int]
+    records: _containers.RepeatedCompositeFieldContainer[AuditRecord]
+    def __init__(self, records: _Optional[_Iterable[_Union[AuditRecord, _Mapping]]] = ...) -> None: ...
+
+class AuditRecord(_message.Message):
+    __slots__ = ("id", "occurred_at_ms", "type", "outcome", "actor_id", "subject_id", "client_address", "request_id", "detail")
+    class DetailEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    ID_FIELD_NUMBER: _ClassVar[int]
+    OCCURRED_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    ACTOR_ID_FIELD_NUMBER: _ClassVar[int]
+    SUBJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    DETAIL_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    occurred_at_ms: int
+    type: str
+    outcome: str
+    actor_id: str
+    subject_id: str
+    client_address: str
+    request_id: str
+    detail: _containers.ScalarMap[str, str]
+    def __init__(self, id: _Optional[str] = ..., occurred_at_ms: _Optional[int] = ..., type: _Optional[str] = ..., outcome: _Optional[str] = ..., actor_id: _Optional[str] = ..., subject_id: _Optional[str] = ..., client_address: _Optional[str] = ..., request_id: _Optional[str] = ..., detail: _Optional[_Mapping[str, str]] = ...) -> None: ...

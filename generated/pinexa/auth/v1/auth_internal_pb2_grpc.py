@@ -40,6 +40,11 @@ class AuthInternalServiceStub:
                 request_serializer=pinexa_dot_auth_dot_v1_dot_auth__internal__pb2.WatchRevocationsRequest.SerializeToString,
                 response_deserializer=pinexa_dot_auth_dot_v1_dot_auth__internal__pb2.RevocationBatch.FromString,
                 _registered_method=True)
+        self.ListAuditRecords = channel.unary_unary(
+                '/pinexa.auth.v1.AuthInternalService/ListAuditRecords',
+                request_serializer=pinexa_dot_auth_dot_v1_dot_auth__internal__pb2.ListAuditRecordsRequest.SerializeToString,
+                response_deserializer=pinexa_dot_auth_dot_v1_dot_auth__internal__pb2.ListAuditRecordsResponse.FromString,
+                _registered_method=True)
 
 
 class AuthInternalServiceServicer:
@@ -55,6 +60,14 @@ class AuthInternalServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListAuditRecords(self, request, context):
+        """ListAuditRecords returns auth's audit records (logins, refresh reuse, session revocations)
+        newest first, strictly before a cursor: what users merges into ListAuditEvents.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AuthInternalServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -62,6 +75,11 @@ def add_AuthInternalServiceServicer_to_server(servicer, server):
                     servicer.WatchRevocations,
                     request_deserializer=pinexa_dot_auth_dot_v1_dot_auth__internal__pb2.WatchRevocationsRequest.FromString,
                     response_serializer=pinexa_dot_auth_dot_v1_dot_auth__internal__pb2.RevocationBatch.SerializeToString,
+            ),
+            'ListAuditRecords': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAuditRecords,
+                    request_deserializer=pinexa_dot_auth_dot_v1_dot_auth__internal__pb2.ListAuditRecordsRequest.FromString,
+                    response_serializer=pinexa_dot_auth_dot_v1_dot_auth__internal__pb2.ListAuditRecordsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -92,6 +110,33 @@ class AuthInternalService:
             '/pinexa.auth.v1.AuthInternalService/WatchRevocations',
             pinexa_dot_auth_dot_v1_dot_auth__internal__pb2.WatchRevocationsRequest.SerializeToString,
             pinexa_dot_auth_dot_v1_dot_auth__internal__pb2.RevocationBatch.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAuditRecords(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pinexa.auth.v1.AuthInternalService/ListAuditRecords',
+            pinexa_dot_auth_dot_v1_dot_auth__internal__pb2.ListAuditRecordsRequest.SerializeToString,
+            pinexa_dot_auth_dot_v1_dot_auth__internal__pb2.ListAuditRecordsResponse.FromString,
             options,
             channel_credentials,
             insecure,

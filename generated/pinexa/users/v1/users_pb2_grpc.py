@@ -76,6 +76,16 @@ class UserServiceStub:
                 request_serializer=pinexa_dot_users_dot_v1_dot_users__pb2.SendVerificationEmailRequest.SerializeToString,
                 response_deserializer=pinexa_dot_users_dot_v1_dot_users__pb2.SendVerificationEmailResponse.FromString,
                 _registered_method=True)
+        self.ListAuditEvents = channel.unary_unary(
+                '/pinexa.users.v1.UserService/ListAuditEvents',
+                request_serializer=pinexa_dot_users_dot_v1_dot_users__pb2.ListAuditEventsRequest.SerializeToString,
+                response_deserializer=pinexa_dot_users_dot_v1_dot_users__pb2.ListAuditEventsResponse.FromString,
+                _registered_method=True)
+        self.ListUserAuditEvents = channel.unary_unary(
+                '/pinexa.users.v1.UserService/ListUserAuditEvents',
+                request_serializer=pinexa_dot_users_dot_v1_dot_users__pb2.ListUserAuditEventsRequest.SerializeToString,
+                response_deserializer=pinexa_dot_users_dot_v1_dot_users__pb2.ListUserAuditEventsResponse.FromString,
+                _registered_method=True)
 
 
 class UserServiceServicer:
@@ -142,6 +152,22 @@ class UserServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListAuditEvents(self, request, context):
+        """ListAuditEvents pages through the security audit trail of every service (auth's and
+        users'), newest first. Admin only.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListUserAuditEvents(self, request, context):
+        """ListUserAuditEvents pages through the audit events concerning one account, newest first.
+        The account itself or an admin.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_UserServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -184,6 +210,16 @@ def add_UserServiceServicer_to_server(servicer, server):
                     servicer.SendVerificationEmail,
                     request_deserializer=pinexa_dot_users_dot_v1_dot_users__pb2.SendVerificationEmailRequest.FromString,
                     response_serializer=pinexa_dot_users_dot_v1_dot_users__pb2.SendVerificationEmailResponse.SerializeToString,
+            ),
+            'ListAuditEvents': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAuditEvents,
+                    request_deserializer=pinexa_dot_users_dot_v1_dot_users__pb2.ListAuditEventsRequest.FromString,
+                    response_serializer=pinexa_dot_users_dot_v1_dot_users__pb2.ListAuditEventsResponse.SerializeToString,
+            ),
+            'ListUserAuditEvents': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListUserAuditEvents,
+                    request_deserializer=pinexa_dot_users_dot_v1_dot_users__pb2.ListUserAuditEventsRequest.FromString,
+                    response_serializer=pinexa_dot_users_dot_v1_dot_users__pb2.ListUserAuditEventsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -403,6 +439,60 @@ class UserService:
             '/pinexa.users.v1.UserService/SendVerificationEmail',
             pinexa_dot_users_dot_v1_dot_users__pb2.SendVerificationEmailRequest.SerializeToString,
             pinexa_dot_users_dot_v1_dot_users__pb2.SendVerificationEmailResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAuditEvents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pinexa.users.v1.UserService/ListAuditEvents',
+            pinexa_dot_users_dot_v1_dot_users__pb2.ListAuditEventsRequest.SerializeToString,
+            pinexa_dot_users_dot_v1_dot_users__pb2.ListAuditEventsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListUserAuditEvents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pinexa.users.v1.UserService/ListUserAuditEvents',
+            pinexa_dot_users_dot_v1_dot_users__pb2.ListUserAuditEventsRequest.SerializeToString,
+            pinexa_dot_users_dot_v1_dot_users__pb2.ListUserAuditEventsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,25 @@
+"""The security audit trail (issue 14): `auth_audit_events` (services/kit/audit.py).
+
+Revision ID: 0005_audit
+Revises: 0003
+Create Date: 2026-12-03
+"""
+
+from __future__ import annotations
+
+from alembic import op
+
+from services.kit.audit import create_audit_table
+
+revision: str = "0005_audit"
+down_revision: str | None = "0003"
+branch_labels: str | None = None
+depends_on: str | None = None
+
+
+def upgrade() -> None:
+    create_audit_table(op, "auth_audit_events")
+
+
+def downgrade() -> None:
+    op.drop_table("auth_audit_events")

@@ -1,0 +1,295 @@
+"""The security audit trail (issue 14) on the real auth and users servers over gRPC, on SQLite and
+PostgreSQL (one database shared by both services, as the fixtures run them): a login, a failed
+login and a password change appear with their request ids; users' ListAuditEvents merges auth's
+records with its own in keyset pages; filters; who may read what; no secret in any record or
+log line."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import grpc
+import pytest
+
+from pinexa.auth.v1 import auth_pb2
+from pinexa.users.v1 import users_pb2
+from services.kit.logs import JsonFormatter
+from tests.auth.conftest import PASSWORD, Stack, StartStack
+from tests.support import bearer, rpc_error
+
+ADMIN_PASSWORD = "admin password 1"
+NEW_PASSWORD = "a brand new password"
+
+
+async def admin_stack(start_stack: StartStack) -> tuple[Stack, str]:
+    name = f"admin{uuid.uuid4().hex[:8]}"
+    stack = await start_stack(
+        admin_username=name, admin_email=f"{name}@example.com", admin_password=ADMIN_PASSWORD
+    )
+    admin = await stack.login(name, ADMIN_PASSWORD)
+    return stack, admin.access_token
+
+
+def rid(label: str) -> tuple[str, str]:
+    return ("x-request-id", f"{label}-{uuid.uuid4().hex[:12]}")
+
+
+async def all_events(stack: Stack, token: str, **request: object) -> list[users_pb2.AuditEvent]:
+    found: list[users_pb2.AuditEvent] = []
+    page_token = ""
+    while True:
+        page = await stack.users.ListAuditEvents(
+            users_pb2.ListAuditEventsRequest(page_token=page_token, **request),  # type: ignore[arg-type]
+            metadata=bearer(token),
+        )
+        found.extend(page.audit_events)
+        if not page.next_page_token:
+            return found
+        page_token = page.next_page_token
+
+
+async def test_login_failed_login_and_password_change_appear_with_their_request_ids(
+    start_stack: StartStack, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    stack, admin = await admin_stack(start_stack)
+    user = await stack.sign_up()
+    login_rid, failed_rid, change_rid = rid("login"), rid("failed"), rid("change")
+
+    tokens = await stack.login(user.username, metadata=[login_rid])
+    await rpc_error(
+        stack.login(user.username, "not the password at all", metadata=[failed_rid]),
+        grpc.StatusCode.UNAUTHENTICATED,
+    )
+    await stack.auth.ChangePassword(
+        auth_pb2.ChangePasswordRequest(id=user.id, current_password=PASSWORD, new_password=NEW_PASSWORD),
+        metadata=(*bearer(tokens.access_token), change_rid),
+    )
+
+    events = await all_events(stack, admin, filter=f'subject_id = "{user.id}"')
+    by_rid = {event.request_id: event for event in events}
+    login = by_rid[login_rid[1]]
+    assert (login.type, login.outcome, login.service) == ("LOGIN_SUCCEEDED", "SUCCESS", "auth")
+    assert login.actor_id == user.id and login.subject_id == user.id
+    assert login.client_address == "127.0.0.1"  # a direct gRPC call: the peer's address
+    assert login.detail["device_token"] == "none" and login.detail["session_id"]
+    failed = by_rid[failed_rid[1]]
+    assert (failed.type, failed.outcome, failed.actor_id) == ("LOGIN_FAILED", "FAILURE", "")
+    assert failed.subject_id == user.id and failed.detail["reason"] == "INVALID_CREDENTIALS"
+    # The password change: recorded by users (in the transaction that changed the hash), with
+    # the request id and the client address auth forwarded on its internal call.
+    change = [e for e in events if e.request_id == change_rid[1] and e.type == "PASSWORD_CHANGED"]
+    assert len(change) == 1 and change[0].service == "users" and change[0].outcome == "SUCCESS"
+    assert change[0].actor_id == user.id and change[0].client_address == "127.0.0.1"
+    times = [(e.occurred_at.ToMilliseconds(), e.id) for e in events]
+    assert times == sorted(times, reverse=True)  # newest first
+
+    # The user reads the same events of their own account.
+    own = await stack.users.ListUserAuditEvents(
+        users_pb2.ListUserAuditEventsRequest(user_id=user.id, page_size=100),
+        metadata=bearer((await stack.login(user.username, NEW_PASSWORD)).access_token),
+    )
+    assert {login_rid[1], failed_rid[1], change_rid[1]} <= {e.request_id for e in own.audit_events}
+
+    # Every record is also one structured log line.
+    lines = [JsonFormatter().format(r) for r in caplog.records if r.name == "pinexa.audit"]
+    assert any(login_rid[1] in line and '"audit_type": "LOGIN_SUCCEEDED"' in line for line in lines)
+    assert any(change_rid[1] in line and '"audit_type": "PASSWORD_CHANGED"' in line for line in lines)
+
+
+async def test_no_password_token_or_hash_in_any_record_or_log_line(
+    start_stack: StartStack, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    stack, admin = await admin_stack(start_stack)
+    wrong = "wrong-password-" + uuid.uuid4().hex
+    user = await stack.sign_up()
+    tokens = await stack.login(user.username)
+    await rpc_error(stack.login(user.username, wrong), grpc.StatusCode.UNAUTHENTICATED)
+    # A password typed as the login name must not be recorded either.
+    await rpc_error(stack.login(wrong, wrong), grpc.StatusCode.UNAUTHENTICATED)
+    refreshed = await stack.refresh(tokens.refresh_token)
+    await stack.auth.ChangePassword(
+        auth_pb2.ChangePasswordRequest(id=user.id, current_password=PASSWORD, new_password=NEW_PASSWORD),
+        metadata=bearer(refreshed.access_token),
+    )
+    stack.clock.advance(60)  # past the reuse grace window
+    await rpc_error(stack.refresh(tokens.refresh_token), grpc.StatusCode.UNAUTHENTICATED)
+
+    secrets = {
+        PASSWORD,
+        NEW_PASSWORD,
+        wrong,
+        ADMIN_PASSWORD,
+        tokens.access_token,
+        tokens.refresh_token,
+        tokens.device_token,
+        refreshed.access_token,
+        refreshed.refresh_token,
+    }
+    secrets |= {hashlib.sha256(s.encode()).hexdigest() for s in list(secrets)}
+    events = await all_events(stack, admin)
+    types = {e.type for e in events}
+    assert {
+        "LOGIN_SUCCEEDED",
+        "LOGIN_FAILED",
+        "PASSWORD_CHANGED",
+        "REFRESH_TOKEN_REUSED",
+        "SESSION_REVOKED",
+    } <= types
+    dumped = json.dumps([str(e) for e in events])
+    lines = "\n".join(JsonFormatter().format(r) for r in caplog.records)
+    assert "pinexa.audit" in lines
+    for secret in secrets:
+        assert secret not in dumped
+        assert secret not in lines
+    assert "$argon2" not in dumped and "$argon2" not in lines
+
+
+async def test_pages_merge_both_services_and_filters_apply(start_stack: StartStack) -> None:
+    stack, admin = await admin_stack(start_stack)
+    user = await stack.sign_up()
+    before = datetime.now(UTC) - timedelta(seconds=1)
+    tokens = await stack.login(user.username)
+    for _ in range(3):
+        await rpc_error(
+            stack.login(user.username, "not the password at all"), grpc.StatusCode.UNAUTHENTICATED
+        )
+    await stack.auth.ChangePassword(
+        auth_pb2.ChangePasswordRequest(id=user.id, current_password=PASSWORD, new_password=NEW_PASSWORD),
+        metadata=bearer(tokens.access_token),
+    )
+    mine = f'subject_id = "{user.id}"'
+    everything = await all_events(stack, admin, filter=mine, page_size=100)
+    assert {e.service for e in everything} == {"auth", "users"}
+    # Pages of 2 give the same records in the same order: none skipped, none repeated.
+    paged = await all_events(stack, admin, filter=mine, page_size=2)
+    assert [e.id for e in paged] == [e.id for e in everything] and len(paged) >= 5
+
+    failed = await all_events(stack, admin, filter=f"{mine} AND type = LOGIN_FAILED")
+    assert len(failed) == 3 and {e.type for e in failed} == {"LOGIN_FAILED"}
+    not_failed = await all_events(stack, admin, filter=f"{mine} AND NOT type = LOGIN_FAILED")
+    assert len(not_failed) == len(everything) - 3
+    quoted = await all_events(
+        stack, admin, filter=f'{mine} AND (type = "PASSWORD_CHANGED" OR outcome = FAILURE)'
+    )
+    assert len(quoted) == 4
+    since = before.isoformat().replace("+00:00", "Z")
+    assert len(await all_events(stack, admin, filter=f'{mine} AND occurred_at >= "{since}"')) == len(
+        everything
+    )
+    later = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+    assert await all_events(stack, admin, filter=f'{mine} AND occurred_at > "{later}"') == []
+    by_actor = await all_events(stack, admin, filter=f'actor_id = "{user.id}"')
+    assert {e.type for e in by_actor} >= {"LOGIN_SUCCEEDED", "PASSWORD_CHANGED"}
+
+    # A bad filter is INVALID_FILTER naming the problem; a token is bound to its filter.
+    error = await rpc_error(
+        stack.users.ListAuditEvents(
+            users_pb2.ListAuditEventsRequest(filter="password = 1"), metadata=bearer(admin)
+        ),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "INVALID_FILTER",
+    )
+    assert "unknown field 'password'" in (error.details() or "")
+    await rpc_error(
+        stack.users.ListAuditEvents(
+            users_pb2.ListAuditEventsRequest(filter="type = NOPE"), metadata=bearer(admin)
+        ),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "INVALID_FILTER",
+    )
+    first = await stack.users.ListAuditEvents(
+        users_pb2.ListAuditEventsRequest(filter=mine, page_size=1), metadata=bearer(admin)
+    )
+    await rpc_error(
+        stack.users.ListAuditEvents(
+            users_pb2.ListAuditEventsRequest(page_token=first.next_page_token), metadata=bearer(admin)
+        ),
+        grpc.StatusCode.INVALID_ARGUMENT,
+    )
+    await rpc_error(
+        stack.users.ListAuditEvents(
+            users_pb2.ListAuditEventsRequest(page_token="garbage"), metadata=bearer(admin)
+        ),
+        grpc.StatusCode.INVALID_ARGUMENT,
+    )
+
+
+async def test_who_may_read_what(start_stack: StartStack) -> None:
+    stack, admin = await admin_stack(start_stack)
+    alice, bob = await stack.sign_up(), await stack.sign_up()
+    alice_token = (await stack.login(alice.username)).access_token
+    await stack.login(bob.username)
+
+    # Everyone's events: admins only.
+    await rpc_error(
+        stack.users.ListAuditEvents(users_pb2.ListAuditEventsRequest(), metadata=bearer(alice_token)),
+        grpc.StatusCode.PERMISSION_DENIED,
+        "ADMIN_ONLY",
+    )
+    # Another account's events: refused, before anything is read.
+    await rpc_error(
+        stack.users.ListUserAuditEvents(
+            users_pb2.ListUserAuditEventsRequest(user_id=bob.id), metadata=bearer(alice_token)
+        ),
+        grpc.StatusCode.PERMISSION_DENIED,
+    )
+    # Without a token: UNAUTHENTICATED.
+    await rpc_error(
+        stack.users.ListUserAuditEvents(users_pb2.ListUserAuditEventsRequest(user_id=alice.id)),
+        grpc.StatusCode.UNAUTHENTICATED,
+    )
+    # Her own: only hers, even with a filter naming someone else.
+    own = await stack.users.ListUserAuditEvents(
+        users_pb2.ListUserAuditEventsRequest(user_id=alice.id, filter=f'subject_id = "{bob.id}"'),
+        metadata=bearer(alice_token),
+    )
+    assert list(own.audit_events) == []
+    own = await stack.users.ListUserAuditEvents(
+        users_pb2.ListUserAuditEventsRequest(user_id=alice.id), metadata=bearer(alice_token)
+    )
+    assert own.audit_events and {e.subject_id for e in own.audit_events} == {alice.id}
+    # An admin reads bob's.
+    bobs = await stack.users.ListUserAuditEvents(
+        users_pb2.ListUserAuditEventsRequest(user_id=bob.id), metadata=bearer(admin)
+    )
+    assert {e.type for e in bobs.audit_events} == {"LOGIN_SUCCEEDED"}
+    # No account named: INVALID_ARGUMENT (never everyone's events).
+    await rpc_error(
+        stack.users.ListUserAuditEvents(
+            users_pb2.ListUserAuditEventsRequest(user_id=""), metadata=bearer(admin)
+        ),
+        grpc.StatusCode.INVALID_ARGUMENT,
+    )
+
+
+async def test_admin_actions_role_change_and_delete_are_recorded(start_stack: StartStack) -> None:
+    stack, admin = await admin_stack(start_stack)
+    admin_id = (await stack.me(admin)).id
+    user = await stack.sign_up()
+    change = rid("role")
+    await stack.users.UpdateUser(
+        users_pb2.UpdateUserRequest(
+            user=users_pb2.User(id=user.id, role=users_pb2.User.ADMIN, display_name="Promoted"),
+            update_mask={"paths": ["role", "display_name"]},
+        ),
+        metadata=(*bearer(admin), change),
+    )
+    await stack.auth.DisableUser(auth_pb2.DisableUserRequest(id=user.id), metadata=bearer(admin))
+    await stack.users.DeleteUser(users_pb2.DeleteUserRequest(id=user.id), metadata=bearer(admin))
+    events = await all_events(stack, admin, filter=f'subject_id = "{user.id}" AND actor_id = "{admin_id}"')
+    kinds = [e.type for e in reversed(events)]
+    assert kinds[:2] == ["ROLE_CHANGED", "ACCOUNT_UPDATED_BY_ADMIN"] or kinds[:2] == [
+        "ACCOUNT_UPDATED_BY_ADMIN",
+        "ROLE_CHANGED",
+    ]
+    assert "ACCOUNT_DISABLED" in kinds and kinds[-1] == "ACCOUNT_DELETED"
+    role = next(e for e in events if e.type == "ROLE_CHANGED")
+    assert dict(role.detail) == {"role": "admin", "previous_role": "user"} and role.request_id == change[1]
+    fields = next(e for e in events if e.type == "ACCOUNT_UPDATED_BY_ADMIN")
+    assert fields.detail["fields"] == "display_name,role"
