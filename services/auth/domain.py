@@ -684,7 +684,13 @@ class AuthDomain:
     async def sign_out_user(self, principal: Principal, user_id: str) -> int:
         _require_admin(principal, "only an admin may sign another account out")
         _require_user_id(user_id)
-        return await self._revoke_user(user_id, now=self._clock(), reason="admin_sign_out")
+        revoked = await self._revoke_user(user_id, now=self._clock(), reason="admin_sign_out")
+        # The admin's action itself, also when it ended no session (each one ended has its own
+        # SESSION_REVOKED record).
+        await self._store.audit.record(
+            self._event(audit.SIGNED_OUT_BY_ADMIN, user_id, detail={"sessions": revoked})
+        )
+        return revoked
 
     async def set_disabled(self, principal: Principal, user_id: str, *, disabled: bool) -> int:
         """Disable (and end every session of) or enable an account; how many sessions ended."""

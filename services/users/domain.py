@@ -208,12 +208,20 @@ class UsersDomain:
         )
         password_hash = await self._passwords.hash(password)
         values = {**dataclasses.asdict(record), "password_hash": password_hash}
+        # A sign-up acts for the account it creates; the operator's admin account (verified,
+        # from ADMIN_USERNAME) is created by nobody signed in.
+        created = self._event(
+            audit.ACCOUNT_CREATED,
+            record.id,
+            actor_id="" if verified else record.id,
+            detail={"role": role, **({"reason": "bootstrap_admin"} if verified else {})},
+        )
         try:
             if verified:
-                await self._store.insert(values)
+                await self._store.insert(values, audit_events=[created])
             else:
                 message, token = self._verification(record.id, username, email, now)
-                await self._store.insert(values, mail=[message], token=token)
+                await self._store.insert(values, mail=[message], token=token, audit_events=[created])
         except Conflict as conflict:
             raise _conflict_error(conflict) from None
         if not verified:
@@ -349,8 +357,14 @@ class UsersDomain:
         """Spend a verification link's token (public: the token is the proof)."""
         if not token.strip():
             raise InvalidArgument("token is required", [("token", "is required")])
+
+        def verified(user_id: str, changed: bool) -> list[audit.AuditEvent]:
+            # The link is the proof of the mailbox: whoever opens it acts for the account.
+            kind = audit.EMAIL_CHANGED if changed else audit.EMAIL_VERIFIED
+            return [self._event(kind, user_id, actor_id=user_id)]
+
         try:
-            record = await self._store.verify_email(token.strip(), self._clock())
+            record = await self._store.verify_email(token.strip(), self._clock(), audit_events=verified)
         except Conflict:
             raise AlreadyExists(
                 "another account has taken this e-mail address since the change was asked for",
@@ -398,16 +412,22 @@ class UsersDomain:
     def _update_events(
         self, principal: Principal, current: UserRecord, values: dict[str, Any]
     ) -> list[audit.AuditEvent]:
-        """The audit records of an update, written with it: e-mail and role changes, and any
-        change an admin makes to someone else's account (which fields, never their values)."""
+        """The audit records of an update, written with it: an e-mail change asked for or
+        cancelled (it is EMAIL_CHANGED only once the new address is confirmed, in verify_email),
+        a role change, and any change an admin makes to someone else's account (which fields,
+        never their values)."""
         events = []
-        if "email" in values and values["email"] != current.email:
-            events.append(self._event(audit.EMAIL_CHANGED, current.id))
+        if "pending_email" in values:
+            if values["pending_email"] is not None:
+                events.append(self._event(audit.EMAIL_CHANGE_REQUESTED, current.id))
+            elif current.pending_email is not None:
+                events.append(self._event(audit.EMAIL_CHANGE_CANCELLED, current.id))
         if "role" in values and values["role"] != current.role:
             detail = {"role": str(values["role"]), "previous_role": current.role}
             events.append(self._event(audit.ROLE_CHANGED, current.id, detail=detail))
         if principal.is_admin and principal.user_id != current.id:
-            fields = ",".join(sorted(values))
+            # The client's names: an e-mail change is stored as the pending address.
+            fields = ",".join(sorted("email" if name == "pending_email" else name for name in values))
             events.append(self._event(audit.ACCOUNT_UPDATED_BY_ADMIN, current.id, detail={"fields": fields}))
         return events
 
@@ -578,8 +598,14 @@ class UsersDomain:
                         "ADMIN_USERNAME belongs to an existing account whose password is not ADMIN_PASSWORD",
                         metadata={"field": "ADMIN_USERNAME"},
                     )
+                detail = {"role": "admin", "previous_role": existing.role, "reason": "bootstrap_admin"}
+                promotion = self._event(audit.ROLE_CHANGED, existing.id, actor_id="", detail=detail)
                 promoted = await self._store.update(
-                    existing.id, {"role": "admin"}, expected_version=None, now=self._clock()
+                    existing.id,
+                    {"role": "admin"},
+                    expected_version=None,
+                    now=self._clock(),
+                    audit_events=[promotion],
                 )
                 if promoted is not None:
                     log.info("promoted the bootstrap account to admin", extra={"username": username})

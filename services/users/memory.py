@@ -29,6 +29,7 @@ from services.users.model import (
     PendingPurge,
     UserRecord,
     UserStore,
+    VerifiedEvents,
 )
 from services.users.validation import email_key
 
@@ -73,7 +74,9 @@ class MemoryUserStore:
     def address_key(self, email: str) -> str:
         return email_key(email)
 
-    async def verify_email(self, token: str, now: datetime) -> UserRecord:
+    async def verify_email(
+        self, token: str, now: datetime, *, audit_events: VerifiedEvents | None = None
+    ) -> UserRecord:
         row = self.tokens.get(single_use.token_hash(token)) if token else None
         if row is None or row["purpose"] != VERIFY_EMAIL:
             raise TokenRefused("MAIL_TOKEN_INVALID")
@@ -86,7 +89,8 @@ class MemoryUserStore:
             raise TokenRefused("MAIL_TOKEN_INVALID")
         changes: dict[str, Any] = {"email_verified": True, "email_verified_at": now}
         pending = account.get("pending_email")
-        if pending is not None and email_key(pending) == row["data"]:
+        changed = pending is not None and email_key(pending) == row["data"]
+        if changed:
             changes.update(email=pending, pending_email=None)
         elif email_key(account["email"]) != row["data"]:
             raise TokenRefused("MAIL_TOKEN_SUPERSEDED")
@@ -94,6 +98,8 @@ class MemoryUserStore:
         self._check_unique(updated, exclude=account["id"])
         row["live"], row["why"] = False, "MAIL_TOKEN_USED"
         self.rows[account["id"]] = updated
+        if audit_events is not None:
+            await self.audit.record(*audit_events(account["id"], changed))
         return self._record(updated)
 
     async def queue_verification(
@@ -148,7 +154,12 @@ class MemoryUserStore:
     # -- accounts ------------------------------------------------------------------------------
 
     async def insert(
-        self, values: Mapping[str, Any], *, mail: Sequence[OutgoingMail] = (), token: Issued | None = None
+        self,
+        values: Mapping[str, Any],
+        *,
+        mail: Sequence[OutgoingMail] = (),
+        token: Issued | None = None,
+        audit_events: Sequence[AuditEvent] = (),
     ) -> None:
         row = dict(values)  # every UserRecord field and the password_hash, as the domain passes them
         if row["id"] in self.rows:
@@ -156,6 +167,7 @@ class MemoryUserStore:
         self._check_unique(row)
         self.rows[row["id"]] = row
         self._queue(mail, token, row["created_at"])
+        await self.audit.record(*audit_events)
 
     async def get(self, user_id: str) -> UserRecord | None:
         row = self.rows.get(user_id)

@@ -6,7 +6,7 @@ it, so domain and store never import each other (the kratos `identity.Pool` shap
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -18,6 +18,10 @@ from services.kit.single_use import Issued
 
 VERIFY_EMAIL = "verify_email"  # the purpose of e-mail verification tokens (kit single_use)
 PASSWORD_RESET = "password_reset"  # noqa: S105 (a token purpose, not a secret; kit single_use)
+
+# The audit records of a verified address: (account id, whether a pending address replaced the
+# old one) -> the records to write with it.
+VerifiedEvents = Callable[[str, bool], Sequence[AuditEvent]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,11 +84,16 @@ class UserStore(Protocol):
     # -- accounts ------------------------------------------------------------------------------
 
     async def insert(
-        self, values: Mapping[str, Any], *, mail: Sequence[OutgoingMail] = (), token: Issued | None = None
+        self,
+        values: Mapping[str, Any],
+        *,
+        mail: Sequence[OutgoingMail] = (),
+        token: Issued | None = None,
+        audit_events: Sequence[AuditEvent] = (),
     ) -> None:
-        """Insert one account and, in the same transaction, queue `mail` and store `token` (a
-        verification token: its `data` is the address it verifies). Conflict when the username
-        or e-mail is taken."""
+        """Insert one account and, in the same transaction, queue `mail`, store `token` (a
+        verification token: its `data` is the address it verifies) and write `audit_events`.
+        Conflict when the username or e-mail is taken."""
         ...
 
     async def get(self, user_id: str) -> UserRecord | None: ...
@@ -113,10 +122,14 @@ class UserStore(Protocol):
         when the change is. None when no row matched; Conflict on a taken username or e-mail."""
         ...
 
-    async def verify_email(self, token: str, now: datetime) -> UserRecord:
+    async def verify_email(
+        self, token: str, now: datetime, *, audit_events: VerifiedEvents | None = None
+    ) -> UserRecord:
         """Spend a verification token and mark the address it was issued for verified (moving
         a pending address into email). TokenRefused for a bad token; Conflict("email") when
-        another account took the pending address meanwhile (the token is then not spent)."""
+        another account took the pending address meanwhile (the token is then not spent). The
+        records `audit_events(account id, whether the address changed)` are written in the same
+        transaction."""
         ...
 
     async def queue_verification(

@@ -25,7 +25,15 @@ from services.kit.db import Connection, Database
 from services.kit.mail import OutgoingMail
 from services.kit.single_use import Issued, TokenRefused
 from services.users.crypto import PiiCipher
-from services.users.model import PASSWORD_RESET, VERIFY_EMAIL, Conflict, Credentials, PendingPurge, UserRecord
+from services.users.model import (
+    PASSWORD_RESET,
+    VERIFY_EMAIL,
+    Conflict,
+    Credentials,
+    PendingPurge,
+    UserRecord,
+    VerifiedEvents,
+)
 from services.users.schema import audit_events as audit_table
 from services.users.schema import purge_outbox, users
 from services.users.validation import email_key
@@ -155,7 +163,12 @@ class SqlUserStore:
     # -- accounts ------------------------------------------------------------------------------
 
     async def insert(
-        self, values: Mapping[str, Any], *, mail: Sequence[OutgoingMail] = (), token: Issued | None = None
+        self,
+        values: Mapping[str, Any],
+        *,
+        mail: Sequence[OutgoingMail] = (),
+        token: Issued | None = None,
+        audit_events: Sequence[audit.AuditEvent] = (),
     ) -> None:
         """Insert one account (plaintext values; the e-mail and display name are encrypted
         here) and queue its mail. Conflict when the username or e-mail is taken: the database's
@@ -164,8 +177,10 @@ class SqlUserStore:
             async with self._engine.begin() as connection:
                 await connection.execute(_INSERT_USER, self._sealed(values["id"], values))
                 await self._queue(connection, mail, token, values["created_at"])
+                await self.audit.insert(connection, audit_events)
         except IntegrityError as error:
             raise Conflict(_conflicting_column(error)) from None
+        audit.emitted(audit_events)
 
     async def get(self, user_id: str) -> UserRecord | None:
         async with self._reads.connect() as connection:
@@ -276,7 +291,9 @@ class SqlUserStore:
             audit.emitted(audit_events)
         return bool(result.rowcount)
 
-    async def verify_email(self, token: str, now: datetime) -> UserRecord:
+    async def verify_email(
+        self, token: str, now: datetime, *, audit_events: VerifiedEvents | None = None
+    ) -> UserRecord:
         try:
             async with self._engine.begin() as connection:
                 spent = await single_use.consume(
@@ -297,7 +314,8 @@ class SqlUserStore:
                     "version": users.c.version + 1,
                     "updated_at": now,
                 }
-                if row.pending_email_lookup is not None and row.pending_email_lookup == spent.data:
+                changed = row.pending_email_lookup is not None and row.pending_email_lookup == spent.data
+                if changed:
                     # The e-mail change takes effect: the pending address becomes the address.
                     address = self._cipher.open("pending_email", spent.subject, row.pending_email)
                     verified.update(
@@ -316,8 +334,11 @@ class SqlUserStore:
                         .returning(*_RECORD_COLUMNS)
                     )
                 ).one()
+                events = [] if audit_events is None else list(audit_events(spent.subject, changed))
+                await self.audit.insert(connection, events)
         except IntegrityError as error:
             raise Conflict(_conflicting_column(error)) from None
+        audit.emitted(events)
         return self._record(updated)
 
     async def queue_verification(

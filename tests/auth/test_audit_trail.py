@@ -10,6 +10,7 @@ import hashlib
 import json
 import logging
 import uuid
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 import grpc
@@ -19,16 +20,16 @@ from pinexa.auth.v1 import auth_pb2
 from pinexa.users.v1 import users_pb2
 from services.kit.logs import JsonFormatter
 from tests.auth.conftest import PASSWORD, Stack, StartStack
-from tests.support import bearer, rpc_error
+from tests.support import bearer, mail_token, rpc_error, wait_until
 
 ADMIN_PASSWORD = "admin password 1"
 NEW_PASSWORD = "a brand new password"
 
 
-async def admin_stack(start_stack: StartStack) -> tuple[Stack, str]:
+async def admin_stack(start_stack: StartStack, **settings: object) -> tuple[Stack, str]:
     name = f"admin{uuid.uuid4().hex[:8]}"
     stack = await start_stack(
-        admin_username=name, admin_email=f"{name}@example.com", admin_password=ADMIN_PASSWORD
+        admin_username=name, admin_email=f"{name}@example.com", admin_password=ADMIN_PASSWORD, **settings
     )
     admin = await stack.login(name, ADMIN_PASSWORD)
     return stack, admin.access_token
@@ -258,7 +259,7 @@ async def test_who_may_read_what(start_stack: StartStack) -> None:
     bobs = await stack.users.ListUserAuditEvents(
         users_pb2.ListUserAuditEventsRequest(user_id=bob.id), metadata=bearer(admin)
     )
-    assert {e.type for e in bobs.audit_events} == {"LOGIN_SUCCEEDED"}
+    assert {e.type for e in bobs.audit_events} == {"ACCOUNT_CREATED", "LOGIN_SUCCEEDED"}
     # No account named: INVALID_ARGUMENT (never everyone's events).
     await rpc_error(
         stack.users.ListUserAuditEvents(
@@ -293,3 +294,118 @@ async def test_admin_actions_role_change_and_delete_are_recorded(start_stack: St
     assert dict(role.detail) == {"role": "admin", "previous_role": "user"} and role.request_id == change[1]
     fields = next(e for e in events if e.type == "ACCOUNT_UPDATED_BY_ADMIN")
     assert fields.detail["fields"] == "display_name,role"
+
+
+async def _mailed_token(stack: Stack, address: str) -> str:
+    """The token of the first mail `address` received (its verification link; real SMTP server)."""
+
+    async def arrived() -> bool:
+        return any(m["To"] == address for m in stack.mailbox.messages)
+
+    await wait_until(arrived, timeout=10, what=f"the mail to {address}")
+    return mail_token(next(m for m in stack.mailbox.messages if m["To"] == address))
+
+
+async def _types(stack: Stack, admin: str, user_id: str) -> list[str]:
+    """The account's event types, oldest first."""
+    return [e.type for e in reversed(await all_events(stack, admin, filter=f'subject_id = "{user_id}"'))]
+
+
+async def test_every_security_action_of_an_account_is_recorded(start_stack: StartStack) -> None:
+    """Sign-up, e-mail verified, an e-mail change (EMAIL_CHANGED only once the new address is
+    confirmed), logins ok/failed/throttled, logout, a session ended, an admin's sign-out,
+    disable/enable and the account's deletion: each has its record, in order."""
+    stack, admin = await admin_stack(start_stack, login_max_failures=2)
+    admin_id = (await stack.me(admin)).id
+    user = await stack.sign_up()
+    assert await _types(stack, admin, user.id) == ["ACCOUNT_CREATED"]
+    [created] = await all_events(stack, admin, filter=f'subject_id = "{user.id}"')
+    assert (created.actor_id, created.service, dict(created.detail)) == (user.id, "users", {"role": "user"})
+
+    await stack.users.VerifyEmail(users_pb2.VerifyEmailRequest(token=await _mailed_token(stack, user.email)))
+    first = await stack.login(user.username)
+    new_address = f"new-{user.username}@example.com"
+    await stack.users.UpdateUser(
+        users_pb2.UpdateUserRequest(
+            user=users_pb2.User(id=user.id, email=new_address), update_mask={"paths": ["email"]}
+        ),
+        metadata=bearer(first.access_token),
+    )
+    # Asked for, not yet changed: the old address is still the account's.
+    types = await _types(stack, admin, user.id)
+    assert "EMAIL_CHANGE_REQUESTED" in types and "EMAIL_CHANGED" not in types
+    confirm = rid("confirm")
+    await stack.users.VerifyEmail(
+        users_pb2.VerifyEmailRequest(token=await _mailed_token(stack, new_address)), metadata=[confirm]
+    )
+    [changed] = await all_events(stack, admin, filter=f'subject_id = "{user.id}" AND type = EMAIL_CHANGED')
+    assert (changed.actor_id, changed.request_id, changed.service) == (user.id, confirm[1], "users")
+    assert dict(changed.detail) == {}  # neither address: personal data stays in the users table
+
+    # Asked for and then cancelled by asking for the current address again.
+    for address in (f"other-{user.username}@example.com", new_address):
+        await stack.users.UpdateUser(
+            users_pb2.UpdateUserRequest(
+                user=users_pb2.User(id=user.id, email=address), update_mask={"paths": ["email"]}
+            ),
+            metadata=bearer(first.access_token),
+        )
+
+    await stack.auth.Logout(auth_pb2.LogoutRequest(refresh_token=first.refresh_token))
+    second = await stack.login(user.username)
+    await stack.login(user.username)
+    sessions = await stack.auth.ListSessions(
+        auth_pb2.ListSessionsRequest(), metadata=bearer(second.access_token)
+    )
+    ended = next(s.id for s in sessions.sessions if not s.current)
+    await stack.auth.DeleteSession(
+        auth_pb2.DeleteSessionRequest(id=ended), metadata=bearer(second.access_token)
+    )
+    signed_out = await stack.auth.SignOutUser(auth_pb2.SignOutUserRequest(id=user.id), metadata=bearer(admin))
+    assert signed_out.revoked_sessions == 1
+
+    for _ in range(2):
+        await rpc_error(
+            stack.login(user.username, "not the password at all"), grpc.StatusCode.UNAUTHENTICATED
+        )
+    await rpc_error(stack.login(user.username), grpc.StatusCode.RESOURCE_EXHAUSTED)
+
+    await stack.auth.DisableUser(auth_pb2.DisableUserRequest(id=user.id), metadata=bearer(admin))
+    await stack.auth.EnableUser(auth_pb2.EnableUserRequest(id=user.id), metadata=bearer(admin))
+    await stack.users.DeleteUser(users_pb2.DeleteUserRequest(id=user.id), metadata=bearer(admin))
+
+    events = list(reversed(await all_events(stack, admin, filter=f'subject_id = "{user.id}"')))
+    # Compared as a multiset: two records in the same millisecond list in either order.
+    assert Counter(e.type for e in events) == Counter(
+        [
+            "ACCOUNT_CREATED",
+            "EMAIL_VERIFIED",
+            "LOGIN_SUCCEEDED",
+            "EMAIL_CHANGE_REQUESTED",
+            "EMAIL_CHANGED",
+            "EMAIL_CHANGE_REQUESTED",
+            "EMAIL_CHANGE_CANCELLED",
+            "SESSION_REVOKED",  # logout
+            "LOGIN_SUCCEEDED",
+            "LOGIN_SUCCEEDED",
+            "SESSION_REVOKED",  # the session deleted
+            "SESSION_REVOKED",  # the admin's sign-out ended the last one
+            "SIGNED_OUT_BY_ADMIN",
+            "LOGIN_FAILED",
+            "LOGIN_FAILED",
+            "LOGIN_THROTTLED",
+            "ACCOUNT_DISABLED",
+            "ACCOUNT_ENABLED",
+            "ACCOUNT_DELETED",
+        ]
+    )
+    assert events[0].type == "ACCOUNT_CREATED" and events[-1].type == "ACCOUNT_DELETED"
+    reasons = sorted(e.detail["reason"] for e in events if e.type == "SESSION_REVOKED")
+    assert reasons == ["admin_sign_out", "logout", "session_deleted"]
+    by_type = {e.type: e for e in events}
+    assert dict(by_type["SIGNED_OUT_BY_ADMIN"].detail) == {"sessions": "1"}
+    assert by_type["LOGIN_THROTTLED"].outcome == "REFUSED"
+    # The admin's actions name the admin, also where auth asked users on the admin's behalf.
+    for kind in ("SIGNED_OUT_BY_ADMIN", "ACCOUNT_DISABLED", "ACCOUNT_ENABLED", "ACCOUNT_DELETED"):
+        assert by_type[kind].actor_id == admin_id, kind
+    assert (by_type["ACCOUNT_DISABLED"].service, by_type["SIGNED_OUT_BY_ADMIN"].service) == ("users", "auth")
