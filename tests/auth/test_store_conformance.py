@@ -23,6 +23,8 @@ from services.auth.memory import MemoryAuthStore
 from services.auth.model import AuthStore, ThrottleKey
 from services.auth.server import MIGRATIONS, VERSION_TABLE
 from services.auth.store import SqlAuthStore
+from services.kit import audit
+from services.kit.audit import AuditQuery
 from tests.conftest import migrated_engine
 
 
@@ -343,3 +345,52 @@ async def test_revocations_are_logged_in_order_with_a_cursor_and_purged_once_irr
     assert await store.last_revocation_cursor() == log[1].cursor
     assert [s.session_id for s in await store.list_sessions("u1", now=now)] == [kept]
     assert await store.session_owner(kept) == "u1" and await store.session_owner(sessions[0]) is None
+
+
+# ---- the audit trail: records written with their change, one per session a revocation ends -----
+
+
+async def test_audit_records_come_with_the_session_and_with_each_revocation(store: AuthStore) -> None:
+    now = time.time()
+    login = audit.new_event("auth", audit.LOGIN_SUCCEEDED, subject_id="u1", now=now)
+    session_id, token_hash = str(uuid.uuid4()), uuid.uuid4().hex * 2
+    await store.create_session(
+        session_id=session_id,
+        user_id="u1",
+        token_hash=token_hash,
+        now=now,
+        expires_at=now + 60,
+        audit_events=[login],
+    )
+    others = [(await new_session(store, now))[0] for _ in range(2)]
+    template = audit.new_event(
+        "auth", audit.SESSION_REVOKED, subject_id="u1", detail={"reason": "logout_all"}, now=now + 1
+    )
+    assert (
+        await store.revoke_user_sessions(
+            "u1",
+            now=now,
+            reason="logout_all",
+            keep_until=now + 60,
+            except_session=session_id,
+            audit_template=template,
+        )
+        == 2
+    )
+    # Nothing left to end: no record.
+    assert (
+        await store.revoke_session(
+            others[0], now=now, reason="logout", keep_until=now + 60, audit_template=template
+        )
+        == 0
+    )
+    events = await store.audit.list(AuditQuery(None, "u1", None, 100))
+    revoked = [e for e in events if e.type == audit.SESSION_REVOKED]
+    assert sorted(e.detail["session_id"] for e in revoked) == sorted(others)
+    assert len({e.id for e in revoked}) == 2 and all(e.detail["reason"] == "logout_all" for e in revoked)
+    assert [e.id for e in events if e.type == audit.LOGIN_SUCCEEDED] == [login.id]
+    # Retention: only records older than the bound go.
+    assert await store.audit.purge(before=now + 0.5) == 1
+    assert {e.type for e in await store.audit.list(AuditQuery(None, "u1", None, 100))} == {
+        audit.SESSION_REVOKED
+    }

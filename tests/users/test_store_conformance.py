@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import itertools
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -19,9 +20,12 @@ from typing import Any
 
 import pytest
 
+from services.kit import audit, single_use
+from services.kit.audit import AuditEvent, AuditQuery
+from services.kit.single_use import TokenRefused
 from services.users.crypto import PiiCipher
 from services.users.memory import MemoryUserStore
-from services.users.model import Conflict, PendingPurge, UserRecord, UserStore
+from services.users.model import VERIFY_EMAIL, Conflict, PendingPurge, UserRecord, UserStore
 from services.users.server import MIGRATIONS, VERSION_TABLE
 from services.users.store import SqlUserStore
 from tests.conftest import migrated_engine
@@ -205,6 +209,93 @@ async def test_a_password_hash_is_replaced_only_if_unchanged_and_without_a_new_v
     await store.replace_password_hash(ada["id"], ada["password_hash"], "rehashed")
     assert (await store.credentials_by_username("ada")).password_hash == "rehashed"  # type: ignore[union-attr]
     assert await store.get(ada["id"]) == record(ada)
+
+
+# ---- the audit trail: each record is written with its change, and only when the change is -----
+
+
+_AUDIT_MS = itertools.count()
+
+
+def audit_event(kind: str, subject: str) -> AuditEvent:
+    """A record a millisecond after the previous one (records list newest first)."""
+    return audit.new_event("users", kind, subject_id=subject, now=T0.timestamp() + next(_AUDIT_MS) / 1000)
+
+
+async def recorded(store: UserStore, subject: str) -> list[str]:
+    """The types of `subject`'s audit records, oldest first."""
+    events = await store.audit.list(AuditQuery(None, subject, None, 100))
+    return [event.type for event in reversed(events)]
+
+
+async def test_audit_records_are_written_with_their_change_and_only_then(store: UserStore) -> None:
+    ada, grace = account("ada"), account("grace")
+    await store.insert(ada, audit_events=[audit_event(audit.ACCOUNT_CREATED, ada["id"])])
+    await store.insert(grace)
+    # A refused insert (the name is taken) writes no record either.
+    with pytest.raises(Conflict):
+        await store.insert(account("ada"), audit_events=[audit_event(audit.ACCOUNT_CREATED, "someone")])
+    assert await recorded(store, "someone") == []
+
+    role = audit_event(audit.ROLE_CHANGED, ada["id"])
+    stale = audit_event(audit.ACCOUNT_UPDATED_BY_ADMIN, ada["id"])
+    assert await store.update(ada["id"], {"role": "admin"}, expected_version=1, now=T0, audit_events=[role])
+    assert not await store.update(
+        ada["id"], {"role": "user"}, expected_version=1, now=T0, audit_events=[stale]
+    )
+    with pytest.raises(Conflict):  # a taken address: no change, no record
+        await store.update(
+            ada["id"], {"email": "grace@example.com"}, expected_version=None, now=T0, audit_events=[stale]
+        )
+
+    changed = audit_event(audit.PASSWORD_CHANGED, ada["id"])
+    assert not await store.change_password_hash(
+        ada["id"], "not the current hash", "new", T0, audit_events=[stale]
+    )
+    assert await store.change_password_hash(
+        ada["id"], ada["password_hash"], "new", T0, audit_events=[changed]
+    )
+    disabled = audit_event(audit.ACCOUNT_DISABLED, ada["id"])
+    assert await store.set_disabled(ada["id"], True, T0, audit_events=[disabled])
+    assert not await store.set_disabled(str(uuid.uuid4()), True, T0, audit_events=[stale])
+    gone = audit_event(audit.ACCOUNT_DELETED, ada["id"])
+    assert await store.delete_with_purge(ada["id"], T0, audit_events=[gone])
+    assert not await store.delete_with_purge(ada["id"], T0, audit_events=[stale])
+
+    assert await recorded(store, ada["id"]) == [
+        "ACCOUNT_CREATED",
+        "ROLE_CHANGED",
+        "PASSWORD_CHANGED",
+        "ACCOUNT_DISABLED",
+        "ACCOUNT_DELETED",
+    ]
+    assert await recorded(store, grace["id"]) == []
+
+
+async def test_a_verified_address_is_recorded_with_whether_it_changed(store: UserStore) -> None:
+    ada = account("ada")
+    now = T0.timestamp()
+    first = single_use.prepare(
+        purpose=VERIFY_EMAIL, subject=ada["id"], ttl_seconds=60, now=now, data=ada["email"]
+    )
+    await store.insert(ada, token=first)
+    asked: list[tuple[str, bool]] = []
+
+    def events(user_id: str, changed: bool) -> list[AuditEvent]:
+        asked.append((user_id, changed))
+        kind = audit.EMAIL_CHANGED if changed else audit.EMAIL_VERIFIED
+        return [audit_event(kind, user_id)]
+
+    with pytest.raises(TokenRefused):  # a bad token: nothing recorded
+        await store.verify_email("no such token", T0, audit_events=events)
+    await store.verify_email(first.token, T0, audit_events=events)
+    new = "new@example.com"
+    change = single_use.prepare(purpose=VERIFY_EMAIL, subject=ada["id"], ttl_seconds=60, now=now, data=new)
+    await store.update(ada["id"], {"pending_email": new}, expected_version=None, now=T0, token=change)
+    verified = await store.verify_email(change.token, T0, audit_events=events)
+    assert verified.email == new and verified.pending_email is None
+    assert asked == [(ada["id"], False), (ada["id"], True)]
+    assert await recorded(store, ada["id"]) == ["EMAIL_VERIFIED", "EMAIL_CHANGED"]
 
 
 # ---- delete and the purge outbox --------------------------------------------------------------
