@@ -184,7 +184,7 @@ CONSTRAINTS: dict[str, dict[str, Any]] = {
     "pinexa.users.v1.ListUsersRequest.page_size": {"minimum": 0},
     "pinexa.users.v1.ListAuditEventsRequest.page_size": {"minimum": 0},
     "pinexa.users.v1.ListUserAuditEventsRequest.page_size": {"minimum": 0},
-    "pinexa.users.v1.ListUserAuditEventsRequest.user_id": {"pattern": _UUID},
+    "pinexa.users.v1.ListUserAuditEventsRequest.id": {"pattern": _UUID},
     "pinexa.users.v1.UpdateUserRequest.update_mask": _mask("email", "display_name", "role"),
     "pinexa.data.v1.Item.id": {"pattern": _OBJECT_ID},
     "pinexa.data.v1.Item.title": {"minLength": 1, "maxLength": 200, "pattern": _NOT_BLANK},

@@ -447,7 +447,7 @@ class UsersDomain:
             if not principal.is_admin:
                 raise PermissionDenied("only an admin may list every audit event", reason="ADMIN_ONLY")
         else:
-            _require_id(subject_id, "user_id")
+            _require_id(subject_id)
             if not principal.can_act_for(subject_id):
                 raise PermissionDenied("you may only read your own audit events")
         return await audit.list_page(

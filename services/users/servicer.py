@@ -161,7 +161,7 @@ class UserServicer(users_pb2_grpc.UserServiceServicer):
     ) -> users_pb2.ListUserAuditEventsResponse:
         page = await self._domain.audit_events(
             require_principal(),
-            subject_id=request.user_id,
+            subject_id=request.id,
             filter_text=request.filter,
             size=request.page_size,
             token=request.page_token,

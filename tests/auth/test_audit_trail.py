@@ -91,7 +91,7 @@ async def test_login_failed_login_and_password_change_appear_with_their_request_
 
     # The user reads the same events of their own account.
     own = await stack.users.ListUserAuditEvents(
-        users_pb2.ListUserAuditEventsRequest(user_id=user.id, page_size=100),
+        users_pb2.ListUserAuditEventsRequest(id=user.id, page_size=100),
         metadata=bearer((await stack.login(user.username, NEW_PASSWORD)).access_token),
     )
     assert {login_rid[1], failed_rid[1], change_rid[1]} <= {e.request_id for e in own.audit_events}
@@ -236,35 +236,33 @@ async def test_who_may_read_what(start_stack: StartStack) -> None:
     # Another account's events: refused, before anything is read.
     await rpc_error(
         stack.users.ListUserAuditEvents(
-            users_pb2.ListUserAuditEventsRequest(user_id=bob.id), metadata=bearer(alice_token)
+            users_pb2.ListUserAuditEventsRequest(id=bob.id), metadata=bearer(alice_token)
         ),
         grpc.StatusCode.PERMISSION_DENIED,
     )
     # Without a token: UNAUTHENTICATED.
     await rpc_error(
-        stack.users.ListUserAuditEvents(users_pb2.ListUserAuditEventsRequest(user_id=alice.id)),
+        stack.users.ListUserAuditEvents(users_pb2.ListUserAuditEventsRequest(id=alice.id)),
         grpc.StatusCode.UNAUTHENTICATED,
     )
     # Her own: only hers, even with a filter naming someone else.
     own = await stack.users.ListUserAuditEvents(
-        users_pb2.ListUserAuditEventsRequest(user_id=alice.id, filter=f'subject_id = "{bob.id}"'),
+        users_pb2.ListUserAuditEventsRequest(id=alice.id, filter=f'subject_id = "{bob.id}"'),
         metadata=bearer(alice_token),
     )
     assert list(own.audit_events) == []
     own = await stack.users.ListUserAuditEvents(
-        users_pb2.ListUserAuditEventsRequest(user_id=alice.id), metadata=bearer(alice_token)
+        users_pb2.ListUserAuditEventsRequest(id=alice.id), metadata=bearer(alice_token)
     )
     assert own.audit_events and {e.subject_id for e in own.audit_events} == {alice.id}
     # An admin reads bob's.
     bobs = await stack.users.ListUserAuditEvents(
-        users_pb2.ListUserAuditEventsRequest(user_id=bob.id), metadata=bearer(admin)
+        users_pb2.ListUserAuditEventsRequest(id=bob.id), metadata=bearer(admin)
     )
     assert {e.type for e in bobs.audit_events} == {"ACCOUNT_CREATED", "LOGIN_SUCCEEDED"}
     # No account named: INVALID_ARGUMENT (never everyone's events).
     await rpc_error(
-        stack.users.ListUserAuditEvents(
-            users_pb2.ListUserAuditEventsRequest(user_id=""), metadata=bearer(admin)
-        ),
+        stack.users.ListUserAuditEvents(users_pb2.ListUserAuditEventsRequest(id=""), metadata=bearer(admin)),
         grpc.StatusCode.INVALID_ARGUMENT,
     )
 

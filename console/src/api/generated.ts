@@ -254,6 +254,20 @@ const injectedRtkApi = api
         }),
         invalidatesTags: ["UserService"],
       }),
+      userServiceListUserAuditEvents: build.query<
+        UserServiceListUserAuditEventsApiResponse,
+        UserServiceListUserAuditEventsApiArg
+      >({
+        query: (queryArg) => ({
+          url: `/api/v1/users/${queryArg.id}/audit-events`,
+          params: {
+            page_size: queryArg.pageSize,
+            page_token: queryArg.pageToken,
+            filter: queryArg.filter,
+          },
+        }),
+        providesTags: ["UserService"],
+      }),
       authServiceChangePassword: build.mutation<
         AuthServiceChangePasswordApiResponse,
         AuthServiceChangePasswordApiArg
@@ -308,20 +322,6 @@ const injectedRtkApi = api
           body: queryArg.body,
         }),
         invalidatesTags: ["AuthService"],
-      }),
-      userServiceListUserAuditEvents: build.query<
-        UserServiceListUserAuditEventsApiResponse,
-        UserServiceListUserAuditEventsApiArg
-      >({
-        query: (queryArg) => ({
-          url: `/api/v1/users/${queryArg.userId}/audit-events`,
-          params: {
-            page_size: queryArg.pageSize,
-            page_token: queryArg.pageToken,
-            filter: queryArg.filter,
-          },
-        }),
-        providesTags: ["UserService"],
       }),
     }),
     overrideExisting: false,
@@ -492,6 +492,18 @@ export type UserServiceDeleteUserApiArg = {
   /** The account's id. */
   id: any;
 };
+export type UserServiceListUserAuditEventsApiResponse =
+  /** status 200 ListUserAuditEventsResponse is one page of one account's audit events, newest first. */ PinexaUsersV1ListUserAuditEventsResponse;
+export type UserServiceListUserAuditEventsApiArg = {
+  /** The account's id. */
+  id: any;
+  /** How many events to return: 20 when unset, at most 100. */
+  pageSize?: number;
+  /** The next_page_token of the previous page, or empty for the first page. */
+  pageToken?: string;
+  /** The same filter as ListAuditEventsRequest.filter (within this account's events). */
+  filter?: string;
+};
 export type AuthServiceChangePasswordApiResponse =
   /** status 200 ChangePasswordResponse reports what was revoked. */ PinexaAuthV1ChangePasswordResponse;
 export type AuthServiceChangePasswordApiArg = {
@@ -531,18 +543,6 @@ export type AuthServiceSignOutUserApiArg = {
   /** The account's id. */
   id: any;
   body: {};
-};
-export type UserServiceListUserAuditEventsApiResponse =
-  /** status 200 ListUserAuditEventsResponse is one page of one account's audit events, newest first. */ PinexaUsersV1ListUserAuditEventsResponse;
-export type UserServiceListUserAuditEventsApiArg = {
-  /** The account's id. */
-  userId: any;
-  /** How many events to return: 20 when unset, at most 100. */
-  pageSize?: number;
-  /** The next_page_token of the previous page, or empty for the first page. */
-  pageToken?: string;
-  /** The same filter as ListAuditEventsRequest.filter (within this account's events). */
-  filter?: string;
 };
 export type PinexaAuthV1JsonWebKey = {
   /** The key id, matched against the "kid" header of a token. */
@@ -961,6 +961,12 @@ export type PinexaUsersV1ListUsersResponseWrite = {
   /** Pass this as page_token to get the next page; empty on the last page. */
   next_page_token?: string;
 };
+export type PinexaUsersV1ListUserAuditEventsResponse = {
+  /** The events on this page. */
+  audit_events?: PinexaUsersV1AuditEvent[];
+  /** Pass this as page_token to get the next page; empty on the last page. */
+  next_page_token?: string;
+};
 export type PinexaAuthV1ChangePasswordResponse = {
   /** How many other sessions of the account were ended. */
   revoked_sessions?: number;
@@ -977,12 +983,6 @@ export type PinexaUsersV1SendVerificationEmailResponse = {
 export type PinexaAuthV1SignOutUserResponse = {
   /** How many sessions were ended. */
   revoked_sessions?: number;
-};
-export type PinexaUsersV1ListUserAuditEventsResponse = {
-  /** The events on this page. */
-  audit_events?: PinexaUsersV1AuditEvent[];
-  /** Pass this as page_token to get the next page; empty on the last page. */
-  next_page_token?: string;
 };
 export const {
   useAuthServiceGetJwksQuery,
@@ -1015,11 +1015,11 @@ export const {
   useUserServiceUpdateUserMutation,
   useUserServiceUpdateUser1Mutation,
   useUserServiceDeleteUserMutation,
+  useUserServiceListUserAuditEventsQuery,
+  useLazyUserServiceListUserAuditEventsQuery,
   useAuthServiceChangePasswordMutation,
   useAuthServiceDisableUserMutation,
   useAuthServiceEnableUserMutation,
   useUserServiceSendVerificationEmailMutation,
   useAuthServiceSignOutUserMutation,
-  useUserServiceListUserAuditEventsQuery,
-  useLazyUserServiceListUserAuditEventsQuery,
 } = injectedRtkApi;

@@ -176,16 +176,16 @@ class ListAuditEventsResponse(_message.Message):
     def __init__(self, audit_events: _Optional[_Iterable[_Union[AuditEvent, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class ListUserAuditEventsRequest(_message.Message):
-    __slots__ = ("user_id", "page_size", "page_token", "filter")
-    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    __slots__ = ("id", "page_size", "page_token", "filter")
+    ID_FIELD_NUMBER: _ClassVar[int]
     PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
     PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     FILTER_FIELD_NUMBER: _ClassVar[int]
-    user_id: str
+    id: str
     page_size: int
     page_token: str
     filter: str
-    def __init__(self, user_id: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., filter: _Optional[str] = ...) -> None: ...
+    def __init__(self, id: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., filter: _Optional[str] = ...) -> None: ...
 
 class ListUserAuditEventsResponse(_message.Message):
     __slots__ = ("audit_events", "next_page_token")
