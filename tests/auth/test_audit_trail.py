@@ -9,8 +9,10 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import time
 import uuid
 from collections import Counter
+from collections.abc import Awaitable
 from datetime import UTC, datetime, timedelta
 
 import grpc
@@ -18,7 +20,11 @@ import pytest
 
 from pinexa.auth.v1 import auth_pb2
 from pinexa.users.v1 import users_pb2
+from services.auth.schema import audit_events as auth_audit_events
+from services.kit import audit, sql
+from services.kit.audit import AuditLog
 from services.kit.logs import JsonFormatter
+from services.users.schema import audit_events as users_audit_events
 from tests.auth.conftest import PASSWORD, Stack, StartStack
 from tests.support import bearer, mail_token, rpc_error, wait_until
 
@@ -407,3 +413,34 @@ async def test_every_security_action_of_an_account_is_recorded(start_stack: Star
     for kind in ("SIGNED_OUT_BY_ADMIN", "ACCOUNT_DISABLED", "ACCOUNT_ENABLED", "ACCOUNT_DELETED"):
         assert by_type[kind].actor_id == admin_id, kind
     assert (by_type["ACCOUNT_DISABLED"].service, by_type["SIGNED_OUT_BY_ADMIN"].service) == ("users", "auth")
+
+
+async def test_both_services_purge_records_past_audit_retention_days(
+    start_stack: StartStack, sql_url: str
+) -> None:
+    """AUDIT_RETENTION_DAYS: at start (then hourly) users and auth delete their older records."""
+    stack, admin = await admin_stack(start_stack)  # migrated
+    user = await stack.sign_up()
+    old, recent = time.time() - 3 * 86400, time.time() - 86400
+    engine = sql.create_engine(sql_url)
+    try:
+        for service, table in (("users", users_audit_events), ("auth", auth_audit_events)):
+            log = AuditLog(engine, table)
+            for at in (old, recent):
+                await log.record(audit.new_event(service, audit.LOGIN_FAILED, subject_id=user.id, now=at))
+    finally:
+        await engine.dispose()
+
+    def dated() -> Awaitable[list[users_pb2.AuditEvent]]:
+        return all_events(stack, admin, filter=f'subject_id = "{user.id}" AND type = LOGIN_FAILED')
+
+    assert len(await dated()) == 4
+    await start_stack(audit_retention_days=2)  # a restart with a shorter retention
+
+    async def purged() -> bool:
+        return len(await dated()) == 2
+
+    await wait_until(purged, timeout=20, what="the start-up purge of both services")
+    kept = await dated()
+    assert {e.service for e in kept} == {"users", "auth"}
+    assert all(e.occurred_at.ToMilliseconds() == int(recent * 1000) for e in kept)
