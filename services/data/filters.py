@@ -5,17 +5,6 @@ The tree holds only whitelisted field paths and typed scalar values (str, int, f
 datetime); the store compiles it into a MongoDB query. The text a client sends never reaches
 MongoDB as-is, so no operator (`$where`, `$regex`, ...) can be smuggled in.
 
-Grammar (AIP-160 precedence: OR binds tighter than AND; keywords are upper case):
-
-    filter     := expression
-    expression := factor { "AND" factor }
-    factor     := term { "OR" term }
-    term       := [ "NOT" ] simple
-    simple     := "(" expression ")" | comparison
-    comparison := field op value
-    op         := "=" | "!=" | "<" | "<=" | ">" | ">="
-    value      := "string" | 'string' | number | true | false | ENUM_NAME
-
 Fields:
 
     status                  = != ; DRAFT, PUBLISHED or ARCHIVED (quoted or bare)

@@ -48,5 +48,11 @@ def client_ip(context: grpc.aio.ServicerContext) -> str:
         last_hop = _ip(forwarded.rsplit(",", 1)[-1])
         if last_hop:
             return last_hop
-    kind, _, rest = unquote(str(context.peer() or "")).partition(":")  # ipv4:a.b.c.d:port, ipv6:[..]:port
-    return _ip(rest.rsplit(":", 1)[0]) if kind in ("ipv4", "ipv6") else ""
+    return _ip(peer_address(context))
+
+
+def peer_address(context: grpc.aio.ServicerContext) -> str:
+    """The direct caller's address as gRPC gives it (`ipv4:a.b.c.d:port`, `ipv6:[..]:port`),
+    without the port, or '' for another kind of peer (a Unix socket)."""
+    kind, _, rest = unquote(str(context.peer() or "")).partition(":")
+    return rest.rsplit(":", 1)[0].strip("[]") if kind in ("ipv4", "ipv6") else ""

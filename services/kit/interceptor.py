@@ -24,12 +24,12 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
-from urllib.parse import unquote
 
 import grpc
 from grpc.aio import AbortError
 
 from services.kit import metrics, tracing
+from services.kit.client import peer_address
 from services.kit.context import CallState, call_var
 from services.kit.errors import (
     DependencyUnavailable,
@@ -289,7 +289,4 @@ def _code_name(context: grpc.aio.ServicerContext) -> str:
 def _client_address(address: str, context: grpc.aio.ServicerContext) -> str:
     """The end client's address for the audit trail: what Envoy saw (or a calling service
     forwarded), else the peer's address (a direct gRPC caller)."""
-    if not address:
-        kind, _, rest = unquote(str(context.peer() or "")).partition(":")  # ipv4:a.b.c.d:port
-        address = rest.rsplit(":", 1)[0].strip("[]") if kind in ("ipv4", "ipv6") else ""
-    return address[:64]
+    return (address or peer_address(context))[:64]

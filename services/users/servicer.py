@@ -145,30 +145,30 @@ class UserServicer(users_pb2_grpc.UserServiceServicer):
     async def ListAuditEvents(
         self, request: users_pb2.ListAuditEventsRequest, context: Any
     ) -> users_pb2.ListAuditEventsResponse:
-        page = await self._domain.audit_events(
-            require_principal(),
-            subject_id=None,
-            filter_text=request.filter,
-            size=request.page_size,
-            token=request.page_token,
-        )
-        return users_pb2.ListAuditEventsResponse(
-            audit_events=[audit_event_message(e) for e in page.events], next_page_token=page.next_page_token
-        )
+        return users_pb2.ListAuditEventsResponse(**await self._audit_page(None, request))
 
     async def ListUserAuditEvents(
         self, request: users_pb2.ListUserAuditEventsRequest, context: Any
     ) -> users_pb2.ListUserAuditEventsResponse:
+        return users_pb2.ListUserAuditEventsResponse(**await self._audit_page(request.id, request))
+
+    async def _audit_page(
+        self,
+        subject_id: str | None,
+        request: users_pb2.ListAuditEventsRequest | users_pb2.ListUserAuditEventsRequest,
+    ) -> dict[str, Any]:
+        """The fields of either list's response: everyone's events (subject_id None) or one account's."""
         page = await self._domain.audit_events(
             require_principal(),
-            subject_id=request.id,
+            subject_id=subject_id,
             filter_text=request.filter,
             size=request.page_size,
             token=request.page_token,
         )
-        return users_pb2.ListUserAuditEventsResponse(
-            audit_events=[audit_event_message(e) for e in page.events], next_page_token=page.next_page_token
-        )
+        return {
+            "audit_events": [audit_event_message(e) for e in page.events],
+            "next_page_token": page.next_page_token,
+        }
 
     async def UpdateUser(self, request: users_pb2.UpdateUserRequest, context: Any) -> users_pb2.User:
         principal = require_principal()
