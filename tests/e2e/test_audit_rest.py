@@ -7,8 +7,11 @@ password, token or hash in any record or in the services' log files."""
 
 from __future__ import annotations
 
+import email
+import email.policy
 import hashlib
 import json
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -28,6 +31,7 @@ from tests.e2e.conftest import (
     status_of,
     unique_name,
 )
+from tests.support import mail_token
 
 pytestmark = pytest.mark.e2e
 
@@ -207,3 +211,48 @@ def test_auth_down_is_503_with_a_reason(
         assert response.status_code == 503 and error_reason(status_of(response)) == "AUTH_UNAVAILABLE"
     finally:
         stack.restart_service("auth")
+
+
+def _mailed_token(stack: Stack, address: str, timeout: float = 20) -> str:
+    """The link's token in the mail `address` received (the stack's SMTP server writes .eml files)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        for path in sorted(stack.mail_dir.glob("*.eml")) if stack.mail_dir.exists() else []:
+            message = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+            if message["To"] == address:
+                return mail_token(message)  # type: ignore[arg-type]
+        assert time.monotonic() < deadline, f"no mail to {address}"
+        time.sleep(0.1)  # polling interval
+
+
+def test_an_e_mail_change_is_recorded_when_the_new_address_is_confirmed(
+    setup: tuple[Stack, httpx.Client, Account],
+) -> None:
+    stack, client, admin = setup
+    account = sign_up_and_log_in(client)
+    new_address = f"new-{account.username}@example.com"
+    asked = client.patch(
+        f"/api/v1/users/{account.user_id}",
+        params={"update_mask": "email"},
+        json={"email": new_address},
+        headers={**account.headers, "x-request-id": f"ask-{uuid.uuid4().hex[:12]}"},
+    )
+    assert asked.status_code == 200, asked.text
+    path = f"/api/v1/users/{account.user_id}/audit-events"
+    types = [e["type"] for e in events(client, account, path=path)]
+    assert "EMAIL_CHANGE_REQUESTED" in types and "EMAIL_CHANGED" not in types  # not yet: pending
+
+    confirm_id = f"confirm-{uuid.uuid4().hex[:12]}"
+    confirmed = client.post(
+        "/api/v1/auth/email:verify",
+        json={"token": _mailed_token(stack, new_address)},
+        headers={"x-request-id": confirm_id},
+    )
+    assert confirmed.status_code == 200, confirmed.text
+    [changed] = events(client, admin, filter=f'subject_id = "{account.user_id}" AND type = EMAIL_CHANGED')
+    assert (changed["request_id"], changed["actor_id"], changed["service"]) == (
+        confirm_id,
+        account.user_id,
+        "users",
+    )
+    assert changed["client_address"] == FIXTURE_CLIENT_IP and changed["detail"] == {}
