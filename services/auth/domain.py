@@ -714,9 +714,8 @@ class AuthDomain:
 
     async def record_second_factor(self, kind: str, user_id: str, *, method: str = "totp") -> None:
         """The one line issue 13 needs: record a second-factor change (SECOND_FACTOR_ENABLED,
-        _DISABLED, _RECOVERY_CODES_REGENERATED) of `user_id` by the current caller. Call it with
-        the change's own connection instead (`audit.insert_events`) where the change is one
-        transaction."""
+        _DISABLED, _RECOVERY_CODES_REGENERATED) of `user_id` by the current caller, on its own;
+        where the change is one store transaction, pass the event to that store call instead."""
         await self._store.audit.record(self._event(kind, user_id, detail={"method": method}))
 
     async def change_password(

@@ -5,9 +5,10 @@ Each record is kept by the service that owns its event, in that service's SQL da
 names because the two services may share one database):
 - auth: logins (succeeded, failed, throttled), refresh-token reuse, session revocations (logout,
   logout everywhere, a deleted session, an admin's sign-out, the ends a password change or a
-  disable cause);
-- users: password changes, e-mail changes, role changes, account disable/enable/delete and any
-  other change an admin makes to someone else's account.
+  disable cause) and the admin's sign-out itself;
+- users: sign-ups, password changes, e-mail verification and changes (asked for, cancelled, and
+  EMAIL_CHANGED once the new address is confirmed), role changes, account disable/enable/delete
+  and any other change an admin makes to someone else's account.
 Where the event is a change to the database, its record is written in the same transaction
 (`AuditLog.insert` on the store's connection); events that change nothing (a failed login, a
 wrong current password) are written on their own. Every record is also emitted as one structured
