@@ -126,6 +126,7 @@ async def create_service(
         _purge(store, clock, settings.audit_retention_days),
         interval=PURGE_INTERVAL_SECONDS,
         what="expired auth rows",
+        ready=startup_work.ensure,
     )
 
     def register(server: grpc.aio.Server) -> None:

@@ -9,6 +9,7 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from services.kit import sql
+from services.kit.errors import DependencyUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -18,7 +19,17 @@ class PeriodicPurge:
     outage costs one warning (the health monitor logs the outage itself); a bug is logged with
     its traceback; either way the next run comes on time."""
 
-    def __init__(self, work: Callable[[], Awaitable[int]], *, interval: float, what: str) -> None:
+    def __init__(
+        self,
+        work: Callable[[], Awaitable[int]],
+        *,
+        interval: float,
+        what: str,
+        ready: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
+        # `ready` (the service's start-up work's ensure) raises until the tables exist: a run
+        # before then is skipped with a warning, not a traceback about a missing table.
+        self._ready = ready
         self._work = work
         self._interval = interval
         self._what = what
@@ -30,6 +41,8 @@ class PeriodicPurge:
         self._task = asyncio.create_task(self._run(), name=f"purge {self._what}")
 
     async def run_once(self) -> int:
+        if self._ready is not None:
+            await self._ready()
         removed = await self._work()
         if removed:
             log.info(f"purged {self._what}", extra={"rows": removed})
@@ -40,7 +53,7 @@ class PeriodicPurge:
             try:
                 await self.run_once()
             except Exception as exc:
-                if sql.is_outage(exc):
+                if sql.is_outage(exc) or isinstance(exc, DependencyUnavailable):
                     log.warning(f"purging {self._what} failed: the database is unavailable")
                 else:
                     log.exception(f"purging {self._what} failed")

@@ -138,11 +138,6 @@ async def create_service(
             ),
             audit_peers=audit_peers,
         )
-        retention = PeriodicPurge(
-            lambda: store.audit.purge(before=time.time() - settings.audit_retention_days * 86400),
-            interval=AUDIT_PURGE_INTERVAL_SECONDS,
-            what="audit records past AUDIT_RETENTION_DAYS",
-        )
         await passwords.warm_up()
 
         async def startup() -> None:
@@ -158,6 +153,12 @@ async def create_service(
         # With the database down now, start anyway (NOT_SERVING) and do this once it is back.
         startup_work = sql.StartupWork(startup, service="users")
         await startup_work.run_or_defer()
+        retention = PeriodicPurge(
+            lambda: store.audit.purge(before=time.time() - settings.audit_retention_days * 86400),
+            interval=AUDIT_PURGE_INTERVAL_SECONDS,
+            what="audit records past AUDIT_RETENTION_DAYS",
+            ready=startup_work.ensure,
+        )
     except Exception:
         await engine.dispose()
         for channel in owned_channels:
