@@ -118,6 +118,10 @@ DETAIL_KEYS = frozenset(
     }
 )
 _MAX_DETAIL_VALUE = 200
+# The widths of the text columns a client can fill (a request id is the client's own x-request-id
+# when it sends one): longer values are cut to fit, never a failed write.
+MAX_REQUEST_ID = 128
+MAX_ID = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,10 +179,10 @@ def new_event(
         service=service,
         type=type,
         outcome=outcome,
-        actor_id=actor_id,
-        subject_id=subject_id,
-        client_address=current_client_address(),
-        request_id="" if request_id == "-" else request_id,
+        actor_id=actor_id[:MAX_ID],
+        subject_id=subject_id[:MAX_ID],
+        client_address=current_client_address()[:MAX_ID],
+        request_id="" if request_id == "-" else request_id[:MAX_REQUEST_ID],
         detail=clean,
     )
 
@@ -211,10 +215,10 @@ def audit_columns() -> list[sa.Column[Any]]:
         sa.Column("service", sa.String(16), nullable=False),
         sa.Column("type", sa.String(48), nullable=False),
         sa.Column("outcome", sa.String(16), nullable=False),
-        sa.Column("actor_id", sa.String(64), nullable=False, server_default=""),
-        sa.Column("subject_id", sa.String(64), nullable=False, server_default=""),
-        sa.Column("client_address", sa.String(64), nullable=False, server_default=""),
-        sa.Column("request_id", sa.String(128), nullable=False, server_default=""),
+        sa.Column("actor_id", sa.String(MAX_ID), nullable=False, server_default=""),
+        sa.Column("subject_id", sa.String(MAX_ID), nullable=False, server_default=""),
+        sa.Column("client_address", sa.String(MAX_ID), nullable=False, server_default=""),
+        sa.Column("request_id", sa.String(MAX_REQUEST_ID), nullable=False, server_default=""),
         sa.Column("detail", sa.Text, nullable=False, server_default="{}"),
     ]
 

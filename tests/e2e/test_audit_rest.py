@@ -256,3 +256,21 @@ def test_an_e_mail_change_is_recorded_when_the_new_address_is_confirmed(
         "users",
     )
     assert changed["client_address"] == FIXTURE_CLIENT_IP and changed["detail"] == {}
+
+
+def test_a_long_client_request_id_is_cut_to_fit_not_a_failed_login(
+    setup: tuple[Stack, httpx.Client, Account],
+) -> None:
+    """The client chooses x-request-id; one longer than the column (PostgreSQL checks widths) is
+    recorded cut to 128 characters, and the login still succeeds."""
+    _stack, client, admin = setup
+    account = sign_up_and_log_in(client)
+    long_id = "long-" + "x" * 300
+    login = client.post(
+        "/api/v1/auth/login",
+        json={"username": account.username, "password": account.password},
+        headers={"x-request-id": long_id},
+    )
+    assert login.status_code == 200, login.text
+    recorded = events(client, admin, filter=f'subject_id = "{account.user_id}" AND type = LOGIN_SUCCEEDED')
+    assert long_id[:128] in {e["request_id"] for e in recorded}
