@@ -728,10 +728,9 @@ export type PinexaUsersV1UserWrite = {
 export type PinexaUsersV1AuditEvent = {
   /** The record's id (32 hex digits). */
   id?: string;
-  /** What happened: LOGIN_SUCCEEDED, LOGIN_FAILED, LOGIN_THROTTLED, REFRESH_TOKEN_REUSED,
-    SESSION_REVOKED, PASSWORD_CHANGED, PASSWORD_RESET, EMAIL_CHANGED, ROLE_CHANGED,
-    ACCOUNT_DISABLED, ACCOUNT_ENABLED, ACCOUNT_DELETED, ACCOUNT_UPDATED_BY_ADMIN,
-    SECOND_FACTOR_ENABLED, SECOND_FACTOR_DISABLED, SECOND_FACTOR_RECOVERY_CODES_REGENERATED. */
+  /** What happened, e.g. ACCOUNT_CREATED, LOGIN_SUCCEEDED, LOGIN_FAILED, LOGIN_THROTTLED,
+    SESSION_REVOKED, PASSWORD_CHANGED, EMAIL_CHANGED, ROLE_CHANGED, ACCOUNT_DISABLED (the
+    README's "Security audit trail" lists every type and when it is recorded). */
   type?: string;
   /** How it ended: SUCCESS, FAILURE (e.g. a wrong password) or REFUSED (throttled, reuse). */
   outcome?: string;
@@ -747,8 +746,8 @@ export type PinexaUsersV1AuditEvent = {
   request_id?: string;
   /** The service that recorded it: auth or users. */
   service?: string;
-  /** A few non-secret facts: reason, role, previous_role, fields, session_id, method, device_token
-    ("used" or "none", never the token). */
+  /** A few non-secret facts: reason, role, previous_role, fields, sessions, session_id, method,
+    device_token ("used" or "none", never the token). */
   detail?: {
     [key: string]: string;
   };
