@@ -122,6 +122,7 @@ async def create_service(
                 per_client=settings.mail_limit_per_client,
                 window=settings.mail_limit_window_seconds,
             ),
+            step_up_max_age=settings.step_up_max_age_seconds,
         )
         await passwords.warm_up()
 
