@@ -389,7 +389,10 @@ class MemoryAuthStore:
         # The newest revocation stays, expired or not: it holds the cursor subscribers resume from.
         revocations = [r for r in self.revocations[:-1] if r.expires_at < now]
         self.revocations = [r for r in self.revocations if r not in revocations]
-        return len(tokens) + len(sessions) + len(counters) + len(devices) + len(revocations)
+        challenges = [h for h, (c, _) in self.challenges.items() if c.expires_at < now]
+        for token_hash in challenges:
+            del self.challenges[token_hash]
+        return len(tokens) + len(sessions) + len(counters) + len(devices) + len(revocations) + len(challenges)
 
 
 @dataclass(slots=True)

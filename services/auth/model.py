@@ -287,6 +287,6 @@ class AuthStore(Protocol):
     # ---- housekeeping ------------------------------------------------------------------------
 
     async def purge(self, *, now: float, tokens_expired_before: float, failures_before: float) -> int:
-        """Delete long-expired tokens, empty sessions, forgotten counters and expired device
-        tokens; the number of rows removed."""
+        """Delete long-expired tokens, empty sessions, forgotten counters, expired device
+        tokens and expired mfa_token challenges; the number of rows removed."""
         ...

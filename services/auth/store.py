@@ -615,7 +615,8 @@ class SqlAuthStore:
 
     async def purge(self, *, now: float, tokens_expired_before: float, failures_before: float) -> int:
         """Delete refresh tokens long expired, sessions left without tokens, forgotten failure
-        counters and expired device tokens. Returns the number of rows removed."""
+        counters, expired device tokens and expired mfa_token challenges. Returns the number of
+        rows removed."""
         removed = 0
         async with self._engine.begin() as conn:
             result = await conn.execute(
@@ -640,5 +641,8 @@ class SqlAuthStore:
             result = await conn.execute(
                 sa.delete(revocations).where(revocations.c.expires_at < now, revocations.c.seq != newest)
             )
+            removed += int(result.rowcount)
+            # A login's second step that expired (used or not) is no use to anyone.
+            result = await conn.execute(sa.delete(mfa_challenges).where(mfa_challenges.c.expires_at < now))
             removed += int(result.rowcount)
         return removed

@@ -12,7 +12,7 @@ import hashlib
 import hmac
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -30,7 +30,15 @@ from services.kit.errors import (
     Unauthenticated,
     Violations,
 )
-from services.kit.mail import OutgoingMail, email_change_notice_mail, password_changed_mail, verify_email_mail
+from services.kit.mail import (
+    OutgoingMail,
+    email_change_notice_mail,
+    password_changed_mail,
+    recovery_code_used_mail,
+    totp_disabled_mail,
+    totp_enabled_mail,
+    verify_email_mail,
+)
 from services.kit.pagination import decode_page_token, encode_page_token, malformed_page_token, page_size
 from services.users import totp, validation
 from services.users.model import VERIFY_EMAIL, Conflict, Credentials, UserRecord, UserStore
@@ -149,7 +157,7 @@ class UsersDomain:
         on_mail: Callable[[], None] = lambda: None,
         mail_policy: MailPolicy | None = None,
         clock: Callable[[], datetime] = utc_now,
-        totp_issuer: str = "Pinexa",
+        totp_issuer: str = "Pinexa",  # PRODUCT_NAME: what authenticator apps show
         step_up_max_age: float = 600.0,
     ) -> None:
         self._totp_issuer = totp_issuer
@@ -464,13 +472,28 @@ class UsersDomain:
             )
         codes = totp.new_recovery_codes()
         hashes = [totp.recovery_code_hash(c) for c in codes]
-        if not await self._store.activate_totp(user_id, factor.enrolled_at, step, hashes, now):
+        notice = await self._notice(
+            user_id, lambda r: totp_enabled_mail(to=r.email, username=r.username, changed_at=now.timestamp())
+        )
+        if not await self._store.activate_totp(user_id, factor.enrolled_at, step, hashes, now, notice):
             raise FailedPrecondition(
                 "the enrolment changed meanwhile (enrolled again, or activated); start again",
                 reason="TOTP_NOT_ENROLLED",
             )
+        self._sent(notice)
         log.info("totp activated", extra={"target": user_id})
         return codes
+
+    async def _notice(self, user_id: str, build: Callable[[UserRecord], OutgoingMail]) -> list[OutgoingMail]:
+        """The notice `build` makes for the account's current address (none for an account
+        that is gone), for the store to queue in the transaction of the change."""
+        record = await self._store.get(user_id)
+        return [] if record is None else [build(record)]
+
+    def _sent(self, mail: Sequence[OutgoingMail]) -> None:
+        """After the change (and its mail) committed: wake the mail worker."""
+        if mail:
+            self._on_mail()
 
     async def verify_second_factor(self, user_id: str, code: str, recovery_code: str) -> int:
         """Accept a TOTP code (each step once) or spend a recovery code; for auth, which
@@ -486,10 +509,23 @@ class UsersDomain:
         if factor is None or not factor.active:
             raise refused
         if recovery_code:
-            if len(recovery_code) > 64 or not await self._store.use_recovery_code(
-                user_id, totp.recovery_code_hash(recovery_code)
+            if len(recovery_code) > 64:
+                raise refused
+            # The count in the notice is read before the spend: a concurrent spend can make it
+            # one too high, which a notice can live with.
+            left = max(0, await self._store.recovery_codes_left(user_id) - 1)
+            at = self._clock().timestamp()
+            notice = await self._notice(
+                user_id,
+                lambda r: recovery_code_used_mail(
+                    to=r.email, username=r.username, used_at=at, codes_left=left
+                ),
+            )
+            if not await self._store.use_recovery_code(
+                user_id, totp.recovery_code_hash(recovery_code), notice
             ):
                 raise refused
+            self._sent(notice)
             log.info("recovery code used", extra={"target": user_id})
             return await self._store.recovery_codes_left(user_id)
         step = totp.matching_step(factor.secret, code, self._clock().timestamp())
@@ -520,9 +556,18 @@ class UsersDomain:
         """The account itself turns its factor off (with a recent second factor)."""
         self._require_self(principal, user_id, "disable its second factor")
         await self.require_step_up(principal, user_id)
-        if not await self._store.delete_totp(user_id):
+        notice = await self._disabled_notice(user_id, by_admin=False)
+        if not await self._store.delete_totp(user_id, active_mail=notice):
             raise FailedPrecondition("this account has no second factor", reason="TOTP_NOT_ENABLED")
+        self._sent(notice)
         log.info("totp disabled", extra={"target": user_id})
+
+    async def _disabled_notice(self, user_id: str, *, by_admin: bool) -> list[OutgoingMail]:
+        at = self._clock().timestamp()
+        return await self._notice(
+            user_id,
+            lambda r: totp_disabled_mail(to=r.email, username=r.username, changed_at=at, by_admin=by_admin),
+        )
 
     async def regenerate_recovery_codes(self, principal: Principal, user_id: str) -> list[str]:
         """Ten new recovery codes; the old ones stop working (with a recent second factor)."""
@@ -537,9 +582,12 @@ class UsersDomain:
     async def remove_totp(self, user_id: str) -> bool:
         """For auth, on an admin's behalf (auth checks the role and ends the sessions)."""
         _require_id(user_id, "user_id")
-        if await self._store.get(user_id) is None:
+        notice = await self._disabled_notice(user_id, by_admin=True)
+        if not notice:
             raise NotFound("no such account", reason="USER_NOT_FOUND")
-        removed = await self._store.delete_totp(user_id)
+        removed = await self._store.delete_totp(user_id, active_mail=notice)
+        if removed:
+            self._sent(notice)
         log.info("second factor removed by an admin", extra={"target": user_id, "removed": removed})
         return removed
 

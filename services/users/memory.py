@@ -249,13 +249,20 @@ class MemoryUserStore:
         return True
 
     async def activate_totp(
-        self, user_id: str, enrolled_at: datetime, step: int, code_hashes: Sequence[str], now: datetime
+        self,
+        user_id: str,
+        enrolled_at: datetime,
+        step: int,
+        code_hashes: Sequence[str],
+        now: datetime,
+        mail: Sequence[OutgoingMail] = (),
     ) -> bool:
         current = self.factors.get(user_id)
         if current is None or current.active or current.enrolled_at != enrolled_at:
             return False
         self.factors[user_id] = dataclasses.replace(current, active=True, last_step=step)
         self.recovery[user_id] = set(code_hashes)
+        self.mail.extend(mail)
         return True
 
     async def use_totp_step(self, user_id: str, step: int) -> bool:
@@ -265,11 +272,14 @@ class MemoryUserStore:
         self.factors[user_id] = dataclasses.replace(current, last_step=step)
         return True
 
-    async def use_recovery_code(self, user_id: str, code_hash: str) -> bool:
+    async def use_recovery_code(
+        self, user_id: str, code_hash: str, mail: Sequence[OutgoingMail] = ()
+    ) -> bool:
         codes = self.recovery.get(user_id, set())
         if code_hash not in codes:
             return False
         codes.discard(code_hash)
+        self.mail.extend(mail)
         return True
 
     async def replace_recovery_codes(self, user_id: str, code_hashes: Sequence[str]) -> bool:
@@ -279,9 +289,12 @@ class MemoryUserStore:
         self.recovery[user_id] = set(code_hashes)
         return True
 
-    async def delete_totp(self, user_id: str) -> bool:
+    async def delete_totp(self, user_id: str, *, active_mail: Sequence[OutgoingMail] = ()) -> bool:
         self.recovery.pop(user_id, None)
-        return self.factors.pop(user_id, None) is not None
+        removed = self.factors.pop(user_id, None)
+        if removed is not None and removed.active:
+            self.mail.extend(active_mail)
+        return removed is not None
 
     async def recovery_codes_left(self, user_id: str) -> int:
         return len(self.recovery.get(user_id, ()))

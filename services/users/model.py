@@ -173,10 +173,17 @@ class UserStore(Protocol):
         ...
 
     async def activate_totp(
-        self, user_id: str, enrolled_at: datetime, step: int, code_hashes: Sequence[str], now: datetime
+        self,
+        user_id: str,
+        enrolled_at: datetime,
+        step: int,
+        code_hashes: Sequence[str],
+        now: datetime,
+        mail: Sequence[OutgoingMail] = (),
     ) -> bool:
         """Make the pending factor enrolled at `enrolled_at` active, with `step` used and these
-        recovery codes; False when it is not that pending factor any more."""
+        recovery codes, and queue `mail`, in one transaction; False (nothing queued) when it is
+        not that pending factor any more."""
         ...
 
     async def use_totp_step(self, user_id: str, step: int) -> bool:
@@ -184,16 +191,21 @@ class UserStore(Protocol):
         accepted this step or a later one (a replay), or there is none."""
         ...
 
-    async def use_recovery_code(self, user_id: str, code_hash: str) -> bool:
-        """Spend a recovery code of the active factor; False when it is not one (any more)."""
+    async def use_recovery_code(
+        self, user_id: str, code_hash: str, mail: Sequence[OutgoingMail] = ()
+    ) -> bool:
+        """Spend a recovery code of the active factor and queue `mail`, in one transaction;
+        False (nothing queued) when it is not one (any more)."""
         ...
 
     async def replace_recovery_codes(self, user_id: str, code_hashes: Sequence[str]) -> bool:
         """Replace every recovery code of the active factor; False when there is none."""
         ...
 
-    async def delete_totp(self, user_id: str) -> bool:
-        """Remove the factor (active or pending) and its recovery codes; False when none."""
+    async def delete_totp(self, user_id: str, *, active_mail: Sequence[OutgoingMail] = ()) -> bool:
+        """Remove the factor (active or pending) and its recovery codes; False when none.
+        `active_mail` is queued in the same transaction when the factor removed was active (a
+        pending enrolment going away is nobody's news)."""
         ...
 
     async def recovery_codes_left(self, user_id: str) -> int: ...

@@ -461,7 +461,13 @@ class SqlUserStore:
         return True
 
     async def activate_totp(
-        self, user_id: str, enrolled_at: datetime, step: int, code_hashes: Sequence[str], now: datetime
+        self,
+        user_id: str,
+        enrolled_at: datetime,
+        step: int,
+        code_hashes: Sequence[str],
+        now: datetime,
+        mail: Sequence[OutgoingMail] = (),
     ) -> bool:
         async with self._engine.begin() as connection:
             result = await connection.execute(
@@ -476,6 +482,7 @@ class SqlUserStore:
             if result.rowcount != 1:
                 return False
             await self._write_codes(connection, user_id, code_hashes)
+            await self._queue(connection, mail, None, now)
         return True
 
     @staticmethod
@@ -499,13 +506,17 @@ class SqlUserStore:
             )
         return result.rowcount == 1
 
-    async def use_recovery_code(self, user_id: str, code_hash: str) -> bool:
+    async def use_recovery_code(
+        self, user_id: str, code_hash: str, mail: Sequence[OutgoingMail] = ()
+    ) -> bool:
         async with self._engine.begin() as connection:
             result = await connection.execute(
                 delete(recovery_codes).where(
                     recovery_codes.c.user_id == user_id, recovery_codes.c.code_hash == code_hash
                 )
             )
+            if result.rowcount == 1:
+                await kit_mail.enqueue_all(connection, mail, sealer=self._cipher)
         return result.rowcount == 1
 
     async def replace_recovery_codes(self, user_id: str, code_hashes: Sequence[str]) -> bool:
@@ -522,11 +533,19 @@ class SqlUserStore:
             await self._write_codes(connection, user_id, code_hashes)
         return True
 
-    async def delete_totp(self, user_id: str) -> bool:
+    async def delete_totp(self, user_id: str, *, active_mail: Sequence[OutgoingMail] = ()) -> bool:
         async with self._engine.begin() as connection:
-            result = await connection.execute(delete(totp_factors).where(totp_factors.c.user_id == user_id))
+            removed = (
+                await connection.execute(
+                    delete(totp_factors)
+                    .where(totp_factors.c.user_id == user_id)
+                    .returning(totp_factors.c.active)
+                )
+            ).first()
             await connection.execute(delete(recovery_codes).where(recovery_codes.c.user_id == user_id))
-        return result.rowcount == 1
+            if removed is not None and removed.active:
+                await kit_mail.enqueue_all(connection, active_mail, sealer=self._cipher)
+        return removed is not None
 
     async def recovery_codes_left(self, user_id: str) -> int:
         async with self._reads.connect() as connection:

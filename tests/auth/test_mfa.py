@@ -3,14 +3,13 @@ with a TOTP or a recovery code, replay and tolerance, throttling of wrong codes,
 auth_time claims (kept by refresh), and Reauthenticate.
 
 Real auth and users servers on SQLite and PostgreSQL (tests/auth/conftest.py); pyotp is the
-authenticator. Codes are picked by RFC 6238 step, starting away from a step's end, so a test
-never straddles a step boundary.
+authenticator. Both services share one controllable clock, moved past a step's end rather
+than slept through, so codes are picked by RFC 6238 step and a test never straddles a step
+boundary.
 """
 
 from __future__ import annotations
 
-import asyncio
-import time
 import uuid
 
 import grpc
@@ -25,12 +24,13 @@ from tests.support import bearer, error_info, rpc_error
 UNAUTH = grpc.StatusCode.UNAUTHENTICATED
 
 
-async def _early_in_a_step() -> int:
-    """The current RFC 6238 step, waited for until at least 6 s of it are left (a test's
-    calls take well under that)."""
-    if time.time() % 30 > 24:
-        await asyncio.sleep(30 - time.time() % 30 + 0.05)
-    return int(time.time() // 30)
+def _early_in_a_step(stack: Stack) -> int:
+    """The current RFC 6238 step of the stack's clock (auth's and users'), with at least 6 s of
+    it left (a test's calls take well under that): near a step's end the clock is moved on to
+    the next step instead of sleeping (by at most 6.5 s, well within the tokens' leeway)."""
+    if stack.clock() % 30 > 24:
+        stack.clock.advance(30 - stack.clock() % 30 + 0.5)
+    return int(stack.clock() // 30)
 
 
 class Authenticator:
@@ -46,7 +46,7 @@ class Authenticator:
 async def enrolled(stack: Stack) -> tuple[users_pb2.User, Authenticator, list[str]]:
     """A new account with an active factor, activated with the previous step's code (so the
     current and the next step's codes are still unused)."""
-    step = await _early_in_a_step()
+    step = _early_in_a_step(stack)
     user = await stack.sign_up()
     token = (await stack.login(user.username)).access_token
     enrolment = await stack.users.EnrollTotp(users_pb2.EnrollTotpRequest(id=user.id), metadata=bearer(token))
@@ -266,11 +266,11 @@ async def test_sensitive_changes_need_a_recent_second_factor(start_stack: StartS
 
 
 async def test_enabling_the_factor_makes_older_sessions_step_up(stack: Stack) -> None:
-    await _early_in_a_step()
+    step = _early_in_a_step(stack)
     user = await stack.sign_up()
     password_only = bearer((await stack.login(user.username)).access_token)
     enrolment = await stack.users.EnrollTotp(users_pb2.EnrollTotpRequest(id=user.id), metadata=password_only)
-    device = Authenticator(enrolment.secret, int(time.time() // 30))
+    device = Authenticator(enrolment.secret, step)
     await stack.users.ActivateTotp(
         users_pb2.ActivateTotpRequest(id=user.id, code=device.code(-1)), metadata=password_only
     )

@@ -22,7 +22,7 @@ from services.users.crypto import key_id
 from services.users.schema import recovery_codes as recovery_table
 from services.users.schema import totp_factors
 from services.users.server import reencrypt
-from tests.support import bearer, field_violations, rpc_error
+from tests.support import FakeClock, bearer, field_violations, rpc_error, wait_until
 from tests.users.conftest import StartUsers, Users
 
 Code = grpc.StatusCode
@@ -217,9 +217,17 @@ async def test_the_secret_is_sealed_and_recovery_codes_are_only_hashes(users: Us
     assert not any(c in everything or c.replace("-", "") in everything for c in codes)
 
 
-async def test_second_factor_check_accepts_each_step_once(users: Users) -> None:
-    user, secret, _ = await _enrolled(users)
+async def test_second_factor_check_accepts_each_step_once(start_users: StartUsers) -> None:
+    clock = FakeClock(1_800_000_010.0)  # 10 s into a step; nothing moves unless the test says
+    users = await start_users(clock=clock.utc)
+    user = await users.sign_up()
+    secret = (
+        await users.stub.EnrollTotp(users_pb2.EnrollTotpRequest(id=user.id), metadata=users.auth(user))
+    ).secret
     authenticator = pyotp.TOTP(secret)
+    await users.stub.ActivateTotp(
+        users_pb2.ActivateTotpRequest(id=user.id, code=authenticator.at(clock())), metadata=users.auth(user)
+    )
 
     def verify(code: str = "", recovery_code: str = "") -> object:
         return users.internal.VerifySecondFactor(
@@ -229,18 +237,25 @@ async def test_second_factor_check_accepts_each_step_once(users: Users) -> None:
         )
 
     # Activation used the current step: the same code again is a replay.
-    await rpc_error(verify(authenticator.now()), Code.UNAUTHENTICATED, "INVALID_SECOND_FACTOR")  # type: ignore[arg-type]
-    # The next step's code (a fast clock, within the ±1 tolerance) is accepted once.
-    ahead = authenticator.at(time.time() + 30)
-    assert (await verify(ahead)).recovery_codes_left == 10  # type: ignore[attr-defined]
-    await rpc_error(verify(ahead), Code.UNAUTHENTICATED, "INVALID_SECOND_FACTOR")  # type: ignore[arg-type]
-    # Two steps off is refused either way.
+    await rpc_error(verify(authenticator.at(clock())), Code.UNAUTHENTICATED, "INVALID_SECOND_FACTOR")  # type: ignore[arg-type]
+    # Two steps off is refused either way (the device's clock a minute off).
     for offset in (-60, 60):
         await rpc_error(
-            verify(authenticator.at(time.time() + offset)),  # type: ignore[arg-type]
+            verify(authenticator.at(clock() + offset)),  # type: ignore[arg-type]
             Code.UNAUTHENTICATED,
             "INVALID_SECOND_FACTOR",
         )
+    # The next step's code (the device's clock fast, within the ±1 tolerance) is accepted once.
+    ahead = authenticator.at(clock() + 30)
+    assert (await verify(ahead)).recovery_codes_left == 10  # type: ignore[attr-defined]
+    await rpc_error(verify(ahead), Code.UNAUTHENTICATED, "INVALID_SECOND_FACTOR")  # type: ignore[arg-type]
+    # A minute later the previous step is the one just accepted: a slow device's code for it is
+    # still a replay.
+    clock.advance(60)
+    await rpc_error(verify(authenticator.at(clock() - 30)), Code.UNAUTHENTICATED, "INVALID_SECOND_FACTOR")  # type: ignore[arg-type]
+    # 30 s on, the previous step (a slow device, one behind) is a new one: accepted.
+    clock.advance(30)
+    assert (await verify(authenticator.at(clock() - 30))).recovery_codes_left == 10  # type: ignore[attr-defined]
     await rpc_error(verify(), Code.INVALID_ARGUMENT)  # type: ignore[arg-type]
     await rpc_error(verify("123456", "abcd"), Code.INVALID_ARGUMENT)  # type: ignore[arg-type]
 
@@ -339,3 +354,94 @@ async def test_disable_and_regenerate_are_the_account_own(users: Users) -> None:
         Code.FAILED_PRECONDITION,
         "TOTP_NOT_ENABLED",
     )
+
+
+# ---- mail notices ---------------------------------------------------------------------------
+
+
+async def _notices(users: Users, address: str, count: int) -> list:  # type: ignore[type-arg]
+    async def arrived() -> bool:
+        return len([m for m in users.mailbox.messages if m["To"] == address]) >= count
+
+    await wait_until(arrived, timeout=10, what=f"{count} mail(s) to {address}")
+    # Not the sign-up's verification mail; the notices, as delivered.
+    return [m for m in users.mailbox.messages if m["To"] == address and "Confirm" not in m["Subject"]]
+
+
+def _text(message: object) -> tuple[str, str]:
+    """(plain text, HTML) of a notice."""
+    plain = message.get_body(preferencelist=("plain",)).get_content()  # type: ignore[attr-defined]
+    html = message.get_body(preferencelist=("html",)).get_content()  # type: ignore[attr-defined]
+    return plain, html
+
+
+async def test_enabling_using_a_recovery_code_and_disabling_each_send_a_notice(users: Users) -> None:
+    user, _, codes = await _enrolled(users)
+    [enabled] = await _notices(users, user.email, 2)
+    assert enabled["Subject"] == "Two-step sign-in was turned on for your Pinexa account"
+    plain, html = _text(enabled)
+    assert "turned on" in plain and "recovery codes" in plain and "<p>" in html and "turned on" in html
+
+    await users.internal.VerifySecondFactor(
+        users_internal_pb2.VerifySecondFactorRequest(user_id=user.id, recovery_code=codes[0])
+    )
+    [_, used] = await _notices(users, user.email, 3)
+    assert used["Subject"] == "A recovery code of your Pinexa account was used"
+    plain, html = _text(used)
+    assert "9 unused recovery codes remain" in plain and "9 unused recovery codes remain" in html
+    assert not any(code in plain or code in html for code in codes)  # no code is ever mailed
+    # A wrong or spent recovery code sends nothing.
+    for wrong in (codes[0], "aaaa-bbbb-cccc-dddd"):
+        await rpc_error(
+            users.internal.VerifySecondFactor(
+                users_internal_pb2.VerifySecondFactorRequest(user_id=user.id, recovery_code=wrong)
+            ),
+            Code.UNAUTHENTICATED,
+            "INVALID_SECOND_FACTOR",
+        )
+
+    stepped = bearer(users.keys.mint(user.id, "user", amr=["pwd", "otp"], auth_time=int(time.time())))
+    await users.stub.DisableTotp(users_pb2.DisableTotpRequest(id=user.id), metadata=stepped)
+    [_, _, disabled] = await _notices(users, user.email, 4)
+    assert disabled["Subject"] == "Two-step sign-in was turned off for your Pinexa account"
+    plain, _ = _text(disabled)
+    assert "was turned off" in plain and "administrator" not in plain
+
+
+async def test_an_admin_removal_sends_its_own_notice_and_the_issuer_is_the_product(
+    start_users: StartUsers,
+) -> None:
+    users = await start_users(product_name="Acme Cloud")
+    user = await users.sign_up("grace")
+    enrolment = await users.stub.EnrollTotp(
+        users_pb2.EnrollTotpRequest(id=user.id), metadata=users.auth(user)
+    )
+    assert urlparse(enrolment.otpauth_uri).path == "/Acme%20Cloud:grace"
+    assert parse_qs(urlparse(enrolment.otpauth_uri).query)["issuer"] == ["Acme Cloud"]
+    assert pyotp.parse_uri(enrolment.otpauth_uri).issuer == "Acme Cloud"
+    # A pending enrolment removed is nobody's news: no notice.
+    removed = await users.internal.RemoveSecondFactor(
+        users_internal_pb2.RemoveSecondFactorRequest(user_id=user.id)
+    )
+    assert removed.removed
+    grace = user
+    user, _, _ = await _enrolled(users)
+    await users.internal.RemoveSecondFactor(users_internal_pb2.RemoveSecondFactorRequest(user_id=user.id))
+    # The worker may deliver in any order: find each notice by its subject.
+    by_subject = {m["Subject"]: m for m in await _notices(users, user.email, 3)}
+    assert set(by_subject) == {
+        "Two-step sign-in was turned on for your Acme Cloud account",
+        "Two-step sign-in was turned off for your Acme Cloud account",
+    }
+    gone = by_subject["Two-step sign-in was turned off for your Acme Cloud account"]
+    plain, html = _text(gone)
+    assert "An administrator removed" in plain and "ended every session" in plain
+    assert "An administrator removed" in html
+    assert not (
+        await users.internal.GetIdentity(users_internal_pb2.GetIdentityRequest(user_id=user.id))
+    ).totp_enabled
+    # grace's pending enrolment went away without a notice (only the sign-up's mail, queued
+    # before everything above).
+    assert [m["Subject"] for m in users.mailbox.messages if m["To"] == grace.email] == [
+        "Confirm your e-mail address for Pinexa".replace("Pinexa", "Acme Cloud")
+    ]
