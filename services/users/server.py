@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from datetime import datetime
 from pathlib import Path
 
 import grpc
@@ -21,7 +21,7 @@ from services.kit.server import ServiceHost, ServiceSpec
 from services.kit.tokens import TokenVerifier
 from services.users.config import UsersSettings
 from services.users.crypto import cipher_from_settings
-from services.users.domain import MailPolicy, UsersDomain
+from services.users.domain import MailPolicy, UsersDomain, utc_now
 from services.users.outbox import PurgeOutbox
 from services.users.passwords import Passwords
 from services.users.servicer import UserServicer, UsersInternalServicer
@@ -71,13 +71,15 @@ async def create_service(
     outbox_poll_interval: float = 5.0,
     outbox_backoff: tuple[float, float] = (0.5, 60.0),
     mail_backoff: tuple[float, float] = (1.0, 300.0),
+    clock: Callable[[], datetime] = utc_now,
 ) -> ServiceHost:
     """The users service, ready to `start`.
 
     Production passes only `settings`: the token verifier fetches auth's JWKS, and the outbox
     reaches the data service at DATA_ADDRESS, and the audit trail lists auth's records over the
     same channel to auth as the verifier. Tests pass a test verifier, a channel to a stand-in data
-    service, their own source of auth's audit records, a cheaper password hasher and a faster outbox.
+    service, their own source of auth's audit records, a cheaper password hasher, a faster outbox
+    and a clock they move (the domain's: TOTP steps, step-up ages, token lifetimes).
     """
     # aiosqlite logs every statement with its parameters (password hashes included) at DEBUG;
     # keep it quiet even when LOG_LEVEL=DEBUG. (SQLAlchemy's own logger defaults to WARNING.)
@@ -137,6 +139,9 @@ async def create_service(
                 window=settings.mail_limit_window_seconds,
             ),
             audit_peers=audit_peers,
+            step_up_max_age=settings.step_up_max_age_seconds,
+            totp_issuer=settings.product_name,
+            clock=clock,
         )
         await passwords.warm_up()
 
@@ -154,7 +159,7 @@ async def create_service(
         startup_work = sql.StartupWork(startup, service="users")
         await startup_work.run_or_defer()
         retention = PeriodicPurge(
-            lambda: store.audit.purge(before=time.time() - settings.audit_retention_days * 86400),
+            lambda: store.audit.purge(before=clock().timestamp() - settings.audit_retention_days * 86400),
             interval=AUDIT_PURGE_INTERVAL_SECONDS,
             what="audit records past AUDIT_RETENTION_DAYS",
             ready=startup_work.ensure,
