@@ -184,8 +184,17 @@ def _throttled_if(retry_after: float) -> None:
 class _Attempt:
     """What a login learned about itself, for its audit record."""
 
-    device: str  # "used" or "none": whether a device token was presented
+    device: str  # "used" or "none": whether a device token was presented ('' for a second step)
     subject: str = ""  # the account the typed name reached, once known
+    method: str = ""  # a second step's: "totp" or "recovery_code"
+
+    def detail(self, reason: str) -> dict[str, str | int]:
+        detail: dict[str, str | int] = {"reason": reason}
+        if self.device:
+            detail["device_token"] = self.device
+        if self.method:
+            detail["method"] = self.method
+        return detail
 
 
 class AuthDomain:
@@ -282,7 +291,10 @@ class AuthDomain:
             await self._audit_throttled(attempt, client_ip)
             raise
         except (Unauthenticated, PermissionDenied) as error:
-            await self._audit_login(audit.LOGIN_FAILED, attempt, audit.FAILURE, error.reason)
+            if error.reason == "MFA_REQUIRED":  # the right password: the login awaits login:mfa
+                await self._audit_login(audit.LOGIN_MFA_REQUIRED, attempt, audit.SUCCESS, error.reason)
+            else:
+                await self._audit_login(audit.LOGIN_FAILED, attempt, audit.FAILURE, error.reason)
             raise
 
     async def _audit_throttled(self, attempt: _Attempt, client_ip: str) -> None:
@@ -298,7 +310,7 @@ class AuthDomain:
                     attempt.subject,
                     actor_id="",
                     outcome=audit.REFUSED,
-                    detail={"reason": "LOGIN_THROTTLED", "device_token": attempt.device},
+                    detail=attempt.detail("LOGIN_THROTTLED"),
                 )
             )
             return
@@ -313,7 +325,7 @@ class AuthDomain:
             attempt.subject,
             actor_id="",
             outcome=outcome,
-            detail={"reason": reason, "device_token": attempt.device},
+            detail=attempt.detail(reason),
         )
         await self._compensate(self._store.audit.record(event))
 
@@ -471,6 +483,24 @@ class AuthDomain:
     async def login_mfa(
         self, mfa_token: str, *, code: str = "", recovery_code: str = "", client: Client | None = None
     ) -> TokenPair:
+        """`_login_mfa`, with its audit record: LOGIN_SUCCEEDED (with the session; detail.method
+        totp or recovery_code), LOGIN_FAILED (a wrong code, an unknown or spent mfa_token) or
+        LOGIN_THROTTLED, as the password step's."""
+        attempt = _Attempt(device="", method="recovery_code" if recovery_code else "totp")
+        try:
+            return await self._login_mfa(
+                mfa_token, code=code, recovery_code=recovery_code, client=client, attempt=attempt
+            )
+        except ResourceExhausted:
+            await self._audit_throttled(attempt, client.address if client else "")
+            raise
+        except (Unauthenticated, PermissionDenied) as error:
+            await self._audit_login(audit.LOGIN_FAILED, attempt, audit.FAILURE, error.reason)
+            raise
+
+    async def _login_mfa(
+        self, mfa_token: str, *, code: str, recovery_code: str, client: Client | None, attempt: _Attempt
+    ) -> TokenPair:
         """The second step of a login: the mfa_token of a right password, and a TOTP code or a
         recovery code. The token pair (and a device token) of a session with amr pwd+otp."""
         if not mfa_token:
@@ -485,6 +515,7 @@ class AuthDomain:
         challenge = await self._store.find_mfa_challenge(hash_token(mfa_token), now=now)
         if challenge is None:
             raise refused
+        attempt.subject = challenge.user_id
         await self._second_factor(challenge.user_id, code, recovery_code, now)
         if not await self._store.spend_mfa_challenge(challenge.token_hash, now=now):
             raise refused  # a concurrent second step won
@@ -496,20 +527,36 @@ class AuthDomain:
             raise _disabled()
         self._require_verified(identity)
         where = client or Client(address=challenge.client_address, user_agent=challenge.user_agent)
-        pair = await self._new_session(identity, now, where, amr="pwd otp")
+        pair = await self._new_session(identity, now, where, amr="pwd otp", method=attempt.method)
         return replace(pair, device_token=await self._new_device(identity, challenge.login_key, now))
 
     async def reauthenticate(
         self, principal: Principal, *, code: str = "", recovery_code: str = ""
     ) -> TokenPair:
         """Step-up: a fresh second factor renews the current session's auth_time. A new access
-        token for that session (the refresh token is unchanged; refresh_token is empty)."""
+        token for that session (the refresh token is unchanged; refresh_token is empty). Its
+        audit record: REAUTHENTICATED, FAILURE with a wrong code (a throttled one is not
+        recorded: the code was not even checked)."""
         if not principal.session_id:
             raise Unauthenticated("this access token belongs to no session", reason="TOKEN_INVALID")
         now = self._clock()
-        await self._second_factor(principal.user_id, code, recovery_code, now)
+        method = "recovery_code" if recovery_code else "totp"
+        detail: dict[str, str | int] = {"session_id": principal.session_id, "method": method}
+        try:
+            await self._second_factor(principal.user_id, code, recovery_code, now)
+        except Unauthenticated as error:
+            failed = {**detail, "reason": error.reason}
+            await self._compensate(
+                self._store.audit.record(
+                    self._event(
+                        audit.REAUTHENTICATED, principal.user_id, outcome=audit.FAILURE, detail=failed
+                    )
+                )
+            )
+            raise
         if not await self._store.reauthenticate_session(principal.session_id, principal.user_id, now=now):
             raise Unauthenticated("this session has ended; log in again", reason="SESSION_REVOKED")
+        await self._store.audit.record(self._event(audit.REAUTHENTICATED, principal.user_id, detail=detail))
         identity = await self._users.get_identity(principal.user_id)
         return TokenPair(
             access_token=self._access_token(identity, principal.session_id, now, "pwd otp", now),

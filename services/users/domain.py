@@ -455,10 +455,9 @@ class UsersDomain:
         return events
 
     def second_factor_event(self, kind: str, user_id: str, *, method: str = "totp") -> audit.AuditEvent:
-        """The record of a second-factor change (issue 13): SECOND_FACTOR_ENABLED, _DISABLED or
-        _RECOVERY_CODES_REGENERATED of `user_id` by the current caller. Pass it to the store call
-        that makes the change (`audit_events=[...]`, same transaction), or write it on its own
-        with `await self._store.audit.record(event)`."""
+        """The record of a second-factor change: SECOND_FACTOR_ENABLED, _DISABLED, _REMOVED_BY_ADMIN
+        or _RECOVERY_CODES_REGENERATED of `user_id` by the current caller, for the store call that
+        makes the change (same transaction)."""
         return self._event(kind, user_id, detail={"method": method})
 
     async def audit_events(
@@ -543,7 +542,10 @@ class UsersDomain:
         notice = await self._notice(
             user_id, lambda r: totp_enabled_mail(to=r.email, username=r.username, changed_at=now.timestamp())
         )
-        if not await self._store.activate_totp(user_id, factor.enrolled_at, step, hashes, now, notice):
+        enabled = self.second_factor_event(audit.SECOND_FACTOR_ENABLED, user_id)
+        if not await self._store.activate_totp(
+            user_id, factor.enrolled_at, step, hashes, now, notice, audit_events=[enabled]
+        ):
             raise FailedPrecondition(
                 "the enrolment changed meanwhile (enrolled again, or activated); start again",
                 reason="TOTP_NOT_ENROLLED",
@@ -589,8 +591,12 @@ class UsersDomain:
                     to=r.email, username=r.username, used_at=at, codes_left=left
                 ),
             )
+            # The second step of a login or a step-up (auth's call): the account acts.
+            used = self._event(
+                audit.RECOVERY_CODE_USED, user_id, actor_id=user_id, detail={"method": "recovery_code"}
+            )
             if not await self._store.use_recovery_code(
-                user_id, totp.recovery_code_hash(recovery_code), notice
+                user_id, totp.recovery_code_hash(recovery_code), notice, audit_events=[used]
             ):
                 raise refused
             self._sent(notice)
@@ -625,7 +631,8 @@ class UsersDomain:
         self._require_self(principal, user_id, "disable its second factor")
         await self.require_step_up(principal, user_id)
         notice = await self._disabled_notice(user_id, by_admin=False)
-        if not await self._store.delete_totp(user_id, active_mail=notice):
+        disabled = self.second_factor_event(audit.SECOND_FACTOR_DISABLED, user_id)
+        if not await self._store.delete_totp(user_id, active_mail=notice, audit_events=[disabled]):
             raise FailedPrecondition("this account has no second factor", reason="TOTP_NOT_ENABLED")
         self._sent(notice)
         log.info("totp disabled", extra={"target": user_id})
@@ -642,7 +649,9 @@ class UsersDomain:
         self._require_self(principal, user_id, "regenerate its recovery codes")
         await self.require_step_up(principal, user_id)
         codes = totp.new_recovery_codes()
-        if not await self._store.replace_recovery_codes(user_id, [totp.recovery_code_hash(c) for c in codes]):
+        hashes = [totp.recovery_code_hash(c) for c in codes]
+        regenerated = self.second_factor_event(audit.SECOND_FACTOR_RECOVERY_CODES_REGENERATED, user_id)
+        if not await self._store.replace_recovery_codes(user_id, hashes, audit_events=[regenerated]):
             raise FailedPrecondition("this account has no second factor", reason="TOTP_NOT_ENABLED")
         log.info("recovery codes regenerated", extra={"target": user_id})
         return codes
@@ -653,7 +662,9 @@ class UsersDomain:
         notice = await self._disabled_notice(user_id, by_admin=True)
         if not notice:
             raise NotFound("no such account", reason="USER_NOT_FOUND")
-        removed = await self._store.delete_totp(user_id, active_mail=notice)
+        # The actor is the admin auth acted for (forwarded on the internal call).
+        gone = self.second_factor_event(audit.SECOND_FACTOR_REMOVED_BY_ADMIN, user_id)
+        removed = await self._store.delete_totp(user_id, active_mail=notice, audit_events=[gone])
         if removed:
             self._sent(notice)
         log.info("second factor removed by an admin", extra={"target": user_id, "removed": removed})

@@ -286,6 +286,8 @@ class MemoryUserStore:
         code_hashes: Sequence[str],
         now: datetime,
         mail: Sequence[OutgoingMail] = (),
+        *,
+        audit_events: Sequence[AuditEvent] = (),
     ) -> bool:
         current = self.factors.get(user_id)
         if current is None or current.active or current.enrolled_at != enrolled_at:
@@ -293,6 +295,7 @@ class MemoryUserStore:
         self.factors[user_id] = dataclasses.replace(current, active=True, last_step=step)
         self.recovery[user_id] = set(code_hashes)
         self.mail.extend(mail)
+        await self.audit.record(*audit_events)
         return True
 
     async def use_totp_step(self, user_id: str, step: int) -> bool:
@@ -303,27 +306,43 @@ class MemoryUserStore:
         return True
 
     async def use_recovery_code(
-        self, user_id: str, code_hash: str, mail: Sequence[OutgoingMail] = ()
+        self,
+        user_id: str,
+        code_hash: str,
+        mail: Sequence[OutgoingMail] = (),
+        *,
+        audit_events: Sequence[AuditEvent] = (),
     ) -> bool:
         codes = self.recovery.get(user_id, set())
         if code_hash not in codes:
             return False
         codes.discard(code_hash)
         self.mail.extend(mail)
+        await self.audit.record(*audit_events)
         return True
 
-    async def replace_recovery_codes(self, user_id: str, code_hashes: Sequence[str]) -> bool:
+    async def replace_recovery_codes(
+        self, user_id: str, code_hashes: Sequence[str], *, audit_events: Sequence[AuditEvent] = ()
+    ) -> bool:
         current = self.factors.get(user_id)
         if current is None or not current.active:
             return False
         self.recovery[user_id] = set(code_hashes)
+        await self.audit.record(*audit_events)
         return True
 
-    async def delete_totp(self, user_id: str, *, active_mail: Sequence[OutgoingMail] = ()) -> bool:
+    async def delete_totp(
+        self,
+        user_id: str,
+        *,
+        active_mail: Sequence[OutgoingMail] = (),
+        audit_events: Sequence[AuditEvent] = (),
+    ) -> bool:
         self.recovery.pop(user_id, None)
         removed = self.factors.pop(user_id, None)
         if removed is not None and removed.active:
             self.mail.extend(active_mail)
+            await self.audit.record(*audit_events)
         return removed is not None
 
     async def recovery_codes_left(self, user_id: str) -> int:

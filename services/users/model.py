@@ -211,10 +211,12 @@ class UserStore(Protocol):
         code_hashes: Sequence[str],
         now: datetime,
         mail: Sequence[OutgoingMail] = (),
+        *,
+        audit_events: Sequence[AuditEvent] = (),
     ) -> bool:
         """Make the pending factor enrolled at `enrolled_at` active, with `step` used and these
-        recovery codes, and queue `mail`, in one transaction; False (nothing queued) when it is
-        not that pending factor any more."""
+        recovery codes, and queue `mail` and write `audit_events`, in one transaction; False
+        (nothing queued or written) when it is not that pending factor any more."""
         ...
 
     async def use_totp_step(self, user_id: str, step: int) -> bool:
@@ -223,20 +225,34 @@ class UserStore(Protocol):
         ...
 
     async def use_recovery_code(
-        self, user_id: str, code_hash: str, mail: Sequence[OutgoingMail] = ()
+        self,
+        user_id: str,
+        code_hash: str,
+        mail: Sequence[OutgoingMail] = (),
+        *,
+        audit_events: Sequence[AuditEvent] = (),
     ) -> bool:
-        """Spend a recovery code of the active factor and queue `mail`, in one transaction;
-        False (nothing queued) when it is not one (any more)."""
+        """Spend a recovery code of the active factor, queue `mail` and write `audit_events`, in
+        one transaction; False (nothing queued or written) when it is not one (any more)."""
         ...
 
-    async def replace_recovery_codes(self, user_id: str, code_hashes: Sequence[str]) -> bool:
-        """Replace every recovery code of the active factor; False when there is none."""
+    async def replace_recovery_codes(
+        self, user_id: str, code_hashes: Sequence[str], *, audit_events: Sequence[AuditEvent] = ()
+    ) -> bool:
+        """Replace every recovery code of the active factor (and write `audit_events`); False
+        when there is none."""
         ...
 
-    async def delete_totp(self, user_id: str, *, active_mail: Sequence[OutgoingMail] = ()) -> bool:
+    async def delete_totp(
+        self,
+        user_id: str,
+        *,
+        active_mail: Sequence[OutgoingMail] = (),
+        audit_events: Sequence[AuditEvent] = (),
+    ) -> bool:
         """Remove the factor (active or pending) and its recovery codes; False when none.
-        `active_mail` is queued in the same transaction when the factor removed was active (a
-        pending enrolment going away is nobody's news)."""
+        `active_mail` is queued and `audit_events` written in the same transaction when the
+        factor removed was active (a pending enrolment going away is nobody's news)."""
         ...
 
     async def recovery_codes_left(self, user_id: str) -> int: ...

@@ -509,6 +509,8 @@ class SqlUserStore:
         code_hashes: Sequence[str],
         now: datetime,
         mail: Sequence[OutgoingMail] = (),
+        *,
+        audit_events: Sequence[audit.AuditEvent] = (),
     ) -> bool:
         async with self._engine.begin() as connection:
             result = await connection.execute(
@@ -524,6 +526,8 @@ class SqlUserStore:
                 return False
             await self._write_codes(connection, user_id, code_hashes)
             await self._queue(connection, mail, None, now)
+            await self.audit.insert(connection, audit_events)
+        audit.emitted(audit_events)
         return True
 
     @staticmethod
@@ -548,7 +552,12 @@ class SqlUserStore:
         return result.rowcount == 1
 
     async def use_recovery_code(
-        self, user_id: str, code_hash: str, mail: Sequence[OutgoingMail] = ()
+        self,
+        user_id: str,
+        code_hash: str,
+        mail: Sequence[OutgoingMail] = (),
+        *,
+        audit_events: Sequence[audit.AuditEvent] = (),
     ) -> bool:
         async with self._engine.begin() as connection:
             result = await connection.execute(
@@ -558,9 +567,14 @@ class SqlUserStore:
             )
             if result.rowcount == 1:
                 await kit_mail.enqueue_all(connection, mail, sealer=self._cipher)
+                await self.audit.insert(connection, audit_events)
+        if result.rowcount == 1:
+            audit.emitted(audit_events)
         return result.rowcount == 1
 
-    async def replace_recovery_codes(self, user_id: str, code_hashes: Sequence[str]) -> bool:
+    async def replace_recovery_codes(
+        self, user_id: str, code_hashes: Sequence[str], *, audit_events: Sequence[audit.AuditEvent] = ()
+    ) -> bool:
         async with self._engine.begin() as connection:
             active = (
                 await connection.execute(
@@ -572,9 +586,17 @@ class SqlUserStore:
             if active is None:
                 return False
             await self._write_codes(connection, user_id, code_hashes)
+            await self.audit.insert(connection, audit_events)
+        audit.emitted(audit_events)
         return True
 
-    async def delete_totp(self, user_id: str, *, active_mail: Sequence[OutgoingMail] = ()) -> bool:
+    async def delete_totp(
+        self,
+        user_id: str,
+        *,
+        active_mail: Sequence[OutgoingMail] = (),
+        audit_events: Sequence[audit.AuditEvent] = (),
+    ) -> bool:
         async with self._engine.begin() as connection:
             removed = (
                 await connection.execute(
@@ -584,8 +606,12 @@ class SqlUserStore:
                 )
             ).first()
             await connection.execute(delete(recovery_codes).where(recovery_codes.c.user_id == user_id))
-            if removed is not None and removed.active:
+            active = removed is not None and removed.active
+            if active:
                 await kit_mail.enqueue_all(connection, active_mail, sealer=self._cipher)
+                await self.audit.insert(connection, audit_events)
+        if active:
+            audit.emitted(audit_events)
         return removed is not None
 
     async def recovery_codes_left(self, user_id: str) -> int:

@@ -26,6 +26,7 @@ from services.kit.audit import AuditLog
 from services.kit.logs import JsonFormatter
 from services.users.schema import audit_events as users_audit_events
 from tests.auth.conftest import PASSWORD, Stack, StartStack
+from tests.auth.test_mfa import enrolled, mfa_token
 from tests.support import bearer, mail_token, rpc_error, wait_until
 
 ADMIN_PASSWORD = "admin password 1"
@@ -444,3 +445,90 @@ async def test_both_services_purge_records_past_audit_retention_days(
     kept = await dated()
     assert {e.service for e in kept} == {"users", "auth"}
     assert all(e.occurred_at.ToMilliseconds() == int(recent * 1000) for e in kept)
+
+
+def _of(events: list[users_pb2.AuditEvent], kind: str) -> list[users_pb2.AuditEvent]:
+    return [e for e in events if e.type == kind]
+
+
+async def test_a_login_with_a_second_factor_is_recorded_step_by_step(start_stack: StartStack) -> None:
+    """The factor enabled; the password step (LOGIN_MFA_REQUIRED); a wrong code (LOGIN_FAILED);
+    the code (LOGIN_SUCCEEDED, method totp); a recovery code (RECOVERY_CODE_USED and
+    LOGIN_SUCCEEDED, method recovery_code). Never a code or the secret."""
+    stack, admin = await admin_stack(start_stack)
+    user, device, codes = await enrolled(stack)
+    await rpc_error(
+        stack.auth.LoginMfa(
+            auth_pb2.LoginMfaRequest(mfa_token=await mfa_token(stack, user.username), code=device.code(3))
+        ),
+        grpc.StatusCode.UNAUTHENTICATED,
+        "INVALID_SECOND_FACTOR",
+    )
+    await stack.auth.LoginMfa(
+        auth_pb2.LoginMfaRequest(mfa_token=await mfa_token(stack, user.username), code=device.code())
+    )
+    await stack.auth.LoginMfa(
+        auth_pb2.LoginMfaRequest(mfa_token=await mfa_token(stack, user.username), recovery_code=codes[0])
+    )
+
+    events = await all_events(stack, admin, filter=f'subject_id = "{user.id}"')
+    [enabled] = _of(events, "SECOND_FACTOR_ENABLED")
+    assert (enabled.actor_id, enabled.service, dict(enabled.detail)) == (user.id, "users", {"method": "totp"})
+    required = _of(events, "LOGIN_MFA_REQUIRED")
+    assert len(required) == 3 and all(e.outcome == "SUCCESS" and e.service == "auth" for e in required)
+    [failed] = _of(events, "LOGIN_FAILED")
+    assert dict(failed.detail) == {"reason": "INVALID_SECOND_FACTOR", "method": "totp"}
+    methods = sorted(e.detail.get("method", "") for e in _of(events, "LOGIN_SUCCEEDED"))
+    assert methods == ["", "recovery_code", "totp"]  # the first: the password login before enrolling
+    [used] = _of(events, "RECOVERY_CODE_USED")
+    assert (used.actor_id, used.service) == (user.id, "users")
+    dumped = json.dumps([str(e) for e in events])
+    for secret in (*codes, device.code(), device.code(3), device.totp.secret):
+        assert secret not in dumped
+
+
+async def test_second_factor_changes_and_an_admin_s_removal_are_recorded(start_stack: StartStack) -> None:
+    """Step-up (REAUTHENTICATED, and FAILURE with a wrong code), new recovery codes, disabling
+    it; and an admin removing another account's factor (the admin is the actor; its sessions end)."""
+    stack, admin = await admin_stack(start_stack)
+    admin_id = (await stack.me(admin)).id
+    user, device, _codes = await enrolled(stack)
+    pair = await stack.auth.LoginMfa(
+        auth_pb2.LoginMfaRequest(mfa_token=await mfa_token(stack, user.username), code=device.code())
+    )
+    await rpc_error(
+        stack.auth.Reauthenticate(
+            auth_pb2.ReauthenticateRequest(code=device.code(3)), metadata=bearer(pair.access_token)
+        ),
+        grpc.StatusCode.UNAUTHENTICATED,
+        "INVALID_SECOND_FACTOR",
+    )
+    stepped = await stack.auth.Reauthenticate(
+        auth_pb2.ReauthenticateRequest(code=device.code(1)), metadata=bearer(pair.access_token)
+    )
+    fresh = bearer(stepped.access_token)
+    await stack.users.RegenerateRecoveryCodes(
+        users_pb2.RegenerateRecoveryCodesRequest(id=user.id), metadata=fresh
+    )
+    await stack.users.DisableTotp(users_pb2.DisableTotpRequest(id=user.id), metadata=fresh)
+
+    other, other_device, _ = await enrolled(stack)
+    await stack.auth.LoginMfa(
+        auth_pb2.LoginMfaRequest(mfa_token=await mfa_token(stack, other.username), code=other_device.code())
+    )
+    await stack.auth.RemoveSecondFactor(
+        auth_pb2.RemoveSecondFactorRequest(id=other.id), metadata=bearer(admin)
+    )
+
+    mine = await all_events(stack, admin, filter=f'subject_id = "{user.id}"')
+    step_ups = _of(mine, "REAUTHENTICATED")
+    assert sorted(e.outcome for e in step_ups) == ["FAILURE", "SUCCESS"]
+    assert all(e.actor_id == user.id and e.detail["session_id"] for e in step_ups)
+    for kind in ("SECOND_FACTOR_RECOVERY_CODES_REGENERATED", "SECOND_FACTOR_DISABLED"):
+        [event] = _of(mine, kind)
+        assert (event.actor_id, event.service) == (user.id, "users"), kind
+    theirs = await all_events(stack, admin, filter=f'subject_id = "{other.id}"')
+    [removed] = _of(theirs, "SECOND_FACTOR_REMOVED_BY_ADMIN")
+    assert (removed.actor_id, removed.service) == (admin_id, "users")
+    reasons = {e.detail["reason"] for e in _of(theirs, "SESSION_REVOKED")}
+    assert reasons == {"second_factor_removed"}
