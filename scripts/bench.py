@@ -245,6 +245,30 @@ def metric_counts(url: str, method: str) -> tuple[int, int]:
     return ok, errors
 
 
+def mail_backlog(url: str) -> int | None:
+    """The users service's mail outbox depth (pinexa_outbox_depth), None before its first pass."""
+    with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310 (local URL)
+        text = response.read().decode()
+    for line in text.splitlines():
+        match = re.match(r"pinexa_outbox_depth\{(?P<labels>[^}]*)\} (?P<value>[0-9.e+]+)$", line)
+        if match and 'outbox="mail"' in match["labels"]:
+            return int(float(match["value"]))
+    return None
+
+
+def wait_mail_drained(env: Env, timeout: float = 600) -> None:
+    """Every seeded account queued a verification mail; wait until users has sent them all, so
+    no side is measured while the service also drains thousands of mails (the peers send none)."""
+    started = time.monotonic()
+    depth = mail_backlog(env.users_metrics)
+    while depth is None or depth > 0:
+        if time.monotonic() - started > timeout:
+            die(f"the users mail outbox still holds {depth} mails after {timeout:.0f} s")
+        time.sleep(0.5)  # polling interval
+        depth = mail_backlog(env.users_metrics)
+    say(f"[{env.label}] users' mail outbox drained in {time.monotonic() - started:.1f} s")
+
+
 def envoy_errors(stack: Stack) -> int:
     """4xx + 5xx Envoy has answered downstream so far (its own replies and the services')."""
     url = f"{stack.admin_url}/stats?filter=^http\\.pinexa\\.downstream_rq_[45]xx$"
@@ -805,6 +829,7 @@ def prepared(label: str, pg_dsn: str, workdir: Path, args: argparse.Namespace, p
         env.rss_start = {n: rss_mb(p) for n, p in env.server_pids().items()}
         say(f"[{label}] seeding {args.users} users over gRPC CreateUser ({args.rounds} timed chunks) ...")
         env.create_user = seed_users(env, args.users, args.rounds, args.clients)
+        wait_mail_drained(env)
         if peers:
             start_peers(env, args)
         # Every GetUser side reads all seeded users: check the token reads one of them everywhere.
