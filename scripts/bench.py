@@ -1,6 +1,6 @@
 """`make bench`: Pinexa against its peers, side by side in one run, with issue 11's targets.
 
-    python scripts/bench.py                 # ~6 min: 3 interleaved rounds of 10 s per side
+    python scripts/bench.py                 # ~9 min: 3 interleaved rounds of 10 s per side
     python scripts/bench.py --p5            # + 1000 REST clients at 1 req/s for 60 s, PostgreSQL and SQLite
     python scripts/bench.py --smoke         # every side for about a second, 60 users (what `make test` runs)
 
