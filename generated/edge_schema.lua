@@ -2,6 +2,7 @@
 -- Which JSON fields and query parameters each REST route accepts; envoy/strict.lua reads it.
 local MESSAGES = {
   ["pinexa.auth.v1.ChangePasswordRequest"] = { ["currentPassword"] = 1, ["current_password"] = 1, ["id"] = 1, ["newPassword"] = 1, ["new_password"] = 1 },
+  ["pinexa.auth.v1.ConfirmPasswordResetRequest"] = { ["newPassword"] = 1, ["new_password"] = 1, ["token"] = 1 },
   ["pinexa.auth.v1.DisableUserRequest"] = { ["id"] = 1 },
   ["pinexa.auth.v1.EnableUserRequest"] = { ["id"] = 1 },
   ["pinexa.auth.v1.LoginRequest"] = { ["deviceToken"] = 1, ["device_token"] = 1, ["password"] = 1, ["username"] = 1 },
@@ -9,6 +10,7 @@ local MESSAGES = {
   ["pinexa.auth.v1.RefreshRequest"] = { ["refreshToken"] = 1, ["refresh_token"] = 1 },
   ["pinexa.auth.v1.SignOutUserRequest"] = { ["id"] = 1 },
   ["pinexa.data.v1.Item"] = { ["attributes"] = 0, ["content"] = 1, ["createdAt"] = 1, ["created_at"] = 1, ["etag"] = 1, ["id"] = 1, ["status"] = 1, ["title"] = 1, ["updatedAt"] = 1, ["updated_at"] = 1, ["userId"] = 1, ["user_id"] = 1 },
+  ["pinexa.users.v1.RequestPasswordResetRequest"] = { ["email"] = 1 },
   ["pinexa.users.v1.SendVerificationEmailRequest"] = { ["id"] = 1 },
   ["pinexa.users.v1.User"] = { ["createdAt"] = 1, ["created_at"] = 1, ["disabled"] = 1, ["displayName"] = 1, ["display_name"] = 1, ["email"] = 1, ["emailVerified"] = 1, ["emailVerifiedAt"] = 1, ["email_verified"] = 1, ["email_verified_at"] = 1, ["etag"] = 1, ["id"] = 1, ["password"] = 1, ["pendingEmail"] = 1, ["pending_email"] = 1, ["role"] = 1, ["updatedAt"] = 1, ["updated_at"] = 1, ["username"] = 1 },
   ["pinexa.users.v1.VerifyEmailRequest"] = { ["token"] = 1 },
@@ -32,6 +34,8 @@ local ROUTES = {
     body = "pinexa.auth.v1.EnableUserRequest", prefix = "", query = {  } },
   { method = "POST", pattern = "^/api/v1/users/[^/]+:changePassword$", rpc = "pinexa.auth.v1.AuthService/ChangePassword",
     body = "pinexa.auth.v1.ChangePasswordRequest", prefix = "", query = {  } },
+  { method = "POST", pattern = "^/api/v1/auth/password:confirmReset$", rpc = "pinexa.auth.v1.AuthService/ConfirmPasswordReset",
+    body = "pinexa.auth.v1.ConfirmPasswordResetRequest", prefix = "", query = {  } },
   { method = "GET", pattern = "^/%.well%-known/jwks%.json$", rpc = "pinexa.auth.v1.AuthService/GetJwks",
     body = nil, prefix = "", query = {  } },
   { method = "POST", pattern = "^/api/v1/users$", rpc = "pinexa.users.v1.UserService/CreateUser",
@@ -54,6 +58,8 @@ local ROUTES = {
     body = "pinexa.users.v1.VerifyEmailRequest", prefix = "", query = {  } },
   { method = "POST", pattern = "^/api/v1/users/[^/]+:sendVerificationEmail$", rpc = "pinexa.users.v1.UserService/SendVerificationEmail",
     body = "pinexa.users.v1.SendVerificationEmailRequest", prefix = "", query = {  } },
+  { method = "POST", pattern = "^/api/v1/auth/password:reset$", rpc = "pinexa.users.v1.UserService/RequestPasswordReset",
+    body = "pinexa.users.v1.RequestPasswordResetRequest", prefix = "", query = {  } },
   { method = "POST", pattern = "^/api/v1/data$", rpc = "pinexa.data.v1.DataService/CreateItem",
     body = "pinexa.data.v1.Item", prefix = "item.", query = {  } },
   { method = "GET", pattern = "^/api/v1/data/[^/]+$", rpc = "pinexa.data.v1.DataService/GetItem",

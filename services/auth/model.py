@@ -54,6 +54,10 @@ class UsersClient(Protocol):
     async def set_disabled(self, user_id: str, disabled: bool) -> None:
         """Raises UnknownUser when there is no such account."""
 
+    async def confirm_password_reset(self, token: str, new_password: str) -> str:
+        """Spend a reset token and set the new password; the account's id. Users' refusals pass
+        through as they are: TokenRefused (MAIL_TOKEN_*) and INVALID_ARGUMENT (the rules)."""
+
 
 @dataclass(frozen=True, slots=True)
 class DeviceClaim:

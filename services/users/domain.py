@@ -30,10 +30,16 @@ from services.kit.errors import (
     Unauthenticated,
     Violations,
 )
-from services.kit.mail import OutgoingMail, email_change_notice_mail, password_changed_mail, verify_email_mail
+from services.kit.mail import (
+    OutgoingMail,
+    email_change_notice_mail,
+    password_changed_mail,
+    password_reset_mail,
+    verify_email_mail,
+)
 from services.kit.pagination import decode_page_token, encode_page_token, malformed_page_token, page_size
 from services.users import validation
-from services.users.model import VERIFY_EMAIL, Conflict, Credentials, UserRecord, UserStore
+from services.users.model import PASSWORD_RESET, VERIFY_EMAIL, Conflict, Credentials, UserRecord, UserStore
 from services.users.passwords import Passwords
 
 log = logging.getLogger(__name__)
@@ -42,6 +48,9 @@ log = logging.getLogger(__name__)
 UPDATABLE_FIELDS = ("email", "display_name", "role")
 _LIST_SCOPE = "users.list:created_at,id"
 _INVALID_CREDENTIALS = "the username or password is incorrect"
+# The subject of the decoy reset token stored for an address no account has (no account has
+# this id, so the token can redeem nothing, and it is never mailed): see request_password_reset.
+DECOY_RESET_SUBJECT = "-"
 
 
 def etag_for(user_id: str, version: int) -> str:
@@ -93,9 +102,11 @@ class Identity:
 
 @dataclass(frozen=True, slots=True)
 class MailPolicy:
-    """How long verification links work and how many a resend may ask for."""
+    """How long verification and reset links work, and how many mails a client may ask for
+    (per address and per client, in each window; resends and resets have separate budgets)."""
 
     verification_ttl: float = 86400.0
+    reset_ttl: float = 1800.0
     per_address: int = 3
     per_client: int = 10
     window: float = 3600.0
@@ -386,6 +397,80 @@ class UsersDomain:
             )
         self._on_mail()
         return address
+
+    # -- password reset ------------------------------------------------------------------------
+
+    async def request_password_reset(self, email: str, *, client: str) -> None:
+        """Mail a reset link to the account with this address, if there is one and it is not
+        disabled (public). The answer must not tell whether there is: an unknown address runs
+        the same steps (the same read, the same rate-limit counters, a decoy token stored in
+        the same transaction, only no mail), and both are limited per address and per client."""
+        address = validation.normalize_email(email)
+        violations = Violations()
+        violations.report("email", validation.email_problem(address))
+        violations.raise_if_any()
+        now = self._clock()
+        limits = [
+            (
+                rate_limit.key("password_reset:address", self._store.address_key(address)),
+                self._mail.per_address,
+            )
+        ]
+        if client:
+            limits.append((rate_limit.key("password_reset:client", client), self._mail.per_client))
+        record = await self._store.get_by_email(address)
+        if record is not None and record.disabled:
+            record = None  # a disabled account gets no reset mail (and the same answer)
+        subject, to, username = (
+            (record.id, record.email, record.username) if record else (DECOY_RESET_SUBJECT, address, "")
+        )
+        token = single_use.prepare(
+            purpose=PASSWORD_RESET,
+            subject=subject,
+            ttl_seconds=self._mail.reset_ttl,
+            now=now.timestamp(),
+            data=to,
+        )
+        # Built for a decoy too (the same work), but queued only for an account.
+        message = password_reset_mail(
+            to=to, username=username, token=token.token, ttl_seconds=self._mail.reset_ttl
+        )
+        known = record is not None
+        wait = await self._store.queue_password_reset(
+            message if known else None, token, limits=limits, window=self._mail.window, now=now
+        )
+        if wait > 0:
+            raise ResourceExhausted(
+                "too many password reset mails were asked for; try again later",
+                retry_after=wait,
+                reason="TOO_MANY_MAILS",
+            )
+        if known:
+            self._on_mail()
+            log.info("password reset mail queued", extra={"target": token.subject})
+
+    async def confirm_password_reset(self, token: str, new_password: str) -> UserRecord:
+        """Spend a reset link's token and set the new password (internal: auth's
+        ConfirmPasswordReset, which then ends the account's sessions). The address the link
+        went to counts as verified, and the account's address hears of the change.
+
+        Cheap checks come first: the new password's rules (a bad one spends no token), then the
+        token, read without spending it, so that a random token costs no password hash."""
+        violations = Violations()
+        violations.check(bool(token.strip()), "token", "is required")
+        violations.report("new_password", validation.password_problem(new_password))
+        violations.raise_if_any()
+        token = token.strip()
+        account = await self._store.peek_password_reset(token, self._clock())
+        new_hash = await self._passwords.hash(new_password)
+        now = self._clock()
+        notice = password_changed_mail(
+            to=account.email, username=account.username, changed_at=now.timestamp()
+        )
+        record = await self._store.reset_password(token, new_hash, now, [notice])
+        self._on_mail()
+        log.info("password reset", extra={"target": record.id})
+        return record
 
     # -- delete --------------------------------------------------------------------------------
 

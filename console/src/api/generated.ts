@@ -68,6 +68,28 @@ const injectedRtkApi = api
         }),
         invalidatesTags: ["AuthService"],
       }),
+      authServiceConfirmPasswordReset: build.mutation<
+        AuthServiceConfirmPasswordResetApiResponse,
+        AuthServiceConfirmPasswordResetApiArg
+      >({
+        query: (queryArg) => ({
+          url: `/api/v1/auth/password:confirmReset`,
+          method: "POST",
+          body: queryArg.pinexaAuthV1ConfirmPasswordResetRequest,
+        }),
+        invalidatesTags: ["AuthService"],
+      }),
+      userServiceRequestPasswordReset: build.mutation<
+        UserServiceRequestPasswordResetApiResponse,
+        UserServiceRequestPasswordResetApiArg
+      >({
+        query: (queryArg) => ({
+          url: `/api/v1/auth/password:reset`,
+          method: "POST",
+          body: queryArg.pinexaUsersV1RequestPasswordResetRequest,
+        }),
+        invalidatesTags: ["UserService"],
+      }),
       authServiceRefresh: build.mutation<
         AuthServiceRefreshApiResponse,
         AuthServiceRefreshApiArg
@@ -328,6 +350,17 @@ export type AuthServiceLogoutApiResponse =
   /** status 200 LogoutResponse reports what was revoked. */ PinexaAuthV1LogoutResponse;
 export type AuthServiceLogoutApiArg = {
   pinexaAuthV1LogoutRequest: PinexaAuthV1LogoutRequest;
+};
+export type AuthServiceConfirmPasswordResetApiResponse =
+  /** status 200 ConfirmPasswordResetResponse reports what was revoked. */ PinexaAuthV1ConfirmPasswordResetResponse;
+export type AuthServiceConfirmPasswordResetApiArg = {
+  pinexaAuthV1ConfirmPasswordResetRequest: PinexaAuthV1ConfirmPasswordResetRequest;
+};
+export type UserServiceRequestPasswordResetApiResponse =
+  /** status 200 RequestPasswordResetResponse has no fields: it is the same whether or not the address is an
+account's. */ PinexaUsersV1RequestPasswordResetResponse;
+export type UserServiceRequestPasswordResetApiArg = {
+  pinexaUsersV1RequestPasswordResetRequest: PinexaUsersV1RequestPasswordResetRequest;
 };
 export type AuthServiceRefreshApiResponse =
   /** status 200 RefreshResponse is the new token pair. */ PinexaAuthV1RefreshResponse;
@@ -724,6 +757,21 @@ export type PinexaAuthV1LogoutRequest = {
     access token. refresh_token may then be empty. */
   other_sessions?: boolean;
 };
+export type PinexaAuthV1ConfirmPasswordResetResponse = {
+  /** How many sessions of the account were ended. */
+  revoked_sessions?: number;
+};
+export type PinexaAuthV1ConfirmPasswordResetRequest = {
+  /** The token from the link ${PUBLIC_BASE_URL}/reset-password?token=... */
+  token: any;
+  /** The new password, 10 to 256 characters. */
+  new_password: string;
+};
+export type PinexaUsersV1RequestPasswordResetResponse = {};
+export type PinexaUsersV1RequestPasswordResetRequest = {
+  /** The e-mail address of the account, in any case. */
+  email: any;
+};
 export type PinexaAuthV1RefreshResponse = {
   /** A signed JWT to send as "Authorization: Bearer <token>". */
   access_token?: string;
@@ -902,6 +950,8 @@ export const {
   useUserServiceVerifyEmailMutation,
   useAuthServiceLoginMutation,
   useAuthServiceLogoutMutation,
+  useAuthServiceConfirmPasswordResetMutation,
+  useUserServiceRequestPasswordResetMutation,
   useAuthServiceRefreshMutation,
   useAuthServiceListSessionsQuery,
   useLazyAuthServiceListSessionsQuery,

@@ -80,6 +80,11 @@ class AuthServiceStub:
                 request_serializer=pinexa_dot_auth_dot_v1_dot_auth__pb2.ChangePasswordRequest.SerializeToString,
                 response_deserializer=pinexa_dot_auth_dot_v1_dot_auth__pb2.ChangePasswordResponse.FromString,
                 _registered_method=True)
+        self.ConfirmPasswordReset = channel.unary_unary(
+                '/pinexa.auth.v1.AuthService/ConfirmPasswordReset',
+                request_serializer=pinexa_dot_auth_dot_v1_dot_auth__pb2.ConfirmPasswordResetRequest.SerializeToString,
+                response_deserializer=pinexa_dot_auth_dot_v1_dot_auth__pb2.ConfirmPasswordResetResponse.FromString,
+                _registered_method=True)
         self.GetJwks = channel.unary_unary(
                 '/pinexa.auth.v1.AuthService/GetJwks',
                 request_serializer=pinexa_dot_auth_dot_v1_dot_auth__pb2.GetJwksRequest.SerializeToString,
@@ -160,6 +165,16 @@ class AuthServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ConfirmPasswordReset(self, request, context):
+        """ConfirmPasswordReset sets a new password with the token of a reset mail
+        (UserService.RequestPasswordReset). Every session of the account ends, its address counts
+        as verified and its login throttle is cleared. It is public: the token is the proof. A
+        spent, superseded or expired token is refused with a MAIL_TOKEN_* reason.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetJwks(self, request, context):
         """GetJwks publishes the public keys that verify access tokens (RFC 7517).
         """
@@ -214,6 +229,11 @@ def add_AuthServiceServicer_to_server(servicer, server):
                     servicer.ChangePassword,
                     request_deserializer=pinexa_dot_auth_dot_v1_dot_auth__pb2.ChangePasswordRequest.FromString,
                     response_serializer=pinexa_dot_auth_dot_v1_dot_auth__pb2.ChangePasswordResponse.SerializeToString,
+            ),
+            'ConfirmPasswordReset': grpc.unary_unary_rpc_method_handler(
+                    servicer.ConfirmPasswordReset,
+                    request_deserializer=pinexa_dot_auth_dot_v1_dot_auth__pb2.ConfirmPasswordResetRequest.FromString,
+                    response_serializer=pinexa_dot_auth_dot_v1_dot_auth__pb2.ConfirmPasswordResetResponse.SerializeToString,
             ),
             'GetJwks': grpc.unary_unary_rpc_method_handler(
                     servicer.GetJwks,
@@ -465,6 +485,33 @@ class AuthService:
             '/pinexa.auth.v1.AuthService/ChangePassword',
             pinexa_dot_auth_dot_v1_dot_auth__pb2.ChangePasswordRequest.SerializeToString,
             pinexa_dot_auth_dot_v1_dot_auth__pb2.ChangePasswordResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ConfirmPasswordReset(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pinexa.auth.v1.AuthService/ConfirmPasswordReset',
+            pinexa_dot_auth_dot_v1_dot_auth__pb2.ConfirmPasswordResetRequest.SerializeToString,
+            pinexa_dot_auth_dot_v1_dot_auth__pb2.ConfirmPasswordResetResponse.FromString,
             options,
             channel_credentials,
             insecure,
