@@ -1,10 +1,15 @@
 """services/kit/tracing.py's reading of the OTEL_* variables: off unless an endpoint is set, off
 again with the SDK's switches, and a clear start-up error for what it cannot export; the kit's SQL
-executor seen by the driver instrumentations on both databases. (Spans are checked end to end in
+executor seen by the driver instrumentations on both databases; server streams under the gRPC
+instrumentation's interceptor. (Spans are checked end to end in
 tests/e2e/test_observability.py, through a real Envoy and the real services.)"""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
 import pytest
 
 from services.kit import tracing
@@ -80,3 +85,46 @@ async def test_the_kits_sql_executor_is_traced_by_the_driver_instrumentations(sq
     assert all(
         s.parent is not None and s.parent.span_id == request.get_span_context().span_id for s in statements
     )
+
+
+@pytest.mark.parametrize("style", ["async generator", "context.write"])
+async def test_server_streams_are_served_under_the_opentelemetry_interceptor(style: str) -> None:
+    """With tracing on (as under `make run`), OpenTelemetry's aio server interceptor wraps every
+    stream handler and iterates what the behavior returns: the kit's one-request wrapping
+    (complete_request) must hand it an async generator, whichever way the method streams (auth's
+    WatchRevocations yields; a handler may also write). A coroutine there failed every call with
+    TypeError, so no service heard of revocations."""
+    from opentelemetry.instrumentation.grpc import aio_server_interceptor
+
+    from services.kit.request_stream import complete_request
+    from services.kit.wrapping import WrappingRegistrar
+
+    async def generator(request: bytes, context: grpc.aio.ServicerContext) -> AsyncIterator[bytes]:
+        for n in range(3):
+            yield request + str(n).encode()
+
+    async def writer(request: bytes, context: grpc.aio.ServicerContext) -> None:
+        for n in range(3):
+            await context.write(request + str(n).encode())
+
+    behavior: Any = generator if style == "async generator" else writer
+    server = grpc.aio.server(interceptors=[aio_server_interceptor()])  # type: ignore[no-untyped-call]
+    registrar = WrappingRegistrar(
+        server, lambda method, handler: complete_request(handler, domain="pinexa.test")
+    )
+    registrar.add_generic_rpc_handlers(
+        [
+            grpc.method_handlers_generic_handler(
+                "test.Streams", {"Count": grpc.unary_stream_rpc_method_handler(behavior)}
+            )
+        ]
+    )
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            call = channel.unary_stream("/test.Streams/Count")(b"n", timeout=10)
+            assert [response async for response in call] == [b"n0", b"n1", b"n2"]
+            assert await call.code() == grpc.StatusCode.OK
+    finally:
+        await server.stop(0)
