@@ -37,6 +37,9 @@ export async function apiLogin(request: APIRequestContext, username: string, pas
 /** Axe finds no serious or critical violation on what the page shows now; and a screenshot of
  * it goes to screenshots/ (gitignored) to be looked at. */
 export async function checkPage(page: Page, name: string): Promise<void> {
+  // A dialog fading in is half transparent: axe would measure the contrast of a frame of the
+  // animation, not of what the user reads, so wait until every animation has finished.
+  await page.evaluate(() => Promise.all(document.getAnimations().map((a) => a.finished)));
   await page.screenshot({ path: `screenshots/${name}.png`, fullPage: true });
   const results = await new AxeBuilder({ page }).withTags(["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]).analyze();
   const bad = results.violations.filter((v) => v.impact === "serious" || v.impact === "critical");
