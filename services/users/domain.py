@@ -175,6 +175,16 @@ class UsersDomain:
         )
         return message, token
 
+    def _mail_limits(self, scope: str, address: str, client: str) -> list[tuple[str, int]]:
+        """The rate-limit counters a mail of `scope` is charged to: its address's and, when known,
+        the client IP's (each scope has a budget of its own)."""
+        limits = [
+            (rate_limit.key(f"{scope}:address", self._store.address_key(address)), self._mail.per_address)
+        ]
+        if client:
+            limits.append((rate_limit.key(f"{scope}:client", client), self._mail.per_client))
+        return limits
+
     # -- sign-up and reads ---------------------------------------------------------------------
 
     async def sign_up(self, new: NewUser) -> UserRecord:
@@ -380,11 +390,7 @@ class UsersDomain:
         if record.pending_email is None and record.email_verified:
             raise FailedPrecondition("this e-mail address is already verified", reason="ALREADY_VERIFIED")
         now = self._clock()
-        limits = [
-            (rate_limit.key("verify_email:address", self._store.address_key(address)), self._mail.per_address)
-        ]
-        if client:
-            limits.append((rate_limit.key("verify_email:client", client), self._mail.per_client))
+        limits = self._mail_limits("verify_email", address, client)
         message, token = self._verification(record.id, record.username, address, now)
         wait = await self._store.queue_verification(
             message, token, limits=limits, window=self._mail.window, now=now
@@ -410,14 +416,7 @@ class UsersDomain:
         violations.report("email", validation.email_problem(address))
         violations.raise_if_any()
         now = self._clock()
-        limits = [
-            (
-                rate_limit.key("password_reset:address", self._store.address_key(address)),
-                self._mail.per_address,
-            )
-        ]
-        if client:
-            limits.append((rate_limit.key("password_reset:client", client), self._mail.per_client))
+        limits = self._mail_limits("password_reset", address, client)
         record = await self._store.get_by_email(address)
         if record is not None and record.disabled:
             record = None  # a disabled account gets no reset mail (and the same answer)

@@ -88,10 +88,7 @@ class MemoryUserStore:
         window: float,
         now: datetime,
     ) -> float:
-        wait = self._take(limits, window=window, at=now.timestamp())
-        if wait == 0:
-            self._queue([] if mail is None else [mail], token, now)
-        return wait
+        return self._queue_limited([] if mail is None else [mail], token, limits, window, now)
 
     def _live_reset(self, token: str, now: datetime) -> tuple[dict[str, Any], dict[str, Any]]:
         """(the token's row, its account's row) of a live reset token, or TokenRefused."""
@@ -181,9 +178,20 @@ class MemoryUserStore:
         window: float,
         now: datetime,
     ) -> float:
+        return self._queue_limited([mail], token, limits, window, now)
+
+    def _queue_limited(
+        self,
+        mail: Sequence[OutgoingMail],
+        token: Issued,
+        limits: Sequence[tuple[str, int]],
+        window: float,
+        now: datetime,
+    ) -> float:
+        """The SQL store's `_queue_limited`: queued only if every limit has room."""
         wait = self._take(limits, window=window, at=now.timestamp())
         if wait == 0:
-            self._queue([mail], token, now)
+            self._queue(mail, token, now)
         return wait
 
     def _check_unique(self, row: Mapping[str, Any], *, exclude: str | None = None) -> None:
