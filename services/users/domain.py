@@ -48,8 +48,8 @@ log = logging.getLogger(__name__)
 UPDATABLE_FIELDS = ("email", "display_name", "role")
 _LIST_SCOPE = "users.list:created_at,id"
 _INVALID_CREDENTIALS = "the username or password is incorrect"
-# The subject of the decoy reset token stored for an address no account has (no account has
-# this id, so the token can redeem nothing, and it is never mailed): see request_password_reset.
+# The subject of the decoy reset token of an address no account has (no account has this id, so
+# it could redeem nothing; it is never mailed, and not kept): see request_password_reset.
 DECOY_RESET_SUBJECT = "-"
 
 
@@ -409,8 +409,9 @@ class UsersDomain:
     async def request_password_reset(self, email: str, *, client: str) -> None:
         """Mail a reset link to the account with this address, if there is one and it is not
         disabled (public). The answer must not tell whether there is: an unknown address runs
-        the same steps (the same read, the same rate-limit counters, a decoy token stored in
-        the same transaction, only no mail), and both are limited per address and per client."""
+        the same steps (the same read, the same rate-limit counters, a decoy token written in
+        the same transaction, and deleted again there, instead of a mail), and both are limited
+        per address and per client."""
         address = validation.normalize_email(email)
         violations = Violations()
         violations.report("email", validation.email_problem(address))

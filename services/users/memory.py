@@ -88,7 +88,10 @@ class MemoryUserStore:
         window: float,
         now: datetime,
     ) -> float:
-        return self._queue_limited([] if mail is None else [mail], token, limits, window, now)
+        wait = self._queue_limited([] if mail is None else [mail], token, limits, window, now)
+        if mail is None:
+            self.tokens.pop(single_use.token_hash(token.token), None)  # a decoy: nothing kept
+        return wait
 
     def _live_reset(self, token: str, now: datetime) -> tuple[dict[str, Any], dict[str, Any]]:
         """(the token's row, its account's row) of a live reset token, or TokenRefused."""

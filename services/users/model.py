@@ -140,8 +140,8 @@ class UserStore(Protocol):
         now: datetime,
     ) -> float:
         """As `queue_verification`, for a reset token (its `data`: the address it was mailed
-        to). With `mail` None (no account to mail) the token is stored all the same, for a
-        subject no account has: the same statements run whether or not the address is known."""
+        to). With `mail` None (no account to mail) the same statements run for the token, which
+        is then deleted again in the same transaction: nothing is kept."""
         ...
 
     async def peek_password_reset(self, token: str, now: datetime) -> UserRecord:

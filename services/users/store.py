@@ -26,7 +26,7 @@ from services.kit.mail import OutgoingMail
 from services.kit.single_use import Issued, TokenRefused
 from services.users.crypto import PiiCipher
 from services.users.model import PASSWORD_RESET, VERIFY_EMAIL, Conflict, Credentials, PendingPurge, UserRecord
-from services.users.schema import purge_outbox, users
+from services.users.schema import purge_outbox, single_use_tokens, users
 from services.users.validation import email_key
 
 _RECORD_COLUMNS = (
@@ -318,14 +318,22 @@ class SqlUserStore:
         limits: Sequence[tuple[str, int]],
         window: float,
         now: datetime,
+        keep_token: bool = True,
     ) -> float:
         """Take one hit on every limit and, if all had room, store the token and queue the mail
-        (one transaction); else nothing and the seconds until there is room."""
+        (one transaction); else nothing and the seconds until there is room. Without
+        `keep_token` the token's row is written and deleted again in that transaction."""
         async with self._engine.begin() as connection:
             wait = await rate_limit.take(connection, list(limits), window=window, now=now.timestamp())
             if wait > 0:
                 return wait
             await self._queue(connection, mail, token, now)
+            if not keep_token:
+                await connection.execute(
+                    delete(single_use_tokens).where(
+                        single_use_tokens.c.token_hash == single_use.token_hash(token.token)
+                    )
+                )
         return 0.0
 
     # -- password reset ------------------------------------------------------------------------
@@ -344,9 +352,15 @@ class SqlUserStore:
         window: float,
         now: datetime,
     ) -> float:
-        """The token's `data` (the address) is stored as its blind index, as a verification's."""
-        queued = [] if mail is None else [mail]
-        return await self._queue_limited(queued, token, limits=limits, window=window, now=now)
+        """The token's `data` (the address) is stored as its blind index, as a verification's. A
+        decoy (`mail` None) is written and deleted by its primary key in the same transaction:
+        the statements of a real reset, with an indexed delete instead of the mail's insert, and
+        nothing kept, so a flood of unknown addresses leaves no rows behind."""
+        if mail is None:
+            return await self._queue_limited(
+                [], token, limits=limits, window=window, now=now, keep_token=False
+            )
+        return await self._queue_limited([mail], token, limits=limits, window=window, now=now)
 
     @staticmethod
     def _reset_target(row: Any, spent: single_use.Redeemed) -> None:

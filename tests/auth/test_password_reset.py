@@ -222,12 +222,12 @@ async def test_requests_are_limited_per_address_and_per_client_known_or_not(star
 
 async def test_a_known_and_an_unknown_address_take_comparable_time(start_stack: StartStack) -> None:
     """Timing is noisy on a loaded CI machine, so the bound is generous: the medians of many
-    interleaved requests within 50 % (or 3 ms) of each other. Each request is for an address not
+    interleaved requests within a factor of 2 (or 3 ms) of each other. Each request is for an address not
     asked for before (as a prober's would be), and starts once the mail of the one before has
     gone (a known address's mail is sent in the background, after the answer). Without the
     equalisation (an unknown address answered after its read, no decoy transaction) it fails:
-    measured 7.2 ms against 2.4 ms on SQLite, 15.4 against 3.8 ms on PostgreSQL; with it 4.9
-    against 4.1 and 14.3 against 13.3 ms."""
+    measured 7.2 ms against 2.4 ms on SQLite, 15.4 against 3.8 ms on PostgreSQL; with it 5.9
+    against 5.6 and 18.4 against 16.5 ms (load average 10 on 2 cores)."""
     stack = await start_stack(mail_limit_per_client=1000)
     known_addresses = [(await stack.sign_up()).email for _ in range(30)]
     timings: dict[str, list[float]] = {"known": [], "unknown": []}
@@ -239,4 +239,4 @@ async def test_a_known_and_an_unknown_address_take_comparable_time(start_stack: 
             timings[kind].append(time.perf_counter() - started)
     known, unknown = statistics.median(timings["known"]), statistics.median(timings["unknown"])
     print(f"reset request median: known {known * 1000:.2f} ms, unknown {unknown * 1000:.2f} ms")  # noqa: T201
-    assert abs(known - unknown) <= max(0.003, 0.5 * min(known, unknown)), (known, unknown)
+    assert max(known, unknown) <= max(2 * min(known, unknown), min(known, unknown) + 0.003), (known, unknown)

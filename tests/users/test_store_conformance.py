@@ -292,6 +292,10 @@ def reset_token(user_id: str, email: str, *, ttl: float = 1800.0) -> single_use.
     )
 
 
+def reset_mail(email: str) -> OutgoingMail:
+    return OutgoingMail(to=email, template="password_reset", context={"token": "t"})
+
+
 async def test_an_account_is_found_by_its_address_in_any_case(store: UserStore) -> None:
     ada = account("ada")
     await store.insert(ada)
@@ -315,8 +319,10 @@ async def test_a_reset_is_queued_within_the_limits_and_a_decoy_queues_no_mail(st
     assert (await store.peek_password_reset(token.token, T0)).id == ada[
         "id"
     ]  # the refused one stored nothing
+    # A decoy (no mail) takes its counters and keeps nothing: its token redeems nothing.
     decoy = reset_token("-", "nobody@example.com")
     assert await store.queue_password_reset(None, decoy, limits=[("other", 1)], window=60, now=T0) == 0.0
+    assert await store.queue_password_reset(None, decoy, limits=[("other", 1)], window=60, now=T0) > 0
     with pytest.raises(TokenRefused) as refused:
         await store.peek_password_reset(decoy.token, T0)
     assert refused.value.reason == "MAIL_TOKEN_INVALID"
@@ -326,7 +332,7 @@ async def test_a_reset_spends_the_token_sets_the_hash_and_verifies_the_address(s
     ada = account("ada")
     await store.insert(ada)
     token = reset_token(ada["id"], ada["email"])
-    await store.queue_password_reset(None, token, limits=[], window=60, now=T0)
+    await store.queue_password_reset(reset_mail(ada["email"]), token, limits=[], window=60, now=T0)
     later = T0 + timedelta(seconds=30)
     peeked = await store.peek_password_reset(token.token, later)
     assert peeked == record(ada)  # peeking spends nothing
@@ -353,7 +359,7 @@ async def test_a_reset_keeps_an_earlier_verification_time(store: UserStore) -> N
     ada = account("ada", email_verified=True, email_verified_at=T0)
     await store.insert(ada)
     token = reset_token(ada["id"], ada["email"])
-    await store.queue_password_reset(None, token, limits=[], window=60, now=T0)
+    await store.queue_password_reset(reset_mail(ada["email"]), token, limits=[], window=60, now=T0)
     updated = await store.reset_password(token.token, "$argon2id$new", T0 + timedelta(seconds=5))
     assert (updated.email_verified, updated.email_verified_at) == (True, T0)
 
@@ -365,7 +371,7 @@ async def test_a_dead_reset_token_is_refused_saying_why_and_changes_nothing(
     ada = account("ada")
     await store.insert(ada)
     token = reset_token(ada["id"], ada["email"], ttl=60)
-    await store.queue_password_reset(None, token, limits=[], window=60, now=T0)
+    await store.queue_password_reset(reset_mail(ada["email"]), token, limits=[], window=60, now=T0)
     now, reason = T0 + timedelta(seconds=1), "MAIL_TOKEN_SUPERSEDED"
     presented = token.token
     if case == "superseded":
@@ -395,7 +401,7 @@ async def test_of_concurrent_resets_with_one_token_exactly_one_wins(store: UserS
     ada = account("ada")
     await store.insert(ada)
     token = reset_token(ada["id"], ada["email"])
-    await store.queue_password_reset(None, token, limits=[], window=60, now=T0)
+    await store.queue_password_reset(reset_mail(ada["email"]), token, limits=[], window=60, now=T0)
     results = await asyncio.gather(
         *(store.reset_password(token.token, f"$argon2id$h{i}", T0) for i in range(5)), return_exceptions=True
     )
