@@ -64,25 +64,26 @@ def complete_request(
     return handler  # already streaming requests
 
 
-async def _first_request(context: grpc.aio.ServicerContext, domain: str, wait: float) -> Any:
-    """The call's one request message, or the call aborted saying why there is none."""
+async def _read_request(context: grpc.aio.ServicerContext, domain: str, limit: float) -> Any:
+    """The call's one request message, or the call aborted with why there is none."""
+    eof = grpc.aio.EOF
 
     async def abort(error: PinexaError) -> None:
         await context.abort_with_status(error.to_status(domain))
 
     try:
         # asyncio.timeout, not wait_for: no extra task per call.
-        async with asyncio.timeout(wait):
+        async with asyncio.timeout(limit):
             request = await context.read()
     except TimeoutError:
         await abort(
             DeadlineExceeded(
-                f"the request message did not arrive within {wait:g} s", reason="REQUEST_TIMEOUT"
+                f"the request message did not arrive within {limit:g} s", reason="REQUEST_TIMEOUT"
             )
         )
     except Exception:  # the deserializer refused the bytes: they are not this message
         await abort(unparsable_error())
-    if request is grpc.aio.EOF:
+    if request is eof:
         await abort(
             InvalidArgument(
                 "the request ended before one complete message "
@@ -97,7 +98,7 @@ def _read_one(
     behavior: UnaryBehavior, domain: str, timeout: float
 ) -> Callable[[AsyncIterator[Any], grpc.aio.ServicerContext], Any]:
     async def read_then_call(requests: AsyncIterator[Any], context: grpc.aio.ServicerContext) -> Any:
-        return await behavior(await _first_request(context, domain, timeout), context)
+        return await behavior(await _read_request(context, domain, timeout), context)
 
     return read_then_call
 
@@ -105,14 +106,14 @@ def _read_one(
 def _read_one_then_stream(
     behavior: Callable[[Any, grpc.aio.ServicerContext], Any], domain: str, timeout: float
 ) -> Callable[[AsyncIterator[Any], grpc.aio.ServicerContext], AsyncIterator[Any]]:
-    """A server-streaming behavior (an async generator, or a coroutine that calls context.write)
-    after reading its one request, as an async generator: what grpc.aio and the interceptors that
-    wrap stream handlers (OpenTelemetry's, which iterates the behavior's result) both take."""
+    """A server-streaming behavior (an async generator, or a coroutine that calls
+    context.write) behind the request reader, as an async generator: what OpenTelemetry's aio
+    server interceptor iterates when tracing is on (a coroutine there fails every stream)."""
 
     async def read_then_stream(
         requests: AsyncIterator[Any], context: grpc.aio.ServicerContext
     ) -> AsyncIterator[Any]:
-        result = behavior(await _first_request(context, domain, timeout), context)
+        result = behavior(await _read_request(context, domain, timeout), context)
         if hasattr(result, "__aiter__"):
             async for response in result:
                 yield response
