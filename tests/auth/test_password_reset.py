@@ -240,3 +240,17 @@ async def test_a_known_and_an_unknown_address_take_comparable_time(start_stack: 
     known, unknown = statistics.median(timings["known"]), statistics.median(timings["unknown"])
     print(f"reset request median: known {known * 1000:.2f} ms, unknown {unknown * 1000:.2f} ms")  # noqa: T201
     assert max(known, unknown) <= max(2 * min(known, unknown), min(known, unknown) + 0.003), (known, unknown)
+
+
+async def test_a_reset_keeps_the_second_factor(stack: Stack) -> None:
+    """A reset proves the mailbox, not the authenticator: an account with a TOTP factor still
+    needs its code after a reset (issue 13), and the new password reaches the code step."""
+    from tests.auth.test_mfa import enrolled, mfa_token
+
+    user, device, _ = await enrolled(stack)
+    await request_reset(stack, user.email)
+    await confirm(stack, reset_token(await reset_mail(stack, user.email)))
+    await rpc_error(stack.login(user.username), UNAUTH, "INVALID_CREDENTIALS")  # the old password
+    challenge = await mfa_token(stack, user.username, NEW_PASSWORD)
+    pair = await stack.auth.LoginMfa(auth_pb2.LoginMfaRequest(mfa_token=challenge, code=device.code()))
+    assert (await stack.me(pair.access_token)).id == user.id
