@@ -38,8 +38,17 @@ export async function apiLogin(request: APIRequestContext, username: string, pas
  * it goes to screenshots/ (gitignored) to be looked at. */
 export async function checkPage(page: Page, name: string): Promise<void> {
   // A dialog fading in is half transparent: axe would measure the contrast of a frame of the
-  // animation, not of what the user reads, so wait until every animation has finished.
-  await page.evaluate(() => Promise.all(document.getAnimations().map((a) => a.finished)));
+  // animation, not of what the user reads, so wait until every animation has finished (or was
+  // cancelled: an element that went away rejects its `finished`).
+  // A spinner's animation never ends: only the finite ones are waited for.
+  await page.evaluate(() =>
+    Promise.all(
+      document
+        .getAnimations()
+        .filter((a) => Number.isFinite(Number(a.effect?.getComputedTiming().endTime)))
+        .map((a) => a.finished.catch(() => undefined)),
+    ),
+  );
   await page.screenshot({ path: `screenshots/${name}.png`, fullPage: true });
   const results = await new AxeBuilder({ page }).withTags(["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]).analyze();
   const bad = results.violations.filter((v) => v.impact === "serious" || v.impact === "critical");
