@@ -3,7 +3,7 @@
 // photographed into screenshots/.
 import { expect, test } from "@playwright/test";
 
-import { apiLogin, checkPage, signIn, signUp, uniqueName } from "./support";
+import { PASSWORD, apiLogin, checkPage, signIn, signUp, uniqueName } from "./support";
 
 const ADMIN_USERNAME = process.env.ADMIN_USERNAME ?? "";
 const ADMIN_PASSWORD = process.env.ADMIN_PASSWORD ?? "";
@@ -219,9 +219,12 @@ test("the admin pages refuse a user who is not an admin", async ({ page, request
   expect(JSON.stringify(await response.json())).toContain("ADMIN_ONLY");
 });
 
-test("an admin lists users, changes a role and sees everyone's items by owner", async ({ browser, page }) => {
+test("an admin lists users, changes a role, signs a user out, disables and enables them, and sees their items", async ({
+  browser,
+  page,
+}) => {
   test.skip(!ADMIN_USERNAME, "ADMIN_USERNAME and ADMIN_PASSWORD name the stack's admin");
-  // A user with an item, in a browser context of their own.
+  // A user with an item, signed in in a browser context of their own.
   const other = await browser.newContext();
   const userPage = await other.newPage();
   const username = await signUp(userPage, uniqueName("own"));
@@ -229,7 +232,6 @@ test("an admin lists users, changes a role and sees everyone's items by owner", 
   await userPage.getByRole("dialog").getByLabel("Title").fill(`${username}'s item`);
   await userPage.getByRole("dialog").getByRole("button", { name: "Save" }).click();
   await expect(userPage.getByRole("rowheader", { name: `${username}'s item` })).toBeVisible();
-  await other.close();
 
   await signIn(page, ADMIN_USERNAME, ADMIN_PASSWORD);
   await page.getByRole("link", { name: "Users" }).click();
@@ -242,6 +244,42 @@ test("an admin lists users, changes a role and sees everyone's items by owner", 
   }
   await expect(row).toBeVisible();
   await checkPage(page, "admin-users");
+  // The admin's own row has no Disable (auth refuses CANNOT_DISABLE_SELF anyway).
+  await expect(page.getByRole("button", { name: `Disable ${ADMIN_USERNAME}` })).toHaveCount(0);
+
+  // Sign out, after confirming; Cancel does nothing.
+  const dialog = page.getByRole("dialog");
+  await row.getByRole("button", { name: `Sign out ${username}` }).click();
+  await expect(dialog).toHaveAccessibleName(`Sign ${username} out everywhere?`);
+  await dialog.getByRole("button", { name: "Cancel" }).click();
+  await expect(dialog).toBeHidden();
+  await expect(row.getByRole("button", { name: `Sign out ${username}` })).toBeFocused();
+  await userPage.reload();
+  await expect(userPage.getByRole("heading", { name: "Your items" })).toBeVisible();
+  await row.getByRole("button", { name: `Sign out ${username}` }).click();
+  await checkPage(page, "admin-sign-out");
+  await dialog.getByRole("button", { name: "Sign out" }).click();
+  await expect(dialog).toBeHidden();
+  await expect(page.getByRole("status")).toHaveText(`${username} is signed out; 1 session ended.`);
+  await userPage.goto("/items");
+  await expect(userPage).toHaveURL(/\/signin$/);
+
+  // Disable: the account cannot sign in; enable: it can again.
+  await row.getByRole("button", { name: `Disable ${username}` }).click();
+  await dialog.getByRole("button", { name: "Disable" }).click();
+  await expect(row).toContainText("Disabled");
+  await expect(page.getByRole("status")).toHaveText(`${username} is disabled; 0 sessions ended.`);
+  await userPage.getByLabel("Username or e-mail").fill(username);
+  await userPage.getByLabel("Password").fill(PASSWORD);
+  await userPage.getByRole("button", { name: "Sign in" }).click();
+  await expect(userPage.getByRole("alert")).toHaveText("This account has been disabled. Ask an administrator.");
+  await checkPage(userPage, "sign-in-disabled");
+  await row.getByRole("button", { name: `Enable ${username}` }).click();
+  await dialog.getByRole("button", { name: "Enable" }).click();
+  await expect(row).not.toContainText("Disabled");
+  await signIn(userPage, username);
+  await other.close();
+
   await row.getByLabel(`Role of ${username}`).click();
   await page.getByRole("option", { name: "Administrator" }).click();
   await expect(row.getByLabel(`Role of ${username}`)).toHaveText("Administrator");

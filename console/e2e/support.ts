@@ -1,3 +1,6 @@
+import { readdirSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+
 import AxeBuilder from "@axe-core/playwright";
 import { expect, type APIRequestContext, type Page } from "@playwright/test";
 
@@ -28,8 +31,9 @@ export async function signIn(page: Page, username: string, password = PASSWORD):
 }
 
 /** A token pair over the JSON API, as a native client gets it (no cookie mode). */
-export async function apiLogin(request: APIRequestContext, username: string, password = PASSWORD) {
-  const response = await request.post("/api/v1/auth/login", { data: { username, password } });
+export async function apiLogin(request: APIRequestContext, username: string, password = PASSWORD, userAgent?: string) {
+  const headers = userAgent ? { "user-agent": userAgent } : undefined;
+  const response = await request.post("/api/v1/auth/login", { data: { username, password }, headers });
   expect(response.status()).toBe(200);
   return (await response.json()) as { access_token: string; refresh_token: string };
 }
@@ -37,6 +41,8 @@ export async function apiLogin(request: APIRequestContext, username: string, pas
 /** Axe finds no serious or critical violation on what the page shows now; and a screenshot of
  * it goes to screenshots/ (gitignored) to be looked at. */
 export async function checkPage(page: Page, name: string): Promise<void> {
+  // A dialog or menu still fading in would be photographed (and contrast-checked) half-drawn.
+  await page.waitForFunction(() => document.getAnimations().every((a) => a.playState !== "running"));
   await page.screenshot({ path: `screenshots/${name}.png`, fullPage: true });
   const results = await new AxeBuilder({ page }).withTags(["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]).analyze();
   const bad = results.violations.filter((v) => v.impact === "serious" || v.impact === "critical");
@@ -44,4 +50,32 @@ export async function checkPage(page: Page, name: string): Promise<void> {
     bad.map((v) => `${v.id} (${v.impact}): ${v.help} — ${v.nodes.map((n) => n.target.join(" ")).join(", ")}`),
     `axe on ${name}`,
   ).toEqual([]);
+}
+
+const MAIL_DIR = process.env.MAIL_DIR ?? "";
+
+/** The links of the given kind ("verify-email", "reset-password") in the mails the stack's SMTP
+ * server wrote for `address` (MAIL_DIR/*.eml, oldest first), once there are at least `count`:
+ * the real mails the services sent, read as a person would open them. */
+export async function mailedLinks(address: string, kind: string, count = 1): Promise<string[]> {
+  expect(MAIL_DIR, "MAIL_DIR names the stack's mail folder").not.toBe("");
+  const pattern = new RegExp(`https?://[^\\s"'<>]+/${kind}\\?token=[A-Za-z0-9_-]+`);
+  let links: string[] = [];
+  await expect
+    .poll(
+      () => {
+        links = [];
+        const files = readdirSync(MAIL_DIR).filter((name) => name.endsWith(".eml")).sort();
+        for (const name of files) {
+          const text = readFileSync(join(MAIL_DIR, name), "utf8");
+          const to = /^To: (.*)$/m.exec(text)?.[1] ?? "";
+          const link = pattern.exec(text)?.[0];
+          if (link && to.toLowerCase().includes(address.toLowerCase())) links.push(link);
+        }
+        return links.length;
+      },
+      { message: `${count} ${kind} mail(s) to ${address} in ${MAIL_DIR}`, timeout: 20_000 },
+    )
+    .toBeGreaterThanOrEqual(count);
+  return links;
 }

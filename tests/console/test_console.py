@@ -53,6 +53,7 @@ def test_browser_journeys_in_chromium(console_stack: Stack, console_admin: dict[
         [shutil.which("npx") or "npx", "--no-install", "playwright", "test"],
         env={
             "CONSOLE_URL": console_stack.rest_url,
+            "MAIL_DIR": str(console_stack.mail_dir),
             "CHROMIUM_PATH": CHROMIUM,
             "ADMIN_USERNAME": console_admin["username"],
             "ADMIN_PASSWORD": console_admin["password"],
