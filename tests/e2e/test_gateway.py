@@ -448,7 +448,7 @@ def _active_requests(client: httpx.Client, stack: Stack, cluster: str) -> int:
 
 async def test_sigterm_to_users_lets_in_flight_requests_finish(stack: Stack, client: httpx.Client) -> None:
     needs(stack, "users")
-    bodies = [sign_up_body() for _ in range(24)]
+    bodies = [sign_up_body() for _ in range(8)]
     try:
         async with httpx.AsyncClient(base_url=stack.rest_url, timeout=30) as http:
             calls = [asyncio.create_task(http.post("/api/v1/users", json=body)) for body in bodies]
