@@ -47,7 +47,9 @@ def test_every_console_page_is_the_app_with_a_strict_policy(console_client: http
     assert response.headers["x-content-type-options"] == "nosniff"
 
 
-def test_the_mailed_link_opens_the_console_page_through_envoy(console_stack: Stack, console_client: httpx.Client) -> None:
+def test_the_mailed_link_opens_the_console_page_through_envoy(
+    console_stack: Stack, console_client: httpx.Client
+) -> None:
     """PUBLIC_BASE_URL is the stack's edge, so the verification mail's link is a console page
     that Envoy serves with its token in the query (the page then calls the API)."""
     name = _sign_up(console_client)
