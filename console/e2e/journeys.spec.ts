@@ -247,11 +247,12 @@ test("an admin lists users, changes a role, signs a user out, disables and enabl
   // The admin's own row has no Disable (auth refuses CANNOT_DISABLE_SELF anyway).
   await expect(page.getByRole("button", { name: `Disable ${ADMIN_USERNAME}` })).toHaveCount(0);
 
-  // Sign out, after confirming; Cancel does nothing.
+  // Sign out, after confirming; Escape (or Cancel) does nothing and gives the focus back.
   const dialog = page.getByRole("dialog");
   await row.getByRole("button", { name: `Sign out ${username}` }).click();
   await expect(dialog).toHaveAccessibleName(`Sign ${username} out everywhere?`);
-  await dialog.getByRole("button", { name: "Cancel" }).click();
+  await expect(dialog.getByRole("button", { name: "Cancel" })).toBeFocused();
+  await page.keyboard.press("Escape");
   await expect(dialog).toBeHidden();
   await expect(row.getByRole("button", { name: `Sign out ${username}` })).toBeFocused();
   await userPage.reload();
@@ -264,9 +265,12 @@ test("an admin lists users, changes a role, signs a user out, disables and enabl
   await userPage.goto("/items");
   await expect(userPage).toHaveURL(/\/signin$/);
 
-  // Disable: the account cannot sign in; enable: it can again.
-  await row.getByRole("button", { name: `Disable ${username}` }).click();
-  await dialog.getByRole("button", { name: "Disable" }).click();
+  // Disable (by keyboard alone): the account cannot sign in; enable: it can again.
+  await row.getByRole("button", { name: `Disable ${username}` }).press("Enter");
+  await expect(dialog.getByRole("button", { name: "Cancel" })).toBeFocused();
+  await page.keyboard.press("Tab");
+  await expect(dialog.getByRole("button", { name: "Disable" })).toBeFocused();
+  await page.keyboard.press("Enter");
   await expect(row).toContainText("Disabled");
   await expect(page.getByRole("status")).toHaveText(`${username} is disabled; 0 sessions ended.`);
   await userPage.getByLabel("Username or e-mail").fill(username);

@@ -42,7 +42,16 @@ export async function apiLogin(request: APIRequestContext, username: string, pas
  * it goes to screenshots/ (gitignored) to be looked at. */
 export async function checkPage(page: Page, name: string): Promise<void> {
   // A dialog or menu still fading in would be photographed (and contrast-checked) half-drawn.
-  await page.waitForFunction(() => document.getAnimations().every((a) => a.playState !== "running"));
+  // (Finite ones only: a spinner runs for ever. Polled by time: a page in the background gets no
+  // animation frames.)
+  await page.waitForFunction(
+    () =>
+      document
+        .getAnimations()
+        .every((a) => a.playState !== "running" || a.effect?.getComputedTiming().endTime === Infinity),
+    undefined,
+    { polling: 100, timeout: 10_000 },
+  );
   await page.screenshot({ path: `screenshots/${name}.png`, fullPage: true });
   const results = await new AxeBuilder({ page }).withTags(["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]).analyze();
   const bad = results.violations.filter((v) => v.impact === "serious" || v.impact === "critical");

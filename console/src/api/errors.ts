@@ -70,7 +70,8 @@ const REASONS: Record<string, string> = {
   TOO_MANY_MAILS: "Too many mails were asked for.",
   ALREADY_VERIFIED: "This e-mail address is already confirmed.",
   EMAIL_TAKEN: "Another account already uses this e-mail address.",
-  EMAIL_NOT_VERIFIED: "Confirm your e-mail address first: open the link we mailed you.",
+  EMAIL_NOT_VERIFIED:
+    "Confirm your e-mail address first: open the link we mailed you. Lost it? “Forgot your password?” mails a link that confirms the address too.",
   ACCOUNT_DISABLED: "This account has been disabled. Ask an administrator.",
   CANNOT_DISABLE_SELF: "You cannot disable your own account.",
   NOT_YOUR_ACCOUNT: "Only the account itself may do this.",

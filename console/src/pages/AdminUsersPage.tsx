@@ -64,6 +64,12 @@ export function AdminUsersPage() {
   const [disable, disabling] = useAuthServiceDisableUserMutation();
   const [enable, enabling] = useAuthServiceEnableUserMutation();
   const [pending, setPending] = useState<{ user: PinexaUsersV1UserRead; action: Action } | null>(null);
+  // What the dialog shows: the last action asked for, kept while it fades out after closing.
+  const [shown, setShown] = useState<{ user: PinexaUsersV1UserRead; action: Action } | null>(null);
+  const ask = (user: PinexaUsersV1UserRead, action: Action) => {
+    setPending({ user, action });
+    setShown({ user, action });
+  };
   const [actionProblem, setActionProblem] = useState<Problem | null>(null);
   const [notice, setNotice] = useState("");
   const users = list.data?.users ?? [];
@@ -152,14 +158,14 @@ export function AdminUsersPage() {
                 </TableCell>
                 <TableCell>
                   <Stack direction="row" spacing={1} sx={{ whiteSpace: "nowrap" }}>
-                    <Button size="small" onClick={() => setPending({ user, action: "signOut" })} aria-label={`Sign out ${user.username}`}>
+                    <Button size="small" onClick={() => ask(user, "signOut")} aria-label={`Sign out ${user.username}`}>
                       Sign out
                     </Button>
                     {user.id !== me.data?.id && (
                       <Button
                         size="small"
                         color={user.disabled ? "primary" : "error"}
-                        onClick={() => setPending({ user, action: user.disabled ? "enable" : "disable" })}
+                        onClick={() => ask(user, user.disabled ? "enable" : "disable")}
                         aria-label={`${user.disabled ? "Enable" : "Disable"} ${user.username}`}
                       >
                         {user.disabled ? "Enable" : "Disable"}
@@ -183,8 +189,8 @@ export function AdminUsersPage() {
       </Stack>
       <ConfirmDialog
         open={pending !== null}
-        title={pending ? ACTIONS[pending.action].title(pending.user.username) : ""}
-        confirm={pending ? ACTIONS[pending.action].confirm : ""}
+        title={shown ? ACTIONS[shown.action].title(shown.user.username) : ""}
+        confirm={shown ? ACTIONS[shown.action].confirm : ""}
         onConfirm={confirmAction}
         onClose={() => {
           setPending(null);
@@ -193,7 +199,7 @@ export function AdminUsersPage() {
         busy={signingOut.isLoading || disabling.isLoading || enabling.isLoading}
         problem={actionProblem}
       >
-        {pending ? ACTIONS[pending.action].text : ""}
+        {shown ? ACTIONS[shown.action].text : ""}
       </ConfirmDialog>
     </Page>
   );
