@@ -41,8 +41,9 @@ export async function apiLogin(request: APIRequestContext, username: string, pas
 /** Axe finds no serious or critical violation on what the page shows now; and a screenshot of
  * it goes to screenshots/ (gitignored) to be looked at. */
 export async function checkPage(page: Page, name: string): Promise<void> {
-  // A dialog or menu still fading in would be photographed (and contrast-checked) half-drawn.
-  // (Finite ones only: a spinner runs for ever. Polled by time: a page in the background gets no
+  // A dialog fading in is half transparent: axe would measure the contrast of a frame of the
+  // animation, not of what the user reads, so wait until every animation has finished. (Finite
+  // ones only: a spinner runs for ever. Polled by time: a page in the background gets no
   // animation frames.)
   await page.waitForFunction(
     () =>
