@@ -3,7 +3,7 @@
 // sessions, and the sessions list. Every page is checked with axe and photographed.
 import { expect, test, type APIRequestContext } from "@playwright/test";
 
-import { PASSWORD, apiLogin, checkPage, mailedLinks, signIn, signUp } from "./support";
+import { PASSWORD, apiLogin, checkPage, mailedLinks, signIn, signUp, signedIn } from "./support";
 
 const NEW_PASSWORD = "a new passphrase 2";
 
@@ -51,7 +51,7 @@ test("sessions: see them, end one, change the password (the others end) and sign
   page,
   request,
 }) => {
-  const username = await signUp(page);
+  const username = await signedIn(page);
   // A second browser signed in, and a native app (the JSON API with its own user agent).
   const laptop = await browser.newContext();
   const laptopPage = await laptop.newPage();

@@ -3,7 +3,7 @@
 // photographed into screenshots/.
 import { expect, test } from "@playwright/test";
 
-import { PASSWORD, apiLogin, checkPage, signIn, signUp, uniqueName } from "./support";
+import { PASSWORD, apiLogin, checkPage, signIn, signUp, signedIn, uniqueName } from "./support";
 
 const ADMIN_USERNAME = process.env.ADMIN_USERNAME ?? "";
 const ADMIN_PASSWORD = process.env.ADMIN_PASSWORD ?? "";
@@ -63,7 +63,7 @@ test("sign up, sign out and sign in again; the tokens stay out of the page's rea
 });
 
 test("create, filter, search, sort, page, edit and delete items", async ({ page }) => {
-  await signUp(page);
+  await signedIn(page);
   await checkPage(page, "items-empty");
   for (const [title, status, attributes] of [
     ["alpha notes", "Published", '{"color": "red", "n": 3}'],
@@ -133,7 +133,7 @@ test("create, filter, search, sort, page, edit and delete items", async ({ page 
 });
 
 test("keyset paging walks forward and back", async ({ page, request }) => {
-  const username = await signUp(page);
+  const username = await signedIn(page);
   const { access_token } = await apiLogin(request, username);
   for (let i = 0; i < 12; i++) {
     const response = await request.post("/api/v1/data", {
@@ -154,7 +154,7 @@ test("keyset paging walks forward and back", async ({ page, request }) => {
 });
 
 test("an etag conflict is explained, and the latest version can be loaded", async ({ page, request }) => {
-  const username = await signUp(page);
+  const username = await signedIn(page);
   await page.getByRole("button", { name: "New item" }).click();
   await page.getByRole("dialog").getByLabel("Title").fill("shared doc");
   await page.getByRole("dialog").getByRole("button", { name: "Save" }).click();
@@ -185,7 +185,7 @@ test("an etag conflict is explained, and the latest version can be loaded", asyn
 });
 
 test("profile: display name and e-mail change", async ({ page }) => {
-  const username = await signUp(page);
+  const username = await signedIn(page);
   await page.getByRole("link", { name: "Profile" }).click();
   await expect(page.getByLabel("Display name")).toHaveValue(`Tester ${username}`);
   await checkPage(page, "profile");
@@ -205,7 +205,7 @@ test("profile: display name and e-mail change", async ({ page }) => {
 });
 
 test("the admin pages refuse a user who is not an admin", async ({ page, request }) => {
-  const username = await signUp(page);
+  const username = await signedIn(page);
   await expect(page.getByRole("link", { name: "Users" })).toHaveCount(0);
   await page.goto("/admin/users");
   await expect(page.getByRole("alert")).toHaveText("Only an administrator may see this page.");
@@ -227,7 +227,7 @@ test("an admin lists users, changes a role, signs a user out, disables and enabl
   // A user with an item, signed in in a browser context of their own.
   const other = await browser.newContext();
   const userPage = await other.newPage();
-  const username = await signUp(userPage, uniqueName("own"));
+  const username = await signedIn(userPage, uniqueName("own"));
   await userPage.getByRole("button", { name: "New item" }).click();
   await userPage.getByRole("dialog").getByLabel("Title").fill(`${username}'s item`);
   await userPage.getByRole("dialog").getByRole("button", { name: "Save" }).click();

@@ -22,6 +22,25 @@ export async function signUp(page: Page, username = uniqueName()): Promise<strin
   return username;
 }
 
+/** A new account, already signed in in `page`'s browser context, for journeys that are not about
+ * signing up or in: the account is made over the API and signed in in cookie mode through the
+ * context's own request client, which shares the browser's cookie jar, so the page starts with
+ * the refresh cookie a sign-in through the form would have left. Lands on the items page. */
+export async function signedIn(page: Page, username = uniqueName()): Promise<string> {
+  const created = await page.request.post("/api/v1/users", {
+    data: { username, email: `${username}@example.com`, display_name: `Tester ${username}`, password: PASSWORD },
+  });
+  expect(created.status(), await created.text()).toBe(200);
+  const login = await page.request.post("/api/v1/auth/login", {
+    data: { username, password: PASSWORD },
+    headers: { "x-pinexa-session": "cookie" },
+  });
+  expect(login.status(), await login.text()).toBe(200);
+  await page.goto("/items");
+  await expect(page.getByRole("heading", { name: "Your items" })).toBeVisible();
+  return username;
+}
+
 export async function signIn(page: Page, username: string, password = PASSWORD): Promise<void> {
   await page.goto("/signin");
   await page.getByLabel("Username or e-mail").fill(username);
