@@ -35,7 +35,7 @@ export function ForgotPassword({ initialEmail = "" }: { initialEmail?: string })
           Reset your password
         </Typography>
         <Typography variant="body2">
-          We mail a link to choose a new password. It works once, for 30 minutes.
+          We mail a link to choose a new password. It works once, and only for a short while.
         </Typography>
         <ProblemAlert problem={problem} />
         {sentTo !== null && (
