@@ -52,7 +52,7 @@ export function ResetPasswordPage() {
   }
   return (
     <Page title="Choose a new password">
-      <Paper component="form" onSubmit={submit} noValidate sx={{ p: 3, maxWidth: 480 }} aria-label="Choose a new password">
+      <Paper component="form" onSubmit={submit} noValidate sx={{ p: 3, maxWidth: 480 }} aria-label="Reset password">
         <Stack spacing={2}>
           <ProblemAlert problem={problem} />
           {problem?.reason.startsWith("MAIL_TOKEN_") && (
