@@ -74,10 +74,7 @@ async def backend(
     if name == "memory":
         yield Backend(name, MemoryItemStore())
         return
-    if name == "nx-27017":
-        url = str(request.getfixturevalue("nx_url"))
-    else:
-        url = MONGODB_URL
+    url = str(request.getfixturevalue("nx_url")) if name == "nx-27017" else MONGODB_URL
     client = clients.get(url) or clients.setdefault(url, connect(url))
     database = f"pinexa_contract_{uuid.uuid4().hex[:12]}"
     store = MongoItemStore(client[database][COLLECTION])
