@@ -164,6 +164,12 @@ CONSTRAINTS: dict[str, dict[str, Any]] = {
     "pinexa.auth.v1.RefreshRequest.refresh_token": {"minLength": 1},
     "pinexa.auth.v1.LogoutRequest.refresh_token": {"minLength": 1, "required": True},
     "pinexa.users.v1.VerifyEmailRequest.token": {"minLength": 1, "maxLength": 256, "pattern": _NOT_BLANK},
+    "pinexa.auth.v1.LoginMfaRequest.mfa_token": {"minLength": 1, "required": True},
+    "pinexa.users.v1.EnrollTotpRequest.id": {"pattern": _UUID},
+    "pinexa.users.v1.ActivateTotpRequest.id": {"pattern": _UUID},
+    "pinexa.users.v1.ActivateTotpRequest.code": {"pattern": r"^[0-9]{6}$"},
+    "pinexa.users.v1.DisableTotpRequest.id": {"pattern": _UUID},
+    "pinexa.users.v1.RegenerateRecoveryCodesRequest.id": {"pattern": _UUID},
     "pinexa.users.v1.User.id": {"pattern": _UUID},
     # An update without update_mask leaves an empty field unchanged, so "" is valid there.
     "pinexa.users.v1.User.username": {"anyOf": [{"const": ""}, {"pattern": r"^[A-Za-z0-9_.-]{3,32}$"}]},
@@ -199,6 +205,20 @@ CONSTRAINTS: dict[str, dict[str, Any]] = {
     "pinexa.data.v1.UpdateItemRequest.update_mask": _mask("title", "content", "status", "attributes"),
 }
 
+# A second factor is exactly one of a code and a recovery code (auth refuses neither and both).
+_ONE_SECOND_FACTOR = {
+    "oneOf": [
+        {
+            "required": ["code"],
+            "properties": {"code": {"minLength": 1, "maxLength": 64}, "recovery_code": {"maxLength": 0}},
+        },
+        {
+            "required": ["recovery_code"],
+            "properties": {"recovery_code": {"minLength": 1, "maxLength": 64}, "code": {"maxLength": 0}},
+        },
+    ]
+}
+
 _SIGN_UP = {
     "required": ["username", "email", "password"],
     "properties": {"username": {"minLength": 3}, "email": {"minLength": 3}, "password": {"minLength": 10}},
@@ -209,6 +229,8 @@ _SIGN_UP = {
 BODY_REQUIREMENTS: dict[str, dict[str, Any]] = {
     "UserService_CreateUser": _SIGN_UP,
     "UserService_CreateUser_1": _SIGN_UP,  # POST /api/signup
+    "AuthService_LoginMfa": _ONE_SECOND_FACTOR,
+    "AuthService_Reauthenticate": _ONE_SECOND_FACTOR,
     "DataService_CreateItem": {"required": ["title"]},
     "DataService_UpdateItem": {"required": ["title"]},  # PUT replaces the whole item
 }
@@ -232,6 +254,10 @@ ERROR_RESPONSES: dict[str, tuple[str, list[str]]] = {
             "INVALID_CREDENTIALS",
             "PASSWORD_NOT_UPDATABLE",
             "FAILED_PRECONDITION",
+            "INVALID_TOTP_CODE",
+            "TOTP_NOT_ENROLLED",
+            "TOTP_ALREADY_ENABLED",
+            "TOTP_NOT_ENABLED",
             "INVALID_REQUEST",
             "INCOMPLETE_REQUEST",
             "ALREADY_VERIFIED",
@@ -265,6 +291,10 @@ ERROR_RESPONSES: dict[str, tuple[str, list[str]]] = {
             "MAIL_TOKEN_USED",
             "MAIL_TOKEN_SUPERSEDED",
             "MAIL_TOKEN_EXPIRED",
+            "MFA_REQUIRED",
+            "MFA_TOKEN_INVALID",
+            "INVALID_SECOND_FACTOR",
+            "REAUTHENTICATION_REQUIRED",
         ],
     ),
     "403": (
@@ -278,6 +308,7 @@ ERROR_RESPONSES: dict[str, tuple[str, list[str]]] = {
             "CANNOT_DISABLE_SELF",
             "ACCOUNT_DISABLED",
             "EMAIL_NOT_VERIFIED",
+            "SELF_ONLY",
         ],
     ),
     "404": (
@@ -304,7 +335,7 @@ ERROR_RESPONSES: dict[str, tuple[str, list[str]]] = {
     "429": (
         "Too many requests (gRPC RESOURCE_EXHAUSTED); a RetryInfo and the Retry-After header say when "
         "to try again.",
-        ["LOGIN_THROTTLED", "RATE_LIMITED", "TOO_MANY_MAILS"],
+        ["LOGIN_THROTTLED", "MFA_THROTTLED", "RATE_LIMITED", "TOO_MANY_MAILS"],
     ),
     "431": ("The request headers are larger than {max_request_headers} in all.", ["HEADERS_TOO_LARGE"]),
     "500": ("An unexpected failure; nothing internal is in the message.", ["INTERNAL"]),

@@ -27,3 +27,5 @@ class AuthSettings(SqlSettings):
     login_device_token_ttl_seconds: int = setting("LOGIN_DEVICE_TOKEN_TTL_SECONDS", 90 * 24 * 3600, minimum=1)
     # Refuse logins (403 EMAIL_NOT_VERIFIED) of accounts whose e-mail address is not verified.
     require_verified_email: bool = setting("REQUIRE_VERIFIED_EMAIL", False)
+    # How long the mfa_token of a right password (401 MFA_REQUIRED) waits for the second step.
+    mfa_token_ttl_seconds: int = setting("MFA_TOKEN_TTL_SECONDS", 300, minimum=1)

@@ -27,6 +27,7 @@ from services.auth.model import (
     DeviceClaim,
     Identity,
     InvalidCredentials,
+    MfaChallenge,
     SessionRecord,
     ThrottleKey,
     TokenRecord,
@@ -62,6 +63,8 @@ MAX_PASSWORD_LENGTH = 1024
 MAX_REFRESH_TOKEN_LENGTH = 256
 MAX_DEVICE_TOKEN_LENGTH = 256
 MAX_USER_AGENT_LENGTH = 256
+MAX_MFA_TOKEN_LENGTH = 256
+MAX_CODE_LENGTH = 64
 # A revoked session id is streamed to the services until its last access token has expired:
 # the access-token lifetime after the revocation, plus this margin for the verifiers' leeway
 # (30 s by default) and clock skew.
@@ -82,6 +85,8 @@ class AuthPolicy:
     backoff_max: float = 900.0
     device_token_ttl: int = 90 * 24 * 3600
     require_verified_email: bool = False
+    mfa_token_ttl: int = 300
+    step_up_max_age: int = 600
 
     @classmethod
     def from_settings(cls, settings: AuthSettings) -> AuthPolicy:
@@ -96,6 +101,8 @@ class AuthPolicy:
             backoff_base=settings.login_backoff_base_seconds,
             backoff_max=settings.login_backoff_max_seconds,
             device_token_ttl=settings.login_device_token_ttl_seconds,
+            mfa_token_ttl=settings.mfa_token_ttl_seconds,
+            step_up_max_age=settings.step_up_max_age_seconds,
         )
 
     def backoff(self, failures: int, threshold: int) -> float:
@@ -197,7 +204,9 @@ class AuthDomain:
     def jwks(self) -> list[dict[str, str]]:
         return self._keys.jwks()
 
-    def _access_token(self, identity: Identity, session_id: str, now: float) -> str:
+    def _access_token(
+        self, identity: Identity, session_id: str, now: float, amr: str = "pwd", auth_time: float = 0.0
+    ) -> str:
         issued = int(now)
         claims = {
             "iss": self._policy.issuer,
@@ -206,6 +215,10 @@ class AuthDomain:
             "sid": session_id,
             "role": identity.role,
             "email_verified": identity.email_verified,
+            # RFC 8176 method names; OpenID Connect's auth_time: when the user last proved who
+            # they are in this session (kept through refreshes, renewed by reauthentication).
+            "amr": amr.split(),
+            "auth_time": int(auth_time or now),
             "jti": uuid.uuid4().hex,
             "iat": issued,
             "nbf": issued,
@@ -213,9 +226,17 @@ class AuthDomain:
         }
         return self._keys.signing_key().sign(claims)
 
-    def _pair(self, identity: Identity, session_id: str, refresh_token: str, now: float) -> TokenPair:
+    def _pair(
+        self,
+        identity: Identity,
+        session_id: str,
+        refresh_token: str,
+        now: float,
+        amr: str = "pwd",
+        auth_time: float = 0.0,
+    ) -> TokenPair:
         return TokenPair(
-            access_token=self._access_token(identity, session_id, now),
+            access_token=self._access_token(identity, session_id, now, amr, auth_time),
             refresh_token=refresh_token,
             expires_in=self._policy.access_token_ttl,
         )
@@ -291,6 +312,8 @@ class AuthDomain:
         # time the password was checked (an e-mail moved meanwhile), it is only refunded.
         await self._store.settle(claim, reset=[strangers_key] if identity.user_id == resolved else [])
         self._require_verified(identity)
+        if identity.totp_enabled:
+            await self._mfa_required(identity, login_key, now, client)
         pair = await self._new_session(identity, now, client)
         return replace(pair, device_token=await self._new_device(identity, login_key, now))
 
@@ -303,6 +326,116 @@ class AuthDomain:
                 "password reset's link confirms it too",
                 reason="EMAIL_NOT_VERIFIED",
             )
+
+    async def _mfa_required(self, identity: Identity, login_key: str, now: float, client: Client) -> NoReturn:
+        """The password was right and the account has a second factor: no session yet, but a
+        single-use token, valid `mfa_token_ttl`, for LoginMfa. It carries the password step
+        (account, login name, client), so the second step needs no password again."""
+        mfa_token = secrets.token_urlsafe(32)
+        await self._store.create_mfa_challenge(
+            MfaChallenge(
+                token_hash=hash_token(mfa_token),
+                user_id=identity.user_id,
+                login_key=login_key,
+                user_agent=client.user_agent,
+                client_address=client.address,
+                expires_at=now + self._policy.mfa_token_ttl,
+            ),
+            now=now,
+        )
+        raise Unauthenticated(
+            "this account has a second factor: send a code from the authenticator (or a recovery "
+            "code) with mfa_token to POST /api/v1/auth/login:mfa",
+            reason="MFA_REQUIRED",
+            metadata={"mfa_token": mfa_token, "expires_in": str(self._policy.mfa_token_ttl)},
+        )
+
+    async def _second_factor(self, user_id: str, code: str, recovery_code: str, now: float) -> str:
+        """Check a code (or spend a recovery code) for `user_id`, throttled per account like
+        passwords: after `max_failures` wrong codes each further one doubles a back-off. The
+        amr method it proves ("otp")."""
+        violations = Violations()
+        violations.check(
+            bool(code) != bool(recovery_code), "code", "send a code or a recovery_code (one of them)"
+        )
+        violations.check(len(code) <= MAX_CODE_LENGTH, "code", "is too long")
+        violations.check(len(recovery_code) <= MAX_CODE_LENGTH, "recovery_code", "is too long")
+        violations.raise_if_any()
+        key = throttle_key("second-factor", user_id)
+        claim = await self._store.claim_attempt(
+            [ThrottleKey(key, self._policy.max_failures)],
+            now=now,
+            forget_before=now - FAILURE_MEMORY_SECONDS,
+            backoff=self._policy.backoff,
+        )
+        if claim.retry_after > 0:
+            raise ResourceExhausted(
+                "too many wrong codes; try again later",
+                retry_after=claim.retry_after,
+                reason="MFA_THROTTLED",
+            )
+        try:
+            await self._users.verify_second_factor(user_id, code, recovery_code)
+        except InvalidCredentials:
+            log.info("second factor refused", extra={"failures": max(c.failures for c in claim.charges)})
+            raise Unauthenticated(
+                "the code is incorrect, was already used, or is not the current one",
+                reason="INVALID_SECOND_FACTOR",
+            ) from None
+        except Exception:
+            await self._refund(claim)
+            raise
+        await self._store.settle(claim, reset=[key])
+        return "otp"
+
+    async def login_mfa(
+        self, mfa_token: str, *, code: str = "", recovery_code: str = "", client: Client | None = None
+    ) -> TokenPair:
+        """The second step of a login: the mfa_token of a right password, and a TOTP code or a
+        recovery code. The token pair (and a device token) of a session with amr pwd+otp."""
+        if not mfa_token:
+            raise InvalidArgument("mfa_token is required", [("mfa_token", "is required")])
+        now = self._clock()
+        refused = Unauthenticated(
+            "the mfa_token is not valid (expired or used); log in with the password again",
+            reason="MFA_TOKEN_INVALID",
+        )
+        if len(mfa_token) > MAX_MFA_TOKEN_LENGTH:
+            raise refused
+        challenge = await self._store.find_mfa_challenge(hash_token(mfa_token), now=now)
+        if challenge is None:
+            raise refused
+        await self._second_factor(challenge.user_id, code, recovery_code, now)
+        if not await self._store.spend_mfa_challenge(challenge.token_hash, now=now):
+            raise refused  # a concurrent second step won
+        try:
+            identity = await self._users.get_identity(challenge.user_id)
+        except UnknownUser:
+            raise refused from None
+        if identity.disabled:
+            raise _disabled()
+        self._require_verified(identity)
+        where = client or Client(address=challenge.client_address, user_agent=challenge.user_agent)
+        pair = await self._new_session(identity, now, where, amr="pwd otp")
+        return replace(pair, device_token=await self._new_device(identity, challenge.login_key, now))
+
+    async def reauthenticate(
+        self, principal: Principal, *, code: str = "", recovery_code: str = ""
+    ) -> TokenPair:
+        """Step-up: a fresh second factor renews the current session's auth_time. A new access
+        token for that session (the refresh token is unchanged; refresh_token is empty)."""
+        if not principal.session_id:
+            raise Unauthenticated("this access token belongs to no session", reason="TOKEN_INVALID")
+        now = self._clock()
+        await self._second_factor(principal.user_id, code, recovery_code, now)
+        if not await self._store.reauthenticate_session(principal.session_id, principal.user_id, now=now):
+            raise Unauthenticated("this session has ended; log in again", reason="SESSION_REVOKED")
+        identity = await self._users.get_identity(principal.user_id)
+        return TokenPair(
+            access_token=self._access_token(identity, principal.session_id, now, "pwd otp", now),
+            refresh_token="",
+            expires_in=self._policy.access_token_ttl,
+        )
 
     async def _strangers_key(self, username: str) -> tuple[str, str]:
         """(the account id the name reaches or "", the strangers' counter to charge). Known and
@@ -346,6 +479,9 @@ class AuthDomain:
             await self._refund_device(device)
             raise
         self._require_verified(identity)
+        if identity.totp_enabled:
+            await self._refund_device(device)  # the right password: not a failure of this device
+            await self._mfa_required(identity, login_key, now, client)
         pair = await self._new_session(identity, now, client)
         if identity.user_id != device.user_id:
             # The login name now belongs to another account (the token's was deleted and the
@@ -385,7 +521,9 @@ class AuthDomain:
                 return
             log.warning("could not refund a login attempt: the database is unavailable")
 
-    async def _new_session(self, identity: Identity, now: float, client: Client) -> TokenPair:
+    async def _new_session(
+        self, identity: Identity, now: float, client: Client, amr: str = "pwd"
+    ) -> TokenPair:
         refresh_token = secrets.token_urlsafe(32)
         session_id = str(uuid.uuid4())
         await self._store.create_session(
@@ -396,8 +534,9 @@ class AuthDomain:
             expires_at=now + self._policy.refresh_token_ttl,
             user_agent=client.user_agent,
             client_address=client.address,
+            amr=amr,
         )
-        return self._pair(identity, session_id, refresh_token, now)
+        return self._pair(identity, session_id, refresh_token, now, amr, now)
 
     # ---- refresh -----------------------------------------------------------------------------
 
@@ -456,7 +595,7 @@ class AuthDomain:
         if spent_before is not None:
             if spent_before:  # e.g. a second tab refreshing at the same moment
                 log.info("refresh token reused within the grace window", extra={"session": record.session_id})
-            return self._pair(identity, record.session_id, new_token, now)
+            return self._pair(identity, record.session_id, new_token, now, record.amr, record.auth_time)
         # Revoked or expired since we looked, or its grace window closed while users answered.
         current = await self._lookup(refresh_token)
         if current is None or current.session_revoked_at is not None:
@@ -564,6 +703,37 @@ class AuthDomain:
 
     # ---- admin ---------------------------------------------------------------------------------
 
+    async def _require_step_up(self, principal: Principal) -> None:
+        """With a second factor on the caller's account: 401 REAUTHENTICATION_REQUIRED unless
+        the token's second factor is recent (as users decides for its own sensitive changes)."""
+        try:
+            identity = await self._users.get_identity(principal.user_id)
+        except UnknownUser:
+            raise NotFound("no such account", reason="USER_NOT_FOUND") from None
+        if not identity.totp_enabled:
+            return
+        if "otp" in principal.amr and self._clock() - principal.auth_time <= self._policy.step_up_max_age:
+            return
+        raise Unauthenticated(
+            "this change needs a recent second factor: POST /api/v1/auth/reauthenticate with a "
+            "code, then retry with the new access token",
+            reason="REAUTHENTICATION_REQUIRED",
+            metadata={"max_age_seconds": str(self._policy.step_up_max_age)},
+        )
+
+    async def remove_second_factor(self, principal: Principal, user_id: str) -> tuple[bool, int]:
+        """An admin removes an account's second factor (the user lost device and codes): every
+        session of the account ends, so whoever held one must log in again. (removed, ended)."""
+        _require_admin(principal, "only an admin may remove another account's second factor")
+        _require_user_id(user_id)
+        try:
+            removed = await self._users.remove_second_factor(user_id)
+        except UnknownUser:
+            raise NotFound("no such account", reason="USER_NOT_FOUND") from None
+        revoked = await self._revoke_user(user_id, now=self._clock(), reason="second_factor_removed")
+        log.info("second factor removed by an admin", extra={"target": user_id, "revoked": revoked})
+        return removed, revoked
+
     async def sign_out_user(self, principal: Principal, user_id: str) -> int:
         _require_admin(principal, "only an admin may sign another account out")
         _require_user_id(user_id)
@@ -607,6 +777,7 @@ class AuthDomain:
         violations.check(len(current_password) <= MAX_PASSWORD_LENGTH, "current_password", "is too long")
         violations.check(bool(new_password), "new_password", "is required")
         violations.raise_if_any()
+        await self._require_step_up(principal)
         now = self._clock()
         keys = [ThrottleKey(account_key(user_id), self._policy.max_failures)]
         if client_ip:

@@ -14,9 +14,12 @@ or transaction is.
 from __future__ import annotations
 
 import hmac
+import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+
+import pyotp
 
 from services.auth.model import (
     AccountDisabled,
@@ -27,6 +30,7 @@ from services.auth.model import (
     DeviceRecord,
     Identity,
     InvalidCredentials,
+    MfaChallenge,
     RevocationRecord,
     SessionRecord,
     ThrottleKey,
@@ -47,6 +51,8 @@ class _Session:
     last_used_at: float = 0.0
     user_agent: str = ""
     client_address: str = ""
+    amr: str = "pwd"
+    auth_time: float = 0.0
 
 
 @dataclass(slots=True)
@@ -88,6 +94,7 @@ class MemoryAuthStore:
         self.tokens: dict[str, _Token] = {}  # token hash -> token
         self.counters: dict[str, _Counter] = {}  # throttle key -> counter
         self.devices: dict[str, _Device] = {}  # token hash -> device token
+        self.challenges: dict[str, tuple[MfaChallenge, float | None]] = {}  # hash -> (it, used_at)
 
     async def close(self) -> None:
         pass
@@ -104,6 +111,7 @@ class MemoryAuthStore:
         expires_at: float,
         user_agent: str = "",
         client_address: str = "",
+        amr: str = "pwd",
     ) -> None:
         self.sessions[session_id] = _Session(
             user_id=user_id,
@@ -111,6 +119,8 @@ class MemoryAuthStore:
             last_used_at=now,
             user_agent=user_agent,
             client_address=client_address,
+            amr=amr,
+            auth_time=now,
         )
         self.tokens[token_hash] = _Token(session_id=session_id, created_at=now, expires_at=expires_at)
 
@@ -126,7 +136,37 @@ class MemoryAuthStore:
             expires_at=token.expires_at,
             spent_at=token.spent_at,
             session_revoked_at=session.revoked_at,
+            amr=session.amr,
+            auth_time=session.auth_time,
         )
+
+    async def reauthenticate_session(self, session_id: str, user_id: str, *, now: float) -> bool:
+        session = self.sessions.get(session_id)
+        if session is None or session.user_id != user_id or session.revoked_at is not None:
+            return False
+        session.auth_time, session.amr = now, "pwd otp"
+        return True
+
+    async def session_auth(self, session_id: str) -> tuple[str, float] | None:
+        session = self.sessions.get(session_id)
+        if session is None or session.revoked_at is not None:
+            return None
+        return session.amr, session.auth_time
+
+    async def create_mfa_challenge(self, challenge: MfaChallenge, *, now: float) -> None:
+        self.challenges[challenge.token_hash] = (challenge, None)
+
+    async def find_mfa_challenge(self, token_hash: str, *, now: float) -> MfaChallenge | None:
+        challenge, used_at = self.challenges.get(token_hash, (None, None))
+        if challenge is None or used_at is not None or challenge.expires_at <= now:
+            return None
+        return challenge
+
+    async def spend_mfa_challenge(self, token_hash: str, *, now: float) -> bool:
+        if await self.find_mfa_challenge(token_hash, now=now) is None:
+            return False
+        self.challenges[token_hash] = (self.challenges[token_hash][0], now)
+        return True
 
     async def rotate(
         self,
@@ -349,7 +389,10 @@ class MemoryAuthStore:
         # The newest revocation stays, expired or not: it holds the cursor subscribers resume from.
         revocations = [r for r in self.revocations[:-1] if r.expires_at < now]
         self.revocations = [r for r in self.revocations if r not in revocations]
-        return len(tokens) + len(sessions) + len(counters) + len(devices) + len(revocations)
+        challenges = [h for h, (c, _) in self.challenges.items() if c.expires_at < now]
+        for token_hash in challenges:
+            del self.challenges[token_hash]
+        return len(tokens) + len(sessions) + len(counters) + len(devices) + len(revocations) + len(challenges)
 
 
 @dataclass(slots=True)
@@ -360,6 +403,9 @@ class _Account:
     role: Role
     disabled: bool = False
     email_verified: bool = False
+    totp_secret: str = field(default="", repr=False)
+    totp_last_step: int = 0
+    recovery_codes: set[str] = field(default_factory=set, repr=False)
 
 
 class MemoryUsersClient:
@@ -370,6 +416,7 @@ class MemoryUsersClient:
     def __init__(self) -> None:
         self.accounts: dict[str, _Account] = {}
         self.unavailable = False
+        self.clock: Callable[[], float] = time.time
 
     def add(self, username: str, password: str, *, email: str = "", role: Role = "user") -> str:
         """A new account; its id."""
@@ -406,7 +453,37 @@ class MemoryUsersClient:
             raise InvalidCredentials
         if account.disabled:
             raise AccountDisabled
-        return Identity(user_id=user_id, role=account.role, email_verified=account.email_verified)
+        return Identity(
+            user_id=user_id,
+            role=account.role,
+            email_verified=account.email_verified,
+            totp_enabled=bool(account.totp_secret),
+        )
+
+    async def verify_second_factor(self, user_id: str, code: str, recovery_code: str) -> int:
+        """As users checks it (services/users/totp.py): ±1 step, each step once; a recovery
+        code once."""
+        self._check_up()
+        account = self.accounts.get(user_id)
+        if account is None or not account.totp_secret:
+            raise InvalidCredentials
+        if recovery_code:
+            if recovery_code not in account.recovery_codes:
+                raise InvalidCredentials
+            account.recovery_codes.discard(recovery_code)
+            return len(account.recovery_codes)
+        now = self.clock()
+        authenticator = pyotp.TOTP(account.totp_secret)
+        steps = [
+            int(now // 30) + d
+            for d in (-1, 0, 1)
+            if hmac.compare_digest(authenticator.at(now + 30 * d), code)
+        ]
+        if not steps or steps[-1] <= account.totp_last_step:
+            raise InvalidCredentials
+        step = steps[-1]
+        account.totp_last_step = step
+        return len(account.recovery_codes)
 
     async def get_identity(self, user_id: str) -> Identity:
         self._check_up()
@@ -418,7 +495,17 @@ class MemoryUsersClient:
             role=account.role,
             disabled=account.disabled,
             email_verified=account.email_verified,
+            totp_enabled=bool(account.totp_secret),
         )
+
+    async def remove_second_factor(self, user_id: str) -> bool:
+        self._check_up()
+        account = self.accounts.get(user_id)
+        if account is None:
+            raise UnknownUser
+        removed = bool(account.totp_secret)
+        account.totp_secret, account.recovery_codes = "", set()
+        return removed
 
     async def change_password(self, user_id: str, current_password: str, new_password: str) -> None:
         self._check_up()

@@ -23,6 +23,8 @@ class Identity:
     role: Role
     disabled: bool = False
     email_verified: bool = False
+    # The account has an active TOTP factor (VerifyCredentials says so): a login needs it too.
+    totp_enabled: bool = False
 
 
 class InvalidCredentials(Exception):
@@ -54,6 +56,13 @@ class UsersClient(Protocol):
     async def set_disabled(self, user_id: str, disabled: bool) -> None:
         """Raises UnknownUser when there is no such account."""
 
+    async def remove_second_factor(self, user_id: str) -> bool:
+        """Raises UnknownUser when there is no such account; False when it had no factor."""
+
+    async def verify_second_factor(self, user_id: str, code: str, recovery_code: str) -> int:
+        """Raises InvalidCredentials when the code is wrong, replayed or spent; else the
+        recovery codes left."""
+
 
 @dataclass(frozen=True, slots=True)
 class DeviceClaim:
@@ -84,6 +93,8 @@ class TokenRecord:
     expires_at: float
     spent_at: float | None
     session_revoked_at: float | None
+    amr: str = "pwd"  # space-separated methods
+    auth_time: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +107,18 @@ class SessionRecord:
     last_used_at: float
     user_agent: str
     client_address: str
+
+
+@dataclass(frozen=True, slots=True)
+class MfaChallenge:
+    """A login waiting for its second factor: whose, and the password step's details."""
+
+    token_hash: str
+    user_id: str
+    login_key: str
+    user_agent: str
+    client_address: str
+    expires_at: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,8 +175,31 @@ class AuthStore(Protocol):
         expires_at: float,
         user_agent: str = "",
         client_address: str = "",
+        amr: str = "pwd",
     ) -> None:
-        """A new login: its session and the first refresh token of the family."""
+        """A new login: its session (auth_time `now`) and the first refresh token."""
+        ...
+
+    async def reauthenticate_session(self, session_id: str, user_id: str, *, now: float) -> bool:
+        """Set a live session's auth_time to `now` and its amr to "pwd otp"; False when the
+        session is not the user's or is revoked."""
+        ...
+
+    async def session_auth(self, session_id: str) -> tuple[str, float] | None:
+        """(amr, auth_time) of a live session, or None."""
+        ...
+
+    # ---- the second step of a login ----------------------------------------------------------
+
+    async def create_mfa_challenge(self, challenge: MfaChallenge, *, now: float) -> None: ...
+
+    async def find_mfa_challenge(self, token_hash: str, *, now: float) -> MfaChallenge | None:
+        """An unused, unexpired challenge, or None."""
+        ...
+
+    async def spend_mfa_challenge(self, token_hash: str, *, now: float) -> bool:
+        """Mark it used; False when it was used (or expired) already: of two concurrent
+        spends exactly one wins."""
         ...
 
     async def find_token(self, token_hash: str) -> TokenRecord | None: ...
@@ -241,6 +287,6 @@ class AuthStore(Protocol):
     # ---- housekeeping ------------------------------------------------------------------------
 
     async def purge(self, *, now: float, tokens_expired_before: float, failures_before: float) -> int:
-        """Delete long-expired tokens, empty sessions, forgotten counters and expired device
-        tokens; the number of rows removed."""
+        """Delete long-expired tokens, empty sessions, forgotten counters, expired device
+        tokens and expired mfa_token challenges; the number of rows removed."""
         ...

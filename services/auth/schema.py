@@ -19,6 +19,10 @@ sessions = sa.Table(
     sa.Column("last_used_at", sa.Float, nullable=True),
     sa.Column("user_agent", sa.String(256), nullable=False, server_default=""),
     sa.Column("client_address", sa.String(64), nullable=False, server_default=""),
+    # How the session's user last proved who they are (issue 13): the access tokens' `amr`
+    # ("pwd" or "pwd otp") and `auth_time` (the login, or the last reauthentication).
+    sa.Column("amr", sa.String(32), nullable=False, server_default="pwd"),
+    sa.Column("auth_time", sa.Float, nullable=True),
 )
 
 # Every session revocation, in order: what WatchRevocations streams to the other services. A row
@@ -71,4 +75,20 @@ device_tokens = sa.Table(
     sa.Column("expires_at", sa.Float, nullable=False, index=True),
     sa.Column("failures", sa.Integer, nullable=False, server_default="0"),
     sa.Column("locked_at", sa.Float, nullable=True),
+)
+
+# The second step of a login with a second factor: the password was right, and this single-use
+# token (stored as SHA-256) lets the client send a TOTP or recovery code within minutes.
+mfa_challenges = sa.Table(
+    "auth_mfa_challenges",
+    metadata,
+    sa.Column("token_hash", sa.String(64), primary_key=True),
+    sa.Column("user_id", sa.String(64), nullable=False),
+    # The device-token binding of the password step (its login name's key).
+    sa.Column("login_key", sa.String(64), nullable=False),
+    sa.Column("user_agent", sa.String(256), nullable=False, server_default=""),
+    sa.Column("client_address", sa.String(64), nullable=False, server_default=""),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("expires_at", sa.Float, nullable=False, index=True),
+    sa.Column("used_at", sa.Float, nullable=True),
 )

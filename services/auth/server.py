@@ -30,7 +30,9 @@ log = logging.getLogger(__name__)
 
 AUTH_SERVICE = "pinexa.auth.v1.AuthService"
 INTERNAL_SERVICE = "pinexa.auth.v1.AuthInternalService"
-PUBLIC_METHODS = frozenset(f"/{AUTH_SERVICE}/{m}" for m in ("Login", "Refresh", "Logout", "GetJwks"))
+PUBLIC_METHODS = frozenset(
+    f"/{AUTH_SERVICE}/{m}" for m in ("Login", "LoginMfa", "Refresh", "Logout", "GetJwks")
+)
 MIGRATIONS = Path(__file__).parent / "migrations"
 VERSION_TABLE = "alembic_version_auth"
 PURGE_INTERVAL_SECONDS = 3600.0

@@ -135,6 +135,35 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         metrics.login("succeeded")
         return auth_pb2.LoginResponse(**await self._to_cookie(pair, context), device_token=pair.device_token)
 
+    async def LoginMfa(
+        self, request: auth_pb2.LoginMfaRequest, context: grpc.aio.ServicerContext
+    ) -> auth_pb2.LoginResponse:
+        try:
+            pair = await self._auth.login_mfa(
+                request.mfa_token,
+                code=request.code,
+                recovery_code=request.recovery_code,
+                client=client_of(context),
+            )
+        except ResourceExhausted as error:
+            await context.send_initial_metadata((("retry-after", str(math.ceil(error.retry_after))),))
+            raise
+        return auth_pb2.LoginResponse(**_fields(pair), device_token=pair.device_token)
+
+    async def Reauthenticate(
+        self, request: auth_pb2.ReauthenticateRequest, context: grpc.aio.ServicerContext
+    ) -> auth_pb2.ReauthenticateResponse:
+        try:
+            pair = await self._auth.reauthenticate(
+                require_principal(), code=request.code, recovery_code=request.recovery_code
+            )
+        except ResourceExhausted as error:
+            await context.send_initial_metadata((("retry-after", str(math.ceil(error.retry_after))),))
+            raise
+        return auth_pb2.ReauthenticateResponse(
+            access_token=pair.access_token, token_type=pair.token_type, expires_in=pair.expires_in
+        )
+
     async def Refresh(
         self, request: auth_pb2.RefreshRequest, context: grpc.aio.ServicerContext
     ) -> auth_pb2.RefreshResponse:
@@ -193,6 +222,12 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
     ) -> auth_pb2.SignOutUserResponse:
         revoked = await self._auth.sign_out_user(require_principal(), request.id)
         return auth_pb2.SignOutUserResponse(revoked_sessions=revoked)
+
+    async def RemoveSecondFactor(
+        self, request: auth_pb2.RemoveSecondFactorRequest, context: grpc.aio.ServicerContext
+    ) -> auth_pb2.RemoveSecondFactorResponse:
+        removed, revoked = await self._auth.remove_second_factor(require_principal(), request.id)
+        return auth_pb2.RemoveSecondFactorResponse(removed=removed, revoked_sessions=revoked)
 
     async def DisableUser(
         self, request: auth_pb2.DisableUserRequest, context: grpc.aio.ServicerContext

@@ -40,12 +40,20 @@ from services.auth.model import (
     Claim,
     DeviceClaim,
     DeviceRecord,
+    MfaChallenge,
     RevocationRecord,
     SessionRecord,
     ThrottleKey,
     TokenRecord,
 )
-from services.auth.schema import device_tokens, login_throttle, refresh_tokens, revocations, sessions
+from services.auth.schema import (
+    device_tokens,
+    login_throttle,
+    mfa_challenges,
+    refresh_tokens,
+    revocations,
+    sessions,
+)
 from services.kit import sql
 from services.kit.db import Database
 
@@ -60,6 +68,9 @@ _FIND_TOKEN = (
         refresh_tokens.c.expires_at,
         refresh_tokens.c.spent_at,
         sessions.c.revoked_at,
+        sessions.c.amr,
+        sessions.c.auth_time,
+        sessions.c.created_at,
     )
     .join(sessions, sessions.c.id == refresh_tokens.c.session_id)
     .where(refresh_tokens.c.token_hash == sa.bindparam("token_hash"))
@@ -109,6 +120,7 @@ class SqlAuthStore:
         expires_at: float,
         user_agent: str = "",
         client_address: str = "",
+        amr: str = "pwd",
     ) -> None:
         """A new login: its session and the first refresh token of the family."""
         async with self._engine.begin() as conn:
@@ -120,6 +132,8 @@ class SqlAuthStore:
                     last_used_at=now,
                     user_agent=user_agent,
                     client_address=client_address,
+                    amr=amr,
+                    auth_time=now,
                 )
             )
             await conn.execute(
@@ -144,7 +158,80 @@ class SqlAuthStore:
             expires_at=row.expires_at,
             spent_at=row.spent_at,
             session_revoked_at=row.revoked_at,
+            amr=row.amr,
+            auth_time=row.created_at if row.auth_time is None else row.auth_time,
         )
+
+    async def reauthenticate_session(self, session_id: str, user_id: str, *, now: float) -> bool:
+        async with self._engine.begin() as conn:
+            result = await conn.execute(
+                sa.update(sessions)
+                .where(
+                    sessions.c.id == session_id,
+                    sessions.c.user_id == user_id,
+                    sessions.c.revoked_at.is_(None),
+                )
+                .values(auth_time=now, amr="pwd otp")
+            )
+        return bool(result.rowcount)
+
+    async def session_auth(self, session_id: str) -> tuple[str, float] | None:
+        query = sa.select(sessions.c.amr, sessions.c.auth_time, sessions.c.created_at).where(
+            sessions.c.id == session_id, sessions.c.revoked_at.is_(None)
+        )
+        async with self._reads.connect() as conn:
+            row = (await conn.execute(query)).first()
+        if row is None:
+            return None
+        return row.amr, row.created_at if row.auth_time is None else row.auth_time
+
+    # ---- the second step of a login ----------------------------------------------------------
+
+    async def create_mfa_challenge(self, challenge: MfaChallenge, *, now: float) -> None:
+        async with self._engine.begin() as conn:
+            await conn.execute(
+                sa.insert(mfa_challenges).values(
+                    token_hash=challenge.token_hash,
+                    user_id=challenge.user_id,
+                    login_key=challenge.login_key,
+                    user_agent=challenge.user_agent,
+                    client_address=challenge.client_address,
+                    created_at=now,
+                    expires_at=challenge.expires_at,
+                )
+            )
+
+    async def find_mfa_challenge(self, token_hash: str, *, now: float) -> MfaChallenge | None:
+        query = sa.select(mfa_challenges).where(
+            mfa_challenges.c.token_hash == token_hash,
+            mfa_challenges.c.used_at.is_(None),
+            mfa_challenges.c.expires_at > now,
+        )
+        async with self._reads.connect() as conn:
+            row = (await conn.execute(query)).first()
+        if row is None:
+            return None
+        return MfaChallenge(
+            token_hash=row.token_hash,
+            user_id=row.user_id,
+            login_key=row.login_key,
+            user_agent=row.user_agent,
+            client_address=row.client_address,
+            expires_at=row.expires_at,
+        )
+
+    async def spend_mfa_challenge(self, token_hash: str, *, now: float) -> bool:
+        async with self._engine.begin() as conn:
+            result = await conn.execute(
+                sa.update(mfa_challenges)
+                .where(
+                    mfa_challenges.c.token_hash == token_hash,
+                    mfa_challenges.c.used_at.is_(None),
+                    mfa_challenges.c.expires_at > now,
+                )
+                .values(used_at=now)
+            )
+        return bool(result.rowcount)
 
     async def rotate(
         self,
@@ -528,7 +615,8 @@ class SqlAuthStore:
 
     async def purge(self, *, now: float, tokens_expired_before: float, failures_before: float) -> int:
         """Delete refresh tokens long expired, sessions left without tokens, forgotten failure
-        counters and expired device tokens. Returns the number of rows removed."""
+        counters, expired device tokens and expired mfa_token challenges. Returns the number of
+        rows removed."""
         removed = 0
         async with self._engine.begin() as conn:
             result = await conn.execute(
@@ -553,5 +641,8 @@ class SqlAuthStore:
             result = await conn.execute(
                 sa.delete(revocations).where(revocations.c.expires_at < now, revocations.c.seq != newest)
             )
+            removed += int(result.rowcount)
+            # A login's second step that expired (used or not) is no use to anyone.
+            result = await conn.execute(sa.delete(mfa_challenges).where(mfa_challenges.c.expires_at < now))
             removed += int(result.rowcount)
         return removed

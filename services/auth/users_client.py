@@ -92,8 +92,30 @@ class GrpcUsersClient:
             raise self._unavailable(error, "VerifyCredentials") from None
         self._outage.up()
         return Identity(
-            user_id=response.user_id, role=_role(response.role), email_verified=response.email_verified
+            user_id=response.user_id,
+            role=_role(response.role),
+            email_verified=response.email_verified,
+            totp_enabled=response.totp_enabled,
         )
+
+    async def verify_second_factor(self, user_id: str, code: str, recovery_code: str) -> int:
+        try:
+            response = await self._stub.VerifySecondFactor(
+                users_internal_pb2.VerifySecondFactorRequest(
+                    user_id=user_id, code=code, recovery_code=recovery_code
+                ),
+                timeout=_TIMEOUT_SECONDS,
+            )
+        except grpc.aio.AioRpcError as error:
+            if error.code() in _NO_MATCH and not _internal_token_refused(error):
+                self._outage.up()
+                raise InvalidCredentials from None
+            if error.code() == grpc.StatusCode.INVALID_ARGUMENT:
+                self._outage.up()
+                raise InvalidArgument(error.details() or "invalid input", _violations(error)) from None
+            raise self._unavailable(error, "VerifySecondFactor") from None
+        self._outage.up()
+        return int(response.recovery_codes_left)
 
     async def resolve_login(self, login: str) -> str:
         try:
@@ -121,7 +143,21 @@ class GrpcUsersClient:
             role=_role(response.role),
             disabled=response.disabled,
             email_verified=response.email_verified,
+            totp_enabled=response.totp_enabled,
         )
+
+    async def remove_second_factor(self, user_id: str) -> bool:
+        try:
+            response = await self._stub.RemoveSecondFactor(
+                users_internal_pb2.RemoveSecondFactorRequest(user_id=user_id), timeout=_TIMEOUT_SECONDS
+            )
+        except grpc.aio.AioRpcError as error:
+            if error.code() == grpc.StatusCode.NOT_FOUND:
+                self._outage.up()
+                raise UnknownUser from None
+            raise self._unavailable(error, "RemoveSecondFactor") from None
+        self._outage.up()
+        return bool(response.removed)
 
     async def change_password(self, user_id: str, current_password: str, new_password: str) -> None:
         try:

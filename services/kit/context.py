@@ -20,6 +20,8 @@ class Principal:
     token_id: str
     expires_at: int
     session_id: str = ""  # the "sid" claim: the login this token belongs to
+    amr: tuple[str, ...] = ()  # how the user signed in: ("pwd",) or ("pwd", "otp")
+    auth_time: int = 0  # when they last proved it (login or reauthentication), Unix seconds
 
     @property
     def is_admin(self) -> bool:

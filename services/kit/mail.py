@@ -58,6 +58,9 @@ TEMPLATES: dict[str, str | None] = {
     "email_change_notice": None,
     "password_reset": "/reset-password",
     "password_changed": None,
+    "totp_enabled": None,
+    "totp_disabled": None,
+    "recovery_code_used": None,
 }
 
 DEV_SMTP_URL = "smtp://127.0.0.1:8025"
@@ -306,10 +309,35 @@ def password_reset_mail(*, to: str, username: str, token: str, ttl_seconds: floa
     )
 
 
+def _when(at: float) -> str:
+    """A moment (UNIX seconds) as a notice says it."""
+    return time.strftime("%Y-%m-%d at %H:%M UTC", time.gmtime(at))
+
+
 def password_changed_mail(*, to: str, username: str, changed_at: float) -> OutgoingMail:
     """The notice after a password change or reset; `changed_at` in UNIX seconds."""
-    when = time.strftime("%Y-%m-%d at %H:%M UTC", time.gmtime(changed_at))
-    return OutgoingMail(to, "password_changed", {"username": username, "changed_at": when})
+    return OutgoingMail(to, "password_changed", {"username": username, "changed_at": _when(changed_at)})
+
+
+def totp_enabled_mail(*, to: str, username: str, changed_at: float) -> OutgoingMail:
+    """The notice after a TOTP second factor was activated."""
+    return OutgoingMail(to, "totp_enabled", {"username": username, "changed_at": _when(changed_at)})
+
+
+def totp_disabled_mail(*, to: str, username: str, changed_at: float, by_admin: bool) -> OutgoingMail:
+    """The notice after the account turned its second factor off, or an admin removed it."""
+    return OutgoingMail(
+        to, "totp_disabled", {"username": username, "changed_at": _when(changed_at), "by_admin": by_admin}
+    )
+
+
+def recovery_code_used_mail(*, to: str, username: str, used_at: float, codes_left: int) -> OutgoingMail:
+    """The notice after a recovery code was spent (a login or a reauthentication)."""
+    return OutgoingMail(
+        to,
+        "recovery_code_used",
+        {"username": username, "changed_at": _when(used_at), "codes_left": codes_left},
+    )
 
 
 # -- rendering -----------------------------------------------------------------------------------

@@ -57,59 +57,67 @@ def complete_request(
         )
     if handler.unary_stream is not None:  # server streaming (health's Watch): the same, then the responses
         return grpc.stream_stream_rpc_method_handler(
-            _read_one(_streamed(handler.unary_stream), domain, timeout),
+            _read_one_then_stream(handler.unary_stream, domain, timeout),
             request_deserializer=handler.request_deserializer,
             response_serializer=handler.response_serializer,
         )
     return handler  # already streaming requests
 
 
+async def _read_request(context: grpc.aio.ServicerContext, domain: str, limit: float) -> Any:
+    """The call's one request message, or the call aborted with why there is none."""
+    eof = grpc.aio.EOF
+
+    async def abort(error: PinexaError) -> None:
+        await context.abort_with_status(error.to_status(domain))
+
+    try:
+        # asyncio.timeout, not wait_for: no extra task per call.
+        async with asyncio.timeout(limit):
+            request = await context.read()
+    except TimeoutError:
+        await abort(
+            DeadlineExceeded(
+                f"the request message did not arrive within {limit:g} s", reason="REQUEST_TIMEOUT"
+            )
+        )
+    except Exception:  # the deserializer refused the bytes: they are not this message
+        await abort(unparsable_error())
+    if request is eof:
+        await abort(
+            InvalidArgument(
+                "the request ended before one complete message "
+                "(the 5-byte prefix and the bytes it announces)",
+                reason="INCOMPLETE_REQUEST",
+            )
+        )
+    return request
+
+
 def _read_one(
     behavior: UnaryBehavior, domain: str, timeout: float
 ) -> Callable[[AsyncIterator[Any], grpc.aio.ServicerContext], Any]:
-    eof = grpc.aio.EOF
-
-    async def abort(context: grpc.aio.ServicerContext, error: PinexaError) -> None:
-        await context.abort_with_status(error.to_status(domain))
-
     async def read_then_call(requests: AsyncIterator[Any], context: grpc.aio.ServicerContext) -> Any:
-        try:
-            # asyncio.timeout, not wait_for: no extra task per call.
-            async with asyncio.timeout(timeout):
-                request = await context.read()
-        except TimeoutError:
-            await abort(
-                context,
-                DeadlineExceeded(
-                    f"the request message did not arrive within {timeout:g} s", reason="REQUEST_TIMEOUT"
-                ),
-            )
-        except Exception:  # the deserializer refused the bytes: they are not this message
-            await abort(context, unparsable_error())
-        if request is eof:
-            await abort(
-                context,
-                InvalidArgument(
-                    "the request ended before one complete message "
-                    "(the 5-byte prefix and the bytes it announces)",
-                    reason="INCOMPLETE_REQUEST",
-                ),
-            )
-        return await behavior(request, context)
+        return await behavior(await _read_request(context, domain, timeout), context)
 
     return read_then_call
 
 
-def _streamed(behavior: Callable[[Any, grpc.aio.ServicerContext], Any]) -> UnaryBehavior:
+def _read_one_then_stream(
+    behavior: Callable[[Any, grpc.aio.ServicerContext], Any], domain: str, timeout: float
+) -> Callable[[AsyncIterator[Any], grpc.aio.ServicerContext], AsyncIterator[Any]]:
     """A server-streaming behavior (an async generator, or a coroutine that calls
-    context.write) as a coroutine that writes each response itself."""
+    context.write) behind the request reader, as an async generator: what OpenTelemetry's aio
+    server interceptor iterates when tracing is on (a coroutine there fails every stream)."""
 
-    async def stream(request: Any, context: grpc.aio.ServicerContext) -> None:
-        result = behavior(request, context)
+    async def read_then_stream(
+        requests: AsyncIterator[Any], context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[Any]:
+        result = behavior(await _read_request(context, domain, timeout), context)
         if hasattr(result, "__aiter__"):
             async for response in result:
-                await context.write(response)
+                yield response
         else:
             await result
 
-    return stream
+    return read_then_stream

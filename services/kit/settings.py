@@ -190,6 +190,9 @@ class Settings:
     jwt_algorithms: tuple[str, ...] = setting("JWT_ALGORITHMS", ("ES256", "EdDSA"), parse=_algorithms)
     jwt_leeway_seconds: int = setting("JWT_LEEWAY_SECONDS", 30)
     access_token_ttl_seconds: int = setting("ACCESS_TOKEN_TTL_SECONDS", 900, minimum=1)
+    # Step-up: on an account with a second factor, sensitive changes need a token whose second
+    # factor (amr "otp", auth_time) is at most this old; else 401 REAUTHENTICATION_REQUIRED.
+    step_up_max_age_seconds: int = setting("STEP_UP_MAX_AGE_SECONDS", 600, minimum=1)
     log_level: str = setting("LOG_LEVEL", "INFO", parse=lambda env, var, d: _str(env, var, d).upper())
     log_format: Literal["json", "text"] = setting("LOG_FORMAT", "json", choices=("json", "text"))
     shutdown_grace_seconds: float = setting("SHUTDOWN_GRACE_SECONDS", 10.0)

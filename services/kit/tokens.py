@@ -225,12 +225,16 @@ class TokenVerifier:
         if role not in ("user", "admin"):
             raise _reject("TOKEN_INVALID", "the access token carries no valid role")
         sid = claims.get("sid", "")
+        amr = claims.get("amr", [])
+        auth_time = claims.get("auth_time", 0)
         principal = Principal(
             user_id=str(claims["sub"]),
             role=role,
             token_id=str(claims["jti"]),
             expires_at=int(claims["exp"]),
             session_id=sid if isinstance(sid, str) else "",
+            amr=tuple(m for m in amr if isinstance(m, str)) if isinstance(amr, list) else (),
+            auth_time=auth_time if isinstance(auth_time, int) and not isinstance(auth_time, bool) else 0,
         )
         return principal, kid
 

@@ -12,7 +12,7 @@ import hashlib
 import hmac
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -30,9 +30,17 @@ from services.kit.errors import (
     Unauthenticated,
     Violations,
 )
-from services.kit.mail import OutgoingMail, email_change_notice_mail, password_changed_mail, verify_email_mail
+from services.kit.mail import (
+    OutgoingMail,
+    email_change_notice_mail,
+    password_changed_mail,
+    recovery_code_used_mail,
+    totp_disabled_mail,
+    totp_enabled_mail,
+    verify_email_mail,
+)
 from services.kit.pagination import decode_page_token, encode_page_token, malformed_page_token, page_size
-from services.users import validation
+from services.users import totp, validation
 from services.users.model import VERIFY_EMAIL, Conflict, Credentials, UserRecord, UserStore
 from services.users.passwords import Passwords
 
@@ -102,6 +110,15 @@ class MailPolicy:
 
 
 @dataclass(frozen=True, slots=True)
+class TotpEnrolment:
+    """What EnrollTotp shows: the secret three ways."""
+
+    secret: str
+    otpauth_uri: str
+    qr_svg: str
+
+
+@dataclass(frozen=True, slots=True)
 class Page:
     users: list[UserRecord]
     next_page_token: str
@@ -140,7 +157,11 @@ class UsersDomain:
         on_mail: Callable[[], None] = lambda: None,
         mail_policy: MailPolicy | None = None,
         clock: Callable[[], datetime] = utc_now,
+        totp_issuer: str = "Pinexa",  # PRODUCT_NAME: what authenticator apps show
+        step_up_max_age: float = 600.0,
     ) -> None:
+        self._totp_issuer = totp_issuer
+        self._step_up_max_age = step_up_max_age
         self._store = store
         self._passwords = passwords
         self._on_delete = on_delete
@@ -300,7 +321,9 @@ class UsersDomain:
                 if current.pending_email is not None:
                     values["pending_email"] = None  # back to the current address: cancel the change
             else:
-                # Pending until verified; the old address keeps working and gets a notice.
+                # A change of address needs a recent second factor (step-up), then stays pending
+                # until verified; the old address keeps working and gets a notice.
+                await self.require_step_up(principal, user_id)
                 await self._refuse_taken_address(user_id, new_email)
                 values["pending_email"] = new_email
                 message, token = self._verification(current.id, current.username, new_email, now)
@@ -394,10 +417,183 @@ class UsersDomain:
         _require_id(user_id)
         if not principal.can_act_for(user_id):
             raise PermissionDenied("you may only delete your own account")
+        await self.require_step_up(principal, user_id)
         if not await self._store.delete_with_purge(user_id, self._clock()):
             raise NotFound("no such account", reason="USER_NOT_FOUND")
         log.info("account deleted; data purge queued", extra={"deleted_user": user_id})
         self._on_delete()
+
+    # -- the TOTP second factor ----------------------------------------------------------------
+
+    @staticmethod
+    def _require_self(principal: Principal, user_id: str, action: str) -> None:
+        """Only the account itself: not even an admin may enrol a factor for someone (an admin
+        can only remove one, through auth's RemoveSecondFactor)."""
+        _require_id(user_id)
+        if principal.user_id != user_id:
+            raise PermissionDenied(f"only the account itself may {action}", reason="SELF_ONLY")
+
+    async def enroll_totp(self, principal: Principal, user_id: str) -> TotpEnrolment:
+        self._require_self(principal, user_id, "enrol a second factor")
+        record = await self._store.get(user_id)
+        if record is None:
+            raise NotFound("no such account", reason="USER_NOT_FOUND")
+        secret = totp.new_secret()
+        if not await self._store.save_pending_totp(user_id, secret, self._clock()):
+            raise FailedPrecondition(
+                "this account already has an active second factor; remove it first",
+                reason="TOTP_ALREADY_ENABLED",
+            )
+        uri = totp.provisioning_uri(secret, account=record.username, issuer=self._totp_issuer)
+        log.info("totp enrolment started", extra={"target": user_id})
+        return TotpEnrolment(secret=secret, otpauth_uri=uri, qr_svg=totp.qr_svg(uri))
+
+    async def activate_totp(self, principal: Principal, user_id: str, code: str) -> list[str]:
+        """Turn the pending factor on with its first code; the recovery codes, shown once."""
+        self._require_self(principal, user_id, "activate a second factor")
+        violations = Violations()
+        if not code:
+            violations.report("code", "is required")
+        elif not (len(code) == totp.DIGITS and code.isascii() and code.isdigit()):
+            violations.report("code", f"must be the {totp.DIGITS} digits the authenticator shows")
+        violations.raise_if_any()
+        factor = await self._store.totp_factor(user_id)
+        if factor is None or factor.active:
+            raise FailedPrecondition(
+                "there is no enrolment to activate; call totp:enroll first", reason="TOTP_NOT_ENROLLED"
+            )
+        now = self._clock()
+        step = totp.matching_step(factor.secret, code, now.timestamp())
+        if step is None:
+            raise InvalidArgument(
+                "the code is not the authenticator's current one; check the device's clock",
+                [("code", "does not match")],
+                reason="INVALID_TOTP_CODE",
+            )
+        codes = totp.new_recovery_codes()
+        hashes = [totp.recovery_code_hash(c) for c in codes]
+        notice = await self._notice(
+            user_id, lambda r: totp_enabled_mail(to=r.email, username=r.username, changed_at=now.timestamp())
+        )
+        if not await self._store.activate_totp(user_id, factor.enrolled_at, step, hashes, now, notice):
+            raise FailedPrecondition(
+                "the enrolment changed meanwhile (enrolled again, or activated); start again",
+                reason="TOTP_NOT_ENROLLED",
+            )
+        self._sent(notice)
+        log.info("totp activated", extra={"target": user_id})
+        return codes
+
+    async def _notice(self, user_id: str, build: Callable[[UserRecord], OutgoingMail]) -> list[OutgoingMail]:
+        """The notice `build` makes for the account's current address (none for an account
+        that is gone), for the store to queue in the transaction of the change."""
+        record = await self._store.get(user_id)
+        return [] if record is None else [build(record)]
+
+    def _sent(self, mail: Sequence[OutgoingMail]) -> None:
+        """After the change (and its mail) committed: wake the mail worker."""
+        if mail:
+            self._on_mail()
+
+    async def verify_second_factor(self, user_id: str, code: str, recovery_code: str) -> int:
+        """Accept a TOTP code (each step once) or spend a recovery code; for auth, which
+        throttles. Returns the recovery codes left. Unauthenticated INVALID_SECOND_FACTOR."""
+        _require_id(user_id, "user_id")
+        refused = Unauthenticated("the code is incorrect", reason="INVALID_SECOND_FACTOR")
+        if bool(code) == bool(recovery_code):
+            raise InvalidArgument(
+                "send exactly one of code and recovery_code",
+                [("code", "send a code or a recovery code, not both or neither")],
+            )
+        factor = await self._store.totp_factor(user_id)
+        if factor is None or not factor.active:
+            raise refused
+        if recovery_code:
+            if len(recovery_code) > 64:
+                raise refused
+            # The count in the notice is read before the spend: a concurrent spend can make it
+            # one too high, which a notice can live with.
+            left = max(0, await self._store.recovery_codes_left(user_id) - 1)
+            at = self._clock().timestamp()
+            notice = await self._notice(
+                user_id,
+                lambda r: recovery_code_used_mail(
+                    to=r.email, username=r.username, used_at=at, codes_left=left
+                ),
+            )
+            if not await self._store.use_recovery_code(
+                user_id, totp.recovery_code_hash(recovery_code), notice
+            ):
+                raise refused
+            self._sent(notice)
+            log.info("recovery code used", extra={"target": user_id})
+            return await self._store.recovery_codes_left(user_id)
+        step = totp.matching_step(factor.secret, code, self._clock().timestamp())
+        # A step at or before the last accepted one is a replay (compare-and-set in the store,
+        # so two concurrent uses of one code cannot both pass).
+        if step is None or not await self._store.use_totp_step(user_id, step):
+            raise refused
+        return await self._store.recovery_codes_left(user_id)
+
+    async def require_step_up(self, principal: Principal, user_id: str) -> None:
+        """On the caller's own account with an active factor: 401 REAUTHENTICATION_REQUIRED
+        unless the token's second factor is recent (amr has "otp" and auth_time is at most
+        `step_up_max_age` old). An admin acting on another account is not asked (their own
+        login is what protects that)."""
+        if principal.user_id != user_id or not await self.totp_enabled(user_id):
+            return
+        age = self._clock().timestamp() - principal.auth_time
+        if "otp" in principal.amr and age <= self._step_up_max_age:
+            return
+        raise Unauthenticated(
+            "this change needs a recent second factor: POST /api/v1/auth/reauthenticate with a "
+            "code, then retry with the new access token",
+            reason="REAUTHENTICATION_REQUIRED",
+            metadata={"max_age_seconds": str(int(self._step_up_max_age))},
+        )
+
+    async def disable_totp(self, principal: Principal, user_id: str) -> None:
+        """The account itself turns its factor off (with a recent second factor)."""
+        self._require_self(principal, user_id, "disable its second factor")
+        await self.require_step_up(principal, user_id)
+        notice = await self._disabled_notice(user_id, by_admin=False)
+        if not await self._store.delete_totp(user_id, active_mail=notice):
+            raise FailedPrecondition("this account has no second factor", reason="TOTP_NOT_ENABLED")
+        self._sent(notice)
+        log.info("totp disabled", extra={"target": user_id})
+
+    async def _disabled_notice(self, user_id: str, *, by_admin: bool) -> list[OutgoingMail]:
+        at = self._clock().timestamp()
+        return await self._notice(
+            user_id,
+            lambda r: totp_disabled_mail(to=r.email, username=r.username, changed_at=at, by_admin=by_admin),
+        )
+
+    async def regenerate_recovery_codes(self, principal: Principal, user_id: str) -> list[str]:
+        """Ten new recovery codes; the old ones stop working (with a recent second factor)."""
+        self._require_self(principal, user_id, "regenerate its recovery codes")
+        await self.require_step_up(principal, user_id)
+        codes = totp.new_recovery_codes()
+        if not await self._store.replace_recovery_codes(user_id, [totp.recovery_code_hash(c) for c in codes]):
+            raise FailedPrecondition("this account has no second factor", reason="TOTP_NOT_ENABLED")
+        log.info("recovery codes regenerated", extra={"target": user_id})
+        return codes
+
+    async def remove_totp(self, user_id: str) -> bool:
+        """For auth, on an admin's behalf (auth checks the role and ends the sessions)."""
+        _require_id(user_id, "user_id")
+        notice = await self._disabled_notice(user_id, by_admin=True)
+        if not notice:
+            raise NotFound("no such account", reason="USER_NOT_FOUND")
+        removed = await self._store.delete_totp(user_id, active_mail=notice)
+        if removed:
+            self._sent(notice)
+        log.info("second factor removed by an admin", extra={"target": user_id, "removed": removed})
+        return removed
+
+    async def totp_enabled(self, user_id: str) -> bool:
+        factor = await self._store.totp_factor(user_id)
+        return factor is not None and factor.active
 
     # -- internal: credentials and identity ----------------------------------------------------
 

@@ -26,6 +26,7 @@ from services.users.model import (
     Conflict,
     Credentials,
     PendingPurge,
+    TotpFactor,
     UserRecord,
     UserStore,
 )
@@ -50,6 +51,8 @@ class MemoryUserStore:
         self.mail: list[OutgoingMail] = []  # what the SQL store would put in its mail outbox
         self.tokens: dict[str, dict[str, Any]] = {}  # token hash -> the single_use row
         self.counters: dict[str, tuple[float, int]] = {}  # rate-limit key -> (window start, hits)
+        self.factors: dict[str, TotpFactor] = {}
+        self.recovery: dict[str, set[str]] = {}
 
     def _queue(self, mail: Sequence[OutgoingMail], token: Issued | None, now: datetime) -> None:
         if token is not None:
@@ -228,8 +231,73 @@ class MemoryUserStore:
     async def delete_with_purge(self, user_id: str, now: datetime) -> bool:
         if self.rows.pop(user_id, None) is None:
             return False
+        self.factors.pop(user_id, None)
+        self.recovery.pop(user_id, None)
         self.purges[user_id] = _Purge(user_id, created_at=now, attempts=0, next_attempt_at=now)
         return True
+
+    # -- the TOTP second factor ----------------------------------------------------------------
+
+    async def totp_factor(self, user_id: str) -> TotpFactor | None:
+        return self.factors.get(user_id)
+
+    async def save_pending_totp(self, user_id: str, secret: str, now: datetime) -> bool:
+        current = self.factors.get(user_id)
+        if user_id not in self.rows or (current is not None and current.active):
+            return False
+        self.factors[user_id] = TotpFactor(user_id, secret, active=False, last_step=0, enrolled_at=now)
+        return True
+
+    async def activate_totp(
+        self,
+        user_id: str,
+        enrolled_at: datetime,
+        step: int,
+        code_hashes: Sequence[str],
+        now: datetime,
+        mail: Sequence[OutgoingMail] = (),
+    ) -> bool:
+        current = self.factors.get(user_id)
+        if current is None or current.active or current.enrolled_at != enrolled_at:
+            return False
+        self.factors[user_id] = dataclasses.replace(current, active=True, last_step=step)
+        self.recovery[user_id] = set(code_hashes)
+        self.mail.extend(mail)
+        return True
+
+    async def use_totp_step(self, user_id: str, step: int) -> bool:
+        current = self.factors.get(user_id)
+        if current is None or not current.active or current.last_step >= step:
+            return False
+        self.factors[user_id] = dataclasses.replace(current, last_step=step)
+        return True
+
+    async def use_recovery_code(
+        self, user_id: str, code_hash: str, mail: Sequence[OutgoingMail] = ()
+    ) -> bool:
+        codes = self.recovery.get(user_id, set())
+        if code_hash not in codes:
+            return False
+        codes.discard(code_hash)
+        self.mail.extend(mail)
+        return True
+
+    async def replace_recovery_codes(self, user_id: str, code_hashes: Sequence[str]) -> bool:
+        current = self.factors.get(user_id)
+        if current is None or not current.active:
+            return False
+        self.recovery[user_id] = set(code_hashes)
+        return True
+
+    async def delete_totp(self, user_id: str, *, active_mail: Sequence[OutgoingMail] = ()) -> bool:
+        self.recovery.pop(user_id, None)
+        removed = self.factors.pop(user_id, None)
+        if removed is not None and removed.active:
+            self.mail.extend(active_mail)
+        return removed is not None
+
+    async def recovery_codes_left(self, user_id: str) -> int:
+        return len(self.recovery.get(user_id, ()))
 
     # -- purge outbox --------------------------------------------------------------------------
 

@@ -67,6 +67,17 @@ class Conflict(Exception):
         self.column = column
 
 
+@dataclass(frozen=True, slots=True)
+class TotpFactor:
+    """An account's TOTP factor, its secret in plaintext (the store seals it)."""
+
+    user_id: str
+    secret: str
+    active: bool
+    last_step: int
+    enrolled_at: datetime
+
+
 class UserStore(Protocol):
     """What the domain and the purge outbox need from storage; `store.SqlUserStore` implements
     it. Callers pass and get plaintext: encrypting personal data is the store's business."""
@@ -151,6 +162,53 @@ class UserStore(Protocol):
         """Delete the account and record, atomically, that its data must be purged. False when
         there was no such account."""
         ...
+
+    # -- the TOTP second factor ----------------------------------------------------------------
+
+    async def totp_factor(self, user_id: str) -> TotpFactor | None: ...
+
+    async def save_pending_totp(self, user_id: str, secret: str, now: datetime) -> bool:
+        """Store a new, not yet active factor, replacing a pending one. False when the account
+        already has an active factor (nothing changes)."""
+        ...
+
+    async def activate_totp(
+        self,
+        user_id: str,
+        enrolled_at: datetime,
+        step: int,
+        code_hashes: Sequence[str],
+        now: datetime,
+        mail: Sequence[OutgoingMail] = (),
+    ) -> bool:
+        """Make the pending factor enrolled at `enrolled_at` active, with `step` used and these
+        recovery codes, and queue `mail`, in one transaction; False (nothing queued) when it is
+        not that pending factor any more."""
+        ...
+
+    async def use_totp_step(self, user_id: str, step: int) -> bool:
+        """Record that a code of `step` was accepted: False when the active factor already
+        accepted this step or a later one (a replay), or there is none."""
+        ...
+
+    async def use_recovery_code(
+        self, user_id: str, code_hash: str, mail: Sequence[OutgoingMail] = ()
+    ) -> bool:
+        """Spend a recovery code of the active factor and queue `mail`, in one transaction;
+        False (nothing queued) when it is not one (any more)."""
+        ...
+
+    async def replace_recovery_codes(self, user_id: str, code_hashes: Sequence[str]) -> bool:
+        """Replace every recovery code of the active factor; False when there is none."""
+        ...
+
+    async def delete_totp(self, user_id: str, *, active_mail: Sequence[OutgoingMail] = ()) -> bool:
+        """Remove the factor (active or pending) and its recovery codes; False when none.
+        `active_mail` is queued in the same transaction when the factor removed was active (a
+        pending enrolment going away is nobody's news)."""
+        ...
+
+    async def recovery_codes_left(self, user_id: str) -> int: ...
 
     # -- purge outbox --------------------------------------------------------------------------
 

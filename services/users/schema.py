@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     Column,
     DateTime,
@@ -98,3 +99,25 @@ purge_outbox = Table(
 mail_outbox = mail.outbox_table_in(metadata)
 single_use_tokens = single_use.table_in(metadata)
 rate_limits = rate_limit.table_in(metadata)
+# The TOTP second factor of an account (at most one). `secret` is sealed like the personal
+# fields (crypto.py, column "totp_secret"); until `active` it is an enrolment awaiting its first
+# code. `last_step` is the newest RFC 6238 step a code was accepted for: a code of that step or
+# an older one is a replay. Removed with the account.
+totp_factors = Table(
+    "totp_factors",
+    metadata,
+    Column("user_id", String(36), primary_key=True),
+    Column("secret", Text, nullable=False),
+    Column("active", Boolean, nullable=False, server_default=false()),
+    Column("last_step", BigInteger, nullable=False, server_default="0"),
+    Column("enrolled_at", UTCDateTime, nullable=False),
+    Column("activated_at", UTCDateTime, nullable=True),
+)
+
+# The unspent recovery codes of an account's factor, as SHA-256 hashes (see totp.py).
+recovery_codes = Table(
+    "recovery_codes",
+    metadata,
+    Column("user_id", String(36), primary_key=True),
+    Column("code_hash", String(64), primary_key=True),
+)

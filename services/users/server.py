@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 
 import grpc
@@ -16,7 +18,7 @@ from services.kit.server import ServiceHost, ServiceSpec
 from services.kit.tokens import TokenVerifier
 from services.users.config import UsersSettings
 from services.users.crypto import cipher_from_settings
-from services.users.domain import MailPolicy, UsersDomain
+from services.users.domain import MailPolicy, UsersDomain, utc_now
 from services.users.outbox import PurgeOutbox
 from services.users.passwords import Passwords
 from services.users.servicer import UserServicer, UsersInternalServicer
@@ -64,12 +66,14 @@ async def create_service(
     outbox_poll_interval: float = 5.0,
     outbox_backoff: tuple[float, float] = (0.5, 60.0),
     mail_backoff: tuple[float, float] = (1.0, 300.0),
+    clock: Callable[[], datetime] = utc_now,
 ) -> ServiceHost:
     """The users service, ready to `start`.
 
     Production passes only `settings`: the token verifier fetches auth's JWKS, and the outbox
     reaches the data service at DATA_ADDRESS. Tests pass a test verifier, a channel to a stand-in
-    data service, a cheaper password hasher and a faster outbox.
+    data service, a cheaper password hasher, a faster outbox and a clock they move (the domain's:
+    TOTP steps, step-up ages, token lifetimes).
     """
     # aiosqlite logs every statement with its parameters (password hashes included) at DEBUG;
     # keep it quiet even when LOG_LEVEL=DEBUG. (SQLAlchemy's own logger defaults to WARNING.)
@@ -122,6 +126,9 @@ async def create_service(
                 per_client=settings.mail_limit_per_client,
                 window=settings.mail_limit_window_seconds,
             ),
+            step_up_max_age=settings.step_up_max_age_seconds,
+            totp_issuer=settings.product_name,
+            clock=clock,
         )
         await passwords.warm_up()
 

@@ -156,6 +156,30 @@ class UserServicer(users_pb2_grpc.UserServiceServicer):
             raise
         return users_pb2.SendVerificationEmailResponse(email=address)
 
+    async def EnrollTotp(
+        self, request: users_pb2.EnrollTotpRequest, context: Any
+    ) -> users_pb2.EnrollTotpResponse:
+        enrolment = await self._domain.enroll_totp(require_principal(), request.id)
+        return users_pb2.EnrollTotpResponse(
+            secret=enrolment.secret, otpauth_uri=enrolment.otpauth_uri, qr_svg=enrolment.qr_svg
+        )
+
+    async def ActivateTotp(
+        self, request: users_pb2.ActivateTotpRequest, context: Any
+    ) -> users_pb2.ActivateTotpResponse:
+        codes = await self._domain.activate_totp(require_principal(), request.id, request.code)
+        return users_pb2.ActivateTotpResponse(recovery_codes=codes)
+
+    async def DisableTotp(self, request: users_pb2.DisableTotpRequest, context: Any) -> empty_pb2.Empty:
+        await self._domain.disable_totp(require_principal(), request.id)
+        return empty_pb2.Empty()
+
+    async def RegenerateRecoveryCodes(
+        self, request: users_pb2.RegenerateRecoveryCodesRequest, context: Any
+    ) -> users_pb2.ActivateTotpResponse:
+        codes = await self._domain.regenerate_recovery_codes(require_principal(), request.id)
+        return users_pb2.ActivateTotpResponse(recovery_codes=codes)
+
 
 def _identity_role(identity: Identity) -> users_pb2.User.Role:
     return _ROLE_TO_PROTO[identity.role]
@@ -176,6 +200,7 @@ class UsersInternalServicer(users_internal_pb2_grpc.UsersInternalServiceServicer
             role=_identity_role(identity),
             username=identity.username,
             email_verified=identity.email_verified,
+            totp_enabled=await self._domain.totp_enabled(identity.user_id),
         )
 
     async def ResolveLogin(
@@ -194,6 +219,7 @@ class UsersInternalServicer(users_internal_pb2_grpc.UsersInternalServiceServicer
             username=identity.username,
             disabled=identity.disabled,
             email_verified=identity.email_verified,
+            totp_enabled=await self._domain.totp_enabled(identity.user_id),
         )
 
     async def ChangePassword(
@@ -207,3 +233,16 @@ class UsersInternalServicer(users_internal_pb2_grpc.UsersInternalServiceServicer
     ) -> users_internal_pb2.SetDisabledResponse:
         await self._domain.set_disabled(request.user_id, disabled=request.disabled)
         return users_internal_pb2.SetDisabledResponse()
+
+    async def VerifySecondFactor(
+        self, request: users_internal_pb2.VerifySecondFactorRequest, context: Any
+    ) -> users_internal_pb2.VerifySecondFactorResponse:
+        left = await self._domain.verify_second_factor(request.user_id, request.code, request.recovery_code)
+        return users_internal_pb2.VerifySecondFactorResponse(recovery_codes_left=left)
+
+    async def RemoveSecondFactor(
+        self, request: users_internal_pb2.RemoveSecondFactorRequest, context: Any
+    ) -> users_internal_pb2.RemoveSecondFactorResponse:
+        return users_internal_pb2.RemoveSecondFactorResponse(
+            removed=await self._domain.remove_totp(request.user_id)
+        )

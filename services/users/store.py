@@ -15,7 +15,7 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import bindparam, delete, func, insert, select, tuple_, update
+from sqlalchemy import bindparam, delete, false, func, insert, select, true, tuple_, update
 from sqlalchemy.exc import IntegrityError
 
 from services.kit import mail as kit_mail
@@ -25,10 +25,19 @@ from services.kit.db import Connection, Database
 from services.kit.mail import OutgoingMail
 from services.kit.single_use import Issued, TokenRefused
 from services.users.crypto import PiiCipher
-from services.users.model import PASSWORD_RESET, VERIFY_EMAIL, Conflict, Credentials, PendingPurge, UserRecord
-from services.users.schema import purge_outbox, users
+from services.users.model import (
+    PASSWORD_RESET,
+    VERIFY_EMAIL,
+    Conflict,
+    Credentials,
+    PendingPurge,
+    TotpFactor,
+    UserRecord,
+)
+from services.users.schema import purge_outbox, recovery_codes, totp_factors, users
 from services.users.validation import email_key
 
+_TOTP_COLUMN = "totp_secret"  # the sealed secret's column name in its associated data
 _RECORD_COLUMNS = (
     users.c.id,
     users.c.username,
@@ -330,6 +339,8 @@ class SqlUserStore:
             result = await connection.execute(_DELETE_USER, {"id": user_id})
             if result.rowcount == 0:
                 return False
+            await connection.execute(delete(totp_factors).where(totp_factors.c.user_id == user_id))
+            await connection.execute(delete(recovery_codes).where(recovery_codes.c.user_id == user_id))
             await connection.execute(
                 _INSERT_PURGE,
                 {"user_id": user_id, "created_at": now, "attempts": 0, "next_attempt_at": now},
@@ -340,7 +351,7 @@ class SqlUserStore:
         """Rewrite every personal value not sealed with the newest key. Returns (rewritten,
         skipped): a row that changed under us is skipped, and a further pass picks it up. The
         version is not bumped: nothing a client can see changes."""
-        rewritten = skipped = 0
+        rewritten, skipped = await self._reencrypt_totp(batch_size)
         after = ""
         columns = select(users.c.id, users.c.email, users.c.display_name)
         while True:
@@ -376,6 +387,176 @@ class SqlUserStore:
                 else:
                     skipped += 1
             after = rows[-1].id
+
+    async def _reencrypt_totp(self, batch_size: int) -> tuple[int, int]:
+        """`reencrypt` for the TOTP secrets (compare-and-set on the old ciphertext, as above)."""
+        rewritten = skipped = 0
+        after = ""
+        columns = select(totp_factors.c.user_id, totp_factors.c.secret)
+        while True:
+            async with self._reads.connect() as connection:
+                rows = (
+                    await connection.execute(
+                        columns.where(totp_factors.c.user_id > after)
+                        .order_by(totp_factors.c.user_id)
+                        .limit(batch_size)
+                    )
+                ).all()
+            if not rows:
+                return rewritten, skipped
+            for row in rows:
+                if self._cipher.is_current(row.secret):
+                    continue
+                secret = self._cipher.open(_TOTP_COLUMN, row.user_id, row.secret)
+                async with self._engine.begin() as connection:
+                    result = await connection.execute(
+                        update(totp_factors)
+                        .where(totp_factors.c.user_id == row.user_id, totp_factors.c.secret == row.secret)
+                        .values(secret=self._cipher.seal(_TOTP_COLUMN, row.user_id, secret))
+                    )
+                if result.rowcount == 1:
+                    rewritten += 1
+                else:
+                    skipped += 1
+            after = rows[-1].user_id
+
+    # -- the TOTP second factor ----------------------------------------------------------------
+
+    async def totp_factor(self, user_id: str) -> TotpFactor | None:
+        async with self._reads.connect() as connection:
+            row = (
+                await connection.execute(select(totp_factors).where(totp_factors.c.user_id == user_id))
+            ).first()
+        if row is None:
+            return None
+        return TotpFactor(
+            user_id=row.user_id,
+            secret=self._cipher.open(_TOTP_COLUMN, row.user_id, row.secret),
+            active=bool(row.active),
+            last_step=int(row.last_step),
+            enrolled_at=row.enrolled_at,
+        )
+
+    async def save_pending_totp(self, user_id: str, secret: str, now: datetime) -> bool:
+        sealed = self._cipher.seal(_TOTP_COLUMN, user_id, secret)
+        async with self._engine.begin() as connection:
+            if (await connection.execute(select(users.c.id).where(users.c.id == user_id))).first() is None:
+                return False
+            replaced = await connection.execute(
+                update(totp_factors)
+                .where(totp_factors.c.user_id == user_id, totp_factors.c.active == false())
+                .values(secret=sealed, last_step=0, enrolled_at=now, activated_at=None)
+            )
+            if replaced.rowcount:
+                return True
+        try:
+            async with self._engine.begin() as connection:
+                await connection.execute(
+                    insert(totp_factors).values(
+                        user_id=user_id, secret=sealed, active=False, last_step=0, enrolled_at=now
+                    )
+                )
+        except IntegrityError:
+            return False  # an active factor (or a concurrent enrolment) is there
+        return True
+
+    async def activate_totp(
+        self,
+        user_id: str,
+        enrolled_at: datetime,
+        step: int,
+        code_hashes: Sequence[str],
+        now: datetime,
+        mail: Sequence[OutgoingMail] = (),
+    ) -> bool:
+        async with self._engine.begin() as connection:
+            result = await connection.execute(
+                update(totp_factors)
+                .where(
+                    totp_factors.c.user_id == user_id,
+                    totp_factors.c.active == false(),
+                    totp_factors.c.enrolled_at == enrolled_at,
+                )
+                .values(active=True, last_step=step, activated_at=now)
+            )
+            if result.rowcount != 1:
+                return False
+            await self._write_codes(connection, user_id, code_hashes)
+            await self._queue(connection, mail, None, now)
+        return True
+
+    @staticmethod
+    async def _write_codes(connection: Connection, user_id: str, code_hashes: Sequence[str]) -> None:
+        await connection.execute(delete(recovery_codes).where(recovery_codes.c.user_id == user_id))
+        if code_hashes:
+            await connection.execute(
+                insert(recovery_codes), [{"user_id": user_id, "code_hash": h} for h in code_hashes]
+            )
+
+    async def use_totp_step(self, user_id: str, step: int) -> bool:
+        async with self._engine.begin() as connection:
+            result = await connection.execute(
+                update(totp_factors)
+                .where(
+                    totp_factors.c.user_id == user_id,
+                    totp_factors.c.active == true(),
+                    totp_factors.c.last_step < step,
+                )
+                .values(last_step=step)
+            )
+        return result.rowcount == 1
+
+    async def use_recovery_code(
+        self, user_id: str, code_hash: str, mail: Sequence[OutgoingMail] = ()
+    ) -> bool:
+        async with self._engine.begin() as connection:
+            result = await connection.execute(
+                delete(recovery_codes).where(
+                    recovery_codes.c.user_id == user_id, recovery_codes.c.code_hash == code_hash
+                )
+            )
+            if result.rowcount == 1:
+                await kit_mail.enqueue_all(connection, mail, sealer=self._cipher)
+        return result.rowcount == 1
+
+    async def replace_recovery_codes(self, user_id: str, code_hashes: Sequence[str]) -> bool:
+        async with self._engine.begin() as connection:
+            active = (
+                await connection.execute(
+                    select(totp_factors.c.user_id).where(
+                        totp_factors.c.user_id == user_id, totp_factors.c.active == true()
+                    )
+                )
+            ).first()
+            if active is None:
+                return False
+            await self._write_codes(connection, user_id, code_hashes)
+        return True
+
+    async def delete_totp(self, user_id: str, *, active_mail: Sequence[OutgoingMail] = ()) -> bool:
+        async with self._engine.begin() as connection:
+            removed = (
+                await connection.execute(
+                    delete(totp_factors)
+                    .where(totp_factors.c.user_id == user_id)
+                    .returning(totp_factors.c.active)
+                )
+            ).first()
+            await connection.execute(delete(recovery_codes).where(recovery_codes.c.user_id == user_id))
+            if removed is not None and removed.active:
+                await kit_mail.enqueue_all(connection, active_mail, sealer=self._cipher)
+        return removed is not None
+
+    async def recovery_codes_left(self, user_id: str) -> int:
+        async with self._reads.connect() as connection:
+            value = (
+                await connection.execute(
+                    select(func.count())
+                    .select_from(recovery_codes)
+                    .where(recovery_codes.c.user_id == user_id)
+                )
+            ).scalar()
+        return int(value or 0)
 
     # -- purge outbox --------------------------------------------------------------------------
 

@@ -6,7 +6,8 @@ the JWT signing and the JWKS fetch. Users verifies access tokens against auth's 
 as in production. What differs, on purpose:
 - argon2 runs with the cheapest parameters (one test raises them to measure timing);
 - the data service is a stand-in that accepts PurgeUserData (the real one has its own suite);
-- auth's clock is a `FakeClock` the tests move, so grace windows and back-offs need no sleeping.
+- auth's and users' clock is one `FakeClock` the tests move, so grace windows, back-offs and
+  TOTP steps need no sleeping.
 """
 
 from __future__ import annotations
@@ -191,6 +192,7 @@ async def start_stack(sql_url: str, tmp_path: Path) -> AsyncIterator[StartStack]
             passwords=Passwords(hasher),
             outbox_poll_interval=0.5,
             outbox_backoff=(0.05, 0.3),
+            clock=clock.utc,
         )
         await users_host.start("127.0.0.1:0")
         cleanup.append(lambda: users_host.stop(grace=1, drain=0))

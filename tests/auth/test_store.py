@@ -54,7 +54,7 @@ async def test_migrations_are_idempotent_and_use_their_own_version_table(sql_url
         VERSION_TABLE,
     } <= tables
     assert "alembic_version" not in tables
-    assert version == "0003"
+    assert version == "0004_mfa"
 
 
 async def test_a_throttled_attempt_takes_no_write_lock(store: SqlAuthStore) -> None:

@@ -20,7 +20,7 @@ import pytest
 
 from services.auth.domain import AuthPolicy
 from services.auth.memory import MemoryAuthStore
-from services.auth.model import AuthStore, ThrottleKey
+from services.auth.model import AuthStore, MfaChallenge, ThrottleKey
 from services.auth.server import MIGRATIONS, VERSION_TABLE
 from services.auth.store import SqlAuthStore
 from tests.conftest import migrated_engine
@@ -343,3 +343,65 @@ async def test_revocations_are_logged_in_order_with_a_cursor_and_purged_once_irr
     assert await store.last_revocation_cursor() == log[1].cursor
     assert [s.session_id for s in await store.list_sessions("u1", now=now)] == [kept]
     assert await store.session_owner(kept) == "u1" and await store.session_owner(sessions[0]) is None
+
+
+# ---- the second step of a login (issue 13) -----------------------------------------------------
+
+
+def challenge(now: float, *, ttl: float = 300, user_id: str = "u1") -> MfaChallenge:
+    return MfaChallenge(
+        token_hash=uuid.uuid4().hex * 2,
+        user_id=user_id,
+        login_key="k" * 64,
+        user_agent="curl/8",
+        client_address="203.0.113.7",
+        expires_at=now + ttl,
+    )
+
+
+async def test_an_mfa_challenge_reads_back_until_spent_or_expired(store: AuthStore) -> None:
+    now = time.time()
+    live, expired = challenge(now), challenge(now, ttl=-1)
+    await store.create_mfa_challenge(live, now=now)
+    await store.create_mfa_challenge(expired, now=now)
+    assert await store.find_mfa_challenge(live.token_hash, now=now) == live
+    assert await store.find_mfa_challenge(expired.token_hash, now=now) is None
+    assert await store.find_mfa_challenge("f" * 64, now=now) is None
+    assert not await store.spend_mfa_challenge(expired.token_hash, now=now)
+    assert await store.find_mfa_challenge(live.token_hash, now=now + 301) is None  # past its ttl
+    assert await store.spend_mfa_challenge(live.token_hash, now=now)
+    assert await store.find_mfa_challenge(live.token_hash, now=now) is None
+    assert not await store.spend_mfa_challenge(live.token_hash, now=now)
+
+
+async def test_of_simultaneous_spends_of_one_mfa_challenge_exactly_one_wins(store: AuthStore) -> None:
+    now = time.time()
+    it = challenge(now)
+    await store.create_mfa_challenge(it, now=now)
+    spent = await asyncio.gather(*(store.spend_mfa_challenge(it.token_hash, now=now) for _ in range(8)))
+    assert sorted(spent) == [False] * 7 + [True]
+
+
+async def test_reauthentication_renews_only_a_live_session_of_its_user(store: AuthStore) -> None:
+    now = time.time()
+    session_id, token_hash = await new_session(store, now - 1000)
+    before = await store.find_token(token_hash)
+    assert before is not None and (before.amr, before.auth_time) == ("pwd", now - 1000)
+    assert not await store.reauthenticate_session(session_id, "someone-else", now=now)
+    assert not await store.reauthenticate_session(str(uuid.uuid4()), "u1", now=now)
+    assert await store.reauthenticate_session(session_id, "u1", now=now)
+    after = await store.find_token(token_hash)
+    assert after is not None and (after.amr, after.auth_time) == ("pwd otp", now)
+    assert await store.session_auth(session_id) == ("pwd otp", now)
+    await store.revoke_user_sessions("u1", now=now, reason="logout_all", keep_until=now + 960)
+    assert not await store.reauthenticate_session(session_id, "u1", now=now + 1)
+    assert await store.session_auth(session_id) is None
+
+
+async def test_purge_removes_expired_mfa_challenges(store: AuthStore) -> None:
+    now = time.time()
+    old, live = challenge(now - 1000), challenge(now)
+    await store.create_mfa_challenge(old, now=now - 1000)
+    await store.create_mfa_challenge(live, now=now)
+    assert await store.purge(now=now, tokens_expired_before=now - 86400, failures_before=now - 86400) == 1
+    assert await store.find_mfa_challenge(live.token_hash, now=now) == live

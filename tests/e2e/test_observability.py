@@ -110,9 +110,16 @@ def test_a_rest_login_is_one_trace_from_envoy_through_auth_and_users_to_their_da
     assert response.headers["x-request-id"] == request_id
 
     def complete(spans: list[dict[str, Any]]) -> bool:
+        # Each service exports in batches: wait for the server spans checked below too, not only
+        # for the first users span (ResolveLogin's can arrive before VerifyCredentials' ends).
         services = {s["service"] for s in spans}
-        return {"envoy", "pinexa-auth", "pinexa-users"} <= services and any(
-            s["service"] == "pinexa-users" and s["attributes"].get("db.system") == "sqlite" for s in spans
+        servers = {(s["service"], s["name"].rsplit("/", 1)[-1]) for s in spans if s["kind"] == "server"}
+        return (
+            {"envoy", "pinexa-auth", "pinexa-users"} <= services
+            and {("pinexa-auth", "Login"), ("pinexa-users", "VerifyCredentials")} <= servers
+            and any(
+                s["service"] == "pinexa-users" and s["attributes"].get("db.system") == "sqlite" for s in spans
+            )
         )
 
     spans = _spans(observed, trace_id, complete)

@@ -126,6 +126,7 @@ def test_security_follows_the_jwt_authn_rules() -> None:
     optional = {key for key, op in ops.items() if op["security"] == [{}, {"bearerAuth": []}]}
     assert public == {
         ("post", "/api/v1/auth/login"),
+        ("post", "/api/v1/auth/login:mfa"),
         ("post", "/api/v1/auth/refresh"),
         ("get", "/.well-known/jwks.json"),
         ("post", "/api/v1/users"),

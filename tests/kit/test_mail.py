@@ -386,6 +386,9 @@ def test_every_template_renders_both_parts() -> None:
         mail.email_change_notice_mail(to="a@x.test", username="a", new_email="b@x.test"),
         mail.password_reset_mail(to="a@x.test", username="a", token="t", ttl_seconds=1800),
         mail.password_changed_mail(to="a@x.test", username="a", changed_at=0),
+        mail.totp_enabled_mail(to="a@x.test", username="a", changed_at=0),
+        mail.totp_disabled_mail(to="a@x.test", username="a", changed_at=0, by_admin=True),
+        mail.recovery_code_used_mail(to="a@x.test", username="a", used_at=0, codes_left=1),
     ]
     assert sorted(s.template for s in samples) == sorted(mail.TEMPLATES)
     for sample in samples:
@@ -394,6 +397,14 @@ def test_every_template_renders_both_parts() -> None:
         )
         text, html = _parts(message)
         assert text.strip() and "<html" in html
+    used = renderer.render(
+        to="a@x.test", template="recovery_code_used", context=samples[-1].context, message_id="m"
+    )
+    assert all("1 unused recovery code remains" in part for part in _parts(used))
+    removed = renderer.render(
+        to="a@x.test", template="totp_disabled", context=samples[-2].context, message_id="m"
+    )
+    assert all("An administrator removed" in part for part in _parts(removed))
     reset = renderer.render(
         to="a@x.test", template="password_reset", context=samples[2].context, message_id="m"
     )

@@ -5,6 +5,8 @@ tests/e2e/test_observability.py, through a real Envoy and the real services.)"""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 import pytest
 
 from services.kit import tracing
@@ -80,3 +82,40 @@ async def test_the_kits_sql_executor_is_traced_by_the_driver_instrumentations(sq
     assert all(
         s.parent is not None and s.parent.span_id == request.get_span_context().span_id for s in statements
     )
+
+
+async def test_a_server_stream_still_streams_under_the_grpc_instrumentation() -> None:
+    """The kit serves a server-streaming method (auth's WatchRevocations) as a bidirectional
+    one that reads the request first (kit/request_stream.py). OpenTelemetry's aio server
+    interceptor, installed when tracing is on (`make run` turns it on), iterates such a
+    behavior with `async for`: it must be an async generator, not a coroutine writing to the
+    context, or every stream fails with UNKNOWN (users and data then never learn of a
+    revoked session). A real server with the real interceptor, over TCP."""
+    import grpc
+    from opentelemetry.instrumentation.grpc import aio_server_interceptor
+
+    from services.kit.request_stream import complete_request
+
+    async def count(request: bytes, context: object) -> AsyncIterator[bytes]:
+        for i in range(int(request or b"0")):
+            yield str(i).encode()
+
+    handler = complete_request(
+        grpc.unary_stream_rpc_method_handler(count, request_deserializer=bytes, response_serializer=bytes),
+        domain="pinexa.test",
+    )
+    server = grpc.aio.server(interceptors=[aio_server_interceptor()])  # type: ignore[no-untyped-call]
+    server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler("test.Stream", {"Count": handler})])
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            call = channel.unary_stream("/test.Stream/Count")(b"3", timeout=10)
+            assert [bytes(r) async for r in call] == [b"0", b"1", b"2"]
+            empty = channel.stream_stream("/test.Stream/Count")
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                async for _ in empty(iter(()), timeout=10):
+                    pass
+            assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT  # INCOMPLETE_REQUEST
+    finally:
+        await server.stop(0)

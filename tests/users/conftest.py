@@ -14,6 +14,7 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -128,6 +129,7 @@ async def start_users(sql_url: str, tmp_path: Path, test_keys: TestKeys) -> Asyn
         start_data: bool = True,
         passwords: Passwords | None = None,
         outbox_poll_interval: float = 0.5,
+        clock: Callable[[], datetime] | None = None,
         **overrides: Any,
     ) -> Users:
         if data is None:
@@ -151,6 +153,7 @@ async def start_users(sql_url: str, tmp_path: Path, test_keys: TestKeys) -> Asyn
             passwords=passwords or Passwords(FAST_HASHER),
             outbox_poll_interval=outbox_poll_interval,
             outbox_backoff=(0.05, 0.3),
+            **({} if clock is None else {"clock": clock}),
         )
         await host.start("127.0.0.1:0")
         channel = grpc.aio.insecure_channel(f"127.0.0.1:{host.port}")

@@ -18,10 +18,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
+from services.kit import sql
+from services.kit.mail import OutgoingMail
 from services.users.crypto import PiiCipher
 from services.users.memory import MemoryUserStore
-from services.users.model import Conflict, PendingPurge, UserRecord, UserStore
+from services.users.model import Conflict, PendingPurge, TotpFactor, UserRecord, UserStore
+from services.users.schema import mail_outbox
 from services.users.server import MIGRATIONS, VERSION_TABLE
 from services.users.store import SqlUserStore
 from tests.conftest import migrated_engine
@@ -278,3 +282,98 @@ async def test_a_reschedule_holds_only_for_the_claim_that_made_it(store: UserSto
     assert await store.due_purges(T0 + timedelta(days=1), 10) == []
     assert await store.next_purge_due() is None
     await store.finish_purge(user_id)  # finishing twice is harmless
+
+
+# ---- the TOTP second factor (issue 13) ---------------------------------------------------------
+
+
+async def queued(store: UserStore) -> list[str]:
+    """The templates of the mail `store` queued, oldest first (the memory store's list, the SQL
+    store's outbox rows)."""
+    if isinstance(store, MemoryUserStore):
+        return [m.template for m in store.mail]
+    assert isinstance(store, SqlUserStore)
+    async with sql.read_engine(store._engine).connect() as connection:
+        rows = await connection.execute(sa.select(mail_outbox.c.template).order_by(mail_outbox.c.created_at))
+        return [row.template for row in rows]
+
+
+def notice(template: str) -> list[OutgoingMail]:
+    return [OutgoingMail("ada@example.com", template, {"username": "ada"})]
+
+
+async def with_factor(store: UserStore, *, codes: tuple[str, ...] = ("h1", "h2")) -> str:
+    """An account with an active factor (step 100 used) and these recovery code hashes."""
+    ada = account("ada")
+    await store.insert(ada)
+    assert await store.save_pending_totp(ada["id"], "SECRET", T0)
+    assert await store.activate_totp(ada["id"], T0, 100, list(codes), T0 + timedelta(seconds=5))
+    return str(ada["id"])
+
+
+async def test_an_enrolment_is_pending_until_activated_and_replaced_while_pending(store: UserStore) -> None:
+    ada = account("ada")
+    await store.insert(ada)
+    assert await store.totp_factor(ada["id"]) is None
+    assert not await store.save_pending_totp(str(uuid.uuid4()), "S", T0)  # no such account
+    assert await store.save_pending_totp(ada["id"], "FIRST", T0)
+    later = T0 + timedelta(seconds=1)
+    assert await store.save_pending_totp(ada["id"], "SECOND", later)
+    assert await store.totp_factor(ada["id"]) == TotpFactor(ada["id"], "SECOND", False, 0, later)
+    # The first enrolment's activation no longer matches: nothing changes, nothing is queued.
+    assert not await store.activate_totp(ada["id"], T0, 7, ["h"], later, notice("totp_enabled"))
+    assert await queued(store) == []
+    assert await store.activate_totp(ada["id"], later, 7, ["h1", "h2"], later, notice("totp_enabled"))
+    assert await queued(store) == ["totp_enabled"]
+    assert await store.totp_factor(ada["id"]) == TotpFactor(ada["id"], "SECOND", True, 7, later)
+    assert await store.recovery_codes_left(ada["id"]) == 2
+    assert not await store.save_pending_totp(ada["id"], "THIRD", later)  # active: remove it first
+    assert not await store.activate_totp(ada["id"], later, 8, [], later)
+
+
+async def test_each_step_is_accepted_once_and_only_forward(store: UserStore) -> None:
+    user_id = await with_factor(store)
+    assert not await store.use_totp_step(user_id, 100)  # the activation's step: a replay
+    assert not await store.use_totp_step(user_id, 99)
+    assert await store.use_totp_step(user_id, 101)
+    assert not await store.use_totp_step(user_id, 101)
+    assert not await store.use_totp_step(str(uuid.uuid4()), 500)
+    results = await asyncio.gather(*(store.use_totp_step(user_id, 102) for _ in range(5)))
+    assert sorted(results) == [False] * 4 + [True]
+    factor = await store.totp_factor(user_id)
+    assert factor is not None and factor.last_step == 102
+
+
+async def test_a_recovery_code_is_spent_once_with_its_notice(store: UserStore) -> None:
+    user_id = await with_factor(store)
+    assert not await store.use_recovery_code(user_id, "nope", notice("recovery_code_used"))
+    assert await queued(store) == []
+    spent = await asyncio.gather(
+        *(store.use_recovery_code(user_id, "h1", notice("recovery_code_used")) for _ in range(4))
+    )
+    assert sorted(spent) == [False] * 3 + [True]
+    assert await queued(store) == ["recovery_code_used"]  # once, with the spend that won
+    assert await store.recovery_codes_left(user_id) == 1
+    assert await store.replace_recovery_codes(user_id, ["n1", "n2", "n3"])
+    assert not await store.use_recovery_code(user_id, "h2")  # replaced
+    assert await store.recovery_codes_left(user_id) == 3
+    assert not await store.replace_recovery_codes(str(uuid.uuid4()), ["x"])
+
+
+async def test_removing_a_factor_queues_its_notice_only_when_it_was_active(store: UserStore) -> None:
+    user_id = await with_factor(store)
+    assert await store.delete_totp(user_id, active_mail=notice("totp_disabled"))
+    assert await store.totp_factor(user_id) is None
+    assert await store.recovery_codes_left(user_id) == 0
+    assert not await store.delete_totp(user_id, active_mail=notice("totp_disabled"))
+    assert await store.save_pending_totp(user_id, "PENDING", T0)
+    assert await store.delete_totp(user_id, active_mail=notice("totp_disabled"))  # pending: no news
+    assert await queued(store) == ["totp_disabled"]
+    assert not await store.replace_recovery_codes(user_id, ["x"])  # no active factor
+
+
+async def test_deleting_the_account_removes_its_factor(store: UserStore) -> None:
+    user_id = await with_factor(store)
+    assert await store.delete_with_purge(user_id, T0)
+    assert await store.totp_factor(user_id) is None
+    assert await store.recovery_codes_left(user_id) == 0

@@ -57,6 +57,17 @@ const injectedRtkApi = api
         }),
         invalidatesTags: ["AuthService"],
       }),
+      authServiceLoginMfa: build.mutation<
+        AuthServiceLoginMfaApiResponse,
+        AuthServiceLoginMfaApiArg
+      >({
+        query: (queryArg) => ({
+          url: `/api/v1/auth/login:mfa`,
+          method: "POST",
+          body: queryArg.body,
+        }),
+        invalidatesTags: ["AuthService"],
+      }),
       authServiceLogout: build.mutation<
         AuthServiceLogoutApiResponse,
         AuthServiceLogoutApiArg
@@ -65,6 +76,17 @@ const injectedRtkApi = api
           url: `/api/v1/auth/logout`,
           method: "POST",
           body: queryArg.pinexaAuthV1LogoutRequest,
+        }),
+        invalidatesTags: ["AuthService"],
+      }),
+      authServiceReauthenticate: build.mutation<
+        AuthServiceReauthenticateApiResponse,
+        AuthServiceReauthenticateApiArg
+      >({
+        query: (queryArg) => ({
+          url: `/api/v1/auth/reauthenticate`,
+          method: "POST",
+          body: queryArg.body,
         }),
         invalidatesTags: ["AuthService"],
       }),
@@ -240,6 +262,61 @@ const injectedRtkApi = api
         }),
         invalidatesTags: ["UserService"],
       }),
+      userServiceActivateTotp: build.mutation<
+        UserServiceActivateTotpApiResponse,
+        UserServiceActivateTotpApiArg
+      >({
+        query: (queryArg) => ({
+          url: `/api/v1/users/${queryArg.id}/totp:activate`,
+          method: "POST",
+          body: queryArg.body,
+        }),
+        invalidatesTags: ["UserService"],
+      }),
+      userServiceDisableTotp: build.mutation<
+        UserServiceDisableTotpApiResponse,
+        UserServiceDisableTotpApiArg
+      >({
+        query: (queryArg) => ({
+          url: `/api/v1/users/${queryArg.id}/totp:disable`,
+          method: "POST",
+          body: queryArg.body,
+        }),
+        invalidatesTags: ["UserService"],
+      }),
+      userServiceEnrollTotp: build.mutation<
+        UserServiceEnrollTotpApiResponse,
+        UserServiceEnrollTotpApiArg
+      >({
+        query: (queryArg) => ({
+          url: `/api/v1/users/${queryArg.id}/totp:enroll`,
+          method: "POST",
+          body: queryArg.body,
+        }),
+        invalidatesTags: ["UserService"],
+      }),
+      userServiceRegenerateRecoveryCodes: build.mutation<
+        UserServiceRegenerateRecoveryCodesApiResponse,
+        UserServiceRegenerateRecoveryCodesApiArg
+      >({
+        query: (queryArg) => ({
+          url: `/api/v1/users/${queryArg.id}/totp:regenerateRecoveryCodes`,
+          method: "POST",
+          body: queryArg.body,
+        }),
+        invalidatesTags: ["UserService"],
+      }),
+      authServiceRemoveSecondFactor: build.mutation<
+        AuthServiceRemoveSecondFactorApiResponse,
+        AuthServiceRemoveSecondFactorApiArg
+      >({
+        query: (queryArg) => ({
+          url: `/api/v1/users/${queryArg.id}/totp:remove`,
+          method: "POST",
+          body: queryArg.body,
+        }),
+        invalidatesTags: ["AuthService"],
+      }),
       authServiceChangePassword: build.mutation<
         AuthServiceChangePasswordApiResponse,
         AuthServiceChangePasswordApiArg
@@ -324,10 +401,36 @@ export type AuthServiceLoginApiResponse =
 export type AuthServiceLoginApiArg = {
   pinexaAuthV1LoginRequest: PinexaAuthV1LoginRequest;
 };
+export type AuthServiceLoginMfaApiResponse =
+  /** status 200 LoginResponse is a fresh token pair. */ PinexaAuthV1LoginResponse;
+export type AuthServiceLoginMfaApiArg = {
+  body:
+    | (PinexaAuthV1LoginMfaRequest & {
+        code: any;
+        recovery_code?: any;
+      })
+    | (PinexaAuthV1LoginMfaRequest & {
+        recovery_code: any;
+        code?: any;
+      });
+};
 export type AuthServiceLogoutApiResponse =
   /** status 200 LogoutResponse reports what was revoked. */ PinexaAuthV1LogoutResponse;
 export type AuthServiceLogoutApiArg = {
   pinexaAuthV1LogoutRequest: PinexaAuthV1LogoutRequest;
+};
+export type AuthServiceReauthenticateApiResponse =
+  /** status 200 ReauthenticateResponse is a new access token of the same session, with a fresh auth_time. */ PinexaAuthV1ReauthenticateResponse;
+export type AuthServiceReauthenticateApiArg = {
+  body:
+    | (PinexaAuthV1ReauthenticateRequest & {
+        code: any;
+        recovery_code?: any;
+      })
+    | (PinexaAuthV1ReauthenticateRequest & {
+        recovery_code: any;
+        code?: any;
+      });
 };
 export type AuthServiceRefreshApiResponse =
   /** status 200 RefreshResponse is the new token pair. */ PinexaAuthV1RefreshResponse;
@@ -452,6 +555,52 @@ or the response type of an API method. For instance:
 export type UserServiceDeleteUserApiArg = {
   /** The account's id. */
   id: any;
+};
+export type UserServiceActivateTotpApiResponse =
+  /** status 200 ActivateTotpResponse carries the recovery codes, shown this once: each logs in once in place
+of a code, for when the authenticator is lost. */ PinexaUsersV1ActivateTotpResponse;
+export type UserServiceActivateTotpApiArg = {
+  /** The account's id: the caller's own. */
+  id: any;
+  body: {
+    /** The 6-digit code the authenticator shows now. */
+    code: any;
+  };
+};
+export type UserServiceDisableTotpApiResponse =
+  /** status 200 A generic empty message that you can re-use to avoid defining duplicated
+empty messages in your APIs. A typical example is to use it as the request
+or the response type of an API method. For instance:
+
+    service Foo {
+      rpc Bar(google.protobuf.Empty) returns (google.protobuf.Empty);
+    } */ object;
+export type UserServiceDisableTotpApiArg = {
+  /** The account's id: the caller's own. */
+  id: any;
+  body: {};
+};
+export type UserServiceEnrollTotpApiResponse =
+  /** status 200 EnrollTotpResponse is what an authenticator app needs. Shown once; not active yet. */ PinexaUsersV1EnrollTotpResponse;
+export type UserServiceEnrollTotpApiArg = {
+  /** The account's id: the caller's own. */
+  id: any;
+  body: {};
+};
+export type UserServiceRegenerateRecoveryCodesApiResponse =
+  /** status 200 ActivateTotpResponse carries the recovery codes, shown this once: each logs in once in place
+of a code, for when the authenticator is lost. */ PinexaUsersV1ActivateTotpResponse;
+export type UserServiceRegenerateRecoveryCodesApiArg = {
+  /** The account's id: the caller's own. */
+  id: any;
+  body: {};
+};
+export type AuthServiceRemoveSecondFactorApiResponse =
+  /** status 200 RemoveSecondFactorResponse reports what changed. */ PinexaAuthV1RemoveSecondFactorResponse;
+export type AuthServiceRemoveSecondFactorApiArg = {
+  /** The account's id. */
+  id: string;
+  body: {};
 };
 export type AuthServiceChangePasswordApiResponse =
   /** status 200 ChangePasswordResponse reports what was revoked. */ PinexaAuthV1ChangePasswordResponse;
@@ -711,6 +860,14 @@ export type PinexaAuthV1LoginRequest = {
     out. An unknown, expired, locked or other account's token is ignored (treated as absent). */
   device_token?: string;
 };
+export type PinexaAuthV1LoginMfaRequest = {
+  /** The mfa_token from Login's MFA_REQUIRED answer (single-use, valid 5 minutes). */
+  mfa_token: string;
+  /** The 6-digit code the authenticator shows. */
+  code?: string;
+  /** One of the account's recovery codes, in place of a code (each works once). */
+  recovery_code?: string;
+};
 export type PinexaAuthV1LogoutResponse = {
   /** How many sessions (refresh-token families) were revoked. */
   revoked_sessions?: number;
@@ -723,6 +880,20 @@ export type PinexaAuthV1LogoutRequest = {
   /** End every session of the caller except the one its access token belongs to; needs a valid
     access token. refresh_token may then be empty. */
   other_sessions?: boolean;
+};
+export type PinexaAuthV1ReauthenticateResponse = {
+  /** A signed JWT to send as "Authorization: Bearer <token>". */
+  access_token?: string;
+  /** Always "Bearer". */
+  token_type?: string;
+  /** Seconds until the access token expires. */
+  expires_in?: number;
+};
+export type PinexaAuthV1ReauthenticateRequest = {
+  /** The 6-digit code the authenticator shows. */
+  code?: string;
+  /** One of the account's recovery codes, in place of a code (each works once). */
+  recovery_code?: string;
 };
 export type PinexaAuthV1RefreshResponse = {
   /** A signed JWT to send as "Authorization: Bearer <token>". */
@@ -876,6 +1047,24 @@ export type PinexaUsersV1ListUsersResponseWrite = {
   /** Pass this as page_token to get the next page; empty on the last page. */
   next_page_token?: string;
 };
+export type PinexaUsersV1ActivateTotpResponse = {
+  /** Ten codes of the form xxxx-xxxx-xxxx-xxxx. */
+  recovery_codes?: string[];
+};
+export type PinexaUsersV1EnrollTotpResponse = {
+  /** The shared secret, base32 (160 bits), for typing into an app by hand. */
+  secret?: string;
+  /** The otpauth://totp/ URI (issuer, account, SHA1, 6 digits, 30 s period). */
+  otpauth_uri?: string;
+  /** The URI as a QR code, an SVG image. */
+  qr_svg?: string;
+};
+export type PinexaAuthV1RemoveSecondFactorResponse = {
+  /** False when the account had no second factor. */
+  removed?: boolean;
+  /** How many sessions of the account were ended. */
+  revoked_sessions?: number;
+};
 export type PinexaAuthV1ChangePasswordResponse = {
   /** How many other sessions of the account were ended. */
   revoked_sessions?: number;
@@ -901,7 +1090,9 @@ export const {
   useUserServiceCreateUser1Mutation,
   useUserServiceVerifyEmailMutation,
   useAuthServiceLoginMutation,
+  useAuthServiceLoginMfaMutation,
   useAuthServiceLogoutMutation,
+  useAuthServiceReauthenticateMutation,
   useAuthServiceRefreshMutation,
   useAuthServiceListSessionsQuery,
   useLazyAuthServiceListSessionsQuery,
@@ -922,6 +1113,11 @@ export const {
   useUserServiceUpdateUserMutation,
   useUserServiceUpdateUser1Mutation,
   useUserServiceDeleteUserMutation,
+  useUserServiceActivateTotpMutation,
+  useUserServiceDisableTotpMutation,
+  useUserServiceEnrollTotpMutation,
+  useUserServiceRegenerateRecoveryCodesMutation,
+  useAuthServiceRemoveSecondFactorMutation,
   useAuthServiceChangePasswordMutation,
   useAuthServiceDisableUserMutation,
   useAuthServiceEnableUserMutation,

@@ -35,6 +35,48 @@ class LoginResponse(_message.Message):
     device_token: str
     def __init__(self, access_token: _Optional[str] = ..., refresh_token: _Optional[str] = ..., token_type: _Optional[str] = ..., expires_in: _Optional[int] = ..., device_token: _Optional[str] = ...) -> None: ...
 
+class LoginMfaRequest(_message.Message):
+    __slots__ = ("mfa_token", "code", "recovery_code")
+    MFA_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    RECOVERY_CODE_FIELD_NUMBER: _ClassVar[int]
+    mfa_token: str
+    code: str
+    recovery_code: str
+    def __init__(self, mfa_token: _Optional[str] = ..., code: _Optional[str] = ..., recovery_code: _Optional[str] = ...) -> None: ...
+
+class ReauthenticateRequest(_message.Message):
+    __slots__ = ("code", "recovery_code")
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    RECOVERY_CODE_FIELD_NUMBER: _ClassVar[int]
+    code: str
+    recovery_code: str
+    def __init__(self, code: _Optional[str] = ..., recovery_code: _Optional[str] = ...) -> None: ...
+
+class ReauthenticateResponse(_message.Message):
+    __slots__ = ("access_token", "token_type", "expires_in")
+    ACCESS_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_TYPE_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_IN_FIELD_NUMBER: _ClassVar[int]
+    access_token: str
+    token_type: str
+    expires_in: int
+    def __init__(self, access_token: _Optional[str] = ..., token_type: _Optional[str] = ..., expires_in: _Optional[int] = ...) -> None: ...
+
+class RemoveSecondFactorRequest(_message.Message):
+    __slots__ = ("id",)
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    def __init__(self, id: _Optional[str] = ...) -> None: ...
+
+class RemoveSecondFactorResponse(_message.Message):
+    __slots__ = ("removed", "revoked_sessions")
+    REMOVED_FIELD_NUMBER: _ClassVar[int]
+    REVOKED_SESSIONS_FIELD_NUMBER: _ClassVar[int]
+    removed: bool
+    revoked_sessions: int
+    def __init__(self, removed: _Optional[bool] = ..., revoked_sessions: _Optional[int] = ...) -> None: ...
+
 class RefreshRequest(_message.Message):
     __slots__ = ("refresh_token",)
     REFRESH_TOKEN_FIELD_NUMBER: _ClassVar[int]

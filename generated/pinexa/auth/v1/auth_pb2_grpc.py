@@ -80,6 +80,21 @@ class AuthServiceStub:
                 request_serializer=pinexa_dot_auth_dot_v1_dot_auth__pb2.ChangePasswordRequest.SerializeToString,
                 response_deserializer=pinexa_dot_auth_dot_v1_dot_auth__pb2.ChangePasswordResponse.FromString,
                 _registered_method=True)
+        self.LoginMfa = channel.unary_unary(
+                '/pinexa.auth.v1.AuthService/LoginMfa',
+                request_serializer=pinexa_dot_auth_dot_v1_dot_auth__pb2.LoginMfaRequest.SerializeToString,
+                response_deserializer=pinexa_dot_auth_dot_v1_dot_auth__pb2.LoginResponse.FromString,
+                _registered_method=True)
+        self.Reauthenticate = channel.unary_unary(
+                '/pinexa.auth.v1.AuthService/Reauthenticate',
+                request_serializer=pinexa_dot_auth_dot_v1_dot_auth__pb2.ReauthenticateRequest.SerializeToString,
+                response_deserializer=pinexa_dot_auth_dot_v1_dot_auth__pb2.ReauthenticateResponse.FromString,
+                _registered_method=True)
+        self.RemoveSecondFactor = channel.unary_unary(
+                '/pinexa.auth.v1.AuthService/RemoveSecondFactor',
+                request_serializer=pinexa_dot_auth_dot_v1_dot_auth__pb2.RemoveSecondFactorRequest.SerializeToString,
+                response_deserializer=pinexa_dot_auth_dot_v1_dot_auth__pb2.RemoveSecondFactorResponse.FromString,
+                _registered_method=True)
         self.GetJwks = channel.unary_unary(
                 '/pinexa.auth.v1.AuthService/GetJwks',
                 request_serializer=pinexa_dot_auth_dot_v1_dot_auth__pb2.GetJwksRequest.SerializeToString,
@@ -160,6 +175,32 @@ class AuthServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def LoginMfa(self, request, context):
+        """LoginMfa is a login's second step, for an account with a TOTP factor: Login answered
+        401 MFA_REQUIRED with an mfa_token (in ErrorInfo.metadata); send it with a code from the
+        authenticator or a recovery code. Wrong codes are throttled per account like passwords.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Reauthenticate(self, request, context):
+        """Reauthenticate proves the second factor again (step-up): the caller's session gets a
+        fresh auth_time, and the response a new access token carrying it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RemoveSecondFactor(self, request, context):
+        """RemoveSecondFactor removes an account's TOTP factor and recovery codes (for a user who lost
+        both) and ends every session of the account. Admins only; nobody else, not even the
+        account itself (it uses UserService.DisableTotp, with step-up).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetJwks(self, request, context):
         """GetJwks publishes the public keys that verify access tokens (RFC 7517).
         """
@@ -214,6 +255,21 @@ def add_AuthServiceServicer_to_server(servicer, server):
                     servicer.ChangePassword,
                     request_deserializer=pinexa_dot_auth_dot_v1_dot_auth__pb2.ChangePasswordRequest.FromString,
                     response_serializer=pinexa_dot_auth_dot_v1_dot_auth__pb2.ChangePasswordResponse.SerializeToString,
+            ),
+            'LoginMfa': grpc.unary_unary_rpc_method_handler(
+                    servicer.LoginMfa,
+                    request_deserializer=pinexa_dot_auth_dot_v1_dot_auth__pb2.LoginMfaRequest.FromString,
+                    response_serializer=pinexa_dot_auth_dot_v1_dot_auth__pb2.LoginResponse.SerializeToString,
+            ),
+            'Reauthenticate': grpc.unary_unary_rpc_method_handler(
+                    servicer.Reauthenticate,
+                    request_deserializer=pinexa_dot_auth_dot_v1_dot_auth__pb2.ReauthenticateRequest.FromString,
+                    response_serializer=pinexa_dot_auth_dot_v1_dot_auth__pb2.ReauthenticateResponse.SerializeToString,
+            ),
+            'RemoveSecondFactor': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemoveSecondFactor,
+                    request_deserializer=pinexa_dot_auth_dot_v1_dot_auth__pb2.RemoveSecondFactorRequest.FromString,
+                    response_serializer=pinexa_dot_auth_dot_v1_dot_auth__pb2.RemoveSecondFactorResponse.SerializeToString,
             ),
             'GetJwks': grpc.unary_unary_rpc_method_handler(
                     servicer.GetJwks,
@@ -465,6 +521,87 @@ class AuthService:
             '/pinexa.auth.v1.AuthService/ChangePassword',
             pinexa_dot_auth_dot_v1_dot_auth__pb2.ChangePasswordRequest.SerializeToString,
             pinexa_dot_auth_dot_v1_dot_auth__pb2.ChangePasswordResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def LoginMfa(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pinexa.auth.v1.AuthService/LoginMfa',
+            pinexa_dot_auth_dot_v1_dot_auth__pb2.LoginMfaRequest.SerializeToString,
+            pinexa_dot_auth_dot_v1_dot_auth__pb2.LoginResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Reauthenticate(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pinexa.auth.v1.AuthService/Reauthenticate',
+            pinexa_dot_auth_dot_v1_dot_auth__pb2.ReauthenticateRequest.SerializeToString,
+            pinexa_dot_auth_dot_v1_dot_auth__pb2.ReauthenticateResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemoveSecondFactor(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pinexa.auth.v1.AuthService/RemoveSecondFactor',
+            pinexa_dot_auth_dot_v1_dot_auth__pb2.RemoveSecondFactorRequest.SerializeToString,
+            pinexa_dot_auth_dot_v1_dot_auth__pb2.RemoveSecondFactorResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from pinexa.users.v1 import users_pb2 as pinexa_dot_users_dot_v1_dot_users__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$pinexa/users/v1/users_internal.proto\x12\x0fpinexa.users.v1\x1a\x1bpinexa/users/v1/users.proto\">\n\x18VerifyCredentialsRequest\x12\x10\n\x08username\x18\x01 \x01(\t\x12\x10\n\x08password\x18\x02 \x01(\t\"\x80\x01\n\x19VerifyCredentialsResponse\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12(\n\x04role\x18\x02 \x01(\x0e\x32\x1a.pinexa.users.v1.User.Role\x12\x10\n\x08username\x18\x03 \x01(\t\x12\x16\n\x0e\x65mail_verified\x18\x04 \x01(\x08\"%\n\x12GetIdentityRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\"\x8c\x01\n\x13GetIdentityResponse\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12(\n\x04role\x18\x02 \x01(\x0e\x32\x1a.pinexa.users.v1.User.Role\x12\x10\n\x08username\x18\x03 \x01(\t\x12\x10\n\x08\x64isabled\x18\x04 \x01(\x08\x12\x16\n\x0e\x65mail_verified\x18\x05 \x01(\x08\"$\n\x13ResolveLoginRequest\x12\r\n\x05login\x18\x01 \x01(\t\"\'\n\x14ResolveLoginResponse\x12\x0f\n\x07user_id\x18\x01 \x01(\t\"X\n\x15\x43hangePasswordRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x18\n\x10\x63urrent_password\x18\x02 \x01(\t\x12\x14\n\x0cnew_password\x18\x03 \x01(\t\"\x18\n\x16\x43hangePasswordResponse\"7\n\x12SetDisabledRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x10\n\x08\x64isabled\x18\x02 \x01(\x08\"\x15\n\x13SetDisabledResponse2\x80\x04\n\x14UsersInternalService\x12l\n\x11VerifyCredentials\x12).pinexa.users.v1.VerifyCredentialsRequest\x1a*.pinexa.users.v1.VerifyCredentialsResponse\"\x00\x12Z\n\x0bGetIdentity\x12#.pinexa.users.v1.GetIdentityRequest\x1a$.pinexa.users.v1.GetIdentityResponse\"\x00\x12]\n\x0cResolveLogin\x12$.pinexa.users.v1.ResolveLoginRequest\x1a%.pinexa.users.v1.ResolveLoginResponse\"\x00\x12\x63\n\x0e\x43hangePassword\x12&.pinexa.users.v1.ChangePasswordRequest\x1a\'.pinexa.users.v1.ChangePasswordResponse\"\x00\x12Z\n\x0bSetDisabled\x12#.pinexa.users.v1.SetDisabledRequest\x1a$.pinexa.users.v1.SetDisabledResponse\"\x00\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$pinexa/users/v1/users_internal.proto\x12\x0fpinexa.users.v1\x1a\x1bpinexa/users/v1/users.proto\">\n\x18VerifyCredentialsRequest\x12\x10\n\x08username\x18\x01 \x01(\t\x12\x10\n\x08password\x18\x02 \x01(\t\"\x96\x01\n\x19VerifyCredentialsResponse\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12(\n\x04role\x18\x02 \x01(\x0e\x32\x1a.pinexa.users.v1.User.Role\x12\x10\n\x08username\x18\x03 \x01(\t\x12\x16\n\x0e\x65mail_verified\x18\x04 \x01(\x08\x12\x14\n\x0ctotp_enabled\x18\x05 \x01(\x08\"%\n\x12GetIdentityRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\"\xa2\x01\n\x13GetIdentityResponse\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12(\n\x04role\x18\x02 \x01(\x0e\x32\x1a.pinexa.users.v1.User.Role\x12\x10\n\x08username\x18\x03 \x01(\t\x12\x10\n\x08\x64isabled\x18\x04 \x01(\x08\x12\x16\n\x0e\x65mail_verified\x18\x05 \x01(\x08\x12\x14\n\x0ctotp_enabled\x18\x06 \x01(\x08\"$\n\x13ResolveLoginRequest\x12\r\n\x05login\x18\x01 \x01(\t\"\'\n\x14ResolveLoginResponse\x12\x0f\n\x07user_id\x18\x01 \x01(\t\"X\n\x15\x43hangePasswordRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x18\n\x10\x63urrent_password\x18\x02 \x01(\t\x12\x14\n\x0cnew_password\x18\x03 \x01(\t\"\x18\n\x16\x43hangePasswordResponse\"7\n\x12SetDisabledRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x10\n\x08\x64isabled\x18\x02 \x01(\x08\"\x15\n\x13SetDisabledResponse\"Q\n\x19VerifySecondFactorRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x0c\n\x04\x63ode\x18\x02 \x01(\t\x12\x15\n\rrecovery_code\x18\x03 \x01(\t\"9\n\x1aVerifySecondFactorResponse\x12\x1b\n\x13recovery_codes_left\x18\x01 \x01(\x05\",\n\x19RemoveSecondFactorRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\"-\n\x1aRemoveSecondFactorResponse\x12\x0f\n\x07removed\x18\x01 \x01(\x08\x32\xe2\x05\n\x14UsersInternalService\x12l\n\x11VerifyCredentials\x12).pinexa.users.v1.VerifyCredentialsRequest\x1a*.pinexa.users.v1.VerifyCredentialsResponse\"\x00\x12Z\n\x0bGetIdentity\x12#.pinexa.users.v1.GetIdentityRequest\x1a$.pinexa.users.v1.GetIdentityResponse\"\x00\x12]\n\x0cResolveLogin\x12$.pinexa.users.v1.ResolveLoginRequest\x1a%.pinexa.users.v1.ResolveLoginResponse\"\x00\x12\x63\n\x0e\x43hangePassword\x12&.pinexa.users.v1.ChangePasswordRequest\x1a\'.pinexa.users.v1.ChangePasswordResponse\"\x00\x12Z\n\x0bSetDisabled\x12#.pinexa.users.v1.SetDisabledRequest\x1a$.pinexa.users.v1.SetDisabledResponse\"\x00\x12o\n\x12VerifySecondFactor\x12*.pinexa.users.v1.VerifySecondFactorRequest\x1a+.pinexa.users.v1.VerifySecondFactorResponse\"\x00\x12o\n\x12RemoveSecondFactor\x12*.pinexa.users.v1.RemoveSecondFactorRequest\x1a+.pinexa.users.v1.RemoveSecondFactorResponse\"\x00\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,23 +35,31 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_VERIFYCREDENTIALSREQUEST']._serialized_start=86
   _globals['_VERIFYCREDENTIALSREQUEST']._serialized_end=148
   _globals['_VERIFYCREDENTIALSRESPONSE']._serialized_start=151
-  _globals['_VERIFYCREDENTIALSRESPONSE']._serialized_end=279
-  _globals['_GETIDENTITYREQUEST']._serialized_start=281
-  _globals['_GETIDENTITYREQUEST']._serialized_end=318
-  _globals['_GETIDENTITYRESPONSE']._serialized_start=321
-  _globals['_GETIDENTITYRESPONSE']._serialized_end=461
-  _globals['_RESOLVELOGINREQUEST']._serialized_start=463
-  _globals['_RESOLVELOGINREQUEST']._serialized_end=499
-  _globals['_RESOLVELOGINRESPONSE']._serialized_start=501
-  _globals['_RESOLVELOGINRESPONSE']._serialized_end=540
-  _globals['_CHANGEPASSWORDREQUEST']._serialized_start=542
-  _globals['_CHANGEPASSWORDREQUEST']._serialized_end=630
-  _globals['_CHANGEPASSWORDRESPONSE']._serialized_start=632
-  _globals['_CHANGEPASSWORDRESPONSE']._serialized_end=656
-  _globals['_SETDISABLEDREQUEST']._serialized_start=658
-  _globals['_SETDISABLEDREQUEST']._serialized_end=713
-  _globals['_SETDISABLEDRESPONSE']._serialized_start=715
-  _globals['_SETDISABLEDRESPONSE']._serialized_end=736
-  _globals['_USERSINTERNALSERVICE']._serialized_start=739
-  _globals['_USERSINTERNALSERVICE']._serialized_end=1251
+  _globals['_VERIFYCREDENTIALSRESPONSE']._serialized_end=301
+  _globals['_GETIDENTITYREQUEST']._serialized_start=303
+  _globals['_GETIDENTITYREQUEST']._serialized_end=340
+  _globals['_GETIDENTITYRESPONSE']._serialized_start=343
+  _globals['_GETIDENTITYRESPONSE']._serialized_end=505
+  _globals['_RESOLVELOGINREQUEST']._serialized_start=507
+  _globals['_RESOLVELOGINREQUEST']._serialized_end=543
+  _globals['_RESOLVELOGINRESPONSE']._serialized_start=545
+  _globals['_RESOLVELOGINRESPONSE']._serialized_end=584
+  _globals['_CHANGEPASSWORDREQUEST']._serialized_start=586
+  _globals['_CHANGEPASSWORDREQUEST']._serialized_end=674
+  _globals['_CHANGEPASSWORDRESPONSE']._serialized_start=676
+  _globals['_CHANGEPASSWORDRESPONSE']._serialized_end=700
+  _globals['_SETDISABLEDREQUEST']._serialized_start=702
+  _globals['_SETDISABLEDREQUEST']._serialized_end=757
+  _globals['_SETDISABLEDRESPONSE']._serialized_start=759
+  _globals['_SETDISABLEDRESPONSE']._serialized_end=780
+  _globals['_VERIFYSECONDFACTORREQUEST']._serialized_start=782
+  _globals['_VERIFYSECONDFACTORREQUEST']._serialized_end=863
+  _globals['_VERIFYSECONDFACTORRESPONSE']._serialized_start=865
+  _globals['_VERIFYSECONDFACTORRESPONSE']._serialized_end=922
+  _globals['_REMOVESECONDFACTORREQUEST']._serialized_start=924
+  _globals['_REMOVESECONDFACTORREQUEST']._serialized_end=968
+  _globals['_REMOVESECONDFACTORRESPONSE']._serialized_start=970
+  _globals['_REMOVESECONDFACTORRESPONSE']._serialized_end=1015
+  _globals['_USERSINTERNALSERVICE']._serialized_start=1018
+  _globals['_USERSINTERNALSERVICE']._serialized_end=1756
 # @@protoc_insertion_point(module_scope)

@@ -14,16 +14,18 @@ class VerifyCredentialsRequest(_message.Message):
     def __init__(self, username: _Optional[str] = ..., password: _Optional[str] = ...) -> None: ...
 
 class VerifyCredentialsResponse(_message.Message):
-    __slots__ = ("user_id", "role", "username", "email_verified")
+    __slots__ = ("user_id", "role", "username", "email_verified", "totp_enabled")
     USER_ID_FIELD_NUMBER: _ClassVar[int]
     ROLE_FIELD_NUMBER: _ClassVar[int]
     USERNAME_FIELD_NUMBER: _ClassVar[int]
     EMAIL_VERIFIED_FIELD_NUMBER: _ClassVar[int]
+    TOTP_ENABLED_FIELD_NUMBER: _ClassVar[int]
     user_id: str
     role: _users_pb2.User.Role
     username: str
     email_verified: bool
-    def __init__(self, user_id: _Optional[str] = ..., role: _Optional[_Union[_users_pb2.User.Role, str]] = ..., username: _Optional[str] = ..., email_verified: _Optional[bool] = ...) -> None: ...
+    totp_enabled: bool
+    def __init__(self, user_id: _Optional[str] = ..., role: _Optional[_Union[_users_pb2.User.Role, str]] = ..., username: _Optional[str] = ..., email_verified: _Optional[bool] = ..., totp_enabled: _Optional[bool] = ...) -> None: ...
 
 class GetIdentityRequest(_message.Message):
     __slots__ = ("user_id",)
@@ -32,18 +34,20 @@ class GetIdentityRequest(_message.Message):
     def __init__(self, user_id: _Optional[str] = ...) -> None: ...
 
 class GetIdentityResponse(_message.Message):
-    __slots__ = ("user_id", "role", "username", "disabled", "email_verified")
+    __slots__ = ("user_id", "role", "username", "disabled", "email_verified", "totp_enabled")
     USER_ID_FIELD_NUMBER: _ClassVar[int]
     ROLE_FIELD_NUMBER: _ClassVar[int]
     USERNAME_FIELD_NUMBER: _ClassVar[int]
     DISABLED_FIELD_NUMBER: _ClassVar[int]
     EMAIL_VERIFIED_FIELD_NUMBER: _ClassVar[int]
+    TOTP_ENABLED_FIELD_NUMBER: _ClassVar[int]
     user_id: str
     role: _users_pb2.User.Role
     username: str
     disabled: bool
     email_verified: bool
-    def __init__(self, user_id: _Optional[str] = ..., role: _Optional[_Union[_users_pb2.User.Role, str]] = ..., username: _Optional[str] = ..., disabled: _Optional[bool] = ..., email_verified: _Optional[bool] = ...) -> None: ...
+    totp_enabled: bool
+    def __init__(self, user_id: _Optional[str] = ..., role: _Optional[_Union[_users_pb2.User.Role, str]] = ..., username: _Optional[str] = ..., disabled: _Optional[bool] = ..., email_verified: _Optional[bool] = ..., totp_enabled: _Optional[bool] = ...) -> None: ...
 
 class ResolveLoginRequest(_message.Message):
     __slots__ = ("login",)
@@ -82,3 +86,31 @@ class SetDisabledRequest(_message.Message):
 class SetDisabledResponse(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
+
+class VerifySecondFactorRequest(_message.Message):
+    __slots__ = ("user_id", "code", "recovery_code")
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    RECOVERY_CODE_FIELD_NUMBER: _ClassVar[int]
+    user_id: str
+    code: str
+    recovery_code: str
+    def __init__(self, user_id: _Optional[str] = ..., code: _Optional[str] = ..., recovery_code: _Optional[str] = ...) -> None: ...
+
+class VerifySecondFactorResponse(_message.Message):
+    __slots__ = ("recovery_codes_left",)
+    RECOVERY_CODES_LEFT_FIELD_NUMBER: _ClassVar[int]
+    recovery_codes_left: int
+    def __init__(self, recovery_codes_left: _Optional[int] = ...) -> None: ...
+
+class RemoveSecondFactorRequest(_message.Message):
+    __slots__ = ("user_id",)
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    user_id: str
+    def __init__(self, user_id: _Optional[str] = ...) -> None: ...
+
+class RemoveSecondFactorResponse(_message.Message):
+    __slots__ = ("removed",)
+    REMOVED_FIELD_NUMBER: _ClassVar[int]
+    removed: bool
+    def __init__(self, removed: _Optional[bool] = ...) -> None: ...

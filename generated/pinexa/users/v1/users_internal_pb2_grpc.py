@@ -60,6 +60,16 @@ class UsersInternalServiceStub:
                 request_serializer=pinexa_dot_users_dot_v1_dot_users__internal__pb2.SetDisabledRequest.SerializeToString,
                 response_deserializer=pinexa_dot_users_dot_v1_dot_users__internal__pb2.SetDisabledResponse.FromString,
                 _registered_method=True)
+        self.VerifySecondFactor = channel.unary_unary(
+                '/pinexa.users.v1.UsersInternalService/VerifySecondFactor',
+                request_serializer=pinexa_dot_users_dot_v1_dot_users__internal__pb2.VerifySecondFactorRequest.SerializeToString,
+                response_deserializer=pinexa_dot_users_dot_v1_dot_users__internal__pb2.VerifySecondFactorResponse.FromString,
+                _registered_method=True)
+        self.RemoveSecondFactor = channel.unary_unary(
+                '/pinexa.users.v1.UsersInternalService/RemoveSecondFactor',
+                request_serializer=pinexa_dot_users_dot_v1_dot_users__internal__pb2.RemoveSecondFactorRequest.SerializeToString,
+                response_deserializer=pinexa_dot_users_dot_v1_dot_users__internal__pb2.RemoveSecondFactorResponse.FromString,
+                _registered_method=True)
 
 
 class UsersInternalServiceServicer:
@@ -108,6 +118,22 @@ class UsersInternalServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def VerifySecondFactor(self, request, context):
+        """VerifySecondFactor checks a TOTP code (current step ±1, each step accepted once) or spends
+        a recovery code. UNAUTHENTICATED INVALID_SECOND_FACTOR when it is neither; auth throttles.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RemoveSecondFactor(self, request, context):
+        """RemoveSecondFactor deletes the account's factor and recovery codes. Called by auth for an
+        admin (auth ends the account's sessions). NOT_FOUND for an unknown account.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_UsersInternalServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -135,6 +161,16 @@ def add_UsersInternalServiceServicer_to_server(servicer, server):
                     servicer.SetDisabled,
                     request_deserializer=pinexa_dot_users_dot_v1_dot_users__internal__pb2.SetDisabledRequest.FromString,
                     response_serializer=pinexa_dot_users_dot_v1_dot_users__internal__pb2.SetDisabledResponse.SerializeToString,
+            ),
+            'VerifySecondFactor': grpc.unary_unary_rpc_method_handler(
+                    servicer.VerifySecondFactor,
+                    request_deserializer=pinexa_dot_users_dot_v1_dot_users__internal__pb2.VerifySecondFactorRequest.FromString,
+                    response_serializer=pinexa_dot_users_dot_v1_dot_users__internal__pb2.VerifySecondFactorResponse.SerializeToString,
+            ),
+            'RemoveSecondFactor': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemoveSecondFactor,
+                    request_deserializer=pinexa_dot_users_dot_v1_dot_users__internal__pb2.RemoveSecondFactorRequest.FromString,
+                    response_serializer=pinexa_dot_users_dot_v1_dot_users__internal__pb2.RemoveSecondFactorResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -273,6 +309,60 @@ class UsersInternalService:
             '/pinexa.users.v1.UsersInternalService/SetDisabled',
             pinexa_dot_users_dot_v1_dot_users__internal__pb2.SetDisabledRequest.SerializeToString,
             pinexa_dot_users_dot_v1_dot_users__internal__pb2.SetDisabledResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def VerifySecondFactor(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pinexa.users.v1.UsersInternalService/VerifySecondFactor',
+            pinexa_dot_users_dot_v1_dot_users__internal__pb2.VerifySecondFactorRequest.SerializeToString,
+            pinexa_dot_users_dot_v1_dot_users__internal__pb2.VerifySecondFactorResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemoveSecondFactor(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pinexa.users.v1.UsersInternalService/RemoveSecondFactor',
+            pinexa_dot_users_dot_v1_dot_users__internal__pb2.RemoveSecondFactorRequest.SerializeToString,
+            pinexa_dot_users_dot_v1_dot_users__internal__pb2.RemoveSecondFactorResponse.FromString,
             options,
             channel_credentials,
             insecure,

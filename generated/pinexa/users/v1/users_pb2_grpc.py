@@ -76,6 +76,26 @@ class UserServiceStub:
                 request_serializer=pinexa_dot_users_dot_v1_dot_users__pb2.SendVerificationEmailRequest.SerializeToString,
                 response_deserializer=pinexa_dot_users_dot_v1_dot_users__pb2.SendVerificationEmailResponse.FromString,
                 _registered_method=True)
+        self.EnrollTotp = channel.unary_unary(
+                '/pinexa.users.v1.UserService/EnrollTotp',
+                request_serializer=pinexa_dot_users_dot_v1_dot_users__pb2.EnrollTotpRequest.SerializeToString,
+                response_deserializer=pinexa_dot_users_dot_v1_dot_users__pb2.EnrollTotpResponse.FromString,
+                _registered_method=True)
+        self.ActivateTotp = channel.unary_unary(
+                '/pinexa.users.v1.UserService/ActivateTotp',
+                request_serializer=pinexa_dot_users_dot_v1_dot_users__pb2.ActivateTotpRequest.SerializeToString,
+                response_deserializer=pinexa_dot_users_dot_v1_dot_users__pb2.ActivateTotpResponse.FromString,
+                _registered_method=True)
+        self.DisableTotp = channel.unary_unary(
+                '/pinexa.users.v1.UserService/DisableTotp',
+                request_serializer=pinexa_dot_users_dot_v1_dot_users__pb2.DisableTotpRequest.SerializeToString,
+                response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+                _registered_method=True)
+        self.RegenerateRecoveryCodes = channel.unary_unary(
+                '/pinexa.users.v1.UserService/RegenerateRecoveryCodes',
+                request_serializer=pinexa_dot_users_dot_v1_dot_users__pb2.RegenerateRecoveryCodesRequest.SerializeToString,
+                response_deserializer=pinexa_dot_users_dot_v1_dot_users__pb2.ActivateTotpResponse.FromString,
+                _registered_method=True)
 
 
 class UserServiceServicer:
@@ -142,6 +162,39 @@ class UserServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def EnrollTotp(self, request, context):
+        """EnrollTotp starts enrolling a TOTP second factor: a new secret, its otpauth:// URI and a QR
+        code to scan. Nothing changes for login until ActivateTotp. The account itself only (not
+        an admin); an account whose factor is active must remove it first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ActivateTotp(self, request, context):
+        """ActivateTotp turns the enrolled factor on, given a current code from the authenticator,
+        and returns the account's 10 recovery codes (shown this once). The account itself only.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DisableTotp(self, request, context):
+        """DisableTotp turns the account's second factor off. The account itself only, with a recent
+        second factor (else REAUTHENTICATION_REQUIRED). An admin uses AuthService.RemoveSecondFactor.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RegenerateRecoveryCodes(self, request, context):
+        """RegenerateRecoveryCodes replaces the account's recovery codes with 10 new ones (shown this
+        once). The account itself only, with a recent second factor.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_UserServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -184,6 +237,26 @@ def add_UserServiceServicer_to_server(servicer, server):
                     servicer.SendVerificationEmail,
                     request_deserializer=pinexa_dot_users_dot_v1_dot_users__pb2.SendVerificationEmailRequest.FromString,
                     response_serializer=pinexa_dot_users_dot_v1_dot_users__pb2.SendVerificationEmailResponse.SerializeToString,
+            ),
+            'EnrollTotp': grpc.unary_unary_rpc_method_handler(
+                    servicer.EnrollTotp,
+                    request_deserializer=pinexa_dot_users_dot_v1_dot_users__pb2.EnrollTotpRequest.FromString,
+                    response_serializer=pinexa_dot_users_dot_v1_dot_users__pb2.EnrollTotpResponse.SerializeToString,
+            ),
+            'ActivateTotp': grpc.unary_unary_rpc_method_handler(
+                    servicer.ActivateTotp,
+                    request_deserializer=pinexa_dot_users_dot_v1_dot_users__pb2.ActivateTotpRequest.FromString,
+                    response_serializer=pinexa_dot_users_dot_v1_dot_users__pb2.ActivateTotpResponse.SerializeToString,
+            ),
+            'DisableTotp': grpc.unary_unary_rpc_method_handler(
+                    servicer.DisableTotp,
+                    request_deserializer=pinexa_dot_users_dot_v1_dot_users__pb2.DisableTotpRequest.FromString,
+                    response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+            ),
+            'RegenerateRecoveryCodes': grpc.unary_unary_rpc_method_handler(
+                    servicer.RegenerateRecoveryCodes,
+                    request_deserializer=pinexa_dot_users_dot_v1_dot_users__pb2.RegenerateRecoveryCodesRequest.FromString,
+                    response_serializer=pinexa_dot_users_dot_v1_dot_users__pb2.ActivateTotpResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -403,6 +476,114 @@ class UserService:
             '/pinexa.users.v1.UserService/SendVerificationEmail',
             pinexa_dot_users_dot_v1_dot_users__pb2.SendVerificationEmailRequest.SerializeToString,
             pinexa_dot_users_dot_v1_dot_users__pb2.SendVerificationEmailResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EnrollTotp(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pinexa.users.v1.UserService/EnrollTotp',
+            pinexa_dot_users_dot_v1_dot_users__pb2.EnrollTotpRequest.SerializeToString,
+            pinexa_dot_users_dot_v1_dot_users__pb2.EnrollTotpResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ActivateTotp(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pinexa.users.v1.UserService/ActivateTotp',
+            pinexa_dot_users_dot_v1_dot_users__pb2.ActivateTotpRequest.SerializeToString,
+            pinexa_dot_users_dot_v1_dot_users__pb2.ActivateTotpResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DisableTotp(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pinexa.users.v1.UserService/DisableTotp',
+            pinexa_dot_users_dot_v1_dot_users__pb2.DisableTotpRequest.SerializeToString,
+            google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RegenerateRecoveryCodes(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pinexa.users.v1.UserService/RegenerateRecoveryCodes',
+            pinexa_dot_users_dot_v1_dot_users__pb2.RegenerateRecoveryCodesRequest.SerializeToString,
+            pinexa_dot_users_dot_v1_dot_users__pb2.ActivateTotpResponse.FromString,
             options,
             channel_credentials,
             insecure,
