@@ -79,6 +79,19 @@ const REASONS: Record<string, string> = {
   SESSION_NOT_FOUND: "This session has already ended.",
   SESSION_REVOKED: "This session was signed out. Please sign in again.",
   REFRESH_TOKEN_NOT_YOURS: "Your session is no longer valid. Please sign in again.",
+  SELF_ONLY: "Only the account itself may do this.",
+  INCOMPLETE_REQUEST: "The request arrived cut off. Try again.",
+  UNAVAILABLE: "The service is unavailable right now. Try again shortly.",
+  // The second factor (issue 13). The console has no code step yet: say so rather than "sign in".
+  MFA_REQUIRED: "This account asks for a code from an authenticator app, which this console cannot take yet.",
+  MFA_THROTTLED: "Too many wrong codes.",
+  MFA_TOKEN_INVALID: "This sign-in took too long. Start again with your password.",
+  INVALID_TOTP_CODE: "That code is not right. Enter the code your app shows now.",
+  INVALID_SECOND_FACTOR: "That code is not right. Enter the code your app shows now, or a recovery code.",
+  REAUTHENTICATION_REQUIRED: "This change needs a fresh code from your authenticator app.",
+  TOTP_ALREADY_ENABLED: "A second factor is already set up for this account.",
+  TOTP_NOT_ENABLED: "This account has no second factor.",
+  TOTP_NOT_ENROLLED: "Start setting up the second factor first.",
 };
 
 /** By HTTP status, when the reason is unknown to this console. */
