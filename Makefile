@@ -23,7 +23,7 @@ help:
 	@echo "make format      ruff --fix and ruff format"
 	@echo "make generate    regenerate generated/ and k8s/base/envoy/ from protos/"
 	@echo "make migrate     apply the database migrations of users and auth"
-	@echo "make bench       Pinexa against its peers side by side, with issue 11's targets (~6 min);"
+	@echo "make bench       Pinexa against its peers side by side, with issue 11's targets (~9 min);"
 	@echo "                 BENCH_ARGS=--p5 adds 1000 clients x 60 s on PostgreSQL and SQLite"
 	@echo "make bench-smoke every side of \`make bench\` for about a second (what \`make test\` checks)"
 	@echo "make venv        create .venv with everything (what CI and the dev targets use)"

@@ -1,6 +1,6 @@
 """`make bench`: Pinexa against its peers, side by side in one run, with issue 11's targets.
 
-    python scripts/bench.py                 # ~6 min: 3 interleaved rounds of 10 s per side
+    python scripts/bench.py                 # ~9 min: 3 interleaved rounds of 10 s per side
     python scripts/bench.py --p5            # + 1000 REST clients at 1 req/s for 60 s, PostgreSQL and SQLite
     python scripts/bench.py --smoke         # every side for about a second, 60 users (what `make test` runs)
 
@@ -243,6 +243,30 @@ def metric_counts(url: str, method: str) -> tuple[int, int]:
         else:
             errors += int(float(match["value"]))
     return ok, errors
+
+
+def mail_backlog(url: str) -> int | None:
+    """The users service's mail outbox depth (pinexa_outbox_depth), None before its first pass."""
+    with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310 (local URL)
+        text = response.read().decode()
+    for line in text.splitlines():
+        match = re.match(r"pinexa_outbox_depth\{(?P<labels>[^}]*)\} (?P<value>[0-9.e+]+)$", line)
+        if match and 'outbox="mail"' in match["labels"]:
+            return int(float(match["value"]))
+    return None
+
+
+def wait_mail_drained(env: Env, timeout: float = 600) -> None:
+    """Every seeded account queued a verification mail; wait until users has sent them all, so
+    no side is measured while the service also drains thousands of mails (the peers send none)."""
+    started = time.monotonic()
+    depth = mail_backlog(env.users_metrics)
+    while depth is None or depth > 0:
+        if time.monotonic() - started > timeout:
+            die(f"the users mail outbox still holds {depth} mails after {timeout:.0f} s")
+        time.sleep(0.5)  # polling interval
+        depth = mail_backlog(env.users_metrics)
+    say(f"[{env.label}] users' mail outbox drained in {time.monotonic() - started:.1f} s")
 
 
 def envoy_errors(stack: Stack) -> int:
@@ -805,6 +829,7 @@ def prepared(label: str, pg_dsn: str, workdir: Path, args: argparse.Namespace, p
         env.rss_start = {n: rss_mb(p) for n, p in env.server_pids().items()}
         say(f"[{label}] seeding {args.users} users over gRPC CreateUser ({args.rounds} timed chunks) ...")
         env.create_user = seed_users(env, args.users, args.rounds, args.clients)
+        wait_mail_drained(env)
         if peers:
             start_peers(env, args)
         # Every GetUser side reads all seeded users: check the token reads one of them everywhere.

@@ -61,14 +61,15 @@ export async function apiLogin(request: APIRequestContext, username: string, pas
  * it goes to screenshots/ (gitignored) to be looked at. */
 export async function checkPage(page: Page, name: string): Promise<void> {
   // A dialog fading in is half transparent: axe would measure the contrast of a frame of the
-  // animation, not of what the user reads, so wait until every animation has finished. (Finite
-  // ones only: a spinner runs for ever. Polled by time: a page in the background gets no
-  // animation frames.)
+  // animation, not of what the user reads, so wait until every animation has finished or was
+  // cancelled (an element that went away). A spinner's animation never ends: only the finite
+  // ones are waited for. Checked again every 100 ms until none runs, so an animation that starts
+  // meanwhile is waited for too, and a page in the background (no animation frames) cannot hang it.
   await page.waitForFunction(
     () =>
       document
         .getAnimations()
-        .every((a) => a.playState !== "running" || a.effect?.getComputedTiming().endTime === Infinity),
+        .every((a) => a.playState !== "running" || !Number.isFinite(Number(a.effect?.getComputedTiming().endTime))),
     undefined,
     { polling: 100, timeout: 10_000 },
   );

@@ -71,6 +71,12 @@ SQL_POOL_IN_USE = Gauge(
     "pinexa_sql_pool_connections_in_use", "SQL connections checked out of the pool.", ["service"]
 )
 SQL_POOL_SIZE = Gauge("pinexa_sql_pool_size", "SQL connections the pool may hold.", ["service"])
+READ_BATCH_SIZE = Histogram(
+    "pinexa_read_batch_size",
+    "Reads answered by one statement of a request coalescer (services/kit/coalesce.py).",
+    ["service", "read"],
+    buckets=(1, 2, 4, 8, 16, 32, 64, 100),
+)
 MONGODB_ERRORS = Counter(
     "pinexa_mongodb_errors_total",
     "MongoDB operations that failed, by kind: unavailable (unreachable or timed out) or error.",

@@ -1,8 +1,15 @@
 """The users service's only database access: SQLAlchemy Core on one pooled async engine.
 
-Statements that run on every request are built once at import; SQLAlchemy caches their compiled
-form. Reads of one statement go through `sql.read_engine`: on PostgreSQL a read is the pool's
-pre-ping and the statement, with no transaction around it.
+Statements that run on every request are built once at import; the kit's executor caches their
+compiled form. Reads of one statement go through `sql.read_engine`: on PostgreSQL a read is one
+round trip, with no transaction around it.
+
+`get` (GetUser, GetMe) coalesces (services/kit/coalesce.py): reads that arrive while others are
+running wait for one of them and go together as one statement (`WHERE id = ANY(:ids)` on
+PostgreSQL, `IN (...)` on SQLite). Nothing is cached: every request reads the database. A read
+that finds none running is the same single-row statement as before. Rows are decrypted per
+caller, and a batch that fails for any reason but an outage is retried one id at a time, so one
+caller's bad input never becomes another caller's error.
 
 Personal data is encrypted here, on its way in and out (see crypto.py): callers pass and get
 plaintext, the tables hold only ciphertext and the e-mail blind index.
@@ -10,16 +17,19 @@ plaintext, the tables hold only ciphertext and the e-mail blind index.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import bindparam, delete, false, func, insert, select, true, tuple_, update
+from sqlalchemy import String, any_, bindparam, delete, false, func, insert, select, true, tuple_, update
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import IntegrityError
 
 from services.kit import mail as kit_mail
-from services.kit import rate_limit, single_use, sql
+from services.kit import metrics, rate_limit, single_use, sql
+from services.kit.coalesce import Coalescer
 from services.kit.context import Role
 from services.kit.db import Connection, Database
 from services.kit.mail import OutgoingMail
@@ -62,6 +72,15 @@ _CREDENTIAL_COLUMNS = (
 )
 
 _GET_BY_ID = select(*_RECORD_COLUMNS).where(users.c.id == bindparam("id"))
+# One statement for any number of ids: PostgreSQL takes an array (one prepared statement for
+# every batch size); SQLite expands the list into IN (?, ?, ...).
+_GET_BY_IDS_POSTGRES = select(*_RECORD_COLUMNS).where(
+    users.c.id == any_(bindparam("ids", type_=ARRAY(String())))
+)
+_GET_BY_IDS_SQLITE = select(*_RECORD_COLUMNS).where(users.c.id.in_(bindparam("ids", expanding=True)))
+# At most this many ids in one statement, and this many of those statements at once.
+MAX_BATCH = 100
+MAX_IN_FLIGHT = 2
 _CREDENTIALS_BY_USERNAME = select(*_CREDENTIAL_COLUMNS).where(users.c.username == bindparam("username"))
 _CREDENTIALS_BY_ID = select(*_CREDENTIAL_COLUMNS).where(users.c.id == bindparam("id"))
 _CREDENTIALS_BY_EMAIL = select(*_CREDENTIAL_COLUMNS).where(users.c.email_lookup == bindparam("lookup"))
@@ -107,6 +126,11 @@ class SqlUserStore:
         self._engine = engine
         self._reads = sql.read_engine(engine)
         self._cipher = cipher
+        self._get_by_ids = _GET_BY_IDS_POSTGRES if engine.dialect.name == "postgresql" else _GET_BY_IDS_SQLITE
+        batch_size = metrics.READ_BATCH_SIZE.labels("users", "GetUser")
+        self._gets: Coalescer[str, Any] = Coalescer(
+            self._rows_by_id, max_batch=MAX_BATCH, max_in_flight=MAX_IN_FLIGHT, on_batch=batch_size.observe
+        )
 
     def _record(self, row: Any) -> UserRecord:
         return UserRecord(
@@ -175,9 +199,32 @@ class SqlUserStore:
             raise Conflict(_conflicting_column(error)) from None
 
     async def get(self, user_id: str) -> UserRecord | None:
-        async with self._reads.connect() as connection:
-            row = (await connection.execute(_GET_BY_ID, {"id": user_id})).first()
+        row = await self._gets.load(user_id)
         return None if row is None else self._record(row)
+
+    async def _rows_by_id(self, ids: list[str]) -> list[Any]:
+        """The batch function of `get`: one row (or None) per id, in the order asked (an id may
+        be asked for twice)."""
+        if len(ids) == 1:
+            return [await self._row_by_id(ids[0])]
+        try:
+            async with self._reads.connect() as connection:
+                rows = (await connection.execute(self._get_by_ids, {"ids": list(set(ids))})).all()
+        except Exception as error:
+            if sql.is_outage(error):
+                raise  # every caller gets DATABASE_UNAVAILABLE
+            # Something about one id (or a bug): each caller gets its own answer or error.
+            answers = await asyncio.gather(*(self._row_by_id(i) for i in ids), return_exceptions=True)
+            for answer in answers:
+                if isinstance(answer, BaseException) and not isinstance(answer, Exception):
+                    raise answer from None  # cancelled: not an answer to hand to a caller
+            return answers
+        found = {row.id: row for row in rows}
+        return [found.get(i) for i in ids]
+
+    async def _row_by_id(self, user_id: str) -> Any:
+        async with self._reads.connect() as connection:
+            return (await connection.execute(_GET_BY_ID, {"id": user_id})).first()
 
     async def credentials_by_username(self, username: str) -> Credentials | None:
         async with self._reads.connect() as connection:

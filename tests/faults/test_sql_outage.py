@@ -131,8 +131,9 @@ async def test_statement_timeout_and_pool_exhaustion_are_503(start_stack: StartS
         started = time.monotonic()
         await assert_db_unavailable(get_user(stack, user.id, pair.access_token), "pinexa.users")
         assert 1.0 < time.monotonic() - started < 5.0  # the statement timeout, not a hang
-        # Two pooled connections (DB_POOL_SIZE=1 plus as many overflow) wait on the lock; the rest
-        # time out waiting for the pool.
+        # Two reads hold the two pooled connections (DB_POOL_SIZE=1 plus as many overflow) on the
+        # lock; the other reads wait for them in users' GetUser coalescer and then run as one
+        # statement that times out too. Every one of them is a 503.
         await asyncio.gather(
             *(
                 assert_db_unavailable(get_user(stack, user.id, pair.access_token), "pinexa.users")

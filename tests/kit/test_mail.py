@@ -116,6 +116,33 @@ async def _empty(engine: Database) -> bool:
     return not await _rows(engine)
 
 
+async def test_the_ehlo_name_is_looked_up_once_not_per_mail(monkeypatch: pytest.MonkeyPatch) -> None:
+    lookups: list[str] = []
+
+    def getfqdn(name: str = "") -> str:
+        lookups.append(name)
+        return "worker-7.pinexa.test"
+
+    monkeypatch.setattr("socket.getfqdn", getfqdn)
+    box = Mailbox()
+    server = await start_smtp(box, port=(port := free_port()))
+    sender = SmtpSender(parse_smtp_url(f"smtp://127.0.0.1:{port}", timeout=5))
+    try:
+        for n in range(3):
+            message = _renderer().render(
+                to=f"t{n}@example.com",
+                template="password_changed",
+                context={"username": "t", "changed_at": "now"},
+                message_id=f"m{n}",
+            )
+            await sender.send(message)
+        received = await box.wait_for(3, within=10)
+    finally:
+        server.close()
+    assert sorted(m["To"] for m in received) == ["t0@example.com", "t1@example.com", "t2@example.com"]
+    assert len(lookups) == 1
+
+
 async def test_html_part_escapes_what_the_context_carries(engine: Database) -> None:
     message = _renderer().render(
         to="x@example.com",

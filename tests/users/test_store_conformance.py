@@ -78,6 +78,17 @@ async def test_an_insert_reads_back_as_written(store: UserStore) -> None:
     assert await store.get(str(uuid.uuid4())) is None
 
 
+async def test_concurrent_reads_each_get_their_own_account(store: UserStore) -> None:
+    """Reads at once (the SQL store makes them one statement) answer each caller as alone: its
+    account, None for an unknown id, the same account twice when asked twice."""
+    accounts = [account(f"user{n}") for n in range(5)]
+    for values in accounts:
+        await store.insert(values)
+    asked = [a["id"] for a in accounts] + [str(uuid.uuid4()), accounts[2]["id"]]
+    got = await asyncio.gather(*(store.get(i) for i in reversed(asked)))
+    assert got == list(reversed([*(record(a) for a in accounts), None, record(accounts[2])]))
+
+
 @pytest.mark.parametrize(
     ("overrides", "column"),
     [
