@@ -68,7 +68,17 @@ SECTION_SWITCHES = frozenset({"strict_edge", "tracing"})
 # The console's pages (react-router routes in console/src/App.tsx): each is answered with its
 # index.html (the SPA fallback), so a link such as /items works when opened directly. Any other
 # path stays the API's 404 ROUTE_NOT_FOUND.
-CONSOLE_PAGES = ("", "signin", "signup", "items", "profile", "admin/users", "admin/items")
+CONSOLE_PAGES = (
+    "",
+    "signin",
+    "signup",
+    "verify-email",
+    "reset-password",
+    "items",
+    "profile",
+    "admin/users",
+    "admin/items",
+)
 
 # ENVOY_ACCESS_LOG: which requests get Envoy's JSON access-log line on stdout.
 #   errors (default)  every answer that is not a success: HTTP status >= 400, a gRPC status other
