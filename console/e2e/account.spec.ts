@@ -1,6 +1,6 @@
-// The account lifecycle in Chromium against the real stack: the verification mail read from the
-// stack's SMTP server and its link opened as mailed, the password change ending the other
-// sessions, and the sessions list. Every page is checked with axe and photographed.
+// The account lifecycle in Chromium against the real stack: the verification and reset mails read
+// from the stack's SMTP server and their links opened as mailed, the password change ending the
+// other sessions, and the sessions list. Every page is checked with axe and photographed.
 import { expect, test, type APIRequestContext } from "@playwright/test";
 
 import { PASSWORD, apiLogin, checkPage, mailedLinks, signIn, signUp, signedIn } from "./support";
@@ -34,7 +34,7 @@ test("the verification mail's link confirms the address once; asking again is th
   await checkPage(page, "verify-email-superseded");
   await page.goto(latest);
   await expect(page.getByRole("status")).toHaveText(`Your e-mail address ${address} is confirmed.`);
-  expect(page.url()).not.toContain("token="); // the token leaves the address bar
+  await expect(page).toHaveURL(/\/verify-email$/); // the token leaves the address bar
   await checkPage(page, "verify-email");
   await page.goto(latest);
   await expect(page.getByRole("alert")).toHaveText("This link was already used. Ask for a new one if you still need it.");
@@ -110,4 +110,61 @@ test("sessions: see them, end one, change the password (the others end) and sign
   await expect.poll(() => profileStatus(request, tablet.access_token), { timeout: 5_000 }).toBe(401);
   await page.reload();
   await expect(page.getByRole("row", { name: /This session/ })).toHaveCount(1);
+});
+
+test("forgot password: the mailed link sets a new one, every session ends and the old password fails", async ({
+  browser,
+  page,
+}) => {
+  const username = await signedIn(page); // a session that the reset must end
+  const address = `${username}@example.com`;
+  const other = await browser.newContext();
+  const guest = await other.newPage();
+  await guest.goto("/signin");
+  // By keyboard: the link opens the form and its field takes the focus; Enter sends it.
+  await guest.getByRole("button", { name: "Forgot your password?" }).press("Enter");
+  const email = guest.getByLabel("Your e-mail address");
+  await expect(email).toBeFocused();
+  const answer = (to: string) => `If an account has the address ${to}, a link to reset its password is on its way. Check your mail.`;
+  await email.fill(`nobody-${address}`);
+  await email.press("Enter");
+  await expect(guest.getByRole("status")).toHaveText(answer(`nobody-${address}`));
+  // The same words for an account's address as for an unknown one.
+  await email.fill(address);
+  await email.press("Enter");
+  await expect(guest.getByRole("status")).toHaveText(answer(address));
+  await checkPage(guest, "forgot-password");
+
+  const [link] = await mailedLinks(address, "reset-password");
+  await guest.goto(link!);
+  await expect(guest).toHaveURL(/\/reset-password$/); // the token leaves the address bar
+  const password = guest.getByLabel("New password");
+  await password.fill("short");
+  await guest.getByRole("button", { name: "Set the new password" }).click();
+  await expect(password).toHaveAttribute("aria-invalid", "true");
+  await checkPage(guest, "reset-password-error");
+  await password.fill(NEW_PASSWORD);
+  await password.press("Enter");
+  await expect(guest.getByRole("status")).toHaveText(
+    "Your password is changed, and every session of your account was signed out.",
+  );
+  await checkPage(guest, "reset-password");
+
+  // The session that was open has ended; the old password fails, the new one works.
+  await page.goto("/items");
+  await expect(page).toHaveURL(/\/signin$/);
+  await page.getByLabel("Username or e-mail").fill(username);
+  await page.getByLabel("Password").fill(PASSWORD);
+  await page.getByRole("button", { name: "Sign in" }).click();
+  await expect(page.getByRole("alert")).toHaveText("The username or password is wrong.");
+  await signIn(page, username, NEW_PASSWORD);
+  await page.goto("/profile"); // the reset link proved the address too
+  await expect(page.getByLabel("E-mail status")).toHaveText("Your e-mail address is confirmed.");
+
+  // The link works once.
+  await guest.goto(link!);
+  await guest.getByLabel("New password").fill("another passphrase 3");
+  await guest.getByRole("button", { name: "Set the new password" }).click();
+  await expect(guest.getByRole("alert")).toHaveText("This link was already used. Ask for a new one if you still need it.");
+  await other.close();
 });

@@ -7,14 +7,14 @@ import Typography from "@mui/material/Typography";
 import { useState, type FormEvent } from "react";
 
 import { toProblem, type Problem } from "../api/errors";
-import { useRequestPasswordResetMutation } from "../api/passwordReset";
+import { useUserServiceRequestPasswordResetMutation } from "../api/generated";
 import { fieldError } from "../components/fieldError";
 import { ProblemAlert } from "../components/ProblemAlert";
 
 /** "Forgot your password?" on the sign-in page: asks auth to mail a reset link. The answer is the
  * same whether or not an account has the address (auth's rule), and so is what this says. */
 export function ForgotPassword({ initialEmail = "" }: { initialEmail?: string }) {
-  const [request, { isLoading }] = useRequestPasswordResetMutation();
+  const [request, { isLoading }] = useUserServiceRequestPasswordResetMutation();
   const [email, setEmail] = useState(initialEmail.includes("@") ? initialEmail : "");
   const [problem, setProblem] = useState<Problem | null>(null);
   const [sentTo, setSentTo] = useState<string | null>(null);
@@ -23,7 +23,7 @@ export function ForgotPassword({ initialEmail = "" }: { initialEmail?: string })
     event.preventDefault();
     setProblem(null);
     setSentTo(null);
-    const result = await request({ email });
+    const result = await request({ pinexaUsersV1RequestPasswordResetRequest: { email } });
     if ("error" in result) setProblem(toProblem(result.error));
     else setSentTo(email);
   }

@@ -9,7 +9,7 @@ import { useState, type FormEvent } from "react";
 import { Link as RouterLink } from "react-router-dom";
 
 import { toProblem, type Problem } from "../api/errors";
-import { useConfirmPasswordResetMutation } from "../api/passwordReset";
+import { useAuthServiceConfirmPasswordResetMutation } from "../api/generated";
 import { endLocalSession } from "../auth/session";
 import { useSession } from "../auth/useSession";
 import { fieldError } from "../components/fieldError";
@@ -22,7 +22,7 @@ import { useLinkToken } from "./useLinkToken";
 export function ResetPasswordPage() {
   const token = useLinkToken();
   const { token: session } = useSession();
-  const [confirm, { isLoading }] = useConfirmPasswordResetMutation();
+  const [confirm, { isLoading }] = useAuthServiceConfirmPasswordResetMutation();
   const [password, setPassword] = useState("");
   const [problem, setProblem] = useState<Problem | null>(null);
   const [done, setDone] = useState(false);
@@ -30,7 +30,7 @@ export function ResetPasswordPage() {
   async function submit(event: FormEvent) {
     event.preventDefault();
     setProblem(null);
-    const result = await confirm({ token, new_password: password });
+    const result = await confirm({ pinexaAuthV1ConfirmPasswordResetRequest: { token, new_password: password } });
     if ("error" in result) {
       setProblem(toProblem(result.error));
       return;
