@@ -68,7 +68,17 @@ SECTION_SWITCHES = frozenset({"strict_edge", "tracing"})
 # The console's pages (react-router routes in console/src/App.tsx): each is answered with its
 # index.html (the SPA fallback), so a link such as /items works when opened directly. Any other
 # path stays the API's 404 ROUTE_NOT_FOUND.
-CONSOLE_PAGES = ("", "signin", "signup", "items", "profile", "admin/users", "admin/items")
+CONSOLE_PAGES = (
+    "",
+    "signin",
+    "signup",
+    "verify-email",
+    "reset-password",
+    "items",
+    "profile",
+    "admin/users",
+    "admin/items",
+)
 
 # ENVOY_ACCESS_LOG: which requests get Envoy's JSON access-log line on stdout.
 #   errors (default)  every answer that is not a success: HTTP status >= 400, a gRPC status other
@@ -207,7 +217,7 @@ def kubernetes_params(*, cors_allowed_origins: Iterable[str] = ()) -> EnvoyParam
         users_host="users",
         data_host="data",
         descriptor_path="/etc/envoy/pinexa.pb",
-        openapi_path="/etc/envoy/openapi.json",
+        openapi_path="/etc/envoy-docs/openapi.json",  # in the envoy-docs ConfigMap
         docs_dir="/etc/envoy-docs",
         console_dir="/etc/envoy-console",
         health_interval="2s",

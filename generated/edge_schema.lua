@@ -2,6 +2,7 @@
 -- Which JSON fields and query parameters each REST route accepts; envoy/strict.lua reads it.
 local MESSAGES = {
   ["pinexa.auth.v1.ChangePasswordRequest"] = { ["currentPassword"] = 1, ["current_password"] = 1, ["id"] = 1, ["newPassword"] = 1, ["new_password"] = 1 },
+  ["pinexa.auth.v1.ConfirmPasswordResetRequest"] = { ["newPassword"] = 1, ["new_password"] = 1, ["token"] = 1 },
   ["pinexa.auth.v1.DisableUserRequest"] = { ["id"] = 1 },
   ["pinexa.auth.v1.EnableUserRequest"] = { ["id"] = 1 },
   ["pinexa.auth.v1.LoginMfaRequest"] = { ["code"] = 1, ["mfaToken"] = 1, ["mfa_token"] = 1, ["recoveryCode"] = 1, ["recovery_code"] = 1 },
@@ -16,6 +17,7 @@ local MESSAGES = {
   ["pinexa.users.v1.DisableTotpRequest"] = { ["id"] = 1 },
   ["pinexa.users.v1.EnrollTotpRequest"] = { ["id"] = 1 },
   ["pinexa.users.v1.RegenerateRecoveryCodesRequest"] = { ["id"] = 1 },
+  ["pinexa.users.v1.RequestPasswordResetRequest"] = { ["email"] = 1 },
   ["pinexa.users.v1.SendVerificationEmailRequest"] = { ["id"] = 1 },
   ["pinexa.users.v1.User"] = { ["createdAt"] = 1, ["created_at"] = 1, ["disabled"] = 1, ["displayName"] = 1, ["display_name"] = 1, ["email"] = 1, ["emailVerified"] = 1, ["emailVerifiedAt"] = 1, ["email_verified"] = 1, ["email_verified_at"] = 1, ["etag"] = 1, ["id"] = 1, ["password"] = 1, ["pendingEmail"] = 1, ["pending_email"] = 1, ["role"] = 1, ["updatedAt"] = 1, ["updated_at"] = 1, ["username"] = 1 },
   ["pinexa.users.v1.VerifyEmailRequest"] = { ["token"] = 1 },
@@ -39,6 +41,8 @@ local ROUTES = {
     body = "pinexa.auth.v1.EnableUserRequest", prefix = "", query = {  } },
   { method = "POST", pattern = "^/api/v1/users/[^/]+:changePassword$", rpc = "pinexa.auth.v1.AuthService/ChangePassword",
     body = "pinexa.auth.v1.ChangePasswordRequest", prefix = "", query = {  } },
+  { method = "POST", pattern = "^/api/v1/auth/password:confirmReset$", rpc = "pinexa.auth.v1.AuthService/ConfirmPasswordReset",
+    body = "pinexa.auth.v1.ConfirmPasswordResetRequest", prefix = "", query = {  } },
   { method = "POST", pattern = "^/api/v1/auth/login:mfa$", rpc = "pinexa.auth.v1.AuthService/LoginMfa",
     body = "pinexa.auth.v1.LoginMfaRequest", prefix = "", query = {  } },
   { method = "POST", pattern = "^/api/v1/auth/reauthenticate$", rpc = "pinexa.auth.v1.AuthService/Reauthenticate",
@@ -71,6 +75,8 @@ local ROUTES = {
     body = nil, prefix = "", query = { ["filter"] = true, ["pageSize"] = true, ["pageToken"] = true, ["page_size"] = true, ["page_token"] = true } },
   { method = "GET", pattern = "^/api/v1/users/[^/]+/audit%-events$", rpc = "pinexa.users.v1.UserService/ListUserAuditEvents",
     body = nil, prefix = "", query = { ["filter"] = true, ["pageSize"] = true, ["pageToken"] = true, ["page_size"] = true, ["page_token"] = true } },
+  { method = "POST", pattern = "^/api/v1/auth/password:reset$", rpc = "pinexa.users.v1.UserService/RequestPasswordReset",
+    body = "pinexa.users.v1.RequestPasswordResetRequest", prefix = "", query = {  } },
   { method = "POST", pattern = "^/api/v1/users/[^/]+/totp:enroll$", rpc = "pinexa.users.v1.UserService/EnrollTotp",
     body = "pinexa.users.v1.EnrollTotpRequest", prefix = "", query = {  } },
   { method = "POST", pattern = "^/api/v1/users/[^/]+/totp:activate$", rpc = "pinexa.users.v1.UserService/ActivateTotp",

@@ -164,6 +164,18 @@ CONSTRAINTS: dict[str, dict[str, Any]] = {
     "pinexa.auth.v1.RefreshRequest.refresh_token": {"minLength": 1},
     "pinexa.auth.v1.LogoutRequest.refresh_token": {"minLength": 1, "required": True},
     "pinexa.users.v1.VerifyEmailRequest.token": {"minLength": 1, "maxLength": 256, "pattern": _NOT_BLANK},
+    "pinexa.users.v1.RequestPasswordResetRequest.email": {
+        "format": "email",
+        "minLength": 3,
+        "maxLength": 254,
+        "pattern": _EMAIL_TOP_LEVEL,
+    },
+    "pinexa.auth.v1.ConfirmPasswordResetRequest.token": {
+        "minLength": 1,
+        "maxLength": 256,
+        "pattern": _NOT_BLANK,
+    },
+    "pinexa.auth.v1.ConfirmPasswordResetRequest.new_password": {"minLength": 10, "maxLength": 256},
     "pinexa.auth.v1.LoginMfaRequest.mfa_token": {"minLength": 1, "required": True},
     "pinexa.users.v1.EnrollTotpRequest.id": {"pattern": _UUID},
     "pinexa.users.v1.ActivateTotpRequest.id": {"pattern": _UUID},

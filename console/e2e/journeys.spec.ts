@@ -3,7 +3,7 @@
 // photographed into screenshots/.
 import { expect, test } from "@playwright/test";
 
-import { apiLogin, checkPage, signIn, signUp, uniqueName } from "./support";
+import { PASSWORD, apiLogin, checkPage, signIn, signUp, signedIn, uniqueName } from "./support";
 
 const ADMIN_USERNAME = process.env.ADMIN_USERNAME ?? "";
 const ADMIN_PASSWORD = process.env.ADMIN_PASSWORD ?? "";
@@ -63,7 +63,7 @@ test("sign up, sign out and sign in again; the tokens stay out of the page's rea
 });
 
 test("create, filter, search, sort, page, edit and delete items", async ({ page }) => {
-  await signUp(page);
+  await signedIn(page);
   await checkPage(page, "items-empty");
   for (const [title, status, attributes] of [
     ["alpha notes", "Published", '{"color": "red", "n": 3}'],
@@ -133,7 +133,7 @@ test("create, filter, search, sort, page, edit and delete items", async ({ page 
 });
 
 test("keyset paging walks forward and back", async ({ page, request }) => {
-  const username = await signUp(page);
+  const username = await signedIn(page);
   const { access_token } = await apiLogin(request, username);
   for (let i = 0; i < 12; i++) {
     const response = await request.post("/api/v1/data", {
@@ -154,7 +154,7 @@ test("keyset paging walks forward and back", async ({ page, request }) => {
 });
 
 test("an etag conflict is explained, and the latest version can be loaded", async ({ page, request }) => {
-  const username = await signUp(page);
+  const username = await signedIn(page);
   await page.getByRole("button", { name: "New item" }).click();
   await page.getByRole("dialog").getByLabel("Title").fill("shared doc");
   await page.getByRole("dialog").getByRole("button", { name: "Save" }).click();
@@ -185,7 +185,7 @@ test("an etag conflict is explained, and the latest version can be loaded", asyn
 });
 
 test("profile: display name and e-mail change", async ({ page }) => {
-  const username = await signUp(page);
+  const username = await signedIn(page);
   await page.getByRole("link", { name: "Profile" }).click();
   await expect(page.getByLabel("Display name")).toHaveValue(`Tester ${username}`);
   await checkPage(page, "profile");
@@ -205,7 +205,7 @@ test("profile: display name and e-mail change", async ({ page }) => {
 });
 
 test("the admin pages refuse a user who is not an admin", async ({ page, request }) => {
-  const username = await signUp(page);
+  const username = await signedIn(page);
   await expect(page.getByRole("link", { name: "Users" })).toHaveCount(0);
   await page.goto("/admin/users");
   await expect(page.getByRole("alert")).toHaveText("Only an administrator may see this page.");
@@ -219,17 +219,19 @@ test("the admin pages refuse a user who is not an admin", async ({ page, request
   expect(JSON.stringify(await response.json())).toContain("ADMIN_ONLY");
 });
 
-test("an admin lists users, changes a role and sees everyone's items by owner", async ({ browser, page }) => {
+test("an admin lists users, changes a role, signs a user out, disables and enables them, and sees their items", async ({
+  browser,
+  page,
+}) => {
   test.skip(!ADMIN_USERNAME, "ADMIN_USERNAME and ADMIN_PASSWORD name the stack's admin");
-  // A user with an item, in a browser context of their own.
+  // A user with an item, signed in in a browser context of their own.
   const other = await browser.newContext();
   const userPage = await other.newPage();
-  const username = await signUp(userPage, uniqueName("own"));
+  const username = await signedIn(userPage, uniqueName("own"));
   await userPage.getByRole("button", { name: "New item" }).click();
   await userPage.getByRole("dialog").getByLabel("Title").fill(`${username}'s item`);
   await userPage.getByRole("dialog").getByRole("button", { name: "Save" }).click();
   await expect(userPage.getByRole("rowheader", { name: `${username}'s item` })).toBeVisible();
-  await other.close();
 
   await signIn(page, ADMIN_USERNAME, ADMIN_PASSWORD);
   await page.getByRole("link", { name: "Users" }).click();
@@ -242,6 +244,46 @@ test("an admin lists users, changes a role and sees everyone's items by owner", 
   }
   await expect(row).toBeVisible();
   await checkPage(page, "admin-users");
+  // The admin's own row has no Disable (auth refuses CANNOT_DISABLE_SELF anyway).
+  await expect(page.getByRole("button", { name: `Disable ${ADMIN_USERNAME}` })).toHaveCount(0);
+
+  // Sign out, after confirming; Escape (or Cancel) does nothing and gives the focus back.
+  const dialog = page.getByRole("dialog");
+  await row.getByRole("button", { name: `Sign out ${username}` }).click();
+  await expect(dialog).toHaveAccessibleName(`Sign ${username} out everywhere?`);
+  await expect(dialog.getByRole("button", { name: "Cancel" })).toBeFocused();
+  await page.keyboard.press("Escape");
+  await expect(dialog).toBeHidden();
+  await expect(row.getByRole("button", { name: `Sign out ${username}` })).toBeFocused();
+  await userPage.reload();
+  await expect(userPage.getByRole("heading", { name: "Your items" })).toBeVisible();
+  await row.getByRole("button", { name: `Sign out ${username}` }).click();
+  await checkPage(page, "admin-sign-out");
+  await dialog.getByRole("button", { name: "Sign out" }).click();
+  await expect(dialog).toBeHidden();
+  await expect(page.getByRole("status")).toHaveText(`${username} is signed out; 1 session ended.`);
+  await userPage.goto("/items");
+  await expect(userPage).toHaveURL(/\/signin$/);
+
+  // Disable (by keyboard alone): the account cannot sign in; enable: it can again.
+  await row.getByRole("button", { name: `Disable ${username}` }).press("Enter");
+  await expect(dialog.getByRole("button", { name: "Cancel" })).toBeFocused();
+  await page.keyboard.press("Tab");
+  await expect(dialog.getByRole("button", { name: "Disable" })).toBeFocused();
+  await page.keyboard.press("Enter");
+  await expect(row).toContainText("Disabled");
+  await expect(page.getByRole("status")).toHaveText(`${username} is disabled; 0 sessions ended.`);
+  await userPage.getByLabel("Username or e-mail").fill(username);
+  await userPage.getByLabel("Password").fill(PASSWORD);
+  await userPage.getByRole("button", { name: "Sign in" }).click();
+  await expect(userPage.getByRole("alert")).toHaveText("This account has been disabled. Ask an administrator.");
+  await checkPage(userPage, "sign-in-disabled");
+  await row.getByRole("button", { name: `Enable ${username}` }).click();
+  await dialog.getByRole("button", { name: "Enable" }).click();
+  await expect(row).not.toContainText("Disabled");
+  await signIn(userPage, username);
+  await other.close();
+
   await row.getByLabel(`Role of ${username}`).click();
   await page.getByRole("option", { name: "Administrator" }).click();
   await expect(row.getByLabel(`Role of ${username}`)).toHaveText("Administrator");

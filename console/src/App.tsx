@@ -20,8 +20,10 @@ import { ProblemAlert } from "./components/ProblemAlert";
 import { AdminUsersPage } from "./pages/AdminUsersPage";
 import { ItemsPage } from "./pages/ItemsPage";
 import { ProfilePage } from "./pages/ProfilePage";
+import { ResetPasswordPage } from "./pages/ResetPasswordPage";
 import { SignInPage } from "./pages/SignInPage";
 import { SignUpPage } from "./pages/SignUpPage";
+import { VerifyEmailPage } from "./pages/VerifyEmailPage";
 
 function NavButton({ to, children }: { to: string; children: ReactNode }) {
   return (
@@ -127,6 +129,8 @@ export function App() {
             <Route path="/" element={<Navigate to={token ? "/items" : "/signin"} replace />} />
             <Route path="/signin" element={token ? <Navigate to="/items" replace /> : <SignInPage />} />
             <Route path="/signup" element={token ? <Navigate to="/items" replace /> : <SignUpPage />} />
+            <Route path="/verify-email" element={<VerifyEmailPage />} />
+            <Route path="/reset-password" element={<ResetPasswordPage />} />
             <Route path="/items" element={<RequireSession><ItemsPage /></RequireSession>} />
             <Route path="/profile" element={<RequireSession><ProfilePage /></RequireSession>} />
             <Route path="/admin/users" element={<RequireSession><RequireAdmin><AdminUsersPage /></RequireAdmin></RequireSession>} />

@@ -23,6 +23,7 @@ from services.auth.keys import KeyRing
 from services.auth.model import (
     AccountDisabled,
     AuthStore,
+    Charge,
     Claim,
     DeviceClaim,
     Identity,
@@ -990,6 +991,38 @@ class AuthDomain:
             user_id, now=self._clock(), reason="password_changed", except_session=principal.session_id
         )
         log.info("password changed", extra={"revoked": revoked})
+        return revoked
+
+    # ---- password reset ------------------------------------------------------------------------
+
+    async def confirm_password_reset(self, token: str, new_password: str) -> int:
+        """Set a new password with a reset mail's token (public: the token is the proof); how
+        many sessions ended. Users spends the token and sets the password (and marks the
+        address verified); then every session of the account ends, and its strangers' login
+        counter is cleared: whoever proved the mailbox is the owner, not a guesser. Device
+        tokens stay, as after a password change (they decide only which budget a login is
+        charged to). A second factor, when the account has one, is not removed."""
+        violations = Violations()
+        violations.check(bool(token.strip()), "token", "is required")
+        violations.check(len(token) <= MAX_REFRESH_TOKEN_LENGTH, "token", "is too long")
+        violations.check(bool(new_password), "new_password", "is required")
+        violations.check(len(new_password) <= MAX_PASSWORD_LENGTH, "new_password", "is too long")
+        violations.raise_if_any()
+        user_id = await self._users.confirm_password_reset(token, new_password)
+        revoked = await self._revoke_user(user_id, now=self._clock(), reason="password_reset")
+        log.info("password reset; every session ended", extra={"target": user_id, "revoked": revoked})
+        key = account_key(user_id)
+        # A charge on the account's counter, settled with `reset`: the counter is cleared.
+        cleared = Claim(charges=(Charge(key, 0, 0.0, 0.0),))
+        try:
+            await self._store.settle(cleared, reset=[key])
+        except Exception as exc:  # the password is set and the sessions ended: still a success
+            if not self._is_outage(exc):
+                log.exception("could not clear the login throttle after a password reset")
+            else:
+                log.warning(
+                    "could not clear the login throttle after a password reset: the database is unavailable"
+                )
         return revoked
 
 

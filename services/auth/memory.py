@@ -41,6 +41,7 @@ from services.auth.model import (
 from services.kit import audit
 from services.kit.context import Role
 from services.kit.errors import InvalidArgument, Unavailable
+from services.kit.single_use import TokenRefused, new_token
 
 
 @dataclass(slots=True)
@@ -444,6 +445,7 @@ class MemoryUsersClient:
     def __init__(self) -> None:
         self.accounts: dict[str, _Account] = {}
         self.unavailable = False
+        self.reset_tokens: dict[str, tuple[str, bool]] = {}  # token -> (user id, spent)
         self.clock: Callable[[], float] = time.time
 
     def add(self, username: str, password: str, *, email: str = "", role: Role = "user") -> str:
@@ -551,6 +553,26 @@ class MemoryUsersClient:
         if account is None:
             raise UnknownUser
         account.disabled = disabled
+
+    def issue_reset(self, user_id: str) -> str:
+        """A reset token for the account, as users' RequestPasswordReset mails one."""
+        token = new_token()
+        self.reset_tokens[token] = (user_id, False)
+        return token
+
+    async def confirm_password_reset(self, token: str, new_password: str) -> str:
+        self._check_up()
+        if not 10 <= len(new_password) <= 256:  # users' rule (services/users/validation.py)
+            raise InvalidArgument("invalid input", [("new_password", "must be 10 to 256 characters")])
+        user_id, spent = self.reset_tokens.get(token, ("", False))
+        account = self.accounts.get(user_id)
+        if account is None:
+            raise TokenRefused("MAIL_TOKEN_INVALID")
+        if spent:
+            raise TokenRefused("MAIL_TOKEN_USED")
+        self.reset_tokens[token] = (user_id, True)
+        account.password, account.email_verified = new_password, True
+        return user_id
 
 
 _store: type[AuthStore] = MemoryAuthStore  # mypy checks that each is one

@@ -57,6 +57,10 @@ class UsersClient(Protocol):
     async def set_disabled(self, user_id: str, disabled: bool) -> None:
         """Raises UnknownUser when there is no such account."""
 
+    async def confirm_password_reset(self, token: str, new_password: str) -> str:
+        """Spend a reset token and set the new password; the account's id. Users' refusals pass
+        through as they are: TokenRefused (MAIL_TOKEN_*) and INVALID_ARGUMENT (the rules)."""
+
     async def remove_second_factor(self, user_id: str) -> bool:
         """Raises UnknownUser when there is no such account; False when it had no factor."""
 

@@ -30,7 +30,8 @@ log = logging.getLogger(__name__)
 AUTH_SERVICE = "pinexa.auth.v1.AuthService"
 INTERNAL_SERVICE = "pinexa.auth.v1.AuthInternalService"
 PUBLIC_METHODS = frozenset(
-    f"/{AUTH_SERVICE}/{m}" for m in ("Login", "LoginMfa", "Refresh", "Logout", "GetJwks")
+    f"/{AUTH_SERVICE}/{m}"
+    for m in ("Login", "LoginMfa", "Refresh", "Logout", "GetJwks", "ConfirmPasswordReset")
 )
 MIGRATIONS = Path(__file__).parent / "migrations"
 VERSION_TABLE = "alembic_version_auth"

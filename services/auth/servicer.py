@@ -257,6 +257,12 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
             raise
         return auth_pb2.ChangePasswordResponse(revoked_sessions=revoked)
 
+    async def ConfirmPasswordReset(
+        self, request: auth_pb2.ConfirmPasswordResetRequest, context: grpc.aio.ServicerContext
+    ) -> auth_pb2.ConfirmPasswordResetResponse:
+        revoked = await self._auth.confirm_password_reset(request.token, request.new_password)
+        return auth_pb2.ConfirmPasswordResetResponse(revoked_sessions=revoked)
+
     async def GetJwks(
         self, request: auth_pb2.GetJwksRequest, context: grpc.aio.ServicerContext
     ) -> auth_pb2.GetJwksResponse:

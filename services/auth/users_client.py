@@ -14,6 +14,7 @@ from services.auth.model import AccountDisabled, Identity, InvalidCredentials, U
 from services.kit.context import Role
 from services.kit.errors import InvalidArgument, Unavailable
 from services.kit.outage import OutageLog
+from services.kit.single_use import TokenRefused
 
 log = logging.getLogger(__name__)
 
@@ -192,3 +193,21 @@ class GrpcUsersClient:
                 raise UnknownUser from None
             raise self._unavailable(error, "SetDisabled") from None
         self._outage.up()
+
+    async def confirm_password_reset(self, token: str, new_password: str) -> str:
+        try:
+            response = await self._stub.ConfirmPasswordReset(
+                users_internal_pb2.ConfirmPasswordResetRequest(token=token, new_password=new_password),
+                timeout=_TIMEOUT_SECONDS,
+            )
+        except grpc.aio.AioRpcError as error:
+            reason = _reason(error)
+            if error.code() == grpc.StatusCode.UNAUTHENTICATED and reason.startswith("MAIL_TOKEN_"):
+                self._outage.up()
+                raise TokenRefused(reason) from None
+            if error.code() == grpc.StatusCode.INVALID_ARGUMENT:
+                self._outage.up()  # the rules: the client's error, as users said it
+                raise InvalidArgument(error.details() or "invalid input", _violations(error)) from None
+            raise self._unavailable(error, "ConfirmPasswordReset") from None
+        self._outage.up()
+        return str(response.user_id)

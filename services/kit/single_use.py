@@ -13,7 +13,7 @@
   or MAIL_TOKEN_EXPIRED (401 like a bad refresh token: the token is the credential of the call).
 
 A SQL-backed service adds `single_use_tokens` to its schema (`table_in(metadata)`) and its
-migrations (`create_table(op)`), and calls `issue` / `consume` / `revoke` inside its own
+migrations (`create_table(op)`), and calls `issue` / `peek` / `consume` / `revoke` inside its own
 transactions. Times are UNIX seconds.
 """
 
@@ -180,11 +180,26 @@ async def consume(connection: Connection, *, purpose: str, token: str, now: floa
     ).first()
     if spent is not None:
         return Redeemed(purpose, spent.subject, spent.data, spent.created_at)
+    await peek(connection, purpose=purpose, token=token, now=now)  # raises why it was refused
+    raise TokenRefused("MAIL_TOKEN_USED")  # spent between the UPDATE and the read (a race lost)
+
+
+async def peek(connection: Connection, *, purpose: str, token: str, now: float) -> Redeemed:
+    """What `token` would redeem, without spending it, or TokenRefused saying why not: one
+    read by its hash. For a check before costly work (a password reset hashes the new password
+    only for a live token); `consume` still decides, so a peeked token may be refused later."""
+    if not token or len(token) > MAX_TOKEN_LENGTH:
+        raise TokenRefused("MAIL_TOKEN_INVALID")
     row = (
         await connection.execute(
-            sa.select(tokens.c.used_at, tokens.c.superseded_at, tokens.c.expires_at).where(
-                tokens.c.token_hash == digest, tokens.c.purpose == purpose
-            )
+            sa.select(
+                tokens.c.subject,
+                tokens.c.data,
+                tokens.c.created_at,
+                tokens.c.used_at,
+                tokens.c.superseded_at,
+                tokens.c.expires_at,
+            ).where(tokens.c.token_hash == token_hash(token), tokens.c.purpose == purpose)
         )
     ).first()
     if row is None:
@@ -193,7 +208,9 @@ async def consume(connection: Connection, *, purpose: str, token: str, now: floa
         raise TokenRefused("MAIL_TOKEN_USED")
     if row.superseded_at is not None:
         raise TokenRefused("MAIL_TOKEN_SUPERSEDED")
-    raise TokenRefused("MAIL_TOKEN_EXPIRED")
+    if row.expires_at <= now:
+        raise TokenRefused("MAIL_TOKEN_EXPIRED")
+    return Redeemed(purpose, row.subject, row.data, row.created_at)
 
 
 async def revoke(connection: Connection, *, purpose: str, subject: str, now: float) -> int:

@@ -51,6 +51,8 @@ class UsersSettings(SqlSettings, MailSettings):
     pii_encryption_key: str = setting("PII_ENCRYPTION_KEY", "", secret=True)
     # How long a verification link works.
     email_verification_ttl_seconds: int = setting("EMAIL_VERIFICATION_TTL_SECONDS", 86400, minimum=60)
+    # How long a password reset link works.
+    password_reset_ttl_seconds: int = setting("PASSWORD_RESET_TTL_SECONDS", 1800, minimum=60)
 
     def validate(self) -> None:
         admin = (self.admin_username, self.admin_email, self.admin_password)

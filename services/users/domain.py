@@ -34,6 +34,7 @@ from services.kit.mail import (
     OutgoingMail,
     email_change_notice_mail,
     password_changed_mail,
+    password_reset_mail,
     recovery_code_used_mail,
     totp_disabled_mail,
     totp_enabled_mail,
@@ -41,7 +42,7 @@ from services.kit.mail import (
 )
 from services.kit.pagination import decode_page_token, encode_page_token, malformed_page_token, page_size
 from services.users import totp, validation
-from services.users.model import VERIFY_EMAIL, Conflict, Credentials, UserRecord, UserStore
+from services.users.model import PASSWORD_RESET, VERIFY_EMAIL, Conflict, Credentials, UserRecord, UserStore
 from services.users.passwords import Passwords
 
 log = logging.getLogger(__name__)
@@ -50,6 +51,9 @@ log = logging.getLogger(__name__)
 UPDATABLE_FIELDS = ("email", "display_name", "role")
 _LIST_SCOPE = "users.list:created_at,id"
 _INVALID_CREDENTIALS = "the username or password is incorrect"
+# The subject of the decoy reset token of an address no account has (no account has this id, so
+# it could redeem nothing; it is never mailed, and not kept): see request_password_reset.
+DECOY_RESET_SUBJECT = "-"
 
 
 def etag_for(user_id: str, version: int) -> str:
@@ -101,9 +105,11 @@ class Identity:
 
 @dataclass(frozen=True, slots=True)
 class MailPolicy:
-    """How long verification links work and how many a resend may ask for."""
+    """How long verification and reset links work, and how many mails a client may ask for
+    (per address and per client, in each window; resends and resets have separate budgets)."""
 
     verification_ttl: float = 86400.0
+    reset_ttl: float = 1800.0
     per_address: int = 3
     per_client: int = 10
     window: float = 3600.0
@@ -187,6 +193,16 @@ class UsersDomain:
             to=address, username=username, token=token.token, ttl_seconds=self._mail.verification_ttl
         )
         return message, token
+
+    def _mail_limits(self, scope: str, address: str, client: str) -> list[tuple[str, int]]:
+        """The rate-limit counters a mail of `scope` is charged to: its address's and, when known,
+        the client IP's (each scope has a budget of its own)."""
+        limits = [
+            (rate_limit.key(f"{scope}:address", self._store.address_key(address)), self._mail.per_address)
+        ]
+        if client:
+            limits.append((rate_limit.key(f"{scope}:client", client), self._mail.per_client))
+        return limits
 
     # -- sign-up and reads ---------------------------------------------------------------------
 
@@ -411,11 +427,7 @@ class UsersDomain:
         if record.pending_email is None and record.email_verified:
             raise FailedPrecondition("this e-mail address is already verified", reason="ALREADY_VERIFIED")
         now = self._clock()
-        limits = [
-            (rate_limit.key("verify_email:address", self._store.address_key(address)), self._mail.per_address)
-        ]
-        if client:
-            limits.append((rate_limit.key("verify_email:client", client), self._mail.per_client))
+        limits = self._mail_limits("verify_email", address, client)
         message, token = self._verification(record.id, record.username, address, now)
         wait = await self._store.queue_verification(
             message, token, limits=limits, window=self._mail.window, now=now
@@ -475,6 +487,74 @@ class UsersDomain:
         return await audit.list_page(
             self._audit_sources, filter_text=filter_text, subject_id=subject_id or "", size=size, token=token
         )
+
+    # -- password reset ------------------------------------------------------------------------
+
+    async def request_password_reset(self, email: str, *, client: str) -> None:
+        """Mail a reset link to the account with this address, if there is one and it is not
+        disabled (public). The answer must not tell whether there is: an unknown address runs
+        the same steps (the same read, the same rate-limit counters, a decoy token written in
+        the same transaction, and deleted again there, instead of a mail), and both are limited
+        per address and per client."""
+        address = validation.normalize_email(email)
+        violations = Violations()
+        violations.report("email", validation.email_problem(address))
+        violations.raise_if_any()
+        now = self._clock()
+        limits = self._mail_limits("password_reset", address, client)
+        record = await self._store.get_by_email(address)
+        if record is not None and record.disabled:
+            record = None  # a disabled account gets no reset mail (and the same answer)
+        subject, to, username = (
+            (record.id, record.email, record.username) if record else (DECOY_RESET_SUBJECT, address, "")
+        )
+        token = single_use.prepare(
+            purpose=PASSWORD_RESET,
+            subject=subject,
+            ttl_seconds=self._mail.reset_ttl,
+            now=now.timestamp(),
+            data=to,
+        )
+        # Built for a decoy too (the same work), but queued only for an account.
+        message = password_reset_mail(
+            to=to, username=username, token=token.token, ttl_seconds=self._mail.reset_ttl
+        )
+        known = record is not None
+        wait = await self._store.queue_password_reset(
+            message if known else None, token, limits=limits, window=self._mail.window, now=now
+        )
+        if wait > 0:
+            raise ResourceExhausted(
+                "too many password reset mails were asked for; try again later",
+                retry_after=wait,
+                reason="TOO_MANY_MAILS",
+            )
+        if known:
+            self._on_mail()
+            log.info("password reset mail queued", extra={"target": token.subject})
+
+    async def confirm_password_reset(self, token: str, new_password: str) -> UserRecord:
+        """Spend a reset link's token and set the new password (internal: auth's
+        ConfirmPasswordReset, which then ends the account's sessions). The address the link
+        went to counts as verified, and the account's address hears of the change.
+
+        Cheap checks come first: the new password's rules (a bad one spends no token), then the
+        token, read without spending it, so that a random token costs no password hash."""
+        violations = Violations()
+        violations.check(bool(token.strip()), "token", "is required")
+        violations.report("new_password", validation.password_problem(new_password))
+        violations.raise_if_any()
+        token = token.strip()
+        account = await self._store.peek_password_reset(token, self._clock())
+        new_hash = await self._passwords.hash(new_password)
+        now = self._clock()
+        notice = password_changed_mail(
+            to=account.email, username=account.username, changed_at=now.timestamp()
+        )
+        record = await self._store.reset_password(token, new_hash, now, [notice])
+        self._on_mail()
+        log.info("password reset", extra={"target": record.id})
+        return record
 
     # -- delete --------------------------------------------------------------------------------
 

@@ -77,6 +77,84 @@ class MemoryUserStore:
     def address_key(self, email: str) -> str:
         return email_key(email)
 
+    # -- password reset ------------------------------------------------------------------------
+
+    async def get_by_email(self, email: str) -> UserRecord | None:
+        for row in self.rows.values():
+            if email_key(row["email"]) == email_key(email):
+                return self._record(row)
+        return None
+
+    async def queue_password_reset(
+        self,
+        mail: OutgoingMail | None,
+        token: Issued,
+        *,
+        limits: Sequence[tuple[str, int]],
+        window: float,
+        now: datetime,
+    ) -> float:
+        wait = self._queue_limited([] if mail is None else [mail], token, limits, window, now)
+        if mail is None:
+            self.tokens.pop(single_use.token_hash(token.token), None)  # a decoy: nothing kept
+        return wait
+
+    def _live_reset(self, token: str, now: datetime) -> tuple[dict[str, Any], dict[str, Any]]:
+        """(the token's row, its account's row) of a live reset token, or TokenRefused."""
+        row = self.tokens.get(single_use.token_hash(token)) if token else None
+        if row is None or row["purpose"] != PASSWORD_RESET or len(token) > single_use.MAX_TOKEN_LENGTH:
+            raise TokenRefused("MAIL_TOKEN_INVALID")
+        if not row["live"]:
+            raise TokenRefused(row["why"])
+        if row["expires_at"] <= now.timestamp():
+            raise TokenRefused("MAIL_TOKEN_EXPIRED")
+        account = self.rows.get(row["subject"])
+        if account is None:
+            raise TokenRefused("MAIL_TOKEN_INVALID")
+        if email_key(account["email"]) != row["data"]:
+            raise TokenRefused("MAIL_TOKEN_SUPERSEDED")
+        return row, account
+
+    async def peek_password_reset(self, token: str, now: datetime) -> UserRecord:
+        return self._record(self._live_reset(token, now)[1])
+
+    async def reset_password(
+        self, token: str, new_hash: str, now: datetime, mail: Sequence[OutgoingMail] = ()
+    ) -> UserRecord:
+        row, account = self._live_reset(token, now)
+        row["live"], row["why"] = False, "MAIL_TOKEN_USED"
+        self._end_resets(account["id"])
+        updated = {
+            **account,
+            "password_hash": new_hash,
+            "email_verified": True,
+            "email_verified_at": account.get("email_verified_at") if account.get("email_verified") else now,
+            "version": account["version"] + 1,
+            "updated_at": now,
+        }
+        self.rows[account["id"]] = updated
+        self._queue(mail, None, now)
+        return self._record(updated)
+
+    def _end_resets(self, user_id: str) -> None:
+        for token in self.tokens.values():
+            if (token["purpose"], token["subject"]) == (PASSWORD_RESET, user_id) and token["live"]:
+                token["live"], token["why"] = False, "MAIL_TOKEN_SUPERSEDED"
+
+    def _take(self, limits: Sequence[tuple[str, int]], *, window: float, at: float) -> float:
+        """rate_limit.take on the dict of counters."""
+        wait = 0.0
+        for key, limit in limits:
+            start, hits = self.counters.get(key, (at, 0))
+            if start + window > at and hits >= limit:
+                wait = max(wait, start + window - at)
+        if wait > 0:
+            return wait
+        for key, _ in limits:
+            start, hits = self.counters.get(key, (at, 0))
+            self.counters[key] = (start, hits + 1) if start + window > at else (at, 1)
+        return 0.0
+
     async def verify_email(
         self, token: str, now: datetime, *, audit_events: VerifiedEvents | None = None
     ) -> UserRecord:
@@ -114,19 +192,21 @@ class MemoryUserStore:
         window: float,
         now: datetime,
     ) -> float:
-        at = now.timestamp()
-        wait = 0.0
-        for key, limit in limits:
-            start, hits = self.counters.get(key, (at, 0))
-            if start + window > at and hits >= limit:
-                wait = max(wait, start + window - at)
-        if wait > 0:
-            return wait
-        for key, _ in limits:
-            start, hits = self.counters.get(key, (at, 0))
-            self.counters[key] = (start, hits + 1) if start + window > at else (at, 1)
-        self._queue([mail], token, now)
-        return 0.0
+        return self._queue_limited([mail], token, limits, window, now)
+
+    def _queue_limited(
+        self,
+        mail: Sequence[OutgoingMail],
+        token: Issued,
+        limits: Sequence[tuple[str, int]],
+        window: float,
+        now: datetime,
+    ) -> float:
+        """The SQL store's `_queue_limited`: queued only if every limit has room."""
+        wait = self._take(limits, window=window, at=now.timestamp())
+        if wait == 0:
+            self._queue(mail, token, now)
+        return wait
 
     def _check_unique(self, row: Mapping[str, Any], *, exclude: str | None = None) -> None:
         """Conflict(column) when another row has this username or e-mail (as UNIQUE would)."""
@@ -233,9 +313,7 @@ class MemoryUserStore:
         if row is None or row["password_hash"] != old_hash:
             return False
         row.update(password_hash=new_hash, version=row["version"] + 1, updated_at=now)
-        for token in self.tokens.values():  # reset links die with the old password
-            if (token["purpose"], token["subject"]) == (PASSWORD_RESET, user_id) and token["live"]:
-                token["live"], token["why"] = False, "MAIL_TOKEN_SUPERSEDED"
+        self._end_resets(user_id)  # reset links die with the old password
         self._queue(mail, None, now)
         await self.audit.record(*audit_events)
         return True

@@ -156,6 +156,40 @@ class UserStore(Protocol):
         else nothing and the seconds until it has. 0.0: queued."""
         ...
 
+    async def get_by_email(self, email: str) -> UserRecord | None:
+        """The account whose (current, not pending) address is `email`, in any case: one
+        indexed read, the same for a known and an unknown address."""
+        ...
+
+    async def queue_password_reset(
+        self,
+        mail: OutgoingMail | None,
+        token: Issued,
+        *,
+        limits: Sequence[tuple[str, int]],
+        window: float,
+        now: datetime,
+    ) -> float:
+        """As `queue_verification`, for a reset token (its `data`: the address it was mailed
+        to). With `mail` None (no account to mail) the same statements run for the token, which
+        is then deleted again in the same transaction: nothing is kept."""
+        ...
+
+    async def peek_password_reset(self, token: str, now: datetime) -> UserRecord:
+        """The account a live reset token is for, without spending it; TokenRefused when the
+        token is bad, or when the account is gone or its address is no longer the one the link
+        was mailed to (MAIL_TOKEN_SUPERSEDED)."""
+        ...
+
+    async def reset_password(
+        self, token: str, new_hash: str, now: datetime, mail: Sequence[OutgoingMail] = ()
+    ) -> UserRecord:
+        """In one transaction: spend the reset token (of concurrent spenders exactly one wins;
+        the others get TokenRefused), set the new password hash, mark the address verified,
+        end the account's other reset tokens and queue `mail`. TokenRefused as in
+        `peek_password_reset`."""
+        ...
+
     def address_key(self, email: str) -> str:
         """What a per-address limit counts for `email` (its blind index: no address stored)."""
         ...

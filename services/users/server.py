@@ -34,8 +34,11 @@ INTERNAL_SERVICE = "pinexa.users.v1.UsersInternalService"
 MIGRATIONS = Path(__file__).parent / "migrations"
 VERSION_TABLE = "alembic_version_users"
 AUDIT_PURGE_INTERVAL_SECONDS = 3600.0
-# What a caller reaches without a token: sign-up, and confirming an address from its mail link.
-PUBLIC_METHODS = frozenset(f"/{USER_SERVICE}/{m}" for m in ("CreateUser", "VerifyEmail"))
+# What a caller reaches without a token: sign-up, confirming an address from its mail link, and
+# asking for a password reset mail.
+PUBLIC_METHODS = frozenset(
+    f"/{USER_SERVICE}/{m}" for m in ("CreateUser", "VerifyEmail", "RequestPasswordReset")
+)
 
 
 async def migrate(settings: UsersSettings) -> None:
@@ -134,6 +137,7 @@ async def create_service(
             on_mail=mailer.wake,
             mail_policy=MailPolicy(
                 verification_ttl=settings.email_verification_ttl_seconds,
+                reset_ttl=settings.password_reset_ttl_seconds,
                 per_address=settings.mail_limit_per_address,
                 per_client=settings.mail_limit_per_client,
                 window=settings.mail_limit_window_seconds,

@@ -201,6 +201,16 @@ class UserServicer(users_pb2_grpc.UserServiceServicer):
             raise
         return users_pb2.SendVerificationEmailResponse(email=address)
 
+    async def RequestPasswordReset(
+        self, request: users_pb2.RequestPasswordResetRequest, context: Any
+    ) -> users_pb2.RequestPasswordResetResponse:
+        try:
+            await self._domain.request_password_reset(request.email, client=client_ip(context))
+        except ResourceExhausted as error:
+            await context.send_initial_metadata((("retry-after", str(math.ceil(error.retry_after))),))
+            raise
+        return users_pb2.RequestPasswordResetResponse()
+
     async def EnrollTotp(
         self, request: users_pb2.EnrollTotpRequest, context: Any
     ) -> users_pb2.EnrollTotpResponse:
@@ -272,6 +282,12 @@ class UsersInternalServicer(users_internal_pb2_grpc.UsersInternalServiceServicer
     ) -> users_internal_pb2.ChangePasswordResponse:
         await self._domain.change_password(request.user_id, request.current_password, request.new_password)
         return users_internal_pb2.ChangePasswordResponse()
+
+    async def ConfirmPasswordReset(
+        self, request: users_internal_pb2.ConfirmPasswordResetRequest, context: Any
+    ) -> users_internal_pb2.ConfirmPasswordResetResponse:
+        record = await self._domain.confirm_password_reset(request.token, request.new_password)
+        return users_internal_pb2.ConfirmPasswordResetResponse(user_id=record.id)
 
     async def SetDisabled(
         self, request: users_internal_pb2.SetDisabledRequest, context: Any

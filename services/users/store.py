@@ -23,7 +23,20 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import String, any_, bindparam, delete, false, func, insert, select, true, tuple_, update
+from sqlalchemy import (
+    String,
+    any_,
+    bindparam,
+    case,
+    delete,
+    false,
+    func,
+    insert,
+    select,
+    true,
+    tuple_,
+    update,
+)
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import IntegrityError
 
@@ -46,7 +59,7 @@ from services.users.model import (
     VerifiedEvents,
 )
 from services.users.schema import audit_events as audit_table
-from services.users.schema import purge_outbox, recovery_codes, totp_factors, users
+from services.users.schema import purge_outbox, recovery_codes, single_use_tokens, totp_factors, users
 from services.users.validation import email_key
 
 _TOTP_COLUMN = "totp_secret"  # the sealed secret's column name in its associated data
@@ -86,6 +99,8 @@ MAX_IN_FLIGHT = 2
 _CREDENTIALS_BY_USERNAME = select(*_CREDENTIAL_COLUMNS).where(users.c.username == bindparam("username"))
 _CREDENTIALS_BY_ID = select(*_CREDENTIAL_COLUMNS).where(users.c.id == bindparam("id"))
 _CREDENTIALS_BY_EMAIL = select(*_CREDENTIAL_COLUMNS).where(users.c.email_lookup == bindparam("lookup"))
+_RECORD_BY_EMAIL = select(*_RECORD_COLUMNS).where(users.c.email_lookup == bindparam("lookup"))
+_RESET_TARGET = select(*_RECORD_COLUMNS, users.c.email_lookup).where(users.c.id == bindparam("id"))
 _INSERT_USER = insert(users)
 _REPLACE_HASH = (
     update(users)
@@ -399,12 +414,111 @@ class SqlUserStore:
         window: float,
         now: datetime,
     ) -> float:
+        return await self._queue_limited([mail], token, limits=limits, window=window, now=now)
+
+    async def _queue_limited(
+        self,
+        mail: Sequence[OutgoingMail],
+        token: Issued,
+        *,
+        limits: Sequence[tuple[str, int]],
+        window: float,
+        now: datetime,
+        keep_token: bool = True,
+    ) -> float:
+        """Take one hit on every limit and, if all had room, store the token and queue the mail
+        (one transaction); else nothing and the seconds until there is room. Without
+        `keep_token` the token's row is written and deleted again in that transaction."""
         async with self._engine.begin() as connection:
             wait = await rate_limit.take(connection, list(limits), window=window, now=now.timestamp())
             if wait > 0:
                 return wait
-            await self._queue(connection, [mail], token, now)
+            await self._queue(connection, mail, token, now)
+            if not keep_token:
+                await connection.execute(
+                    delete(single_use_tokens).where(
+                        single_use_tokens.c.token_hash == single_use.token_hash(token.token)
+                    )
+                )
         return 0.0
+
+    # -- password reset ------------------------------------------------------------------------
+
+    async def get_by_email(self, email: str) -> UserRecord | None:
+        async with self._reads.connect() as connection:
+            row = (await connection.execute(_RECORD_BY_EMAIL, {"lookup": self._lookup(email)})).first()
+        return None if row is None else self._record(row)
+
+    async def queue_password_reset(
+        self,
+        mail: OutgoingMail | None,
+        token: Issued,
+        *,
+        limits: Sequence[tuple[str, int]],
+        window: float,
+        now: datetime,
+    ) -> float:
+        """The token's `data` (the address) is stored as its blind index, as a verification's. A
+        decoy (`mail` None) is written and deleted by its primary key in the same transaction:
+        the statements of a real reset, with an indexed delete instead of the mail's insert, and
+        nothing kept, so a flood of unknown addresses leaves no rows behind."""
+        if mail is None:
+            return await self._queue_limited(
+                [], token, limits=limits, window=window, now=now, keep_token=False
+            )
+        return await self._queue_limited([mail], token, limits=limits, window=window, now=now)
+
+    @staticmethod
+    def _reset_target(row: Any, spent: single_use.Redeemed) -> None:
+        """Refuse a reset token whose account is gone or whose address moved since it was mailed."""
+        if row is None:
+            raise TokenRefused("MAIL_TOKEN_INVALID")
+        if row.email_lookup != spent.data:
+            raise TokenRefused("MAIL_TOKEN_SUPERSEDED")
+
+    async def peek_password_reset(self, token: str, now: datetime) -> UserRecord:
+        async with self._reads.connect() as connection:
+            spent = await single_use.peek(
+                connection, purpose=PASSWORD_RESET, token=token, now=now.timestamp()
+            )
+            row = (await connection.execute(_RESET_TARGET, {"id": spent.subject})).first()
+        self._reset_target(row, spent)
+        return self._record(row)
+
+    async def reset_password(
+        self, token: str, new_hash: str, now: datetime, mail: Sequence[OutgoingMail] = ()
+    ) -> UserRecord:
+        """The conditional UPDATE of `single_use.consume` decides between concurrent resets with
+        one token; a refusal after it (the address moved) rolls the spend back."""
+        async with self._engine.begin() as connection:
+            spent = await single_use.consume(
+                connection, purpose=PASSWORD_RESET, token=token, now=now.timestamp()
+            )
+            self._reset_target(
+                (await connection.execute(_RESET_TARGET, {"id": spent.subject})).first(), spent
+            )
+            updated = (
+                await connection.execute(
+                    update(users)
+                    .where(users.c.id == spent.subject)
+                    .values(
+                        password_hash=new_hash,
+                        email_verified=True,
+                        # The first verification's time stays; an unverified address is verified now.
+                        email_verified_at=case(
+                            (users.c.email_verified.is_(True), users.c.email_verified_at), else_=now
+                        ),
+                        version=users.c.version + 1,
+                        updated_at=now,
+                    )
+                    .returning(*_RECORD_COLUMNS)
+                )
+            ).one()
+            await single_use.revoke(
+                connection, purpose=PASSWORD_RESET, subject=spent.subject, now=now.timestamp()
+            )
+            await self._queue(connection, mail, None, now)
+        return self._record(updated)
 
     def address_key(self, email: str) -> str:
         """The blind index of an address: what per-address limits count (no address stored)."""

@@ -443,3 +443,56 @@ async def test_logout_of_nothing(world: World, token: str) -> None:
         assert await world.auth.logout(token, all_sessions=False, principal=None) == 0
     else:
         assert await outcome(world.auth.logout(token, all_sessions=False, principal=None)) == "INVALID_INPUT"
+
+
+# ---- password reset ----------------------------------------------------------------------------
+
+
+async def test_a_reset_ends_every_session_clears_the_throttle_and_keeps_device_tokens(world: World) -> None:
+    laptop = await world.login()
+    phone = await world.login()
+    for _ in range(POLICY.max_failures):
+        assert await outcome(world.login(WRONG)) == "INVALID_CREDENTIALS"
+    assert await outcome(world.login()) == "LOGIN_THROTTLED"
+    revocations = len(await world.store.revocations_since(after=0, now=T0, logged_since=T0))
+
+    revoked = await world.auth.confirm_password_reset(
+        world.users.issue_reset(world.ada), "a brand new secret"
+    )
+    assert revoked == 2
+    assert await world.store.list_sessions(world.ada, now=T0) == []
+    assert len(await world.store.revocations_since(after=0, now=T0, logged_since=T0)) == revocations + 2
+    for pair in (laptop, phone):
+        assert await outcome(world.auth.refresh(pair.refresh_token)) == "REFRESH_TOKEN_REVOKED"
+        assert await world.store.device_state(hash_token(pair.device_token)) is not None
+    assert await world.store.throttle_state(account_key(world.ada)) == (0, 0.0)
+    assert await outcome(world.login()) == "INVALID_CREDENTIALS"  # the old password
+    assert await outcome(world.login("a brand new secret")) == "OK"  # at once: no back-off left
+
+
+async def test_a_reset_token_is_refused_as_users_says_and_ends_nothing(world: World) -> None:
+    pair = await world.login()
+    token = world.users.issue_reset(world.ada)
+    assert (
+        await outcome(world.auth.confirm_password_reset("made-up", "a brand new secret"))
+        == "MAIL_TOKEN_INVALID"
+    )
+    assert await outcome(world.auth.confirm_password_reset(token, "short")) == "INVALID_INPUT"
+    await world.auth.confirm_password_reset(token, "a brand new secret")
+    assert await outcome(world.auth.confirm_password_reset(token, "another new secret")) == "MAIL_TOKEN_USED"
+    assert await outcome(world.auth.refresh(pair.refresh_token)) == "REFRESH_TOKEN_REVOKED"
+    fresh = await world.login("a brand new secret")
+    await world.auth.refresh(fresh.refresh_token)  # the refused attempts ended nothing
+
+
+@pytest.mark.parametrize(
+    ("token", "new_password", "fields"),
+    [("", "a brand new secret", {"token"}), ("x" * 257, "", {"token", "new_password"})],
+)
+async def test_a_reset_without_its_fields_is_invalid_input(
+    world: World, token: str, new_password: str, fields: set[str]
+) -> None:
+    with pytest.raises(PinexaError) as caught:
+        await world.auth.confirm_password_reset(token, new_password)
+    assert caught.value.reason == "INVALID_INPUT"
+    assert {field for field, _ in caught.value.violations} == fields

@@ -40,6 +40,8 @@ def console_stack(
         "ADMIN_PASSWORD": console_admin["password"],
         "LOG_LEVEL": "INFO",
         "LOG_FORMAT": "json",
+        # One resend of the verification mail per address, so the journey sees the 429 at once.
+        "MAIL_LIMIT_PER_ADDRESS": "1",
     }
     base = tmp_path_factory.mktemp("console-stack")
     with Stack(base, Ports.free(), env=env, envoy_overrides={"console_dir": str(console_dist)}) as running:

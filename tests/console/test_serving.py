@@ -4,11 +4,14 @@ refresh token out of the page's reach (README "The web console")."""
 from __future__ import annotations
 
 import gzip
+import re
+import time
 
 import httpx
 import pytest
 
 from devstack import console
+from devstack.stack import Stack
 from envoy import render
 from services.auth import servicer
 from tests.e2e.conftest import error_reason, status_of, unique_name
@@ -42,6 +45,33 @@ def test_every_console_page_is_the_app_with_a_strict_policy(console_client: http
     csp = response.headers["content-security-policy"]
     assert "default-src 'self'" in csp and "frame-ancestors 'none'" in csp
     assert response.headers["x-content-type-options"] == "nosniff"
+
+
+def test_the_mailed_link_opens_the_console_page_through_envoy(
+    console_stack: Stack, console_client: httpx.Client
+) -> None:
+    """PUBLIC_BASE_URL is the stack's edge, so the verification mail's link is a console page
+    that Envoy serves with its token in the query (the page then calls the API)."""
+    name = _sign_up(console_client)
+    address = f"{name}@example.com"
+    deadline, link = time.monotonic() + 20, None
+    while link is None and time.monotonic() < deadline:
+        for path in sorted(console_stack.mail_dir.glob("*.eml")):
+            text = path.read_text()
+            if f"To: {address}" in text:
+                match = re.search(r"(http://\S+)/verify-email\?token=[A-Za-z0-9_-]+", text)
+                assert match, text
+                link = match
+        time.sleep(0.2)
+    assert link is not None, f"no verification mail to {address} in {console_stack.mail_dir}"
+    assert link.group(1) == console_stack.rest_url
+    response = console_client.get(link.group(0))
+    assert response.status_code == 200
+    assert '<div id="root">' in response.text
+    assert response.headers["cache-control"] == "no-cache"
+    # The page with another query string, or none, is the app too (it explains a bad link).
+    for url in ("/reset-password?token=abc", "/verify-email", "/verify-email?token=x&utm_source=mail"):
+        assert console_client.get(url).status_code == 200, url
 
 
 def test_the_bundle_is_sent_gzipped_and_nothing_comes_from_elsewhere(console_client: httpx.Client) -> None:

@@ -36,7 +36,9 @@ def test_compose_file_matches_the_compose_spec_schema() -> None:
 
 def test_the_stack(compose: dict[str, Any]) -> None:
     services = compose["services"]
-    assert set(services) == {"postgres", "mongodb", "migrations", "auth", "users", "data", "envoy"}
+    assert set(services) == {"postgres", "mongodb", "migrations", "auth", "users", "data", "envoy", "mailpit"}
+    assert services["users"]["environment"]["SMTP_URL"] == "smtp://mailpit:1025"
+    assert services["mailpit"]["image"].startswith("axllent/mailpit:v")
     assert services["postgres"]["image"].startswith("postgres:16.")
     assert services["mongodb"]["image"].startswith("mongo:7.")
     assert services["envoy"]["ports"] == ["127.0.0.1:8080:8080"]

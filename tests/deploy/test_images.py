@@ -86,7 +86,7 @@ def test_envoy_dockerfile() -> None:
     assert copies == [
         ["k8s/base/envoy/envoy.yaml", "/etc/envoy/envoy.yaml"],
         ["k8s/base/envoy/pinexa.pb", "/etc/envoy/pinexa.pb"],
-        ["k8s/base/envoy/openapi.json", "/etc/envoy/openapi.json"],
+        ["k8s/base/envoy/openapi.json", "/etc/envoy-docs/openapi.json"],
         *([f"k8s/base/envoy/docs/{name}", f"/etc/envoy-docs/{name}"] for name in DOCS_FILES),
         *([f"k8s/base/envoy/console/{name}", f"/etc/envoy-console/{name}"] for name in CONSOLE_FILES),
     ]
@@ -320,13 +320,12 @@ def test_envoy_deployment_command_line_passes_envoy_validate(tmp_path: Path) -> 
     source, mount = K8S / "base" / "envoy", "/etc/envoy"
     config = (source / "envoy.yaml").read_text()
     assert config.count(f"{mount}/pinexa.pb") == 1
-    assert config.count(f"{mount}/openapi.json") == 1
+    assert config.count("/etc/envoy-docs/openapi.json") == 1
     shutil.copy(source / "pinexa.pb", tmp_path / "pinexa.pb")
-    shutil.copy(source / "openapi.json", tmp_path / "openapi.json")
+    config = config.replace("/etc/envoy-docs/openapi.json", str(source / "openapi.json"))
     config = config.replace("/etc/envoy-docs/", f"{source / 'docs'}/")
     config = config.replace("/etc/envoy-console/", f"{source / 'console'}/")
-    for name in ("pinexa.pb", "openapi.json"):
-        config = config.replace(f"{mount}/{name}", str(tmp_path / name))
+    config = config.replace(f"{mount}/pinexa.pb", str(tmp_path / "pinexa.pb"))
     (tmp_path / "envoy.yaml").write_text(config)
     result = subprocess.run(
         [tool("envoy"), "--mode", "validate", *(a.replace(mount, str(tmp_path)) for a in args)],

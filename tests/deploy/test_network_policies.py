@@ -128,7 +128,9 @@ PORTS = {
     "data": 50053,
     "postgres": 5432,
     "mongodb": 27017,
+    "mailpit": 1025,  # dev: the mail catcher's SMTP port
 }
+SMTP_SUBMISSION_PORTS = (587, 465)  # prod: a mail server outside, STARTTLS or implicit TLS
 
 # Every connection Pinexa needs, and nothing else.
 COMMON = {
@@ -152,13 +154,19 @@ EXPECTED = {
         ("users", "postgres", 5432),
         ("auth", "postgres", 5432),
         ("data", "mongodb", 27017),
+        ("users", "mailpit", 1025),  # mail, to the dev overlay's Mailpit
     },
     # The databases are outside the namespace (a managed service, or an operator's namespace):
     # each service may reach its own database's port outside, and nothing else there.
     "prod": COMMON
     | {
         (service, outside, port)
-        for service, port in (("users", 5432), ("auth", 5432), ("data", 27017))
+        for service, port in (
+            ("users", 5432),
+            ("auth", 5432),
+            ("data", 27017),
+            *(("users", smtp) for smtp in SMTP_SUBMISSION_PORTS),  # mail, to the mail server
+        )
         for outside in ("internet", "other", "prometheus")
     },
 }
@@ -170,7 +178,7 @@ def test_only_the_needed_connections_are_allowed(overlay: str) -> None:
     policies = Policies(docs)
     pods = _pods(docs)
     everyone = [*pods.values(), PROMETHEUS, OTHER_POD, INTERNET]
-    ports = sorted({*PORTS.values(), 9090, 443})
+    ports = sorted({*PORTS.values(), 9090, 443, 25, 8025, *SMTP_SUBMISSION_PORTS})
     allowed = set()
     for source in everyone:
         for destination in everyone:

@@ -66,10 +66,10 @@ def to_checkout(kubernetes_config: str) -> str:
     """The Kubernetes rendering with the ConfigMap mounts (descriptor set, OpenAPI document, /docs
     files) pointed at their copies in this checkout, which Envoy reads at start."""
     return (
-        kubernetes_config.replace("/etc/envoy-docs/", f"{envoy.KUBERNETES_DOCS_DIR}/")
+        kubernetes_config.replace("/etc/envoy-docs/openapi.json", str(envoy.KUBERNETES_OPENAPI))
+        .replace("/etc/envoy-docs/", f"{envoy.KUBERNETES_DOCS_DIR}/")
         .replace("/etc/envoy-console/", f"{envoy.KUBERNETES_CONSOLE_DIR}/")
         .replace("/etc/envoy/pinexa.pb", str(envoy.DESCRIPTOR_SET))
-        .replace("/etc/envoy/openapi.json", str(envoy.KUBERNETES_OPENAPI))
     )
 
 
@@ -103,7 +103,7 @@ def test_the_two_renderings_differ_only_where_the_environments_do() -> None:
     # Where the OpenAPI document and the /docs files are differs too (checkout or ConfigMap mount).
     kubernetes = yaml.safe_load(
         envoy.render(envoy.kubernetes_params())
-        .replace("/etc/envoy/openapi.json", "OPENAPI")
+        .replace("/etc/envoy-docs/openapi.json", "OPENAPI")
         .replace("/etc/envoy-docs", "DOCS")
         .replace("/etc/envoy-console", "CONSOLE")
     )

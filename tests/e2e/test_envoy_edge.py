@@ -249,9 +249,9 @@ def test_login_rate_limit_applies_to_native_grpc_too(edge: Edge) -> None:
 
 # ---- jwt_authn covers every method, REST and native gRPC alike ---------------------------------
 
-# What the edge lets through without a token: the services' own public methods (auth's, sign-up
-# and e-mail verification). Every other method of the public services, today's and any added
-# later, must need one.
+# What the edge lets through without a token: the services' own public methods (auth's, sign-up,
+# e-mail verification and the two steps of a password reset). Every other method of the public
+# services, today's and any added later, must need one.
 EDGE_PUBLIC = AUTH_PUBLIC_METHODS | USERS_PUBLIC_METHODS
 
 

@@ -132,6 +132,8 @@ def test_security_follows_the_jwt_authn_rules() -> None:
         ("post", "/api/v1/users"),
         ("post", "/api/signup"),
         ("post", "/api/v1/auth/email:verify"),
+        ("post", "/api/v1/auth/password:reset"),
+        ("post", "/api/v1/auth/password:confirmReset"),
     }
     assert optional == {("post", "/api/v1/auth/logout")}
     for key, op in ops.items():

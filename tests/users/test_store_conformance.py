@@ -27,7 +27,15 @@ from services.kit.mail import OutgoingMail
 from services.kit.single_use import TokenRefused
 from services.users.crypto import PiiCipher
 from services.users.memory import MemoryUserStore
-from services.users.model import VERIFY_EMAIL, Conflict, PendingPurge, TotpFactor, UserRecord, UserStore
+from services.users.model import (
+    PASSWORD_RESET,
+    VERIFY_EMAIL,
+    Conflict,
+    PendingPurge,
+    TotpFactor,
+    UserRecord,
+    UserStore,
+)
 from services.users.schema import mail_outbox
 from services.users.server import MIGRATIONS, VERSION_TABLE
 from services.users.store import SqlUserStore
@@ -383,6 +391,137 @@ async def test_a_reschedule_holds_only_for_the_claim_that_made_it(store: UserSto
     assert await store.due_purges(T0 + timedelta(days=1), 10) == []
     assert await store.next_purge_due() is None
     await store.finish_purge(user_id)  # finishing twice is harmless
+
+
+# ---- password reset ---------------------------------------------------------------------------
+
+
+def reset_token(user_id: str, email: str, *, ttl: float = 1800.0) -> single_use.Issued:
+    return single_use.prepare(
+        purpose=PASSWORD_RESET, subject=user_id, ttl_seconds=ttl, now=T0.timestamp(), data=email
+    )
+
+
+def reset_mail(email: str) -> OutgoingMail:
+    return OutgoingMail(to=email, template="password_reset", context={"token": "t"})
+
+
+async def test_an_account_is_found_by_its_address_in_any_case(store: UserStore) -> None:
+    ada = account("ada")
+    await store.insert(ada)
+    for typed in ("ada@example.com", " ADA@Example.COM"):
+        assert await store.get_by_email(typed) == record(ada)
+    assert await store.get_by_email("nobody@example.com") is None
+
+
+async def test_a_reset_is_queued_within_the_limits_and_a_decoy_queues_no_mail(store: UserStore) -> None:
+    ada = account("ada")
+    await store.insert(ada)
+    limits = [("address-key", 1)]
+    mail = OutgoingMail(to=ada["email"], template="password_reset", context={"token": "t"})
+    token = reset_token(ada["id"], ada["email"])
+    assert await store.queue_password_reset(mail, token, limits=limits, window=60, now=T0) == 0.0
+    later = T0 + timedelta(seconds=15)
+    wait = await store.queue_password_reset(
+        mail, reset_token(ada["id"], ada["email"]), limits=limits, window=60, now=later
+    )
+    assert wait == pytest.approx(45)
+    assert (await store.peek_password_reset(token.token, T0)).id == ada[
+        "id"
+    ]  # the refused one stored nothing
+    # A decoy (no mail) takes its counters and keeps nothing: its token redeems nothing.
+    decoy = reset_token("-", "nobody@example.com")
+    assert await store.queue_password_reset(None, decoy, limits=[("other", 1)], window=60, now=T0) == 0.0
+    assert await store.queue_password_reset(None, decoy, limits=[("other", 1)], window=60, now=T0) > 0
+    with pytest.raises(TokenRefused) as refused:
+        await store.peek_password_reset(decoy.token, T0)
+    assert refused.value.reason == "MAIL_TOKEN_INVALID"
+
+
+async def test_a_reset_spends_the_token_sets_the_hash_and_verifies_the_address(store: UserStore) -> None:
+    ada = account("ada")
+    await store.insert(ada)
+    token = reset_token(ada["id"], ada["email"])
+    await store.queue_password_reset(reset_mail(ada["email"]), token, limits=[], window=60, now=T0)
+    later = T0 + timedelta(seconds=30)
+    peeked = await store.peek_password_reset(token.token, later)
+    assert peeked == record(ada)  # peeking spends nothing
+    notice = OutgoingMail(to=ada["email"], template="password_changed")
+    updated = await store.reset_password(token.token, "$argon2id$new", later, [notice])
+    assert (updated.id, updated.email_verified, updated.email_verified_at, updated.version) == (
+        ada["id"],
+        True,
+        later,
+        2,
+    )
+    credentials = await store.credentials_by_id(ada["id"])
+    assert credentials is not None and credentials.password_hash == "$argon2id$new"
+    for call in (
+        store.peek_password_reset(token.token, later),
+        store.reset_password(token.token, "x", later),
+    ):
+        with pytest.raises(TokenRefused) as refused:
+            await call
+        assert refused.value.reason == "MAIL_TOKEN_USED"
+
+
+async def test_a_reset_keeps_an_earlier_verification_time(store: UserStore) -> None:
+    ada = account("ada", email_verified=True, email_verified_at=T0)
+    await store.insert(ada)
+    token = reset_token(ada["id"], ada["email"])
+    await store.queue_password_reset(reset_mail(ada["email"]), token, limits=[], window=60, now=T0)
+    updated = await store.reset_password(token.token, "$argon2id$new", T0 + timedelta(seconds=5))
+    assert (updated.email_verified, updated.email_verified_at) == (True, T0)
+
+
+@pytest.mark.parametrize("case", ["superseded", "password changed", "expired", "address moved", "unknown"])
+async def test_a_dead_reset_token_is_refused_saying_why_and_changes_nothing(
+    store: UserStore, case: str
+) -> None:
+    ada = account("ada")
+    await store.insert(ada)
+    token = reset_token(ada["id"], ada["email"], ttl=60)
+    await store.queue_password_reset(reset_mail(ada["email"]), token, limits=[], window=60, now=T0)
+    now, reason = T0 + timedelta(seconds=1), "MAIL_TOKEN_SUPERSEDED"
+    presented = token.token
+    if case == "superseded":
+        await store.queue_password_reset(
+            None, reset_token(ada["id"], ada["email"]), limits=[], window=60, now=T0
+        )
+    elif case == "password changed":
+        assert await store.change_password_hash(ada["id"], ada["password_hash"], "$argon2id$changed", now)
+    elif case == "expired":
+        now, reason = T0 + timedelta(seconds=60), "MAIL_TOKEN_EXPIRED"
+    elif case == "address moved":
+        await store.update(ada["id"], {"email": "ada.new@example.com"}, expected_version=None, now=now)
+    else:
+        presented, reason = "no-such-token", "MAIL_TOKEN_INVALID"
+    before = await store.credentials_by_id(ada["id"])
+    for call in (
+        store.peek_password_reset(presented, now),
+        store.reset_password(presented, "$argon2id$x", now),
+    ):
+        with pytest.raises(TokenRefused) as refused:
+            await call
+        assert refused.value.reason == reason
+    assert await store.credentials_by_id(ada["id"]) == before
+
+
+async def test_of_concurrent_resets_with_one_token_exactly_one_wins(store: UserStore) -> None:
+    ada = account("ada")
+    await store.insert(ada)
+    token = reset_token(ada["id"], ada["email"])
+    await store.queue_password_reset(reset_mail(ada["email"]), token, limits=[], window=60, now=T0)
+    results = await asyncio.gather(
+        *(store.reset_password(token.token, f"$argon2id$h{i}", T0) for i in range(5)), return_exceptions=True
+    )
+    winners = [r for r in results if isinstance(r, UserRecord)]
+    assert len(winners) == 1, results
+    assert all(
+        isinstance(r, TokenRefused) and r.reason == "MAIL_TOKEN_USED" for r in results if r not in winners
+    )
+    credentials = await store.credentials_by_id(ada["id"])
+    assert credentials is not None and credentials.password_hash == f"$argon2id$h{results.index(winners[0])}"
 
 
 # ---- the TOTP second factor (issue 13) ---------------------------------------------------------

@@ -61,3 +61,25 @@ describe("problemFrom", () => {
     expect(toProblem({ status: "FETCH_ERROR", error: "TypeError: Failed to fetch" })?.text).toMatch(/could not be reached/);
   });
 });
+
+describe("the account-lifecycle reasons", () => {
+  it("words a throttled mail request with its wait, and a sign-in the console cannot finish", () => {
+    const throttled = problemFrom(
+      429,
+      { code: 8, message: "too many", details: [info("TOO_MANY_MAILS", "pinexa.users"), { "@type": "type.googleapis.com/google.rpc.RetryInfo", retry_delay: "3540s" }] },
+      "3540",
+    );
+    expect(throttled.text).toBe("Too many mails were asked for. Try again in 59 minutes.");
+    expect(problemFrom(401, { code: 16, message: "mfa", details: [info("MFA_REQUIRED", "pinexa.auth")] }).text).toMatch(
+      /authenticator app, which this console cannot take yet/,
+    );
+  });
+
+  it("lets a form word a reason its own way", () => {
+    const body = { code: 3, message: "wrong", details: [info("INVALID_CREDENTIALS", "pinexa.auth")] };
+    expect(problemFrom(400, body).text).toBe("The username or password is wrong.");
+    expect(problemFrom(400, body, null, { INVALID_CREDENTIALS: "Your current password is not right." }).text).toBe(
+      "Your current password is not right.",
+    );
+  });
+});

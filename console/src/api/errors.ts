@@ -62,6 +62,36 @@ const REASONS: Record<string, string> = {
   SEARCH_INDEX_NOT_READY: "Search is still being prepared. Try again in a minute.",
   JWKS_UNAVAILABLE: "Sign-in checks are unavailable right now. Try again shortly.",
   INTERNAL: "Something went wrong on our side. Try again; if it keeps happening, tell us.",
+  // The account lifecycle (issue 12): mail links, password change, sessions, disabled accounts.
+  MAIL_TOKEN_INVALID: "This link is not valid. Check that you opened the whole link from the mail.",
+  MAIL_TOKEN_USED: "This link was already used. Ask for a new one if you still need it.",
+  MAIL_TOKEN_SUPERSEDED: "A newer link was sent since this one. Use the link in the latest mail.",
+  MAIL_TOKEN_EXPIRED: "This link has expired. Ask for a new one.",
+  TOO_MANY_MAILS: "Too many mails were asked for.",
+  ALREADY_VERIFIED: "This e-mail address is already confirmed.",
+  EMAIL_TAKEN: "Another account already uses this e-mail address.",
+  EMAIL_NOT_VERIFIED:
+    "Confirm your e-mail address first: open the link we mailed you. Lost it? “Forgot your password?” mails a link that confirms the address too.",
+  ACCOUNT_DISABLED: "This account has been disabled. Ask an administrator.",
+  CANNOT_DISABLE_SELF: "You cannot disable your own account.",
+  NOT_YOUR_ACCOUNT: "Only the account itself may do this.",
+  PASSWORD_NOT_UPDATABLE: "Change the password with the password form.",
+  SESSION_NOT_FOUND: "This session has already ended.",
+  SESSION_REVOKED: "This session was signed out. Please sign in again.",
+  REFRESH_TOKEN_NOT_YOURS: "Your session is no longer valid. Please sign in again.",
+  SELF_ONLY: "Only the account itself may do this.",
+  INCOMPLETE_REQUEST: "The request arrived cut off. Try again.",
+  UNAVAILABLE: "The service is unavailable right now. Try again shortly.",
+  // The second factor (issue 13). The console has no code step yet: say so rather than "sign in".
+  MFA_REQUIRED: "This account asks for a code from an authenticator app, which this console cannot take yet.",
+  MFA_THROTTLED: "Too many wrong codes.",
+  MFA_TOKEN_INVALID: "This sign-in took too long. Start again with your password.",
+  INVALID_TOTP_CODE: "That code is not right. Enter the code your app shows now.",
+  INVALID_SECOND_FACTOR: "That code is not right. Enter the code your app shows now, or a recovery code.",
+  REAUTHENTICATION_REQUIRED: "This change needs a fresh code from your authenticator app.",
+  TOTP_ALREADY_ENABLED: "A second factor is already set up for this account.",
+  TOTP_NOT_ENABLED: "This account has no second factor.",
+  TOTP_NOT_ENROLLED: "Start setting up the second factor first.",
 };
 
 /** By HTTP status, when the reason is unknown to this console. */
@@ -101,8 +131,14 @@ export function retryText(seconds: number): string {
 }
 
 /** A Problem from an HTTP status, the JSON body (a google.rpc.Status, or anything) and the
- * Retry-After header. */
-export function problemFrom(status: number | string, body: unknown, retryAfterHeader?: string | null): Problem {
+ * Retry-After header. `wording` overrides the sentence for some reasons, where a form knows
+ * better (a wrong *current* password is not a wrong sign-in). */
+export function problemFrom(
+  status: number | string,
+  body: unknown,
+  retryAfterHeader?: string | null,
+  wording: Record<string, string> = {},
+): Problem {
   if (typeof status !== "number") {
     return { status, reason: "", fields: {}, text: "The service could not be reached. Check your connection and try again." };
   }
@@ -123,7 +159,7 @@ export function problemFrom(status: number | string, body: unknown, retryAfterHe
   if (retryAfterSeconds === undefined && retryAfterHeader && /^\d+$/.test(retryAfterHeader)) {
     retryAfterSeconds = Number(retryAfterHeader);
   }
-  let text = REASONS[reason] ?? BY_STATUS[status] ?? `The request failed (HTTP ${status}).`;
+  let text = wording[reason] ?? REASONS[reason] ?? BY_STATUS[status] ?? `The request failed (HTTP ${status}).`;
   // The filter's own message says what and where ("unexpected ')' at column 12").
   if (reason === "INVALID_FILTER" && rpc.message) text = `The filter could not be understood: ${rpc.message}`;
   if (status === 429 || retryAfterSeconds !== undefined) {
@@ -133,13 +169,13 @@ export function problemFrom(status: number | string, body: unknown, retryAfterHe
 }
 
 /** RTK Query's error (FetchBaseQueryError, with our meta) or anything thrown -> a Problem. */
-export function toProblem(error: unknown): Problem | null {
+export function toProblem(error: unknown, wording: Record<string, string> = {}): Problem | null {
   if (!error) return null;
   if (typeof error === "object" && error !== null && "status" in error) {
     const e = error as { status: number | string; data?: unknown; originalStatus?: number };
     const data = e.data as (RpcStatus & { retryAfter?: string | null }) | undefined;
     const status = e.status === "PARSING_ERROR" && e.originalStatus ? e.originalStatus : e.status;
-    return problemFrom(status, data, data?.retryAfter ?? null);
+    return problemFrom(status, data, data?.retryAfter ?? null, wording);
   }
   return { status: "ERROR", reason: "", fields: {}, text: "Something went wrong in the console." };
 }

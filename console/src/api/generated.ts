@@ -93,6 +93,28 @@ const injectedRtkApi = api
         }),
         invalidatesTags: ["AuthService"],
       }),
+      authServiceConfirmPasswordReset: build.mutation<
+        AuthServiceConfirmPasswordResetApiResponse,
+        AuthServiceConfirmPasswordResetApiArg
+      >({
+        query: (queryArg) => ({
+          url: `/api/v1/auth/password:confirmReset`,
+          method: "POST",
+          body: queryArg.pinexaAuthV1ConfirmPasswordResetRequest,
+        }),
+        invalidatesTags: ["AuthService"],
+      }),
+      userServiceRequestPasswordReset: build.mutation<
+        UserServiceRequestPasswordResetApiResponse,
+        UserServiceRequestPasswordResetApiArg
+      >({
+        query: (queryArg) => ({
+          url: `/api/v1/auth/password:reset`,
+          method: "POST",
+          body: queryArg.pinexaUsersV1RequestPasswordResetRequest,
+        }),
+        invalidatesTags: ["UserService"],
+      }),
       authServiceReauthenticate: build.mutation<
         AuthServiceReauthenticateApiResponse,
         AuthServiceReauthenticateApiArg
@@ -457,6 +479,17 @@ export type AuthServiceLogoutApiResponse =
   /** status 200 LogoutResponse reports what was revoked. */ PinexaAuthV1LogoutResponse;
 export type AuthServiceLogoutApiArg = {
   pinexaAuthV1LogoutRequest: PinexaAuthV1LogoutRequest;
+};
+export type AuthServiceConfirmPasswordResetApiResponse =
+  /** status 200 ConfirmPasswordResetResponse reports what was revoked. */ PinexaAuthV1ConfirmPasswordResetResponse;
+export type AuthServiceConfirmPasswordResetApiArg = {
+  pinexaAuthV1ConfirmPasswordResetRequest: PinexaAuthV1ConfirmPasswordResetRequest;
+};
+export type UserServiceRequestPasswordResetApiResponse =
+  /** status 200 RequestPasswordResetResponse has no fields: it is the same whether or not the address is an
+account's. */ PinexaUsersV1RequestPasswordResetResponse;
+export type UserServiceRequestPasswordResetApiArg = {
+  pinexaUsersV1RequestPasswordResetRequest: PinexaUsersV1RequestPasswordResetRequest;
 };
 export type AuthServiceReauthenticateApiResponse =
   /** status 200 ReauthenticateResponse is a new access token of the same session, with a fresh auth_time. */ PinexaAuthV1ReauthenticateResponse;
@@ -965,6 +998,21 @@ export type PinexaAuthV1LogoutRequest = {
     access token. refresh_token may then be empty. */
   other_sessions?: boolean;
 };
+export type PinexaAuthV1ConfirmPasswordResetResponse = {
+  /** How many sessions of the account were ended. */
+  revoked_sessions?: number;
+};
+export type PinexaAuthV1ConfirmPasswordResetRequest = {
+  /** The token from the link ${PUBLIC_BASE_URL}/reset-password?token=... */
+  token: any;
+  /** The new password, 10 to 256 characters. */
+  new_password: string;
+};
+export type PinexaUsersV1RequestPasswordResetResponse = {};
+export type PinexaUsersV1RequestPasswordResetRequest = {
+  /** The e-mail address of the account, in any case. */
+  email: any;
+};
 export type PinexaAuthV1ReauthenticateResponse = {
   /** A signed JWT to send as "Authorization: Bearer <token>". */
   access_token?: string;
@@ -1184,6 +1232,8 @@ export const {
   useAuthServiceLoginMutation,
   useAuthServiceLoginMfaMutation,
   useAuthServiceLogoutMutation,
+  useAuthServiceConfirmPasswordResetMutation,
+  useUserServiceRequestPasswordResetMutation,
   useAuthServiceReauthenticateMutation,
   useAuthServiceRefreshMutation,
   useAuthServiceListSessionsQuery,

@@ -145,6 +145,12 @@ export async function restore(): Promise<void> {
   }
 }
 
+/** Forget this tab's session without asking auth (which has ended it already: a password
+ * reset, an ended session); every tab signs out. */
+export function endLocalSession(): void {
+  setToken(null, true);
+}
+
 /** Sign out: auth revokes the session and clears the cookie; every tab signs out. */
 export async function signOut(): Promise<void> {
   try {

@@ -1,10 +1,5 @@
 import Button from "@mui/material/Button";
 import Chip from "@mui/material/Chip";
-import Dialog from "@mui/material/Dialog";
-import DialogActions from "@mui/material/DialogActions";
-import DialogContent from "@mui/material/DialogContent";
-import DialogContentText from "@mui/material/DialogContentText";
-import DialogTitle from "@mui/material/DialogTitle";
 import LinearProgress from "@mui/material/LinearProgress";
 import MenuItem from "@mui/material/MenuItem";
 import Paper from "@mui/material/Paper";
@@ -28,6 +23,7 @@ import {
   type PinexaDataV1ItemRead,
 } from "../api/generated";
 import { Page } from "../components/Page";
+import { ConfirmDialog } from "../components/ConfirmDialog";
 import { ProblemAlert } from "../components/ProblemAlert";
 import { ItemEditor } from "./ItemEditor";
 
@@ -219,21 +215,17 @@ export function ItemsPage({ admin = false }: { admin?: boolean }) {
       </Stack>
 
       <ItemEditor item={editing} open={editorOpen} onClose={() => setEditorOpen(false)} />
-      <Dialog open={deleting !== null} onClose={() => setDeleting(null)} aria-labelledby="delete-title">
-        <DialogTitle id="delete-title">Delete “{deleting?.title}”?</DialogTitle>
-        <DialogContent>
-          <DialogContentText>The item is deleted for good.</DialogContentText>
-          <ProblemAlert problem={deleteProblem} />
-        </DialogContent>
-        <DialogActions>
-          <Button onClick={() => setDeleting(null)} autoFocus>
-            Cancel
-          </Button>
-          <Button color="error" variant="contained" onClick={confirmDelete} disabled={removing.isLoading}>
-            Delete
-          </Button>
-        </DialogActions>
-      </Dialog>
+      <ConfirmDialog
+        open={deleting !== null}
+        title={`Delete “${deleting?.title ?? ""}”?`}
+        confirm="Delete"
+        onConfirm={confirmDelete}
+        onClose={() => setDeleting(null)}
+        busy={removing.isLoading}
+        problem={deleteProblem}
+      >
+        The item is deleted for good.
+      </ConfirmDialog>
     </Page>
   );
 }

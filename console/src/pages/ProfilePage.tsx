@@ -8,12 +8,45 @@ import Typography from "@mui/material/Typography";
 import { useEffect, useState, type FormEvent } from "react";
 
 import { toProblem, type Problem } from "../api/errors";
-import { useUserServiceGetMeQuery, useUserServiceUpdateUser1Mutation } from "../api/generated";
+import {
+  useUserServiceGetMeQuery,
+  useUserServiceSendVerificationEmailMutation,
+  useUserServiceUpdateUser1Mutation,
+  type PinexaUsersV1UserRead,
+} from "../api/generated";
 import { Page } from "../components/Page";
 import { ProblemAlert } from "../components/ProblemAlert";
+import { ChangePasswordForm } from "./ChangePasswordForm";
+import { SessionsPanel } from "./SessionsPanel";
 
-/** Display name and e-mail. A new e-mail address is pending until it is confirmed from the
- * link mailed to it (UpdateUser keeps `email` until then and reports `pending_email`). */
+/** Mail the verification link again (to the pending address when there is one). Throttled per
+ * address and per client: a 429 says when to try again. */
+function ResendVerification({ user }: { user: PinexaUsersV1UserRead }) {
+  const [send, { isLoading }] = useUserServiceSendVerificationEmailMutation();
+  const [problem, setProblem] = useState<Problem | null>(null);
+  const [sentTo, setSentTo] = useState("");
+
+  async function resend() {
+    setProblem(null);
+    setSentTo("");
+    const result = await send({ id: user.id, body: {} });
+    if ("error" in result) setProblem(toProblem(result.error));
+    else setSentTo(result.data.email ?? "");
+  }
+  return (
+    <Stack spacing={1} sx={{ alignItems: "flex-start" }}>
+      <Button variant="outlined" size="small" onClick={resend} disabled={isLoading}>
+        Send the link again
+      </Button>
+      {sentTo && <Alert severity="success" role="status">A new link is on its way to {sentTo}.</Alert>}
+      <ProblemAlert problem={problem} />
+    </Stack>
+  );
+}
+
+/** Display name and e-mail, the password, and the sessions. A new e-mail address is pending
+ * until it is confirmed from the link mailed to it (UpdateUser keeps `email` until then and
+ * reports `pending_email`). */
 export function ProfilePage() {
   const me = useUserServiceGetMeQuery();
   const [update, { isLoading }] = useUserServiceUpdateUser1Mutation();
@@ -83,6 +116,7 @@ export function ProfilePage() {
               {user.email_verified ? "Your e-mail address is confirmed." : "Your e-mail address is not confirmed yet."}
             </Typography>
           )}
+          {(user.pending_email || !user.email_verified) && <ResendVerification user={user} />}
           <TextField label="Display name" autoComplete="name" {...field("display_name")} />
           <TextField label="E-mail" type="email" autoComplete="email" {...field("email")} />
           <Button type="submit" variant="contained" disabled={isLoading} sx={{ alignSelf: "flex-start" }}>
@@ -90,6 +124,10 @@ export function ProfilePage() {
           </Button>
         </Stack>
       </Paper>
+      <Stack spacing={3} sx={{ mt: 3 }}>
+        <ChangePasswordForm userId={user.id} />
+        <SessionsPanel />
+      </Stack>
     </Page>
   );
 }

@@ -11,6 +11,7 @@ import type { Problem } from "../api/errors";
 import { SessionError, signIn } from "../auth/session";
 import { Page } from "../components/Page";
 import { ProblemAlert } from "../components/ProblemAlert";
+import { ForgotPassword } from "./ForgotPassword";
 
 export function SignInPage() {
   const navigate = useNavigate();
@@ -19,6 +20,7 @@ export function SignInPage() {
   const [password, setPassword] = useState("");
   const [problem, setProblem] = useState<Problem | null>(null);
   const [busy, setBusy] = useState(false);
+  const [forgot, setForgot] = useState(false);
   const next = (location.state as { from?: string } | null)?.from ?? "/items";
 
   async function submit(event: FormEvent) {
@@ -67,6 +69,15 @@ export function SignInPage() {
           <Button type="submit" variant="contained" disabled={busy}>
             Sign in
           </Button>
+          <Button
+            variant="text"
+            onClick={() => setForgot(true)}
+            aria-expanded={forgot}
+            aria-controls="forgot-password"
+            sx={{ alignSelf: "flex-start" }}
+          >
+            Forgot your password?
+          </Button>
           <Typography>
             New here?{" "}
             <Link component={RouterLink} to="/signup">
@@ -75,6 +86,7 @@ export function SignInPage() {
           </Typography>
         </Stack>
       </Paper>
+      <div id="forgot-password">{forgot && <ForgotPassword initialEmail={username} />}</div>
     </Page>
   );
 }

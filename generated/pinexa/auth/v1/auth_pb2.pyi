@@ -197,6 +197,20 @@ class ChangePasswordResponse(_message.Message):
     revoked_sessions: int
     def __init__(self, revoked_sessions: _Optional[int] = ...) -> None: ...
 
+class ConfirmPasswordResetRequest(_message.Message):
+    __slots__ = ("token", "new_password")
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    NEW_PASSWORD_FIELD_NUMBER: _ClassVar[int]
+    token: str
+    new_password: str
+    def __init__(self, token: _Optional[str] = ..., new_password: _Optional[str] = ...) -> None: ...
+
+class ConfirmPasswordResetResponse(_message.Message):
+    __slots__ = ("revoked_sessions",)
+    REVOKED_SESSIONS_FIELD_NUMBER: _ClassVar[int]
+    revoked_sessions: int
+    def __init__(self, revoked_sessions: _Optional[int] = ...) -> None: ...
+
 class GetJwksRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...

@@ -80,6 +80,11 @@ class AuthServiceStub:
                 request_serializer=pinexa_dot_auth_dot_v1_dot_auth__pb2.ChangePasswordRequest.SerializeToString,
                 response_deserializer=pinexa_dot_auth_dot_v1_dot_auth__pb2.ChangePasswordResponse.FromString,
                 _registered_method=True)
+        self.ConfirmPasswordReset = channel.unary_unary(
+                '/pinexa.auth.v1.AuthService/ConfirmPasswordReset',
+                request_serializer=pinexa_dot_auth_dot_v1_dot_auth__pb2.ConfirmPasswordResetRequest.SerializeToString,
+                response_deserializer=pinexa_dot_auth_dot_v1_dot_auth__pb2.ConfirmPasswordResetResponse.FromString,
+                _registered_method=True)
         self.LoginMfa = channel.unary_unary(
                 '/pinexa.auth.v1.AuthService/LoginMfa',
                 request_serializer=pinexa_dot_auth_dot_v1_dot_auth__pb2.LoginMfaRequest.SerializeToString,
@@ -175,6 +180,16 @@ class AuthServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ConfirmPasswordReset(self, request, context):
+        """ConfirmPasswordReset sets a new password with the token of a reset mail
+        (UserService.RequestPasswordReset). Every session of the account ends, its address counts
+        as verified and its login throttle is cleared. It is public: the token is the proof. A
+        spent, superseded or expired token is refused with a MAIL_TOKEN_* reason.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def LoginMfa(self, request, context):
         """LoginMfa is a login's second step, for an account with a TOTP factor: Login answered
         401 MFA_REQUIRED with an mfa_token (in ErrorInfo.metadata); send it with a code from the
@@ -255,6 +270,11 @@ def add_AuthServiceServicer_to_server(servicer, server):
                     servicer.ChangePassword,
                     request_deserializer=pinexa_dot_auth_dot_v1_dot_auth__pb2.ChangePasswordRequest.FromString,
                     response_serializer=pinexa_dot_auth_dot_v1_dot_auth__pb2.ChangePasswordResponse.SerializeToString,
+            ),
+            'ConfirmPasswordReset': grpc.unary_unary_rpc_method_handler(
+                    servicer.ConfirmPasswordReset,
+                    request_deserializer=pinexa_dot_auth_dot_v1_dot_auth__pb2.ConfirmPasswordResetRequest.FromString,
+                    response_serializer=pinexa_dot_auth_dot_v1_dot_auth__pb2.ConfirmPasswordResetResponse.SerializeToString,
             ),
             'LoginMfa': grpc.unary_unary_rpc_method_handler(
                     servicer.LoginMfa,
@@ -521,6 +541,33 @@ class AuthService:
             '/pinexa.auth.v1.AuthService/ChangePassword',
             pinexa_dot_auth_dot_v1_dot_auth__pb2.ChangePasswordRequest.SerializeToString,
             pinexa_dot_auth_dot_v1_dot_auth__pb2.ChangePasswordResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ConfirmPasswordReset(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pinexa.auth.v1.AuthService/ConfirmPasswordReset',
+            pinexa_dot_auth_dot_v1_dot_auth__pb2.ConfirmPasswordResetRequest.SerializeToString,
+            pinexa_dot_auth_dot_v1_dot_auth__pb2.ConfirmPasswordResetResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -87,6 +87,20 @@ class SetDisabledResponse(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
 
+class ConfirmPasswordResetRequest(_message.Message):
+    __slots__ = ("token", "new_password")
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    NEW_PASSWORD_FIELD_NUMBER: _ClassVar[int]
+    token: str
+    new_password: str
+    def __init__(self, token: _Optional[str] = ..., new_password: _Optional[str] = ...) -> None: ...
+
+class ConfirmPasswordResetResponse(_message.Message):
+    __slots__ = ("user_id",)
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    user_id: str
+    def __init__(self, user_id: _Optional[str] = ...) -> None: ...
+
 class VerifySecondFactorRequest(_message.Message):
     __slots__ = ("user_id", "code", "recovery_code")
     USER_ID_FIELD_NUMBER: _ClassVar[int]

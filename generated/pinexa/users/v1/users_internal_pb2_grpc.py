@@ -60,6 +60,11 @@ class UsersInternalServiceStub:
                 request_serializer=pinexa_dot_users_dot_v1_dot_users__internal__pb2.SetDisabledRequest.SerializeToString,
                 response_deserializer=pinexa_dot_users_dot_v1_dot_users__internal__pb2.SetDisabledResponse.FromString,
                 _registered_method=True)
+        self.ConfirmPasswordReset = channel.unary_unary(
+                '/pinexa.users.v1.UsersInternalService/ConfirmPasswordReset',
+                request_serializer=pinexa_dot_users_dot_v1_dot_users__internal__pb2.ConfirmPasswordResetRequest.SerializeToString,
+                response_deserializer=pinexa_dot_users_dot_v1_dot_users__internal__pb2.ConfirmPasswordResetResponse.FromString,
+                _registered_method=True)
         self.VerifySecondFactor = channel.unary_unary(
                 '/pinexa.users.v1.UsersInternalService/VerifySecondFactor',
                 request_serializer=pinexa_dot_users_dot_v1_dot_users__internal__pb2.VerifySecondFactorRequest.SerializeToString,
@@ -118,6 +123,17 @@ class UsersInternalServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ConfirmPasswordReset(self, request, context):
+        """ConfirmPasswordReset spends a password reset token and sets the new password; the address
+        the link was mailed to counts as verified. Called by auth, which then ends every session
+        of the account and clears its login throttle. A refused token is UNAUTHENTICATED with a
+        MAIL_TOKEN_* reason; a new password against the rules is INVALID_ARGUMENT naming
+        new_password (the token is then not spent).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def VerifySecondFactor(self, request, context):
         """VerifySecondFactor checks a TOTP code (current step ±1, each step accepted once) or spends
         a recovery code. UNAUTHENTICATED INVALID_SECOND_FACTOR when it is neither; auth throttles.
@@ -161,6 +177,11 @@ def add_UsersInternalServiceServicer_to_server(servicer, server):
                     servicer.SetDisabled,
                     request_deserializer=pinexa_dot_users_dot_v1_dot_users__internal__pb2.SetDisabledRequest.FromString,
                     response_serializer=pinexa_dot_users_dot_v1_dot_users__internal__pb2.SetDisabledResponse.SerializeToString,
+            ),
+            'ConfirmPasswordReset': grpc.unary_unary_rpc_method_handler(
+                    servicer.ConfirmPasswordReset,
+                    request_deserializer=pinexa_dot_users_dot_v1_dot_users__internal__pb2.ConfirmPasswordResetRequest.FromString,
+                    response_serializer=pinexa_dot_users_dot_v1_dot_users__internal__pb2.ConfirmPasswordResetResponse.SerializeToString,
             ),
             'VerifySecondFactor': grpc.unary_unary_rpc_method_handler(
                     servicer.VerifySecondFactor,
@@ -309,6 +330,33 @@ class UsersInternalService:
             '/pinexa.users.v1.UsersInternalService/SetDisabled',
             pinexa_dot_users_dot_v1_dot_users__internal__pb2.SetDisabledRequest.SerializeToString,
             pinexa_dot_users_dot_v1_dot_users__internal__pb2.SetDisabledResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ConfirmPasswordReset(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pinexa.users.v1.UsersInternalService/ConfirmPasswordReset',
+            pinexa_dot_users_dot_v1_dot_users__internal__pb2.ConfirmPasswordResetRequest.SerializeToString,
+            pinexa_dot_users_dot_v1_dot_users__internal__pb2.ConfirmPasswordResetResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -86,6 +86,11 @@ class UserServiceStub:
                 request_serializer=pinexa_dot_users_dot_v1_dot_users__pb2.ListUserAuditEventsRequest.SerializeToString,
                 response_deserializer=pinexa_dot_users_dot_v1_dot_users__pb2.ListUserAuditEventsResponse.FromString,
                 _registered_method=True)
+        self.RequestPasswordReset = channel.unary_unary(
+                '/pinexa.users.v1.UserService/RequestPasswordReset',
+                request_serializer=pinexa_dot_users_dot_v1_dot_users__pb2.RequestPasswordResetRequest.SerializeToString,
+                response_deserializer=pinexa_dot_users_dot_v1_dot_users__pb2.RequestPasswordResetResponse.FromString,
+                _registered_method=True)
         self.EnrollTotp = channel.unary_unary(
                 '/pinexa.users.v1.UserService/EnrollTotp',
                 request_serializer=pinexa_dot_users_dot_v1_dot_users__pb2.EnrollTotpRequest.SerializeToString,
@@ -188,6 +193,17 @@ class UserServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RequestPasswordReset(self, request, context):
+        """RequestPasswordReset mails a password reset link to the account with this e-mail address,
+        if there is one (and it is not disabled). It is public, and its answer is the same, in body,
+        status and time, whether or not such an account exists. Rate-limited per address and per
+        client (RESOURCE_EXHAUSTED with RetryInfo). The link is confirmed by
+        AuthService.ConfirmPasswordReset.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def EnrollTotp(self, request, context):
         """EnrollTotp starts enrolling a TOTP second factor: a new secret, its otpauth:// URI and a QR
         code to scan. Nothing changes for login until ActivateTotp. The account itself only (not
@@ -273,6 +289,11 @@ def add_UserServiceServicer_to_server(servicer, server):
                     servicer.ListUserAuditEvents,
                     request_deserializer=pinexa_dot_users_dot_v1_dot_users__pb2.ListUserAuditEventsRequest.FromString,
                     response_serializer=pinexa_dot_users_dot_v1_dot_users__pb2.ListUserAuditEventsResponse.SerializeToString,
+            ),
+            'RequestPasswordReset': grpc.unary_unary_rpc_method_handler(
+                    servicer.RequestPasswordReset,
+                    request_deserializer=pinexa_dot_users_dot_v1_dot_users__pb2.RequestPasswordResetRequest.FromString,
+                    response_serializer=pinexa_dot_users_dot_v1_dot_users__pb2.RequestPasswordResetResponse.SerializeToString,
             ),
             'EnrollTotp': grpc.unary_unary_rpc_method_handler(
                     servicer.EnrollTotp,
@@ -566,6 +587,33 @@ class UserService:
             '/pinexa.users.v1.UserService/ListUserAuditEvents',
             pinexa_dot_users_dot_v1_dot_users__pb2.ListUserAuditEventsRequest.SerializeToString,
             pinexa_dot_users_dot_v1_dot_users__pb2.ListUserAuditEventsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RequestPasswordReset(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pinexa.users.v1.UserService/RequestPasswordReset',
+            pinexa_dot_users_dot_v1_dot_users__pb2.RequestPasswordResetRequest.SerializeToString,
+            pinexa_dot_users_dot_v1_dot_users__pb2.RequestPasswordResetResponse.FromString,
             options,
             channel_credentials,
             insecure,
