@@ -503,6 +503,26 @@ class UsersDomain:
         now = self._clock()
         limits = self._mail_limits("password_reset", address, client)
         record = await self._store.get_by_email(address)
+        # Its audit record, written with the token in every case, so that a known and an unknown
+        # address run the same statements: the account's (or '' for no account), never the address.
+        if record is None:
+            asked = self._event(
+                audit.PASSWORD_RESET_REQUESTED,
+                "",
+                actor_id="",
+                outcome=audit.FAILURE,
+                detail={"reason": "UNKNOWN_ADDRESS"},
+            )
+        elif record.disabled:
+            asked = self._event(
+                audit.PASSWORD_RESET_REQUESTED,
+                record.id,
+                actor_id="",
+                outcome=audit.REFUSED,
+                detail={"reason": "ACCOUNT_DISABLED"},
+            )
+        else:
+            asked = self._event(audit.PASSWORD_RESET_REQUESTED, record.id, actor_id="")
         if record is not None and record.disabled:
             record = None  # a disabled account gets no reset mail (and the same answer)
         subject, to, username = (
@@ -521,7 +541,12 @@ class UsersDomain:
         )
         known = record is not None
         wait = await self._store.queue_password_reset(
-            message if known else None, token, limits=limits, window=self._mail.window, now=now
+            message if known else None,
+            token,
+            limits=limits,
+            window=self._mail.window,
+            now=now,
+            audit_events=[asked],
         )
         if wait > 0:
             raise ResourceExhausted(
@@ -551,7 +576,9 @@ class UsersDomain:
         notice = password_changed_mail(
             to=account.email, username=account.username, changed_at=now.timestamp()
         )
-        record = await self._store.reset_password(token, new_hash, now, [notice])
+        # The link is the proof of the mailbox: whoever opens it acts for the account.
+        done = self._event(audit.PASSWORD_RESET, account.id, actor_id=account.id)
+        record = await self._store.reset_password(token, new_hash, now, [notice], audit_events=[done])
         self._on_mail()
         log.info("password reset", extra={"target": record.id})
         return record

@@ -93,10 +93,13 @@ class MemoryUserStore:
         limits: Sequence[tuple[str, int]],
         window: float,
         now: datetime,
+        audit_events: Sequence[AuditEvent] = (),
     ) -> float:
         wait = self._queue_limited([] if mail is None else [mail], token, limits, window, now)
         if mail is None:
             self.tokens.pop(single_use.token_hash(token.token), None)  # a decoy: nothing kept
+        if wait == 0:
+            await self.audit.record(*audit_events)
         return wait
 
     def _live_reset(self, token: str, now: datetime) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -119,7 +122,13 @@ class MemoryUserStore:
         return self._record(self._live_reset(token, now)[1])
 
     async def reset_password(
-        self, token: str, new_hash: str, now: datetime, mail: Sequence[OutgoingMail] = ()
+        self,
+        token: str,
+        new_hash: str,
+        now: datetime,
+        mail: Sequence[OutgoingMail] = (),
+        *,
+        audit_events: Sequence[AuditEvent] = (),
     ) -> UserRecord:
         row, account = self._live_reset(token, now)
         row["live"], row["why"] = False, "MAIL_TOKEN_USED"
@@ -134,6 +143,7 @@ class MemoryUserStore:
         }
         self.rows[account["id"]] = updated
         self._queue(mail, None, now)
+        await self.audit.record(*audit_events)
         return self._record(updated)
 
     def _end_resets(self, user_id: str) -> None:

@@ -169,6 +169,7 @@ class UserStore(Protocol):
         limits: Sequence[tuple[str, int]],
         window: float,
         now: datetime,
+        audit_events: Sequence[AuditEvent] = (),
     ) -> float:
         """As `queue_verification`, for a reset token (its `data`: the address it was mailed
         to). With `mail` None (no account to mail) the same statements run for the token, which
@@ -182,7 +183,13 @@ class UserStore(Protocol):
         ...
 
     async def reset_password(
-        self, token: str, new_hash: str, now: datetime, mail: Sequence[OutgoingMail] = ()
+        self,
+        token: str,
+        new_hash: str,
+        now: datetime,
+        mail: Sequence[OutgoingMail] = (),
+        *,
+        audit_events: Sequence[AuditEvent] = (),
     ) -> UserRecord:
         """In one transaction: spend the reset token (of concurrent spenders exactly one wins;
         the others get TokenRefused), set the new password hash, mark the address verified,

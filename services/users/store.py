@@ -425,10 +425,11 @@ class SqlUserStore:
         window: float,
         now: datetime,
         keep_token: bool = True,
+        audit_events: Sequence[audit.AuditEvent] = (),
     ) -> float:
-        """Take one hit on every limit and, if all had room, store the token and queue the mail
-        (one transaction); else nothing and the seconds until there is room. Without
-        `keep_token` the token's row is written and deleted again in that transaction."""
+        """Take one hit on every limit and, if all had room, store the token, queue the mail and
+        write `audit_events` (one transaction); else nothing and the seconds until there is room.
+        Without `keep_token` the token's row is written and deleted again in that transaction."""
         async with self._engine.begin() as connection:
             wait = await rate_limit.take(connection, list(limits), window=window, now=now.timestamp())
             if wait > 0:
@@ -440,6 +441,8 @@ class SqlUserStore:
                         single_use_tokens.c.token_hash == single_use.token_hash(token.token)
                     )
                 )
+            await self.audit.insert(connection, audit_events)
+        audit.emitted(audit_events)
         return 0.0
 
     # -- password reset ------------------------------------------------------------------------
@@ -457,6 +460,7 @@ class SqlUserStore:
         limits: Sequence[tuple[str, int]],
         window: float,
         now: datetime,
+        audit_events: Sequence[audit.AuditEvent] = (),
     ) -> float:
         """The token's `data` (the address) is stored as its blind index, as a verification's. A
         decoy (`mail` None) is written and deleted by its primary key in the same transaction:
@@ -464,9 +468,11 @@ class SqlUserStore:
         nothing kept, so a flood of unknown addresses leaves no rows behind."""
         if mail is None:
             return await self._queue_limited(
-                [], token, limits=limits, window=window, now=now, keep_token=False
+                [], token, limits=limits, window=window, now=now, keep_token=False, audit_events=audit_events
             )
-        return await self._queue_limited([mail], token, limits=limits, window=window, now=now)
+        return await self._queue_limited(
+            [mail], token, limits=limits, window=window, now=now, audit_events=audit_events
+        )
 
     @staticmethod
     def _reset_target(row: Any, spent: single_use.Redeemed) -> None:
@@ -486,7 +492,13 @@ class SqlUserStore:
         return self._record(row)
 
     async def reset_password(
-        self, token: str, new_hash: str, now: datetime, mail: Sequence[OutgoingMail] = ()
+        self,
+        token: str,
+        new_hash: str,
+        now: datetime,
+        mail: Sequence[OutgoingMail] = (),
+        *,
+        audit_events: Sequence[audit.AuditEvent] = (),
     ) -> UserRecord:
         """The conditional UPDATE of `single_use.consume` decides between concurrent resets with
         one token; a refusal after it (the address moved) rolls the spend back."""
@@ -518,6 +530,8 @@ class SqlUserStore:
                 connection, purpose=PASSWORD_RESET, subject=spent.subject, now=now.timestamp()
             )
             await self._queue(connection, mail, None, now)
+            await self.audit.insert(connection, audit_events)
+        audit.emitted(audit_events)
         return self._record(updated)
 
     def address_key(self, email: str) -> str:

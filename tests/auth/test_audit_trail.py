@@ -532,3 +532,62 @@ async def test_second_factor_changes_and_an_admin_s_removal_are_recorded(start_s
     assert (removed.actor_id, removed.service) == (admin_id, "users")
     reasons = {e.detail["reason"] for e in _of(theirs, "SESSION_REVOKED")}
     assert reasons == {"second_factor_removed"}
+
+
+async def test_a_password_reset_is_recorded_when_asked_for_and_when_confirmed(
+    start_stack: StartStack,
+) -> None:
+    """PASSWORD_RESET_REQUESTED for every request (an unknown address too, with no account and no
+    address in the record: the same statements run either way), PASSWORD_RESET when the link is
+    used, and the sessions it ended; never the token."""
+    stack, admin = await admin_stack(start_stack)
+    user = await stack.sign_up()
+    await stack.login(user.username)
+    asked, unknown, done = rid("ask"), rid("unknown"), rid("confirm")
+    await stack.users.RequestPasswordReset(
+        users_pb2.RequestPasswordResetRequest(email=user.email), metadata=[asked]
+    )
+    stranger = f"nobody-{uuid.uuid4().hex[:8]}@example.com"
+    await stack.users.RequestPasswordReset(
+        users_pb2.RequestPasswordResetRequest(email=stranger), metadata=[unknown]
+    )
+
+    async def mailed() -> bool:
+        return any(m["To"] == user.email and "Reset" in str(m["Subject"]) for m in stack.mailbox.messages)
+
+    await wait_until(mailed, timeout=10, what="the reset mail")
+    message = next(
+        m for m in stack.mailbox.messages if m["To"] == user.email and "Reset" in str(m["Subject"])
+    )
+    token = mail_token(message, "/reset-password")
+    await stack.auth.ConfirmPasswordReset(
+        auth_pb2.ConfirmPasswordResetRequest(token=token, new_password=NEW_PASSWORD), metadata=[done]
+    )
+
+    events = await all_events(stack, admin)
+    by_rid: dict[str, list[users_pb2.AuditEvent]] = {}
+    for event in events:
+        by_rid.setdefault(event.request_id, []).append(event)
+    [request] = by_rid[asked[1]]
+    assert (request.type, request.outcome, request.subject_id, request.actor_id) == (
+        "PASSWORD_RESET_REQUESTED",
+        "SUCCESS",
+        user.id,
+        "",
+    )
+    [probe] = by_rid[unknown[1]]
+    assert (probe.type, probe.outcome, probe.subject_id, dict(probe.detail)) == (
+        "PASSWORD_RESET_REQUESTED",
+        "FAILURE",
+        "",
+        {"reason": "UNKNOWN_ADDRESS"},
+    )
+    confirmed = {e.type: e for e in by_rid[done[1]]}
+    assert set(confirmed) == {"PASSWORD_RESET", "SESSION_REVOKED"}
+    assert (confirmed["PASSWORD_RESET"].subject_id, confirmed["PASSWORD_RESET"].actor_id) == (
+        user.id,
+        user.id,
+    )
+    assert confirmed["SESSION_REVOKED"].detail["reason"] == "password_reset"
+    dumped = json.dumps([str(e) for e in events])
+    assert token not in dumped and stranger not in dumped and user.email not in dumped

@@ -617,3 +617,32 @@ async def test_deleting_the_account_removes_its_factor(store: UserStore) -> None
     assert await store.delete_with_purge(user_id, T0)
     assert await store.totp_factor(user_id) is None
     assert await store.recovery_codes_left(user_id) == 0
+
+
+async def test_a_reset_s_audit_records_come_with_its_token_and_with_its_use_only(store: UserStore) -> None:
+    ada = account("ada")
+    await store.insert(ada)
+    limits = [("address-key", 1)]
+    mail = OutgoingMail(to=ada["email"], template="password_reset", context={"token": "t"})
+    token = reset_token(ada["id"], ada["email"])
+    asked = audit_event(audit.PASSWORD_RESET_REQUESTED, ada["id"])
+    assert (
+        await store.queue_password_reset(mail, token, limits=limits, window=60, now=T0, audit_events=[asked])
+        == 0
+    )
+    # Over the limit: nothing stored, no record either.
+    refused = audit_event(audit.PASSWORD_RESET_REQUESTED, ada["id"])
+    again = reset_token(ada["id"], ada["email"])
+    assert (
+        await store.queue_password_reset(
+            None, again, limits=limits, window=60, now=T0, audit_events=[refused]
+        )
+        > 0
+    )
+    done = audit_event(audit.PASSWORD_RESET, ada["id"])
+    await store.reset_password(token.token, "$argon2id$new", T0, audit_events=[done])
+    with pytest.raises(TokenRefused):  # spent: no second record
+        await store.reset_password(
+            token.token, "x", T0, audit_events=[audit_event(audit.PASSWORD_RESET, ada["id"])]
+        )
+    assert await recorded(store, ada["id"]) == ["PASSWORD_RESET_REQUESTED", "PASSWORD_RESET"]
