@@ -107,6 +107,10 @@ EVENT_TYPES = frozenset(
     }
 )
 
+# detail.reason of a password reset asked for an address no account has: never an error reason
+# (the answer is the same for any address), only in the record.
+UNKNOWN_ADDRESS = "UNKNOWN_ADDRESS"
+
 SUCCESS = "SUCCESS"
 FAILURE = "FAILURE"
 REFUSED = "REFUSED"

@@ -511,7 +511,7 @@ class UsersDomain:
                 "",
                 actor_id="",
                 outcome=audit.FAILURE,
-                detail={"reason": "UNKNOWN_ADDRESS"},
+                detail={"reason": audit.UNKNOWN_ADDRESS},
             )
         elif record.disabled:
             asked = self._event(
