@@ -217,9 +217,14 @@ check_object = function(s, i, fields, values, path, unknown)
   end
 end
 
+-- As the transcoder does, a path ending in one of the API's custom verbs (`/users/X:signOut`) is
+-- that verb's path only: it is not also `/users/{id}` with the id "X:signOut" (so a wrong method
+-- there is the edge's 405, not this filter's field check against another method's message).
 local function find_route(method, path)
+  local verb = path:match(":([^/:]+)$")
+  if verb and not VERBS[verb] then verb = nil end
   for _, route in ipairs(ROUTES) do
-    if route.method == method and path:find(route.pattern) then return route end
+    if route.method == method and route.verb == verb and path:find(route.pattern) then return route end
   end
   return nil
 end

@@ -127,6 +127,13 @@ def _pattern(template: str) -> tuple[str, list[str]]:
     return "".join(out), bound
 
 
+def _custom_verb(template: str) -> str | None:
+    """The template's custom verb (`/users/{id}:signOut` -> signOut), if it has one."""
+    last = template.rsplit("/", 1)[-1]
+    tail = last.rsplit("}", 1)[-1]
+    return tail.split(":", 1)[1] if ":" in tail else None
+
+
 def _segment(segment: str) -> str:
     return {"*": "[^/]+", "**": ".+"}.get(segment) or _lua_escape(segment)
 
@@ -150,6 +157,7 @@ def render(descriptor_set: Path) -> str:
     schema = Schema(files)
     routes: list[str] = []
     wanted: list[str] = []
+    custom_verbs: set[str] = set()
     for service_name in PUBLIC_SERVICES:
         service = schema.services[service_name]
         for method in service.method:
@@ -160,7 +168,11 @@ def render(descriptor_set: Path) -> str:
                 verb = rule.WhichOneof("pattern")
                 if verb is None or verb == "custom":
                     continue
-                pattern, bound = _pattern(getattr(rule, verb))
+                template = getattr(rule, verb)
+                pattern, bound = _pattern(template)
+                custom = _custom_verb(template)
+                if custom:
+                    custom_verbs.add(custom)
                 body, prefix, taken = "", "", set(bound)
                 if rule.body == "*":
                     body = request
@@ -181,6 +193,7 @@ def render(descriptor_set: Path) -> str:
                 allowed = ", ".join(f"[{_lua_string(q)}] = true" for q in sorted(query))
                 routes.append(
                     f"  {{ method = {_lua_string(verb.upper())}, pattern = {_lua_string(pattern)},"
+                    f" verb = {_lua_string(custom) if custom else 'nil'},"
                     f" rpc = {_lua_string(f'{service_name}/{method.name}')},\n"
                     f"    body = {_lua_string(body) if body else 'nil'}, prefix = {_lua_string(prefix)},"
                     f" query = {{ {allowed} }} }},"
@@ -211,5 +224,6 @@ def render(descriptor_set: Path) -> str:
             for k, v in sorted(messages[name].items())
         )
         lines.append(f"  [{_lua_string(name)}] = {{ {entries} }},")
-    lines += ["}", "local ROUTES = {", *routes, "}", ""]
+    verbs = ", ".join(f"[{_lua_string(v)}] = true" for v in sorted(custom_verbs))
+    lines += ["}", "local ROUTES = {", *routes, "}", f"local VERBS = {{ {verbs} }}", ""]
     return "\n".join(lines)

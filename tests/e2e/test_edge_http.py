@@ -8,6 +8,7 @@ import base64
 import json
 import socket
 import time
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -372,6 +373,20 @@ def test_a_wrong_method_on_a_known_path_is_405_with_allow(
     response = client.request(method, path)
     assert response.status_code == 405, response.text
     assert {m.strip() for m in response.headers["allow"].split(",")} == allow
+    assert error_reason(status_of(response)) == "METHOD_NOT_ALLOWED"
+
+
+@pytest.mark.parametrize("method", ["PUT", "PATCH", "GET", "DELETE"])
+def test_a_wrong_method_on_a_custom_verb_path_is_405_not_another_methods_field_check(
+    client: httpx.Client, method: str
+) -> None:
+    # /users/X:changePassword is not also /users/{id} with the id "X:changePassword" (the
+    # transcoder splits off the verb), so its fields are not checked against UpdateUser's message.
+    body = {"current_password": "correct horse battery", "new_password": "another horse battery"}
+    path = f"/api/v1/users/{uuid.uuid4()}:changePassword"
+    response = client.request(method, path, json=body)
+    assert response.status_code == 405, response.text
+    assert response.headers["allow"] == "POST"
     assert error_reason(status_of(response)) == "METHOD_NOT_ALLOWED"
 
 
