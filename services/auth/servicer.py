@@ -148,7 +148,9 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         except ResourceExhausted as error:
             await context.send_initial_metadata((("retry-after", str(math.ceil(error.retry_after))),))
             raise
-        return auth_pb2.LoginResponse(**_fields(pair), device_token=pair.device_token)
+        # The second step ends a sign-in like Login does: in cookie mode (the console) the refresh
+        # token goes into the HttpOnly cookie, not the body.
+        return auth_pb2.LoginResponse(**await self._to_cookie(pair, context), device_token=pair.device_token)
 
     async def Reauthenticate(
         self, request: auth_pb2.ReauthenticateRequest, context: grpc.aio.ServicerContext

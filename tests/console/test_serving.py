@@ -8,6 +8,8 @@ import re
 import time
 
 import httpx
+import jwt
+import pyotp
 import pytest
 
 from devstack import console
@@ -154,3 +156,54 @@ def test_the_cookie_is_secure_outside_development() -> None:
         f"pinexa_refresh=t0ken; HttpOnly; Max-Age=60; Path={path}; SameSite=Strict; Secure"
         for path in servicer.REFRESH_COOKIE_PATHS
     ]
+
+
+def test_cookie_mode_second_factor_step_sets_the_cookie(console_client: httpx.Client) -> None:
+    """The console's sign-in with a code: login:mfa in cookie mode answers like Login (the refresh
+    token in the HttpOnly cookie, never the body), and without the header keeps the JSON body."""
+    name = _sign_up(console_client)
+    login = console_client.post("/api/v1/auth/login", json={"username": name, "password": PASSWORD})
+    assert login.status_code == 200, login.text
+    pair = login.json()
+    auth = {"authorization": f"Bearer {pair['access_token']}"}
+    user_id = jwt.decode(pair["access_token"], options={"verify_signature": False})["sub"]
+    enrolled = console_client.post(f"/api/v1/users/{user_id}/totp:enroll", json={}, headers=auth)
+    assert enrolled.status_code == 200, enrolled.text
+    device = pyotp.TOTP(enrolled.json()["secret"])
+    activated = console_client.post(
+        f"/api/v1/users/{user_id}/totp:activate", json={"code": device.now()}, headers=auth
+    )
+    assert activated.status_code == 200, activated.text
+    recovery = activated.json()["recovery_codes"]
+
+    def mfa_token() -> str:
+        answer = console_client.post(
+            "/api/v1/auth/login", json={"username": name, "password": PASSWORD}, headers=COOKIE_MODE
+        )
+        assert answer.status_code == 401, answer.text
+        assert not _set_cookies(answer)  # no session before the second step
+        info = next(d for d in status_of(answer)["details"] if d.get("reason"))
+        assert info["reason"] == "MFA_REQUIRED"
+        return str(info["metadata"]["mfa_token"])
+
+    step = console_client.post(
+        "/api/v1/auth/login:mfa",
+        json={"mfa_token": mfa_token(), "recovery_code": recovery[0]},
+        headers=COOKIE_MODE,
+    )
+    assert step.status_code == 200, step.text
+    assert step.json()["refresh_token"] == "" and step.json()["access_token"]
+    cookies = _set_cookies(step)
+    assert sorted(c.split("Path=")[1].split(";")[0] for c in cookies) == sorted(servicer.REFRESH_COOKIE_PATHS)
+    assert all("HttpOnly" in c and "SameSite=Strict" in c for c in cookies)
+    token = cookies[0].split(";")[0].split("=", 1)[1]
+    refreshed = console_client.post(
+        "/api/v1/auth/refresh", json={}, headers={"cookie": f"{servicer.REFRESH_COOKIE}={token}", **COOKIE_MODE}
+    )
+    assert refreshed.status_code == 200, refreshed.text
+
+    native = console_client.post(
+        "/api/v1/auth/login:mfa", json={"mfa_token": mfa_token(), "recovery_code": recovery[1]}
+    )
+    assert native.status_code == 200, native.text
+    assert native.json()["refresh_token"] and not _set_cookies(native)
