@@ -70,8 +70,8 @@ describe("the account-lifecycle reasons", () => {
       "3540",
     );
     expect(throttled.text).toBe("Too many mails were asked for. Try again in 59 minutes.");
-    expect(problemFrom(401, { code: 16, message: "mfa", details: [info("MFA_REQUIRED", "pinexa.auth")] }).text).toMatch(
-      /authenticator app, which this console cannot take yet/,
+    expect(problemFrom(401, { code: 16, message: "mfa", details: [info("MFA_REQUIRED", "pinexa.auth")] }).text).toBe(
+      "This account asks for a code from an authenticator app.",
     );
   });
 

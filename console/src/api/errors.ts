@@ -83,7 +83,7 @@ const REASONS: Record<string, string> = {
   INCOMPLETE_REQUEST: "The request arrived cut off. Try again.",
   UNAVAILABLE: "The service is unavailable right now. Try again shortly.",
   // The second factor (issue 13). The console has no code step yet: say so rather than "sign in".
-  MFA_REQUIRED: "This account asks for a code from an authenticator app, which this console cannot take yet.",
+  MFA_REQUIRED: "This account asks for a code from an authenticator app.",
   MFA_THROTTLED: "Too many wrong codes.",
   MFA_TOKEN_INVALID: "This sign-in took too long. Start again with your password.",
   INVALID_TOTP_CODE: "That code is not right. Enter the code your app shows now.",

@@ -95,10 +95,41 @@ export interface Credentials {
   password: string;
 }
 
-/** Sign in. The second factor (issue 13) is the extension point: when Login answers that a
- * code is needed, this is where the sign-in page will ask for it and send it. */
-export async function signIn(credentials: Credentials): Promise<void> {
+/** What signing in with a password gave: a session, or the second step an account with a
+ * second factor needs (Login's 401 MFA_REQUIRED carries the mfa_token in its ErrorInfo). */
+export type SignInResult = { signedIn: true } | { signedIn: false; mfaToken: string };
+
+function mfaTokenOf(status: number, body: unknown): string | null {
+  if (status !== 401 || !body || typeof body !== "object") return null;
+  const details = (body as { details?: Array<Record<string, unknown>> }).details ?? [];
+  for (const detail of details) {
+    const metadata = detail.metadata as Record<string, unknown> | undefined;
+    if (detail.reason === "MFA_REQUIRED" && typeof metadata?.mfa_token === "string") return metadata.mfa_token;
+  }
+  return null;
+}
+
+/** Sign in with a password, in cookie mode. When the account has a second factor, nothing is
+ * signed in yet: the caller asks for a code and calls signInWithSecondFactor. */
+export async function signIn(credentials: Credentials): Promise<SignInResult> {
   const response = await post("/api/v1/auth/login", credentials);
+  if (!response.ok) {
+    const body: unknown = await response.json().catch(() => null);
+    const mfaToken = mfaTokenOf(response.status, body);
+    if (mfaToken) return { signedIn: false, mfaToken };
+    throw new SessionError(problemFrom(response.status, body, response.headers.get("retry-after")));
+  }
+  const body = (await response.json()) as { access_token: string };
+  setToken(body.access_token, true);
+  return { signedIn: true };
+}
+
+/** The code from an authenticator app, or one of the account's recovery codes (each works once). */
+export type SecondFactor = { code: string } | { recovery_code: string };
+
+/** The second step of a sign-in: login:mfa with Login's mfa_token, in the same cookie mode. */
+export async function signInWithSecondFactor(mfaToken: string, factor: SecondFactor): Promise<void> {
+  const response = await post("/api/v1/auth/login:mfa", { mfa_token: mfaToken, ...factor });
   if (!response.ok) throw await failure(response);
   const body = (await response.json()) as { access_token: string };
   setToken(body.access_token, true);

@@ -2,7 +2,7 @@
 // as auth does through Envoy (the real server is driven by the Playwright journeys in e2e/).
 import { render, screen } from "@testing-library/react";
 import userEvent from "@testing-library/user-event";
-import { MemoryRouter } from "react-router-dom";
+import { MemoryRouter, Route, Routes } from "react-router-dom";
 import { afterEach, describe, expect, it, vi } from "vitest";
 
 import { ItemEditor } from "./ItemEditor";
@@ -68,6 +68,78 @@ describe("SignInPage", () => {
     expect(await screen.findByText("is required")).toBeInTheDocument();
     expect(username).toHaveAttribute("aria-invalid", "true");
     expect(username).toHaveAccessibleDescription("is required");
+  });
+});
+
+describe("SignInPage's second-factor step", () => {
+  const info = (reason: string, metadata?: Record<string, string>) => ({
+    "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+    reason,
+    domain: "pinexa.auth",
+    ...(metadata ? { metadata } : {}),
+  });
+  const json = (status: number, body: unknown) =>
+    new Response(JSON.stringify(body), { status, headers: { "content-type": "application/json" } });
+
+  function renderPage() {
+    render(
+      <MemoryRouter initialEntries={["/signin"]}>
+        <Routes>
+          <Route path="/signin" element={<SignInPage />} />
+          <Route path="/items" element={<p>the items page</p>} />
+        </Routes>
+      </MemoryRouter>,
+    );
+  }
+
+  async function password() {
+    await userEvent.type(screen.getByLabelText(/username or e-mail/i), "ada");
+    await userEvent.type(screen.getByLabelText(/^password/i), "correct horse battery");
+    await userEvent.click(screen.getByRole("button", { name: "Sign in" }));
+  }
+
+  it("asks for the code after the password, says a wrong one in words, and signs in with the right one", async () => {
+    const answers = [
+      json(401, { code: 16, message: "mfa", details: [info("MFA_REQUIRED", { mfa_token: "tok-1", expires_in: "300" })] }),
+      json(401, { code: 16, message: "wrong", details: [info("INVALID_SECOND_FACTOR")] }),
+      json(200, { access_token: "access", refresh_token: "", token_type: "Bearer", expires_in: 900 }),
+    ];
+    const fetch = vi.fn(async () => answers.shift() as Response);
+    vi.stubGlobal("fetch", fetch);
+    renderPage();
+    await password();
+    const code = await screen.findByLabelText(/authenticator code/i);
+    expect(screen.queryByRole("alert")).not.toBeInTheDocument(); // MFA_REQUIRED is a step, not an error
+    await userEvent.type(code, "123456");
+    await userEvent.click(screen.getByRole("button", { name: "Verify" }));
+    expect(await screen.findByRole("alert")).toHaveTextContent("That code is not right.");
+    await userEvent.clear(code);
+    await userEvent.type(code, "654321");
+    await userEvent.click(screen.getByRole("button", { name: "Verify" }));
+    expect(await screen.findByText("the items page")).toBeInTheDocument();
+    const calls = fetch.mock.calls as unknown as Array<[string, RequestInit]>;
+    expect(calls.map(([url]) => url)).toEqual(["/api/v1/auth/login", "/api/v1/auth/login:mfa", "/api/v1/auth/login:mfa"]);
+    const [, init] = calls[2];
+    expect(JSON.parse(init.body as string)).toEqual({ mfa_token: "tok-1", code: "654321" });
+    expect((init.headers as Record<string, string>)["x-pinexa-session"]).toBe("cookie");
+  });
+
+  it("takes a recovery code instead, and an expired step goes back to the password", async () => {
+    const answers = [
+      json(401, { code: 16, message: "mfa", details: [info("MFA_REQUIRED", { mfa_token: "tok-2" })] }),
+      json(401, { code: 16, message: "gone", details: [info("MFA_TOKEN_INVALID")] }),
+    ];
+    const fetch = vi.fn(async () => answers.shift() as Response);
+    vi.stubGlobal("fetch", fetch);
+    renderPage();
+    await password();
+    await userEvent.click(await screen.findByRole("button", { name: "Use a recovery code instead" }));
+    await userEvent.type(screen.getByLabelText(/recovery code/i), "abcd-efgh ");
+    await userEvent.click(screen.getByRole("button", { name: "Verify" }));
+    expect(await screen.findByRole("alert")).toHaveTextContent("This sign-in took too long. Start again with your password.");
+    expect(screen.getByLabelText(/^password/i)).toHaveValue("");
+    const [, init] = (fetch.mock.calls as unknown as Array<[string, RequestInit]>)[1];
+    expect(JSON.parse(init.body as string)).toEqual({ mfa_token: "tok-2", recovery_code: "abcd-efgh" });
   });
 });
 

@@ -12,6 +12,7 @@ import { SessionError, signIn } from "../auth/session";
 import { Page } from "../components/Page";
 import { ProblemAlert } from "../components/ProblemAlert";
 import { ForgotPassword } from "./ForgotPassword";
+import { SecondFactorStep } from "./SecondFactorStep";
 
 export function SignInPage() {
   const navigate = useNavigate();
@@ -21,6 +22,7 @@ export function SignInPage() {
   const [problem, setProblem] = useState<Problem | null>(null);
   const [busy, setBusy] = useState(false);
   const [forgot, setForgot] = useState(false);
+  const [mfaToken, setMfaToken] = useState<string | null>(null);
   const next = (location.state as { from?: string } | null)?.from ?? "/items";
 
   async function submit(event: FormEvent) {
@@ -28,15 +30,32 @@ export function SignInPage() {
     setBusy(true);
     setProblem(null);
     try {
-      await signIn({ username, password });
-      // The second factor (issue 13) goes here: when Login asks for a code, show the code step
-      // instead of navigating on.
-      navigate(next, { replace: true });
+      const result = await signIn({ username, password });
+      if (result.signedIn) navigate(next, { replace: true });
+      else setMfaToken(result.mfaToken); // the account has a second factor: ask for the code
     } catch (error) {
       setProblem(error instanceof SessionError ? error.problem : null);
     } finally {
       setBusy(false);
     }
+  }
+
+  if (mfaToken) {
+    return (
+      <Page title="Sign in">
+        <Paper sx={{ p: 3, maxWidth: 420 }}>
+          <SecondFactorStep
+            mfaToken={mfaToken}
+            onSignedIn={() => navigate(next, { replace: true })}
+            onRestart={(why) => {
+              setMfaToken(null);
+              setPassword("");
+              setProblem(why);
+            }}
+          />
+        </Paper>
+      </Page>
+    );
   }
 
   return (
