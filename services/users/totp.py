@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import io
 import secrets
 
 import pyotp
@@ -65,8 +66,12 @@ def provisioning_uri(secret: str, *, account: str, issuer: str) -> str:
 
 
 def qr_svg(uri: str) -> str:
-    """The URI as a QR code, an SVG document (with its XML declaration)."""
-    return str(segno.make(uri, error="m").svg_inline(scale=4, border=4))
+    """The URI as a QR code, a standalone SVG document: with the SVG namespace, so that it renders
+    as an image file (an <img> with a data: URL) as well as inline; no XML declaration."""
+    buffer = io.BytesIO()
+    qr = segno.make(uri, error="m")
+    qr.save(buffer, kind="svg", scale=4, border=4, xmldecl=False, svgns=True, nl=False)
+    return buffer.getvalue().decode()
 
 
 def new_recovery_codes(count: int = RECOVERY_CODE_COUNT) -> list[str]:

@@ -92,6 +92,8 @@ async def test_enrol_then_activate_with_a_code(users: Users) -> None:
     assert parse_qs(uri.query)["secret"] == [enrolment.secret]
     assert parse_qs(uri.query)["issuer"] == ["Pinexa"]
     assert "<svg" in enrolment.qr_svg and "</svg>" in enrolment.qr_svg
+    # A standalone document (the console shows it as an <img> data: URL, which needs the namespace).
+    assert 'xmlns="http://www.w3.org/2000/svg"' in enrolment.qr_svg
     assert pyotp.parse_uri(enrolment.otpauth_uri).secret == enrolment.secret
 
     # Not active until a code comes: login needs no second step yet.

@@ -135,6 +135,39 @@ export async function signInWithSecondFactor(mfaToken: string, factor: SecondFac
   setToken(body.access_token, true);
 }
 
+/** Step-up: a fresh second factor for this session (POST /api/v1/auth/reauthenticate), which
+ * answers with a new access token of the same session; every tab takes it. */
+export async function reauthenticate(factor: SecondFactor): Promise<void> {
+  let response: Response;
+  try {
+    response = await fetch("/api/v1/auth/reauthenticate", {
+      method: "POST",
+      credentials: "same-origin",
+      headers: { "content-type": "application/json", authorization: `Bearer ${accessToken ?? ""}` },
+      body: JSON.stringify(factor),
+    });
+  } catch {
+    throw new SessionError(problemFrom("FETCH_ERROR", null));
+  }
+  if (!response.ok) throw await failure(response);
+  const body = (await response.json()) as { access_token: string };
+  setToken(body.access_token, true);
+}
+
+/** The `amr` claim of this tab's access token (RFC 8176 names: "pwd", "otp"), for what the
+ * console shows only; the services verify the token themselves. */
+export function authMethods(): string[] {
+  const payload = accessToken?.split(".")[1];
+  if (!payload) return [];
+  try {
+    const json = atob(payload.replace(/-/g, "+").replace(/_/g, "/"));
+    const amr = (JSON.parse(json) as { amr?: unknown }).amr;
+    return Array.isArray(amr) ? amr.filter((m): m is string => typeof m === "string") : [];
+  } catch {
+    return [];
+  }
+}
+
 function withLock<T>(work: () => Promise<T>): Promise<T> {
   const locks = typeof navigator !== "undefined" ? navigator.locks : undefined;
   return locks ? locks.request(LOCK, work) : work();

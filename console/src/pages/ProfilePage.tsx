@@ -17,6 +17,7 @@ import {
 import { Page } from "../components/Page";
 import { ProblemAlert } from "../components/ProblemAlert";
 import { ChangePasswordForm } from "./ChangePasswordForm";
+import { SecondFactorPanel } from "./SecondFactorPanel";
 import { SessionsPanel } from "./SessionsPanel";
 
 /** Mail the verification link again (to the pending address when there is one). Throttled per
@@ -126,6 +127,7 @@ export function ProfilePage() {
       </Paper>
       <Stack spacing={3} sx={{ mt: 3 }}>
         <ChangePasswordForm userId={user.id} />
+        <SecondFactorPanel userId={user.id} />
         <SessionsPanel />
       </Stack>
     </Page>

@@ -8,11 +8,11 @@ import { useState, type FormEvent } from "react";
 import { Link as RouterLink, useLocation, useNavigate } from "react-router-dom";
 
 import type { Problem } from "../api/errors";
-import { SessionError, signIn } from "../auth/session";
+import { SessionError, signIn, signInWithSecondFactor } from "../auth/session";
 import { Page } from "../components/Page";
 import { ProblemAlert } from "../components/ProblemAlert";
+import { SecondFactorForm } from "../components/SecondFactorForm";
 import { ForgotPassword } from "./ForgotPassword";
-import { SecondFactorStep } from "./SecondFactorStep";
 
 export function SignInPage() {
   const navigate = useNavigate();
@@ -44,10 +44,12 @@ export function SignInPage() {
     return (
       <Page title="Sign in">
         <Paper sx={{ p: 3, maxWidth: 420 }}>
-          <SecondFactorStep
-            mfaToken={mfaToken}
-            onSignedIn={() => navigate(next, { replace: true })}
-            onRestart={(why) => {
+          <SecondFactorForm
+            send={(factor) => signInWithSecondFactor(mfaToken, factor)}
+            onDone={() => navigate(next, { replace: true })}
+            cancel="Start again"
+            giveUpOn={["MFA_TOKEN_INVALID"]}
+            onCancel={(why) => {
               setMfaToken(null);
               setPassword("");
               setProblem(why);

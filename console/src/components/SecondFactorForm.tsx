@@ -5,19 +5,27 @@ import Typography from "@mui/material/Typography";
 import { useState, type FormEvent } from "react";
 
 import type { Problem } from "../api/errors";
-import { SessionError, signInWithSecondFactor, type SecondFactor } from "../auth/session";
-import { ProblemAlert } from "../components/ProblemAlert";
+import { SessionError, type SecondFactor } from "../auth/session";
+import { ProblemAlert } from "./ProblemAlert";
 
-/** The sign-in's second step: the code the authenticator app shows, or a recovery code. An
- * mfa_token that has expired or was spent sends the person back to the password step. */
-export function SecondFactorStep({
-  mfaToken,
-  onSignedIn,
-  onRestart,
+/** A second factor asked for: the code the authenticator app shows, or a recovery code. Used by
+ * the sign-in's second step and by step-up. `send` throws a SessionError; a reason in `giveUpOn`
+ * ends the form (an expired sign-in goes back to the password). */
+export function SecondFactorForm({
+  send,
+  onDone,
+  onCancel,
+  cancel,
+  giveUpOn = [],
+  label = "Second factor",
 }: {
-  mfaToken: string;
-  onSignedIn: () => void;
-  onRestart: (problem: Problem | null) => void;
+  send: (factor: SecondFactor) => Promise<void>;
+  onDone: () => void;
+  onCancel: (problem: Problem | null) => void;
+  /** The cancelling button's words. */
+  cancel: string;
+  giveUpOn?: string[];
+  label?: string;
 }) {
   const [recovery, setRecovery] = useState(false);
   const [value, setValue] = useState("");
@@ -32,11 +40,11 @@ export function SecondFactorStep({
     const entered = value.replace(/\s+/g, "");
     const factor: SecondFactor = recovery ? { recovery_code: entered } : { code: entered };
     try {
-      await signInWithSecondFactor(mfaToken, factor);
-      onSignedIn();
+      await send(factor);
+      onDone();
     } catch (error) {
       const found = error instanceof SessionError ? error.problem : null;
-      if (found?.reason === "MFA_TOKEN_INVALID") onRestart(found);
+      if (found && giveUpOn.includes(found.reason)) onCancel(found);
       else setProblem(found);
     } finally {
       setBusy(false);
@@ -44,7 +52,7 @@ export function SecondFactorStep({
   }
 
   return (
-    <Stack component="form" spacing={2} onSubmit={submit} noValidate aria-label="Second factor">
+    <Stack component="form" spacing={2} onSubmit={submit} noValidate aria-label={label}>
       <Typography>
         {recovery
           ? "Enter one of the recovery codes you saved when you set up the second factor. Each works once."
@@ -78,8 +86,8 @@ export function SecondFactorStep({
       >
         {recovery ? "Use the authenticator code instead" : "Use a recovery code instead"}
       </Button>
-      <Button variant="text" sx={{ alignSelf: "flex-start" }} onClick={() => onRestart(null)}>
-        Start again
+      <Button variant="text" sx={{ alignSelf: "flex-start" }} onClick={() => onCancel(null)}>
+        {cancel}
       </Button>
     </Stack>
   );
