@@ -50,7 +50,7 @@ def configure_logging(service: str, *, level: str = "INFO", fmt: str = "json") -
     else:
         handler.setFormatter(
             logging.Formatter(
-                "%(asctime)s %(levelname)s %(service)s [%(request_id)s trace=%(trace_id)s] "
+                "%(asctime)s %(levelname)s %(service)s [%(request_id)s trace=%(trace_id)s span=%(span_id)s] "
                 "%(name)s: %(message)s"
             )
         )
