@@ -78,6 +78,7 @@ CONSOLE_PAGES = (
     "profile",
     "admin/users",
     "admin/items",
+    "admin/audit",
 )
 
 # ENVOY_ACCESS_LOG: which requests get Envoy's JSON access-log line on stdout.

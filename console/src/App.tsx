@@ -18,6 +18,7 @@ import { useSession } from "./auth/useSession";
 import { Page } from "./components/Page";
 import { ProblemAlert } from "./components/ProblemAlert";
 import { AdminUsersPage } from "./pages/AdminUsersPage";
+import { AuditPage } from "./pages/AuditPage";
 import { ItemsPage } from "./pages/ItemsPage";
 import { ProfilePage } from "./pages/ProfilePage";
 import { ResetPasswordPage } from "./pages/ResetPasswordPage";
@@ -51,6 +52,7 @@ function Header() {
             <NavButton to="/profile">Profile</NavButton>
             {admin && <NavButton to="/admin/users">Users</NavButton>}
             {admin && <NavButton to="/admin/items">All items</NavButton>}
+            {admin && <NavButton to="/admin/audit">Audit trail</NavButton>}
             <Box sx={{ flex: 1 }} />
             {me.data && <Typography component="p">{me.data.display_name || me.data.username}</Typography>}
             <Button
@@ -135,6 +137,7 @@ export function App() {
             <Route path="/profile" element={<RequireSession><ProfilePage /></RequireSession>} />
             <Route path="/admin/users" element={<RequireSession><RequireAdmin><AdminUsersPage /></RequireAdmin></RequireSession>} />
             <Route path="/admin/items" element={<RequireSession><RequireAdmin><ItemsPage admin /></RequireAdmin></RequireSession>} />
+            <Route path="/admin/audit" element={<RequireSession><RequireAdmin><AuditPage /></RequireAdmin></RequireSession>} />
             <Route path="*" element={<NotFound />} />
           </Routes>
         )}

@@ -197,9 +197,8 @@ def test_cookie_mode_second_factor_step_sets_the_cookie(console_client: httpx.Cl
     assert sorted(c.split("Path=")[1].split(";")[0] for c in cookies) == sorted(servicer.REFRESH_COOKIE_PATHS)
     assert all("HttpOnly" in c and "SameSite=Strict" in c for c in cookies)
     token = cookies[0].split(";")[0].split("=", 1)[1]
-    refreshed = console_client.post(
-        "/api/v1/auth/refresh", json={}, headers={"cookie": f"{servicer.REFRESH_COOKIE}={token}", **COOKIE_MODE}
-    )
+    jar = {"cookie": f"{servicer.REFRESH_COOKIE}={token}", **COOKIE_MODE}
+    refreshed = console_client.post("/api/v1/auth/refresh", json={}, headers=jar)
     assert refreshed.status_code == 200, refreshed.text
 
     native = console_client.post(
