@@ -210,6 +210,10 @@ async def start_stack(sql_url: str, tmp_path: Path) -> AsyncIterator[StartStack]
         # client's address and the acting user (what users' audit records hold).
         users_channel = internal_channel(f"127.0.0.1:{users_host.port}")
         cleanup.append(users_channel.close)
+        # The tests' own calls to users go over a plain channel, as an outside client's would: the
+        # internal one retries UNAVAILABLE, which would hide the answer a fault test checks.
+        users_client_channel = grpc.aio.insecure_channel(f"127.0.0.1:{users_host.port}")
+        cleanup.append(users_client_channel.close)
 
         auth_host = await create_auth(settings, users_channel=users_channel, keys=keys, clock=clock)
         await auth_host.start("127.0.0.1:0")
@@ -231,7 +235,7 @@ async def start_stack(sql_url: str, tmp_path: Path) -> AsyncIterator[StartStack]
             auth_channel=auth_channel,
             users_channel=users_channel,
             auth=auth_pb2_grpc.AuthServiceStub(auth_channel),
-            users=users_pb2_grpc.UserServiceStub(users_channel),
+            users=users_pb2_grpc.UserServiceStub(users_client_channel),
             jwks_from=channels,
             mailbox=mailbox,
         )
