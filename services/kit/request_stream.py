@@ -64,32 +64,36 @@ def complete_request(
     return handler  # already streaming requests
 
 
+async def _abort(context: grpc.aio.ServicerContext, domain: str, error: PinexaError) -> None:
+    await context.abort_with_status(error.to_status(domain))
+
+
 async def _read_request(context: grpc.aio.ServicerContext, domain: str, limit: float) -> Any:
-    """The call's one request message, or the call aborted with why there is none."""
-    eof = grpc.aio.EOF
-
-    async def abort(error: PinexaError) -> None:
-        await context.abort_with_status(error.to_status(domain))
-
+    """The call's one request message, or the call aborted with why there is none. (Runs on every
+    call: nothing in it is built per call beyond the read itself.)"""
     try:
         # asyncio.timeout, not wait_for: no extra task per call.
         async with asyncio.timeout(limit):
             request = await context.read()
     except TimeoutError:
-        await abort(
+        await _abort(
+            context,
+            domain,
             DeadlineExceeded(
                 f"the request message did not arrive within {limit:g} s", reason="REQUEST_TIMEOUT"
-            )
+            ),
         )
     except Exception:  # the deserializer refused the bytes: they are not this message
-        await abort(unparsable_error())
-    if request is eof:
-        await abort(
+        await _abort(context, domain, unparsable_error())
+    if request is grpc.aio.EOF:
+        await _abort(
+            context,
+            domain,
             InvalidArgument(
                 "the request ended before one complete message "
                 "(the 5-byte prefix and the bytes it announces)",
                 reason="INCOMPLETE_REQUEST",
-            )
+            ),
         )
     return request
 
