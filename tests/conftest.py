@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -24,6 +25,26 @@ from services.kit.db import Database
 from tests.support import TestKeys
 
 DEFAULT_TEST_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+# Suites whose files share something on disk and must run on one pytest-xdist worker, one file
+# after the other: the console's tests all build console/dist (devstack/console.py).
+SHARED_SCOPES = ("tests/console/",)
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """`make test` runs on pytest-xdist workers (Makefile TEST_WORKERS). Each file goes to one
+    worker whole, so its module-scoped servers start once; the files of a SHARED_SCOPES folder go
+    to the same worker. xdist's scheduler is used as it is and only told what a scope is."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class FileScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            for shared in SHARED_SCOPES:
+                if nodeid.startswith(shared):
+                    return shared
+            return nodeid.split("::", 1)[0]
+
+    return FileScheduling(config, log)
 
 
 @pytest.fixture(scope="session")
