@@ -18,7 +18,7 @@ VENV_BROKEN := $(shell $(PY) -c 'import pip' >/dev/null 2>&1 || echo yes)
 help:
 	@echo "make run         start the whole stack (Envoy on 127.0.0.1:8080) on its embedded defaults;"
 	@echo "                 installs only what running needs"
-	@echo "make test        install the dev tools too and run every test on TEST_WORKERS=2 workers (PYTEST_ARGS='-k refresh -x')"
+	@echo "make test        install the dev tools too and run every test (TEST_WORKERS=2, PYTEST_ARGS='-k refresh -x')"
 	@echo "make lint        ruff, format check and mypy"
 	@echo "make format      ruff --fix and ruff format"
 	@echo "make generate    regenerate generated/ and k8s/base/envoy/ from protos/"

@@ -35,14 +35,12 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     """`make test` runs on pytest-xdist workers (Makefile TEST_WORKERS). Each file goes to one
     worker whole, so its module-scoped servers start once; the files of a SHARED_SCOPES folder go
     to the same worker. xdist's scheduler is used as it is and only told what a scope is."""
-    from xdist.scheduler import LoadScopeScheduling
+    from xdist.scheduler import LoadFileScheduling
 
-    class FileScheduling(LoadScopeScheduling):
+    class FileScheduling(LoadFileScheduling):
         def _split_scope(self, nodeid: str) -> str:
-            for shared in SHARED_SCOPES:
-                if nodeid.startswith(shared):
-                    return shared
-            return nodeid.split("::", 1)[0]
+            shared = next((scope for scope in SHARED_SCOPES if nodeid.startswith(scope)), None)
+            return shared or super()._split_scope(nodeid)
 
     return FileScheduling(config, log)
 
